@@ -1,0 +1,104 @@
+# relais - VPS-to-home tunnelling reverse proxy.  See README.md.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+CC      ?= cc
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 60
+
+PKGS     := libwebsockets openssl libsodium yaml-0.1
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter -Wformat=2 -Wvla
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -fno-strict-aliasing $(WARN) $(PKG_CFLAGS) -I.
+LDLIBS  += $(PKG_LIBS) -lpthread
+
+PROTO_SRC  := $(wildcard proto/*.c)
+COMMON_SRC := $(wildcard common/*.c)
+# edge/ modules that are pure (no libwebsockets): unit-tested and fuzzed.
+EDGE_PURE  := $(wildcard edge/http1.c edge/clienthello.c edge/proxyproto.c)
+EDGE_SRC   := $(filter-out $(EDGE_PURE),$(wildcard edge/*.c))
+AGENT_SRC  := $(wildcard agent/*.c)
+LIB_SRC    := $(PROTO_SRC) $(COMMON_SRC) $(EDGE_PURE)
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+EDGE_OBJ  := $(EDGE_SRC:%.c=$(BUILD)/%.o)
+AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/%.o)
+LIB       := $(BUILD)/librelais.a
+
+UNIT_SRC  := $(wildcard tests/unit/*/*.c)
+UNIT_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%)
+
+BINS := $(BUILD)/relais-edge $(BUILD)/relais-agent
+
+.PHONY: all test asan fuzz clean install demo bench format unit
+all: $(BINS) $(UNIT_BIN)
+
+$(BUILD)/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/relais-edge: $(EDGE_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/relais-agent: $(AGENT_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/unit.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+unit: $(UNIT_BIN)
+
+test: all
+	tests/run.sh $(BUILD)
+
+asan:
+	$(MAKE) BUILD=build-asan CC=clang \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" all
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  RELAIS_ASAN=1 tests/run.sh build-asan
+
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+
+# Build every fuzz target and run each for FUZZ_TIME seconds on a copy of its seed corpus.
+fuzz: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  rm -rf $(BUILD)/fuzz/corpus-$$t; mkdir -p $(BUILD)/fuzz/corpus-$$t; \
+	  cp tests/fuzz/corpus/$$t/* $(BUILD)/fuzz/corpus-$$t/ 2>/dev/null || true; \
+	  echo "fuzz: $$t for $(FUZZ_TIME)s"; \
+	  $(BUILD)/fuzz/$$t -max_total_time=$(FUZZ_TIME) -max_len=70000 -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-$$t 2>&1 | tail -n 12; \
+	done
+
+demo: all
+	deploy/demo.sh $(BUILD)
+
+bench: all
+	bench/run.sh $(BUILD)
+
+install: $(BINS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/relais/examples
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 deploy/edge.example.yaml deploy/agent.example.yaml \
+	  $(DESTDIR)$(PREFIX)/share/relais/examples/
+
+format:
+	clang-format -i $(wildcard */*.c */*.h tests/unit/*/*.c tests/fuzz/*.c)
+
+clean:
+	rm -rf build build-asan

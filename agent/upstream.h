@@ -1,0 +1,24 @@
+/*
+ * agent/upstream.h - streams from the edge, each connected to a local service.
+ */
+#ifndef RELAIS_AGENT_UPSTREAM_H
+#define RELAIS_AGENT_UPSTREAM_H
+
+#include <libwebsockets.h>
+
+#include "../proto/frame.h"
+
+/** Handle OPEN DATA WINDOW FIN RST DATAGRAM from the edge; 0, or -1 to drop the tunnel. */
+int upstream_on_frame(const struct frame *f);
+
+/** The tunnel went down: close every upstream connection. */
+void upstream_tunnel_gone(void);
+
+/** The tunnel's output queue drained: resume paused upstream readers. */
+void upstream_tunnel_drained(void);
+
+/** lws callback of upstream raw client connections. */
+int upstream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		      size_t len);
+
+#endif

@@ -1,0 +1,163 @@
+/*
+ * common/addr.c - socket addresses in text form.
+ *
+ * Only numeric addresses: a listener address never goes through DNS, and
+ * targets that may be names are split here and resolved by their user.
+ */
+#include "addr.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Strict decimal port 1..65535: digits only, no sign, no spaces. */
+static int addr_parse_port(const char *s, uint16_t *port)
+{
+	unsigned long v = 0;
+	size_t n = 0;
+
+	for (; s[n] != '\0'; n++) {
+		if (s[n] < '0' || s[n] > '9' || n >= 5)
+			return -1;
+		v = v * 10 + (unsigned long)(s[n] - '0');
+	}
+	if (n == 0 || v == 0 || v > 65535)
+		return -1;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+/*
+ * Split text into the host part (brackets removed) and the port text.
+ * *bracketed tells whether the host was written as "[...]".
+ */
+static int addr_split_raw(const char *text, char *host, size_t hostcap, const char **port,
+                          int *bracketed)
+{
+	const char *colon;
+	size_t hlen;
+
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+
+		if (close == NULL || close[1] != ':')
+			return -1;
+		hlen = (size_t)(close - text - 1);
+		text++;
+		colon = close + 1;
+		*bracketed = 1;
+	} else {
+		colon = strrchr(text, ':');
+		if (colon == NULL)
+			return -1;
+		hlen = (size_t)(colon - text);
+		/* a bare IPv6 address is ambiguous with its port: brackets required */
+		if (memchr(text, ':', hlen) != NULL)
+			return -1;
+		*bracketed = 0;
+	}
+	if (hlen == 0 || hlen >= hostcap)
+		return -1;
+	memcpy(host, text, hlen);
+	host[hlen] = '\0';
+	*port = colon + 1;
+	return 0;
+}
+
+int addr_parse(const char *text, struct addr *a)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *ptext;
+	uint16_t port;
+	int bracketed;
+
+	memset(a, 0, sizeof(*a));
+	if (addr_split_raw(text, host, sizeof(host), &ptext, &bracketed) < 0 ||
+	    addr_parse_port(ptext, &port) < 0)
+		return -1;
+	if (bracketed) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->ss;
+
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return -1;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		a->len = sizeof(*sin6);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
+
+		/* inet_pton takes only the dotted quad, unlike inet_aton ("1.2.3") */
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return -1;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		a->len = sizeof(*sin);
+	}
+	return 0;
+}
+
+void addr_format_ip(const struct sockaddr *sa, char out[ADDR_TEXT_MAX])
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &sin->sin_addr, out, ADDR_TEXT_MAX);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+
+		/* a client of a dual-stack listener is shown as the IPv4 it is */
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+			inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], out, ADDR_TEXT_MAX);
+		else
+			inet_ntop(AF_INET6, &sin6->sin6_addr, out, ADDR_TEXT_MAX);
+	} else {
+		snprintf(out, ADDR_TEXT_MAX, "?");
+	}
+}
+
+void addr_format(const struct addr *a, char out[ADDR_TEXT_MAX])
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
+	char ip[INET6_ADDRSTRLEN];
+
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
+		snprintf(out, ADDR_TEXT_MAX, "[%s]:%u", ip, (unsigned)addr_port(a));
+	} else if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+		snprintf(out, ADDR_TEXT_MAX, "%s:%u", ip, (unsigned)addr_port(a));
+	} else {
+		snprintf(out, ADDR_TEXT_MAX, "?");
+	}
+}
+
+uint16_t addr_port(const struct addr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+	if (a->ss.ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+	return 0;
+}
+
+int addr_split(const char *text, char *host, size_t hostcap, uint16_t *port)
+{
+	const char *ptext;
+	int bracketed;
+
+	if (addr_split_raw(text, host, hostcap, &ptext, &bracketed) < 0 ||
+	    addr_parse_port(ptext, port) < 0)
+		return -1;
+	if (bracketed) {
+		struct in6_addr tmp;
+
+		if (inet_pton(AF_INET6, host, &tmp) != 1)
+			return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,43 @@
+/*
+ * common/addr.h - socket addresses in text form.
+ */
+#ifndef RELAIS_COMMON_ADDR_H
+#define RELAIS_COMMON_ADDR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define ADDR_TEXT_MAX 64 /* "[ffff:...:ffff]:65535" fits */
+
+struct addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+/**
+ * Parse a numeric "IPv4:port" or "[IPv6]:port" (port 1..65535) into *a.
+ * Returns 0, or -1 (no name resolution is ever done here).
+ */
+int addr_parse(const char *text, struct addr *a);
+
+/** Format *a as "1.2.3.4:80" / "[::1]:80" into out (ADDR_TEXT_MAX bytes). */
+void addr_format(const struct addr *a, char out[ADDR_TEXT_MAX]);
+
+/**
+ * Format only the IP of a sockaddr ("1.2.3.4", "::1") into out.  An
+ * IPv4-mapped IPv6 address (a dual-stack listener's client) is shown as IPv4.
+ */
+void addr_format_ip(const struct sockaddr *sa, char out[ADDR_TEXT_MAX]);
+
+/** Port of *a in host order. */
+uint16_t addr_port(const struct addr *a);
+
+/**
+ * Split "host:port" / "[v6]:port" into host (no brackets) and port, for
+ * targets that may be names.  Returns 0 or -1 (missing or bad port, host too
+ * long for hostcap).
+ */
+int addr_split(const char *text, char *host, size_t hostcap, uint16_t *port);
+
+#endif

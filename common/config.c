@@ -1,0 +1,1488 @@
+/*
+ * common/config.c - edge.yaml and agent.yaml.
+ *
+ * The file is read whole (bounded), loaded with libyaml's document API, and
+ * walked by a schema written as code: one function per mapping, each key
+ * looked up in a fixed table so that unknown and duplicated keys are caught.
+ * Errors are collected with their position and printed sorted by position at
+ * the end, so the output reads top to bottom like the file.  Any error frees
+ * everything: a config is either fully valid or not returned at all.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <yaml.h>
+
+#include "hostpat.h"
+#include "log.h"
+
+#define CONFIG_FILE_MAX   (1u << 20) /* a config file larger than 1 MiB is a mistake */
+#define CFG_MAXKEYS       16
+#define CFG_DURATION_MAX  2147483647u /* ms; fits the int timers of event loops */
+#define CFG_HEADER_MIN    1024u
+#define CFG_HEADER_MAX    (1u << 20)
+#define CFG_PATH_MAX      255
+#define DEFAULT_TUNNEL    "/relais"
+#define HOST_TEXT_MAX     256 /* to_host / edge_host buffers */
+#define BAD_ADDR_HINT     "(expected IPv4:PORT or [IPv6]:PORT)"
+#define BAD_RANGE_HINT    "(expected tcp/PORT, udp/PORT or tcp/LOW-HIGH)"
+#define BAD_NAME_HINT     "(1 to 63 characters of A-Z a-z 0-9 _ . -)"
+#define BAD_DURATION_HINT "(expected seconds, or a number with ms, s, m or h)"
+#define BAD_SIZE_HINT     "(expected bytes, or a number with k, m or g)"
+
+struct cfg_error {
+	size_t line, col, seq;
+	char *msg;
+};
+
+/* Parser state for one load: the file name, the document, collected errors. */
+struct cfgp {
+	const char *file;
+	yaml_document_t doc;
+	struct cfg_error *errs;
+	size_t nerrs, cap;
+	const yaml_node_t *listen_at[4]; /* edge: nodes of the EL_* addresses */
+};
+
+/* The edge's listening addresses, for the conflict check. */
+enum { EL_HTTP, EL_HTTPS, EL_ADMIN, EL_TUNNEL };
+
+/* The keys of one mapping, looked up in a NULL-terminated table. */
+struct cfg_map {
+	yaml_node_t *node; /* NULL for an empty document */
+	const char *const *keys;
+	yaml_node_t *key[CFG_MAXKEYS];
+	yaml_node_t *val[CFG_MAXKEYS];
+};
+
+/* Quoted user text for messages: control bytes escaped, long text cut. */
+struct cfg_q {
+	char s[100];
+};
+
+static struct cfg_q cfg_quote(const char *in)
+{
+	struct cfg_q q;
+	size_t o = 0;
+
+	for (; *in != '\0' && o < 80; in++) {
+		unsigned char c = (unsigned char)*in;
+
+		if (c < 0x20 || c == 0x7f)
+			o += (size_t)snprintf(q.s + o, sizeof(q.s) - o, "\\x%02x", c);
+		else
+			q.s[o++] = (char)c;
+	}
+	if (*in != '\0')
+		snprintf(q.s + o, sizeof(q.s) - o, "...");
+	else
+		q.s[o] = '\0';
+	return q;
+}
+
+static void *cfg_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n != 0 ? n : 1, size);
+
+	if (p == NULL)
+		fatalx("config: out of memory");
+	return p;
+}
+
+static char *cfg_strdup(const char *s)
+{
+	char *d = strdup(s);
+
+	if (d == NULL)
+		fatalx("config: out of memory");
+	return d;
+}
+
+static void cfg_verr_at(struct cfgp *p, size_t line, size_t col, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+static void cfg_verr_at(struct cfgp *p, size_t line, size_t col, const char *fmt, va_list ap)
+{
+	struct cfg_error *e;
+
+	if (p->nerrs == p->cap) {
+		size_t ncap = p->cap != 0 ? p->cap * 2 : 8;
+
+		e = realloc(p->errs, ncap * sizeof(*e));
+		if (e == NULL)
+			fatalx("config: out of memory");
+		p->errs = e;
+		p->cap = ncap;
+	}
+	e = &p->errs[p->nerrs];
+	e->line = line;
+	e->col = col;
+	e->seq = p->nerrs++;
+	if (vasprintf(&e->msg, fmt, ap) < 0)
+		fatalx("config: out of memory");
+}
+
+static void cfg_err_at(struct cfgp *p, size_t line, size_t col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void cfg_err_at(struct cfgp *p, size_t line, size_t col, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	cfg_verr_at(p, line, col, fmt, ap);
+	va_end(ap);
+}
+
+/* An error at node n (1-based; libyaml marks are 0-based).  n NULL: 1:1. */
+static void cfg_err(struct cfgp *p, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void cfg_err(struct cfgp *p, const yaml_node_t *n, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (n != NULL)
+		cfg_verr_at(p, n->start_mark.line + 1, n->start_mark.column + 1, fmt, ap);
+	else
+		cfg_verr_at(p, 1, 1, fmt, ap);
+	va_end(ap);
+}
+
+static int cfg_error_cmp(const void *a, const void *b)
+{
+	const struct cfg_error *x = a, *y = b;
+
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	if (x->col != y->col)
+		return x->col < y->col ? -1 : 1;
+	return x->seq < y->seq ? -1 : (x->seq > y->seq);
+}
+
+/* Print the collected errors in file order; returns how many there were. */
+static int cfg_flush(struct cfgp *p)
+{
+	int n = (int)p->nerrs;
+
+	if (p->nerrs > 1)
+		qsort(p->errs, p->nerrs, sizeof(p->errs[0]), cfg_error_cmp);
+	for (size_t i = 0; i < p->nerrs; i++) {
+		fprintf(stderr, "%s:%zu:%zu: %s\n", p->file, p->errs[i].line, p->errs[i].col,
+		        p->errs[i].msg);
+		free(p->errs[i].msg);
+	}
+	fflush(stderr);
+	free(p->errs);
+	p->errs = NULL;
+	p->nerrs = p->cap = 0;
+	return n;
+}
+
+/* ---- reading the YAML document ---------------------------------------- */
+
+/* 1-based line and column of byte offset off in buf (for reader errors). */
+static void cfg_offset_pos(const char *buf, size_t len, size_t off, size_t *line, size_t *col)
+{
+	*line = 1;
+	*col = 1;
+	for (size_t i = 0; i < off && i < len; i++) {
+		if (buf[i] == '\n') {
+			(*line)++;
+			*col = 1;
+		} else if (((unsigned char)buf[i] & 0xc0) != 0x80) {
+			(*col)++; /* count characters, not UTF-8 continuation bytes */
+		}
+	}
+}
+
+static void cfg_yaml_error(struct cfgp *p, const yaml_parser_t *ps, const char *buf, size_t len)
+{
+	const char *problem = ps->problem != NULL ? ps->problem : "YAML error";
+	size_t line, col;
+
+	switch (ps->error) {
+	case YAML_MEMORY_ERROR:
+		fatalx("config: out of memory");
+	case YAML_READER_ERROR:
+		cfg_offset_pos(buf, len, ps->problem_offset, &line, &col);
+		if (ps->problem_value != -1)
+			cfg_err_at(p, line, col, "%s (byte 0x%02x)", problem, ps->problem_value);
+		else
+			cfg_err_at(p, line, col, "%s", problem);
+		break;
+	default:
+		line = ps->problem_mark.line + 1;
+		col = ps->problem_mark.column + 1;
+		if (ps->context != NULL)
+			cfg_err_at(p, line, col, "%s (%s at %zu:%zu)", problem, ps->context,
+			           ps->context_mark.line + 1, ps->context_mark.column + 1);
+		else
+			cfg_err_at(p, line, col, "%s", problem);
+		break;
+	}
+}
+
+static int cfg_read_file(struct cfgp *p, char **bufp, size_t *lenp)
+{
+	struct stat st;
+	size_t len = 0;
+	char *buf;
+	int fd;
+
+	fd = open(p->file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		cfg_err_at(p, 0, 0, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		cfg_err_at(p, 0, 0, "cannot open: %s", strerror(EISDIR));
+		close(fd);
+		return -1;
+	}
+	buf = cfg_calloc(CONFIG_FILE_MAX + 1, 1);
+	for (;;) {
+		ssize_t n = read(fd, buf + len, CONFIG_FILE_MAX + 1 - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			cfg_err_at(p, 0, 0, "cannot read: %s", strerror(errno));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > CONFIG_FILE_MAX) {
+			cfg_err_at(p, 0, 0, "file is larger than %u bytes", CONFIG_FILE_MAX);
+			goto fail;
+		}
+	}
+	close(fd);
+	*bufp = buf;
+	*lenp = len;
+	return 0;
+fail:
+	close(fd);
+	free(buf);
+	return -1;
+}
+
+/* Load the file's single YAML document into p->doc; returns 0 or -1 (reported). */
+static int cfg_load_doc(struct cfgp *p)
+{
+	yaml_parser_t ps;
+	yaml_document_t extra;
+	char *buf;
+	size_t len;
+	int rc = -1;
+
+	if (cfg_read_file(p, &buf, &len) < 0)
+		return -1;
+	if (!yaml_parser_initialize(&ps))
+		fatalx("config: out of memory");
+	yaml_parser_set_input_string(&ps, (const unsigned char *)buf, len);
+	if (!yaml_parser_load(&ps, &p->doc)) {
+		cfg_yaml_error(p, &ps, buf, len);
+		goto out;
+	}
+	rc = 0;
+	/* A second document ("---") would be silently ignored: refuse it. */
+	if (!yaml_parser_load(&ps, &extra)) {
+		cfg_yaml_error(p, &ps, buf, len);
+		rc = -1;
+	} else {
+		yaml_node_t *root = yaml_document_get_root_node(&extra);
+
+		if (root != NULL) {
+			cfg_err(p, root, "only one YAML document is allowed");
+			rc = -1;
+		}
+		yaml_document_delete(&extra);
+	}
+	if (rc < 0)
+		yaml_document_delete(&p->doc);
+out:
+	yaml_parser_delete(&ps);
+	free(buf);
+	return rc;
+}
+
+/* ---- node helpers ------------------------------------------------------ */
+
+static const char *cfg_text(const yaml_node_t *n)
+{
+	return (const char *)n->data.scalar.value;
+}
+
+static int cfg_is_null(const yaml_node_t *n)
+{
+	const char *v;
+
+	if (n == NULL)
+		return 1;
+	if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return 0;
+	v = cfg_text(n);
+	return v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+	       strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+static yaml_node_t *cfg_node(struct cfgp *p, int id)
+{
+	return yaml_document_get_node(&p->doc, id);
+}
+
+static size_t cfg_seq_len(const yaml_node_t *seq)
+{
+	return (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+}
+
+static yaml_node_t *cfg_seq_item(struct cfgp *p, const yaml_node_t *seq, size_t i)
+{
+	return cfg_node(p, seq->data.sequence.items.start[i]);
+}
+
+/* Text of key in mapping n when it is a plain string, else NULL (for "where"). */
+static const char *cfg_peek(struct cfgp *p, const yaml_node_t *n, const char *key)
+{
+	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
+	     pr++) {
+		yaml_node_t *k = cfg_node(p, pr->key), *v = cfg_node(p, pr->value);
+
+		if (k->type == YAML_SCALAR_NODE && strcmp(cfg_text(k), key) == 0 &&
+		    v->type == YAML_SCALAR_NODE && !cfg_is_null(v))
+			return cfg_text(v);
+	}
+	return NULL;
+}
+
+/*
+ * Index the pairs of mapping n (NULL: empty) by the key table keys, reporting
+ * keys that are not strings, unknown keys and duplicated keys.  where is the
+ * phrase naming the mapping in messages ("in tunnel", "at top level").
+ */
+static void cfg_map_read(struct cfgp *p, yaml_node_t *n, const char *where, const char *const *keys,
+                         struct cfg_map *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->node = n;
+	m->keys = keys;
+	if (n == NULL)
+		return;
+	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
+	     pr++) {
+		yaml_node_t *k = cfg_node(p, pr->key), *v = cfg_node(p, pr->value);
+		int i;
+
+		if (k->type != YAML_SCALAR_NODE) {
+			cfg_err(p, k, "keys must be strings %s", where);
+			continue;
+		}
+		for (i = 0; keys[i] != NULL; i++)
+			if (strcmp(keys[i], cfg_text(k)) == 0)
+				break;
+		if (keys[i] == NULL) {
+			cfg_err(p, k, "unknown key '%s' %s", cfg_quote(cfg_text(k)).s, where);
+			continue;
+		}
+		if (m->key[i] != NULL) {
+			cfg_err(p, k, "duplicate key '%s' (first at %zu:%zu)", keys[i],
+			        m->key[i]->start_mark.line + 1, m->key[i]->start_mark.column + 1);
+			continue;
+		}
+		m->key[i] = k;
+		m->val[i] = v;
+	}
+}
+
+/* 1 when key k is present with a non-null value. */
+static int cfg_has(const struct cfg_map *m, int k)
+{
+	return m->key[k] != NULL && !cfg_is_null(m->val[k]);
+}
+
+/* Report a required key that is missing or empty; returns 0 when present. */
+static int cfg_required(struct cfgp *p, const struct cfg_map *m, int k, const char *where)
+{
+	if (m->key[k] == NULL) {
+		cfg_err(p, m->node, "missing required key '%s' %s", m->keys[k], where);
+		return -1;
+	}
+	if (cfg_is_null(m->val[k])) {
+		cfg_err(p, m->val[k], "'%s' must not be empty", m->keys[k]);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The scalar value of key k: 1 with *out set (owned by the document), 0 when
+ * absent or null, -1 when it is a list or mapping ("'KEY' must be WHAT").
+ */
+static int cfg_scalar(struct cfgp *p, const struct cfg_map *m, int k, const char *what,
+                      const char **out)
+{
+	const yaml_node_t *v = m->val[k];
+
+	if (!cfg_has(m, k))
+		return 0;
+	if (v->type != YAML_SCALAR_NODE) {
+		cfg_err(p, v, "'%s' must be %s", m->keys[k], what);
+		return -1;
+	}
+	if (strlen(cfg_text(v)) != v->data.scalar.length) {
+		cfg_err(p, v, "'%s' must not contain NUL characters", m->keys[k]);
+		return -1;
+	}
+	if (v->data.scalar.length == 0) { /* a quoted "" */
+		cfg_err(p, v, "'%s' must not be empty", m->keys[k]);
+		return -1;
+	}
+	*out = cfg_text(v);
+	return 1;
+}
+
+static int cfg_str(struct cfgp *p, const struct cfg_map *m, int k, const char **out)
+{
+	return cfg_scalar(p, m, k, "a string", out);
+}
+
+/* Mapping value of key k, or NULL when absent/null or wrong type (reported). */
+static yaml_node_t *cfg_submap(struct cfgp *p, const struct cfg_map *m, int k)
+{
+	if (!cfg_has(m, k))
+		return NULL;
+	if (m->val[k]->type != YAML_MAPPING_NODE) {
+		cfg_err(p, m->val[k], "'%s' must be a mapping", m->keys[k]);
+		return NULL;
+	}
+	return m->val[k];
+}
+
+/* Sequence value of key k, or NULL when absent/null or wrong type (reported
+ * as "'KEY' must be a list of WHAT"). */
+static yaml_node_t *cfg_list(struct cfgp *p, const struct cfg_map *m, int k, const char *what)
+{
+	if (!cfg_has(m, k))
+		return NULL;
+	if (m->val[k]->type != YAML_SEQUENCE_NODE) {
+		cfg_err(p, m->val[k], "'%s' must be a list of %s", m->keys[k], what);
+		return NULL;
+	}
+	return m->val[k];
+}
+
+/* A list item that must be a string; NULL when not (reported). */
+static const char *cfg_list_str(struct cfgp *p, const struct cfg_map *m, int k, yaml_node_t *item)
+{
+	if (item->type != YAML_SCALAR_NODE || cfg_is_null(item) ||
+	    strlen(cfg_text(item)) != item->data.scalar.length) {
+		cfg_err(p, item, "'%s' must be a list of strings", m->keys[k]);
+		return NULL;
+	}
+	return cfg_text(item);
+}
+
+/* ---- value parsers (pure) ----------------------------------------------- */
+
+/* Decimal digits s[0..n) only, value <= max. */
+static int cfg_digits(const char *s, size_t n, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (n == 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned d = (unsigned)(s[i] - '0');
+
+		if (s[i] < '0' || s[i] > '9' || v > (max - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+static int cfg_port(const char *s, size_t n, uint16_t *port)
+{
+	uint64_t v;
+
+	if (cfg_digits(s, n, 65535, &v) < 0 || v == 0)
+		return -1;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+int port_range_parse(const char *text, struct port_range *r)
+{
+	const char *num, *dash;
+	uint16_t lo, hi;
+	uint8_t kind;
+
+	if (strncmp(text, "tcp/", 4) == 0)
+		kind = ROUTE_KIND_TCP;
+	else if (strncmp(text, "udp/", 4) == 0)
+		kind = ROUTE_KIND_UDP;
+	else
+		return -1;
+	num = text + 4;
+	dash = strchr(num, '-');
+	if (dash == NULL) {
+		if (cfg_port(num, strlen(num), &lo) < 0)
+			return -1;
+		hi = lo;
+	} else if (cfg_port(num, (size_t)(dash - num), &lo) < 0 ||
+	           cfg_port(dash + 1, strlen(dash + 1), &hi) < 0 || lo > hi) {
+		return -1;
+	}
+	r->kind = kind;
+	r->lo = lo;
+	r->hi = hi;
+	return 0;
+}
+
+int port_range_allowed(const struct port_range *r, const struct port_range *allowed, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (allowed[i].kind == r->kind && allowed[i].lo <= r->lo && r->hi <= allowed[i].hi)
+			return 1;
+	return 0;
+}
+
+static int port_range_overlap(const struct port_range *a, const struct port_range *b)
+{
+	return a->kind == b->kind && a->lo <= b->hi && b->lo <= a->hi;
+}
+
+/* "30", "30s", "500ms", "2m", "1h" (a bare number is seconds); > 0. */
+static int cfg_parse_duration(const char *s, uint32_t *ms)
+{
+	static const struct {
+		const char *sfx;
+		uint64_t mult;
+	} units[] = {{"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+	size_t n = strspn(s, "0123456789");
+	uint64_t v;
+
+	if (cfg_digits(s, n, CFG_DURATION_MAX, &v) < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(s + n, units[i].sfx) != 0)
+			continue;
+		if (v == 0 || v > CFG_DURATION_MAX / units[i].mult)
+			return -1;
+		*ms = (uint32_t)(v * units[i].mult);
+		return 0;
+	}
+	return -1;
+}
+
+/* "16384", "16k", "1m", "10g" (1024-based, either case). */
+static int cfg_parse_size(const char *s, uint64_t *out)
+{
+	size_t n = strspn(s, "0123456789");
+	uint64_t mult, v;
+
+	if (strcmp(s + n, "") == 0)
+		mult = 1;
+	else if (strcasecmp(s + n, "k") == 0)
+		mult = 1024;
+	else if (strcasecmp(s + n, "m") == 0)
+		mult = 1024 * 1024;
+	else if (strcasecmp(s + n, "g") == 0)
+		mult = 1024 * 1024 * 1024;
+	else
+		return -1;
+	if (cfg_digits(s, n, UINT64_MAX / mult, &v) < 0)
+		return -1;
+	*out = v * mult;
+	return 0;
+}
+
+static int cfg_parse_bool(const char *s)
+{
+	static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no",
+	                                                                       "off"};
+
+	for (size_t i = 0; i < 3; i++) {
+		if (strcasecmp(s, yes[i]) == 0)
+			return 1;
+		if (strcasecmp(s, no[i]) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+/* Agent names: 1..PROTO_MAX_NAME of [A-Za-z0-9_.-]. */
+static int cfg_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 && n <= PROTO_MAX_NAME &&
+	       strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+}
+
+/* URL paths: start with '/', printable ASCII, no spaces, no fragment. */
+static int cfg_path_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > CFG_PATH_MAX || s[0] != '/')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] <= 0x20 || s[i] >= 0x7f || s[i] == '#')
+			return 0;
+	return 1;
+}
+
+/*
+ * A target host: a DNS name, a dotted IPv4 address or (bracketed) an IPv6
+ * address.  Lower-cases host in place.  Something that looks numeric must be
+ * a real IPv4 address, so that "1.2.3" is not sent to the resolver.
+ */
+static int cfg_host_ok(char *host, int bracketed)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (bracketed)
+		return inet_pton(AF_INET6, host, &a6) == 1;
+	host_normalize(host);
+	if (strspn(host, "0123456789.") == strlen(host))
+		return inet_pton(AF_INET, host, &a4) == 1;
+	return host_valid(host);
+}
+
+/*
+ * Parse "HOST[:PORT]" / "[V6][:PORT]" from s[0..n) into host (no brackets)
+ * and *port.  The port may be left out only when defport is not 0.
+ */
+static int cfg_parse_hostport(const char *s, size_t n, char host[HOST_TEXT_MAX], uint16_t *port,
+                              uint16_t defport)
+{
+	const char *hend, *rest;
+	size_t hlen, skip = 0;
+	int bracketed = n > 0 && s[0] == '[';
+
+	if (bracketed) {
+		hend = memchr(s, ']', n);
+		if (hend == NULL)
+			return -1;
+		skip = 1;
+		rest = hend + 1;
+	} else {
+		hend = memchr(s, ':', n);
+		if (hend == NULL)
+			hend = s + n;
+		rest = hend;
+	}
+	hlen = (size_t)(hend - s) - skip;
+	if (hlen == 0 || hlen >= HOST_TEXT_MAX || memchr(s + skip, '\0', hlen) != NULL)
+		return -1;
+	memcpy(host, s + skip, hlen);
+	host[hlen] = '\0';
+	if (!cfg_host_ok(host, bracketed))
+		return -1;
+	if (rest == s + n) {
+		*port = defport;
+		return defport != 0 ? 0 : -1;
+	}
+	if (*rest != ':')
+		return -1;
+	return cfg_port(rest + 1, (size_t)(s + n - rest - 1), port);
+}
+
+/* ---- typed getters -------------------------------------------------------- */
+
+static void cfg_get_addr(struct cfgp *p, const struct cfg_map *m, int k, struct addr *a, int *has)
+{
+	const char *s;
+
+	if (cfg_scalar(p, m, k, "an address", &s) != 1)
+		return;
+	if (addr_parse(s, a) < 0) {
+		cfg_err(p, m->val[k], "bad address '%s' " BAD_ADDR_HINT, cfg_quote(s).s);
+		return;
+	}
+	if (has != NULL)
+		*has = 1;
+}
+
+/* strdup of a non-empty string value into *out (replacing a default). */
+static void cfg_get_strdup(struct cfgp *p, const struct cfg_map *m, int k, char **out)
+{
+	const char *s;
+
+	if (cfg_str(p, m, k, &s) != 1)
+		return;
+	free(*out);
+	*out = cfg_strdup(s);
+}
+
+/* A path that must name a readable file; the error is at the key. */
+static void cfg_get_readable(struct cfgp *p, const struct cfg_map *m, int k, char **out)
+{
+	struct stat st;
+	const char *s;
+	int fd;
+
+	if (cfg_str(p, m, k, &s) != 1)
+		return;
+	fd = open(s, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		cfg_err(p, m->key[k], "cannot read '%s': %s", cfg_quote(s).s, strerror(errno));
+		return;
+	}
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		cfg_err(p, m->key[k], "cannot read '%s': %s", cfg_quote(s).s, strerror(EISDIR));
+		close(fd);
+		return;
+	}
+	close(fd);
+	free(*out);
+	*out = cfg_strdup(s);
+}
+
+static void cfg_get_duration(struct cfgp *p, const struct cfg_map *m, int k, uint32_t *ms)
+{
+	const char *s;
+
+	if (cfg_scalar(p, m, k, "a duration", &s) != 1)
+		return;
+	if (cfg_parse_duration(s, ms) < 0)
+		cfg_err(p, m->val[k], "bad duration '%s' for '%s' " BAD_DURATION_HINT,
+		        cfg_quote(s).s, m->keys[k]);
+}
+
+static void cfg_get_size(struct cfgp *p, const struct cfg_map *m, int k, uint64_t *out)
+{
+	const char *s;
+
+	if (cfg_scalar(p, m, k, "a size", &s) != 1)
+		return;
+	if (cfg_parse_size(s, out) < 0)
+		cfg_err(p, m->val[k], "bad size '%s' for '%s' " BAD_SIZE_HINT, cfg_quote(s).s,
+		        m->keys[k]);
+}
+
+static void cfg_get_bool(struct cfgp *p, const struct cfg_map *m, int k, int *out)
+{
+	const char *s;
+	int b;
+
+	if (cfg_scalar(p, m, k, "true or false", &s) != 1)
+		return;
+	b = cfg_parse_bool(s);
+	if (b < 0)
+		cfg_err(p, m->val[k], "'%s' must be true or false, not '%s'", m->keys[k],
+		        cfg_quote(s).s);
+	else
+		*out = b;
+}
+
+static void cfg_get_log_level(struct cfgp *p, const struct cfg_map *m, int k, int *out)
+{
+	const char *s;
+	int lvl;
+
+	if (cfg_str(p, m, k, &s) != 1)
+		return;
+	lvl = log_level_parse(s);
+	if (lvl < 0)
+		cfg_err(p, m->val[k], "bad log_level '%s' (expected error, warn, info or debug)",
+		        cfg_quote(s).s);
+	else
+		*out = lvl;
+}
+
+static void cfg_get_proxy(struct cfgp *p, const struct cfg_map *m, int k, int *out)
+{
+	const char *s;
+
+	if (cfg_str(p, m, k, &s) != 1)
+		return;
+	if (strcmp(s, "v1") == 0)
+		*out = PROXY_V1;
+	else if (strcmp(s, "v2") == 0)
+		*out = PROXY_V2;
+	else if (strcmp(s, "none") == 0)
+		*out = PROXY_NONE;
+	else
+		cfg_err(p, m->val[k], "bad proxy_protocol '%s' (expected v1, v2 or none)",
+		        cfg_quote(s).s);
+}
+
+/* ---- edge.yaml -------------------------------------------------------------- */
+
+enum { E_LISTEN, E_TUNNEL, E_ADMIN, E_AGENTS, E_ACCESS_LOG, E_LOG_LEVEL, E_HTTP };
+static const char *const edge_keys[] = {"listen",     "tunnel",    "admin", "agents",
+                                        "access_log", "log_level", "http",  NULL};
+
+enum { L_HTTP, L_HTTPS };
+static const char *const listen_keys[] = {"http", "https", NULL};
+
+enum { T_LISTEN, T_HOSTNAME, T_PATH, T_CERT, T_KEY };
+static const char *const tunnel_keys[] = {"listen", "hostname", "path", "cert", "key", NULL};
+
+enum { AD_LISTEN };
+static const char *const admin_keys[] = {"listen", NULL};
+
+enum { H_HEADER_TIMEOUT, H_IDLE_TIMEOUT, H_UPSTREAM_TIMEOUT, H_MAX_HEADER, H_MAX_BODY };
+static const char *const http_keys[] = {"header_timeout",  "idle_timeout",  "upstream_timeout",
+                                        "max_header_size", "max_body_size", NULL};
+
+enum { AG_NAME, AG_KEY, AG_HOSTS, AG_PORTS };
+static const char *const agent_entry_keys[] = {"name", "key", "hosts", "ports", NULL};
+
+static void edge_listen(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
+{
+	yaml_node_t *n = cfg_submap(p, top, E_LISTEN);
+	struct cfg_map m;
+
+	if (n == NULL)
+		return;
+	cfg_map_read(p, n, "in listen", listen_keys, &m);
+	cfg_get_addr(p, &m, L_HTTP, &cfg->http, &cfg->has_http);
+	cfg_get_addr(p, &m, L_HTTPS, &cfg->https, &cfg->has_https);
+	p->listen_at[EL_HTTP] = m.val[L_HTTP];
+	p->listen_at[EL_HTTPS] = m.val[L_HTTPS];
+}
+
+static void edge_tunnel(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
+{
+	yaml_node_t *n;
+	struct cfg_map m;
+	const char *s;
+
+	if (cfg_required(p, top, E_TUNNEL, "at top level") < 0)
+		return;
+	n = cfg_submap(p, top, E_TUNNEL);
+	if (n == NULL)
+		return;
+	cfg_map_read(p, n, "in tunnel", tunnel_keys, &m);
+	if (cfg_required(p, &m, T_LISTEN, "in tunnel") == 0)
+		cfg_get_addr(p, &m, T_LISTEN, &cfg->tunnel.listen, NULL);
+	p->listen_at[EL_TUNNEL] = m.val[T_LISTEN];
+	if (cfg_str(p, &m, T_HOSTNAME, &s) == 1) {
+		char *h = cfg_strdup(s);
+
+		host_normalize(h);
+		if (!host_valid(h)) {
+			cfg_err(p, m.val[T_HOSTNAME], "bad host name '%s'", cfg_quote(s).s);
+			free(h);
+		} else {
+			cfg->tunnel.hostname = h;
+		}
+	}
+	if (cfg_str(p, &m, T_PATH, &s) == 1) {
+		if (!cfg_path_valid(s))
+			cfg_err(p, m.val[T_PATH],
+			        "bad tunnel path '%s' (must start with '/', printable, no spaces)",
+			        cfg_quote(s).s);
+		else
+			cfg_get_strdup(p, &m, T_PATH, &cfg->tunnel.path);
+	}
+	/* Required until ACME can provide the tunnel's certificate. */
+	if (cfg_required(p, &m, T_CERT, "in tunnel") == 0)
+		cfg_get_readable(p, &m, T_CERT, &cfg->tunnel.cert);
+	if (cfg_required(p, &m, T_KEY, "in tunnel") == 0)
+		cfg_get_readable(p, &m, T_KEY, &cfg->tunnel.key);
+}
+
+static int addr_is_loopback(const struct addr *a)
+{
+	if (a->ss.ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->ss;
+
+		return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (a->ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
+
+		return IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
+	}
+	return 0;
+}
+
+static void edge_admin(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
+{
+	yaml_node_t *n = cfg_submap(p, top, E_ADMIN);
+	struct cfg_map m;
+
+	if (n == NULL)
+		return;
+	cfg_map_read(p, n, "in admin", admin_keys, &m);
+	if (cfg_required(p, &m, AD_LISTEN, "in admin") < 0)
+		return;
+	cfg_get_addr(p, &m, AD_LISTEN, &cfg->admin, &cfg->has_admin);
+	p->listen_at[EL_ADMIN] = m.val[AD_LISTEN];
+	/* The status endpoint has no authentication: keep it off the network. */
+	if (cfg->has_admin && !addr_is_loopback(&cfg->admin)) {
+		cfg_err(p, m.val[AD_LISTEN],
+		        "admin listen address must be a loopback address (127.0.0.1 or [::1])");
+		cfg->has_admin = 0;
+	}
+}
+
+static void edge_http(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
+{
+	yaml_node_t *n = cfg_submap(p, top, E_HTTP);
+	struct http_limits *h = &cfg->http_limits;
+	struct cfg_map m;
+	uint64_t v = h->max_header_bytes;
+
+	if (n == NULL)
+		return;
+	cfg_map_read(p, n, "in http", http_keys, &m);
+	cfg_get_duration(p, &m, H_HEADER_TIMEOUT, &h->header_timeout_ms);
+	cfg_get_duration(p, &m, H_IDLE_TIMEOUT, &h->idle_timeout_ms);
+	cfg_get_duration(p, &m, H_UPSTREAM_TIMEOUT, &h->upstream_timeout_ms);
+	cfg_get_size(p, &m, H_MAX_HEADER, &v);
+	if (v < CFG_HEADER_MIN || v > CFG_HEADER_MAX)
+		cfg_err(p, m.val[H_MAX_HEADER], "'max_header_size' must be between 1k and 1m");
+	else
+		h->max_header_bytes = (uint32_t)v;
+	cfg_get_size(p, &m, H_MAX_BODY, &h->max_body_bytes);
+}
+
+/* Position of node n as "LINE:COL" for "first at" notes. */
+struct cfg_pos {
+	char s[48];
+};
+
+static struct cfg_pos cfg_pos(const yaml_node_t *n)
+{
+	struct cfg_pos r;
+
+	snprintf(r.s, sizeof(r.s), "%zu:%zu", n->start_mark.line + 1, n->start_mark.column + 1);
+	return r;
+}
+
+static void edge_agent_hosts(struct cfgp *p, const struct cfg_map *m, struct edge_agent *ag)
+{
+	yaml_node_t *seq = cfg_list(p, m, AG_HOSTS, "strings");
+
+	if (seq == NULL)
+		return;
+	ag->hosts = cfg_calloc(cfg_seq_len(seq), sizeof(char *));
+	for (size_t i = 0; i < cfg_seq_len(seq); i++) {
+		yaml_node_t *item = cfg_seq_item(p, seq, i);
+		const char *s = cfg_list_str(p, m, AG_HOSTS, item);
+		char *h;
+
+		if (s == NULL)
+			continue;
+		h = cfg_strdup(s);
+		host_normalize(h);
+		if (!hostpat_valid(h)) {
+			cfg_err(p, item, "bad host pattern '%s'", cfg_quote(s).s);
+			free(h);
+			continue;
+		}
+		ag->hosts[ag->nhosts++] = h;
+	}
+}
+
+static void edge_agent_ports(struct cfgp *p, const struct cfg_map *m, struct edge_agent *ag)
+{
+	yaml_node_t *seq = cfg_list(p, m, AG_PORTS, "strings");
+
+	if (seq == NULL)
+		return;
+	ag->ports = cfg_calloc(cfg_seq_len(seq), sizeof(struct port_range));
+	for (size_t i = 0; i < cfg_seq_len(seq); i++) {
+		yaml_node_t *item = cfg_seq_item(p, seq, i);
+		const char *s = cfg_list_str(p, m, AG_PORTS, item);
+
+		if (s == NULL)
+			continue;
+		if (port_range_parse(s, &ag->ports[ag->nports]) < 0) {
+			cfg_err(p, item, "bad port range '%s' " BAD_RANGE_HINT, cfg_quote(s).s);
+			continue;
+		}
+		ag->nports++;
+	}
+}
+
+/* One entry of agents:; name_at / key_at remember positions for duplicates. */
+static void edge_agent(struct cfgp *p, yaml_node_t *n, size_t idx, struct edge_config *cfg,
+                       yaml_node_t **name_at, yaml_node_t **key_at)
+{
+	struct edge_agent *ag = &cfg->agents[idx];
+	char where[128];
+	const char *name = cfg_peek(p, n, "name"), *s;
+	struct cfg_map m;
+
+	if (name != NULL)
+		snprintf(where, sizeof(where), "in agent '%s'", cfg_quote(name).s);
+	else
+		snprintf(where, sizeof(where), "in agent #%zu", idx + 1);
+	cfg_map_read(p, n, where, agent_entry_keys, &m);
+
+	if (cfg_required(p, &m, AG_NAME, where) == 0 && cfg_str(p, &m, AG_NAME, &s) == 1) {
+		if (!cfg_name_valid(s)) {
+			cfg_err(p, m.val[AG_NAME], "bad agent name '%s' " BAD_NAME_HINT,
+			        cfg_quote(s).s);
+		} else {
+			for (size_t j = 0; j < idx; j++)
+				if (name_at[j] != NULL && strcmp(cfg->agents[j].name, s) == 0) {
+					cfg_err(p, m.val[AG_NAME],
+					        "duplicate agent '%s' (first at %s)", s,
+					        cfg_pos(name_at[j]).s);
+					break;
+				}
+			snprintf(ag->name, sizeof(ag->name), "%s", s);
+			name_at[idx] = m.val[AG_NAME];
+		}
+	}
+	if (cfg_required(p, &m, AG_KEY, where) == 0 && cfg_str(p, &m, AG_KEY, &s) == 1) {
+		if (keys_parse_public(s, ag->key) < 0) {
+			cfg_err(p, m.val[AG_KEY],
+			        "bad public key (expected ed25519:<base64 of 32 bytes>)");
+		} else {
+			for (size_t j = 0; j < idx; j++)
+				if (key_at[j] != NULL &&
+				    memcmp(cfg->agents[j].key, ag->key, KEY_PUB_LEN) == 0) {
+					cfg_err(p, m.val[AG_KEY],
+					        "duplicate agent key (first at %s, agent '%s')",
+					        cfg_pos(key_at[j]).s, cfg->agents[j].name);
+					break;
+				}
+			key_at[idx] = m.val[AG_KEY];
+		}
+	}
+	edge_agent_hosts(p, &m, ag);
+	edge_agent_ports(p, &m, ag);
+}
+
+static void edge_agents(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
+{
+	yaml_node_t *seq = cfg_list(p, top, E_AGENTS, "mappings");
+	yaml_node_t **name_at, **key_at;
+	size_t n;
+
+	if (seq == NULL)
+		return;
+	n = cfg_seq_len(seq);
+	cfg->agents = cfg_calloc(n, sizeof(struct edge_agent));
+	name_at = cfg_calloc(n, sizeof(*name_at));
+	key_at = cfg_calloc(n, sizeof(*key_at));
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = cfg_seq_item(p, seq, i);
+
+		/* count it first so that config_edge_free sees whatever it holds */
+		cfg->nagents = i + 1;
+		if (item->type != YAML_MAPPING_NODE) {
+			cfg_err(p, item, "'agents' must be a list of mappings");
+			continue;
+		}
+		edge_agent(p, item, i, cfg, name_at, key_at);
+	}
+	free(name_at);
+	free(key_at);
+}
+
+/* Two listeners on the same address cannot both bind. */
+static void edge_conflicts(struct cfgp *p, struct edge_config *cfg)
+{
+	static const char *const names[] = {
+	    [EL_HTTP] = "listen.http",
+	    [EL_HTTPS] = "listen.https",
+	    [EL_ADMIN] = "admin.listen",
+	    [EL_TUNNEL] = "tunnel.listen",
+	};
+	const struct addr *a[] = {
+	    [EL_HTTP] = cfg->has_http ? &cfg->http : NULL,
+	    [EL_HTTPS] = cfg->has_https ? &cfg->https : NULL,
+	    [EL_ADMIN] = cfg->has_admin ? &cfg->admin : NULL,
+	    [EL_TUNNEL] = cfg->tunnel.listen.len != 0 ? &cfg->tunnel.listen : NULL,
+	};
+
+	for (size_t i = 1; i < sizeof(a) / sizeof(a[0]); i++)
+		for (size_t j = 0; j < i; j++) {
+			if (a[i] == NULL || a[j] == NULL || a[i]->len != a[j]->len ||
+			    memcmp(&a[i]->ss, &a[j]->ss, a[i]->len) != 0)
+				continue;
+			size_t later = i, first = j;
+
+			/* agents and HTTPS clients share a port, told apart by SNI */
+			if (i == EL_TUNNEL && j == EL_HTTPS)
+				continue;
+			if (p->listen_at[j]->start_mark.index > p->listen_at[i]->start_mark.index) {
+				later = j;
+				first = i;
+			}
+			cfg_err(p, p->listen_at[later], "%s uses the same address as %s (%s)",
+			        names[later], names[first], cfg_text(p->listen_at[later]));
+		}
+}
+
+int config_edge_load(const char *file, struct edge_config *cfg)
+{
+	struct cfgp p = {.file = file};
+	yaml_node_t *root;
+	struct cfg_map top;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->file = cfg_strdup(file);
+	cfg->tunnel.path = cfg_strdup(DEFAULT_TUNNEL);
+	cfg->log_level = LOG_INFO;
+	cfg->http_limits.header_timeout_ms = 60000;
+	cfg->http_limits.idle_timeout_ms = 75000;
+	cfg->http_limits.upstream_timeout_ms = 60000;
+	cfg->http_limits.max_header_bytes = 16384;
+	cfg->http_limits.max_body_bytes = 0;
+
+	if (cfg_load_doc(&p) < 0)
+		goto out;
+	root = yaml_document_get_root_node(&p.doc);
+	if (root != NULL && root->type != YAML_MAPPING_NODE) {
+		cfg_err(&p, root, "the configuration must be a mapping of keys to values");
+	} else {
+		cfg_map_read(&p, root, "at top level", edge_keys, &top);
+		edge_listen(&p, &top, cfg);
+		edge_tunnel(&p, &top, cfg);
+		edge_admin(&p, &top, cfg);
+		edge_agents(&p, &top, cfg);
+		cfg_get_strdup(&p, &top, E_ACCESS_LOG, &cfg->access_log);
+		cfg_get_log_level(&p, &top, E_LOG_LEVEL, &cfg->log_level);
+		edge_http(&p, &top, cfg);
+		edge_conflicts(&p, cfg);
+	}
+	yaml_document_delete(&p.doc);
+out:
+	if (p.nerrs > 0)
+		config_edge_free(cfg);
+	return cfg_flush(&p);
+}
+
+void config_edge_free(struct edge_config *cfg)
+{
+	free(cfg->file);
+	free(cfg->tunnel.hostname);
+	free(cfg->tunnel.path);
+	free(cfg->tunnel.cert);
+	free(cfg->tunnel.key);
+	for (size_t i = 0; i < cfg->nagents; i++) {
+		for (size_t j = 0; j < cfg->agents[i].nhosts; j++)
+			free(cfg->agents[i].hosts[j]);
+		free(cfg->agents[i].hosts);
+		free(cfg->agents[i].ports);
+	}
+	free(cfg->agents);
+	free(cfg->access_log);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+/* ---- agent.yaml ------------------------------------------------------------- */
+
+enum { A_EDGE, A_KEY, A_EDGE_CA, A_NAME, A_LOG_LEVEL, A_CONNECT_TIMEOUT, A_ROUTES, A_STREAMS };
+static const char *const agent_keys[] = {
+    "edge", "key", "edge_ca", "name", "log_level", "connect_timeout", "routes", "streams", NULL};
+
+enum { R_HOST, R_TO, R_TLS_VERIFY, R_TLS, R_PROXY };
+static const char *const route_keys[] = {"host", "to", "tls_verify", "tls", "proxy_protocol", NULL};
+
+enum { S_LISTEN, S_TO, S_PROXY, S_IDLE };
+static const char *const stream_keys[] = {"listen", "to", "proxy_protocol", "idle_timeout", NULL};
+
+/* "wss://host[:port][/path]" or "ws://..." into the edge_* fields. */
+static int agent_parse_url(const char *url, struct agent_config *cfg)
+{
+	const char *rest, *slash;
+	uint16_t defport;
+
+	if (strncmp(url, "wss://", 6) == 0) {
+		cfg->edge_tls = 1;
+		rest = url + 6;
+		defport = 443;
+	} else if (strncmp(url, "ws://", 5) == 0) {
+		cfg->edge_tls = 0;
+		rest = url + 5;
+		defport = 80;
+	} else {
+		return -1;
+	}
+	slash = strchr(rest, '/');
+	if (slash == NULL)
+		slash = rest + strlen(rest);
+	if (cfg_parse_hostport(rest, (size_t)(slash - rest), cfg->edge_host, &cfg->edge_port,
+	                       defport) < 0)
+		return -1;
+	if (*slash == '\0')
+		slash = "/";
+	if (!cfg_path_valid(slash))
+		return -1;
+	cfg->edge_path = cfg_strdup(slash);
+	return 0;
+}
+
+/*
+ * "http://HOST[:PORT][/]", "https://HOST[:PORT][/]" or "HOST:PORT".
+ * Paths are not supported: the request path is forwarded unchanged.
+ */
+static int agent_parse_target(const char *to, struct agent_route *r)
+{
+	const char *rest = to;
+	size_t n;
+	uint16_t defport = 0;
+
+	if (strncmp(to, "http://", 7) == 0) {
+		r->target = TARGET_HTTP;
+		rest = to + 7;
+		defport = 80;
+	} else if (strncmp(to, "https://", 8) == 0) {
+		r->target = TARGET_HTTPS;
+		rest = to + 8;
+		defport = 443;
+	} else {
+		r->target = TARGET_RAW;
+	}
+	n = strlen(rest);
+	if (r->target != TARGET_RAW && n > 0 && rest[n - 1] == '/')
+		n--;
+	return cfg_parse_hostport(rest, n, r->to_host, &r->to_port, defport);
+}
+
+static void agent_route(struct cfgp *p, yaml_node_t *n, size_t idx, struct agent_config *cfg,
+                        yaml_node_t **host_at)
+{
+	struct agent_route *r = &cfg->routes[idx];
+	const char *host = cfg_peek(p, n, "host"), *s;
+	struct cfg_map m;
+	char where[128];
+	int to_ok = 0;
+
+	if (host != NULL)
+		snprintf(where, sizeof(where), "in route '%s'", cfg_quote(host).s);
+	else
+		snprintf(where, sizeof(where), "in route #%zu", idx + 1);
+	cfg_map_read(p, n, where, route_keys, &m);
+	r->tls_verify = 1;
+	r->tls_mode = TLS_MODE_EDGE;
+	r->proxy_protocol = PROXY_NONE;
+
+	if (cfg_required(p, &m, R_HOST, where) == 0 && cfg_str(p, &m, R_HOST, &s) == 1) {
+		char h[PROTO_MAX_HOST + 1];
+		size_t hlen = strlen(s);
+
+		if (hlen < sizeof(h))
+			memcpy(h, s, hlen + 1);
+		else
+			h[0] = '\0';
+		host_normalize(h);
+		if (!hostpat_valid(h)) {
+			cfg_err(p, m.val[R_HOST], "bad host pattern '%s'", cfg_quote(s).s);
+		} else {
+			for (size_t j = 0; j < idx; j++)
+				if (host_at[j] != NULL && strcmp(cfg->routes[j].host, h) == 0) {
+					cfg_err(p, m.val[R_HOST],
+					        "duplicate route '%s' (first at %s)", h,
+					        cfg_pos(host_at[j]).s);
+					break;
+				}
+			memcpy(r->host, h, sizeof(r->host));
+			host_at[idx] = m.val[R_HOST];
+		}
+	}
+	if (cfg_required(p, &m, R_TO, where) == 0 && cfg_str(p, &m, R_TO, &s) == 1) {
+		if (agent_parse_target(s, r) < 0)
+			cfg_err(p, m.val[R_TO],
+			        "bad target '%s' (expected http://HOST:PORT, https://HOST:PORT or "
+			        "HOST:PORT)",
+			        cfg_quote(s).s);
+		else
+			to_ok = 1;
+	}
+	cfg_get_bool(p, &m, R_TLS_VERIFY, &r->tls_verify);
+	if (cfg_str(p, &m, R_TLS, &s) == 1) {
+		if (strcmp(s, "edge") == 0)
+			r->tls_mode = TLS_MODE_EDGE;
+		else if (strcmp(s, "passthrough") == 0)
+			r->tls_mode = TLS_MODE_PASSTHROUGH;
+		else
+			cfg_err(p, m.val[R_TLS], "bad tls mode '%s' (expected edge or passthrough)",
+			        cfg_quote(s).s);
+	}
+	cfg_get_proxy(p, &m, R_PROXY, &r->proxy_protocol);
+	if (to_ok && r->target == TARGET_RAW && r->tls_mode != TLS_MODE_PASSTHROUGH)
+		cfg_err(p, m.val[R_TO], "raw target needs tls: passthrough");
+	if (to_ok && r->target != TARGET_RAW && r->tls_mode == TLS_MODE_PASSTHROUGH)
+		cfg_err(p, m.val[R_TLS], "tls: passthrough needs a raw HOST:PORT target");
+}
+
+static void agent_stream(struct cfgp *p, yaml_node_t *n, size_t idx, struct agent_config *cfg,
+                         yaml_node_t **listen_at)
+{
+	struct agent_stream *st = &cfg->streams[idx];
+	const char *lt = cfg_peek(p, n, "listen"), *s;
+	struct cfg_map m;
+	char where[128];
+	int listen_ok = 0, to_ok = 0;
+
+	if (lt != NULL)
+		snprintf(where, sizeof(where), "in stream '%s'", cfg_quote(lt).s);
+	else
+		snprintf(where, sizeof(where), "in stream #%zu", idx + 1);
+	cfg_map_read(p, n, where, stream_keys, &m);
+
+	if (cfg_required(p, &m, S_LISTEN, where) == 0 && cfg_str(p, &m, S_LISTEN, &s) == 1) {
+		if (port_range_parse(s, &st->listen) < 0) {
+			cfg_err(p, m.val[S_LISTEN], "bad stream listen '%s' " BAD_RANGE_HINT,
+			        cfg_quote(s).s);
+		} else {
+			for (size_t j = 0; j < idx; j++)
+				if (listen_at[j] != NULL &&
+				    port_range_overlap(&cfg->streams[j].listen, &st->listen)) {
+					cfg_err(p, m.val[S_LISTEN],
+					        "duplicate route '%s' (first at %s)",
+					        cfg_quote(s).s, cfg_pos(listen_at[j]).s);
+					break;
+				}
+			listen_at[idx] = m.val[S_LISTEN];
+			listen_ok = 1;
+		}
+	}
+	if (cfg_required(p, &m, S_TO, where) == 0 && cfg_str(p, &m, S_TO, &s) == 1) {
+		if (cfg_parse_hostport(s, strlen(s), st->to_host, &st->to_port, 0) < 0)
+			cfg_err(p, m.val[S_TO], "bad target '%s' (expected HOST:PORT)",
+			        cfg_quote(s).s);
+		else
+			to_ok = 1;
+	}
+	if (listen_ok && to_ok &&
+	    (uint32_t)st->to_port + (uint32_t)(st->listen.hi - st->listen.lo) > 65535)
+		cfg_err(p, m.val[S_TO], "target port range %u-%u exceeds 65535",
+		        (unsigned)st->to_port,
+		        (unsigned)st->to_port + (unsigned)(st->listen.hi - st->listen.lo));
+	cfg_get_proxy(p, &m, S_PROXY, &st->proxy_protocol);
+	/* PROXY v1 has no UDP form (proxy-protocol.txt section 2.1) */
+	if (listen_ok && st->listen.kind == ROUTE_KIND_UDP && st->proxy_protocol == PROXY_V1)
+		cfg_err(p, m.val[S_PROXY], "proxy_protocol v1 cannot carry UDP; use v2");
+	cfg_get_duration(p, &m, S_IDLE, &st->idle_timeout_ms);
+}
+
+static void agent_routes(struct cfgp *p, const struct cfg_map *top, struct agent_config *cfg)
+{
+	yaml_node_t *seq = cfg_list(p, top, A_ROUTES, "mappings");
+	yaml_node_t **host_at;
+	size_t n;
+
+	if (seq == NULL)
+		return;
+	n = cfg_seq_len(seq);
+	cfg->routes = cfg_calloc(n, sizeof(struct agent_route));
+	host_at = cfg_calloc(n, sizeof(*host_at));
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = cfg_seq_item(p, seq, i);
+
+		cfg->nroutes = i + 1;
+		if (item->type != YAML_MAPPING_NODE)
+			cfg_err(p, item, "'routes' must be a list of mappings");
+		else
+			agent_route(p, item, i, cfg, host_at);
+	}
+	free(host_at);
+}
+
+static void agent_streams(struct cfgp *p, const struct cfg_map *top, struct agent_config *cfg)
+{
+	yaml_node_t *seq = cfg_list(p, top, A_STREAMS, "mappings");
+	yaml_node_t **listen_at;
+	size_t n;
+
+	if (seq == NULL)
+		return;
+	n = cfg_seq_len(seq);
+	cfg->streams = cfg_calloc(n, sizeof(struct agent_stream));
+	listen_at = cfg_calloc(n, sizeof(*listen_at));
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *item = cfg_seq_item(p, seq, i);
+
+		cfg->nstreams = i + 1;
+		if (item->type != YAML_MAPPING_NODE)
+			cfg_err(p, item, "'streams' must be a list of mappings");
+		else
+			agent_stream(p, item, i, cfg, listen_at);
+	}
+	free(listen_at);
+}
+
+static void agent_top(struct cfgp *p, const struct cfg_map *top, struct agent_config *cfg)
+{
+	const char *s;
+
+	if (cfg_required(p, top, A_EDGE, "at top level") == 0 && cfg_str(p, top, A_EDGE, &s) == 1) {
+		if (agent_parse_url(s, cfg) < 0)
+			cfg_err(p, top->val[A_EDGE],
+			        "bad edge URL '%s' (expected wss://HOST[:PORT]/PATH)",
+			        cfg_quote(s).s);
+		else
+			cfg->edge = cfg_strdup(s);
+	}
+	if (cfg_required(p, top, A_KEY, "at top level") == 0)
+		cfg_get_strdup(p, top, A_KEY, &cfg->key);
+	cfg_get_readable(p, top, A_EDGE_CA, &cfg->edge_ca);
+	if (cfg_str(p, top, A_NAME, &s) == 1) {
+		if (!cfg_name_valid(s))
+			cfg_err(p, top->val[A_NAME], "bad name '%s' " BAD_NAME_HINT,
+			        cfg_quote(s).s);
+		else
+			snprintf(cfg->name, sizeof(cfg->name), "%s", s);
+	}
+	cfg_get_log_level(p, top, A_LOG_LEVEL, &cfg->log_level);
+	cfg_get_duration(p, top, A_CONNECT_TIMEOUT, &cfg->connect_timeout_ms);
+	agent_routes(p, top, cfg);
+	agent_streams(p, top, cfg);
+}
+
+int config_agent_load(const char *file, struct agent_config *cfg)
+{
+	struct cfgp p = {.file = file};
+	yaml_node_t *root;
+	struct cfg_map top;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->file = cfg_strdup(file);
+	cfg->log_level = LOG_INFO;
+	cfg->connect_timeout_ms = 5000;
+
+	if (cfg_load_doc(&p) < 0)
+		goto out;
+	root = yaml_document_get_root_node(&p.doc);
+	if (root != NULL && root->type != YAML_MAPPING_NODE) {
+		cfg_err(&p, root, "the configuration must be a mapping of keys to values");
+	} else {
+		cfg_map_read(&p, root, "at top level", agent_keys, &top);
+		agent_top(&p, &top, cfg);
+	}
+	yaml_document_delete(&p.doc);
+out:
+	if (p.nerrs > 0)
+		config_agent_free(cfg);
+	return cfg_flush(&p);
+}
+
+void config_agent_free(struct agent_config *cfg)
+{
+	free(cfg->file);
+	free(cfg->edge);
+	free(cfg->edge_path);
+	free(cfg->key);
+	free(cfg->edge_ca);
+	free(cfg->routes);
+	free(cfg->streams);
+	memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,26 @@
+/*
+ * common/log.h - leveled, timestamped logging to stderr.
+ */
+#ifndef RELAIS_COMMON_LOG_H
+#define RELAIS_COMMON_LOG_H
+
+enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+
+/** Set the program name printed on every line and the most verbose level shown. */
+void log_init(const char *prog, enum log_level level);
+
+/** Parse "error", "warn", "info", "debug"; returns -1 for anything else. */
+int log_level_parse(const char *s);
+
+/** Print "YYYY-mm-ddTHH:MM:SS.mmmZ prog[pid] LEVEL: message" when level is enabled. */
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+/** Log a broken internal invariant and abort(). Never for bad input. */
+void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+#endif

@@ -1,0 +1,136 @@
+/*
+ * common/tunnel.c - reassembly and output queues of a tunnel (see tunnel.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tunnel.h"
+
+/* Control frames are small and must not wait behind bulk data: a PONG
+ * delayed by megabytes of DATA would look like a dead path. */
+static int tunnel_is_control(uint8_t type)
+{
+	switch (type) {
+	case FRAME_WINDOW:
+	case FRAME_PING:
+	case FRAME_PONG:
+	case FRAME_HELLO:
+	case FRAME_AUTH:
+	case FRAME_WELCOME:
+	case FRAME_REJECT:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int tunnel_init(struct tunnel *t, size_t headroom)
+{
+	memset(t, 0, sizeof(*t));
+	outq_init(&t->ctl, headroom, 4096);
+	outq_init(&t->data, headroom, TUNNEL_MSG_CAP);
+	t->rx = malloc(FRAME_MAX_MESSAGE);
+	return t->rx ? 0 : -1;
+}
+
+void tunnel_free(struct tunnel *t)
+{
+	outq_free(&t->ctl);
+	outq_free(&t->data);
+	free(t->rx);
+	t->rx = NULL;
+	t->rxlen = 0;
+}
+
+int tunnel_rx_append(struct tunnel *t, const void *in, size_t len, const char **err)
+{
+	if (len > FRAME_MAX_MESSAGE - t->rxlen) {
+		*err = "message exceeds the 1 MiB limit";
+		return -1;
+	}
+	memcpy(t->rx + t->rxlen, in, len);
+	t->rxlen += len;
+	return 0;
+}
+
+int tunnel_rx_message(struct tunnel *t, int (*fn)(void *arg, const struct frame *f), void *arg,
+		      const char **err)
+{
+	size_t off = 0;
+	int rc = 0;
+
+	while (off < t->rxlen) {
+		struct frame f;
+		ssize_t n = frame_decode(t->rx + off, t->rxlen - off, &f, err);
+
+		if (n == FRAME_INCOMPLETE) {
+			*err = "frame cut at the end of a message";
+			rc = -1;
+			break;
+		}
+		if (n < 0) {
+			rc = -1;
+			break;
+		}
+		off += (size_t)n;
+		rc = fn(arg, &f);
+		if (rc)
+			break;
+	}
+	t->rxlen = 0;
+	return rc;
+}
+
+int tunnel_send(struct tunnel *t, const struct frame *f)
+{
+	struct outq *q = tunnel_is_control(f->type) ? &t->ctl : &t->data;
+	size_t need = FRAME_HEADER_LEN + FRAME_MAX_PAYLOAD;
+	uint8_t *p;
+	size_t n;
+
+	if (f->type != FRAME_DATA && f->type != FRAME_DATAGRAM)
+		need = FRAME_HEADER_LEN + 512;
+	p = outq_reserve(q, need);
+	if (!p)
+		return -1;
+	n = frame_encode(p, need, f);
+	if (!n)
+		return -1;
+	outq_commit(q, n);
+	return 0;
+}
+
+int tunnel_send_data(struct tunnel *t, uint8_t type, uint32_t stream, const void *data,
+		     size_t len)
+{
+	uint8_t *p;
+
+	if (len > FRAME_MAX_DATA)
+		return -1;
+	p = outq_reserve(&t->data, FRAME_HEADER_LEN + len);
+	if (!p)
+		return -1;
+	frame_put_header(p, type, 0, stream, (uint32_t)len);
+	memcpy(p + FRAME_HEADER_LEN, data, len);
+	outq_commit(&t->data, FRAME_HEADER_LEN + len);
+	return 0;
+}
+
+uint8_t *tunnel_next_message(struct tunnel *t, size_t *len, struct outq **q)
+{
+	uint8_t *p = outq_head(&t->ctl, len);
+
+	if (p) {
+		*q = &t->ctl;
+		return p;
+	}
+	p = outq_head(&t->data, len);
+	if (p)
+		*q = &t->data;
+	return p;
+}
+
+size_t tunnel_data_queued(const struct tunnel *t)
+{
+	return outq_bytes(&t->data);
+}

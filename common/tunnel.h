@@ -1,0 +1,64 @@
+/*
+ * common/tunnel.h - transport-independent half of a tunnel connection:
+ * reassembly of received WebSocket messages into frames, and the two
+ * output queues (control frames jump ahead of stream data).
+ *
+ * The libwebsockets glue lives in edge/tunnel.c and agent/tunnel.c.
+ */
+#ifndef RELAIS_COMMON_TUNNEL_H
+#define RELAIS_COMMON_TUNNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "outq.h"
+#include "../proto/frame.h"
+
+#define TUNNEL_MSG_CAP (256u * 1024u) /* preferred outgoing message size */
+
+struct tunnel {
+	struct outq ctl;   /* WINDOW, PING, PONG, handshake */
+	struct outq data;  /* everything else, in order */
+	uint8_t *rx;       /* message being reassembled, FRAME_MAX_MESSAGE cap */
+	size_t rxlen;
+};
+
+/** Set up t; headroom is the transport's per-message header room (LWS_PRE). 0 or -1. */
+int tunnel_init(struct tunnel *t, size_t headroom);
+
+/** Free queues and buffers. */
+void tunnel_free(struct tunnel *t);
+
+/**
+ * Append a received fragment of the current message.  Returns 0, or -1 with
+ * *err when the message would exceed FRAME_MAX_MESSAGE.
+ */
+int tunnel_rx_append(struct tunnel *t, const void *in, size_t len, const char **err);
+
+/**
+ * Decode the completed message and call fn(arg, frame) for each frame in
+ * order; stops when fn returns non-zero (returned as is).  Returns 0, or -1
+ * with *err for a malformed frame or a frame cut at the message end.  The
+ * buffer is reset either way.
+ */
+int tunnel_rx_message(struct tunnel *t, int (*fn)(void *arg, const struct frame *f), void *arg,
+		      const char **err);
+
+/** Queue a frame (control types on the control queue).  0, or -1 (encode error / memory). */
+int tunnel_send(struct tunnel *t, const struct frame *f);
+
+/** Queue a DATA (or DATAGRAM) frame copying len <= FRAME_MAX_DATA bytes. 0 or -1. */
+int tunnel_send_data(struct tunnel *t, uint8_t type, uint32_t stream, const void *data,
+		     size_t len);
+
+/**
+ * The next message to send, control first: returns its bytes (with headroom
+ * before them) and length, and sets *q to the queue to outq_pop() after the
+ * write; NULL when nothing is queued.
+ */
+uint8_t *tunnel_next_message(struct tunnel *t, size_t *len, struct outq **q);
+
+/** Bytes of stream data queued (for backpressure watermarks). */
+size_t tunnel_data_queued(const struct tunnel *t);
+
+#endif

@@ -1,0 +1,22 @@
+/*
+ * edge/accesslog.h - one line per HTTP request.
+ */
+#ifndef RELAIS_EDGE_ACCESSLOG_H
+#define RELAIS_EDGE_ACCESSLOG_H
+
+#include <stdint.h>
+
+/** Open path for appending ("-" = stderr, NULL = off). 0, or -1 with errno. */
+int accesslog_open(const char *path);
+
+/** Close the log (on exit or before reopening on reload). */
+void accesslog_close(void);
+
+/**
+ * Write "TIME CLIENT HOST "METHOD PATH" STATUS in=N out=N ms=N"; strings are
+ * sanitized (quotes, backslashes, control bytes escaped; path cut at 512).
+ */
+void accesslog_write(const char *client, const char *host, const char *method, const char *path,
+		     int status, uint64_t bytes_in, uint64_t bytes_out, uint64_t duration_us);
+
+#endif

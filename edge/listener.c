@@ -1,0 +1,117 @@
+/*
+ * edge/listener.c - listening sockets adopted as raw file descriptors.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../common/log.h"
+#include "edge.h"
+#include "listener.h"
+
+struct listener *listener_open(const struct addr *addr, const char *name,
+			       listener_accept_fn on_accept, void *arg, const char **err)
+{
+	struct listener *l;
+	lws_sock_file_fd_type u;
+	int one = 1;
+	int fd;
+
+	fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		*err = strerror(errno);
+		return NULL;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (addr->ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 || listen(fd, 511) < 0) {
+		*err = strerror(errno);
+		close(fd);
+		return NULL;
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		*err = "out of memory";
+		close(fd);
+		return NULL;
+	}
+	l->fd = fd;
+	l->addr = *addr;
+	l->on_accept = on_accept;
+	l->arg = arg;
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	u.filefd = fd;
+	l->wsi = lws_adopt_descriptor_vhost(edge.raw_vh, LWS_ADOPT_RAW_FILE_DESC, u,
+					    EDGE_PROTO_LISTENER, NULL);
+	if (!l->wsi) {
+		*err = "cannot add the socket to the event loop";
+		close(fd);
+		free(l);
+		return NULL;
+	}
+	lws_set_opaque_user_data(l->wsi, l);
+	return l;
+}
+
+void listener_close(struct listener *l)
+{
+	if (!l)
+		return;
+	if (l->wsi) {
+		/* Closing the adopted wsi closes the fd too (LWS-NOTES). */
+		lws_set_opaque_user_data(l->wsi, NULL);
+		lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+	} else {
+		close(l->fd);
+	}
+	free(l);
+}
+
+static void listener_accept(struct listener *l)
+{
+	/* Bounded batch per wakeup so one busy port cannot starve the loop. */
+	for (int i = 0; i < 64; i++) {
+		struct addr peer, local;
+		int fd, one = 1;
+
+		peer.len = sizeof(peer.ss);
+		fd = accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warn("%s listener: accept: %s", l->name, strerror(errno));
+			return;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		local.len = sizeof(local.ss);
+		if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) < 0)
+			local = l->addr;
+		l->on_accept(l, fd, &peer, &local);
+	}
+}
+
+int listener_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		      size_t len)
+{
+	struct listener *l = lws_get_opaque_user_data(wsi);
+
+	switch (reason) {
+	case LWS_CALLBACK_RAW_RX_FILE:
+		if (l)
+			listener_accept(l);
+		break;
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		if (l)
+			l->wsi = NULL;
+		break;
+	default:
+		break;
+	}
+	return 0;
+}

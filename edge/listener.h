@@ -1,0 +1,43 @@
+/*
+ * edge/listener.h - listening sockets owned by relais (not lws vhosts), so
+ * they can be opened and closed at runtime.  Each is adopted into the event
+ * loop as a raw file descriptor; readiness means "accept".
+ */
+#ifndef RELAIS_EDGE_LISTENER_H
+#define RELAIS_EDGE_LISTENER_H
+
+#include <libwebsockets.h>
+
+#include "../common/addr.h"
+
+struct listener;
+
+/** Called for each accepted connection; the handler owns fd (close or adopt it). */
+typedef void (*listener_accept_fn)(struct listener *l, int fd, const struct addr *peer,
+				   const struct addr *local);
+
+struct listener {
+	int fd;
+	struct lws *wsi;
+	struct addr addr;
+	listener_accept_fn on_accept;
+	void *arg;
+	char name[32];          /* "http", "admin" ... for logs */
+};
+
+/**
+ * Bind and listen on addr (SO_REUSEADDR, non-blocking) and add it to the
+ * loop.  Returns a listener the caller frees with listener_close(), or NULL
+ * with *err set to a strerror() text.
+ */
+struct listener *listener_open(const struct addr *addr, const char *name,
+			       listener_accept_fn on_accept, void *arg, const char **err);
+
+/** Stop listening and free l. */
+void listener_close(struct listener *l);
+
+/** The lws protocol callback for adopted listening fds (registered by edge/main.c). */
+int listener_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		      size_t len);
+
+#endif

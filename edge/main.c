@@ -1,0 +1,319 @@
+/*
+ * edge/main.c - relais-edge: command line, configuration, event loop, signals.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "../common/keys.h"
+#include "../common/log.h"
+#include "accesslog.h"
+#include "admin.h"
+#include "edge.h"
+#include "listener.h"
+#include "proxy.h"
+#include "registry.h"
+#include "session.h"
+
+#define RELAIS_VERSION "0.1.0"
+#define DRAIN_DEADLINE_US (10 * LWS_US_PER_SEC)
+
+struct edge edge;
+
+static int interrupted;
+static struct listener *admin_listener, *http_listener;
+static lws_sorted_usec_list_t drain_sul;
+static uint64_t drain_started;
+
+static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+			   void *in, size_t len);
+
+static struct lws_protocols raw_protocols[] = {
+	{EDGE_PROTO_LISTENER, listener_callback, 0, 0, 0, NULL, 0},
+	{EDGE_PROTO_ADMIN, admin_callback, sizeof(struct admin_conn), 0, 0, NULL, 0},
+	{EDGE_PROTO_SIGNAL, signal_callback, 0, 0, 0, NULL, 0},
+	{EDGE_PROTO_CLIENT, proxy_callback, 0, 0, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0}};
+
+static const struct lws_protocols tunnel_protocols[] = {
+	{EDGE_TUNNEL_PROTO, session_callback, sizeof(struct esession *), 65536, 0, NULL,
+	 TUNNEL_MSG_CAP + 1024},
+	{NULL, NULL, 0, 0, 0, NULL, 0}};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: relais-edge [-t] [-d] -c edge.yaml\n"
+		   "       relais-edge --help | --version\n"
+		   "  -c FILE   configuration file (default /etc/relais/edge.yaml)\n"
+		   "  -t        check the configuration, print 'configuration OK' and exit\n"
+		   "  -d        debug logging\n"
+		   "Signals: HUP reloads the configuration, TERM drains then exits, INT exits.\n");
+}
+
+static void lws_log_emit(int level, const char *line)
+{
+	size_t n = strlen(line);
+
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	log_msg(level == LLL_ERR ? LOG_WARN : LOG_DEBUG, "lws: %.*s", (int)n, line);
+}
+
+static void edge_drain_tick(lws_sorted_usec_list_t *sul)
+{
+	if (edge.streams_open == 0 ||
+	    (uint64_t)lws_now_usecs() - drain_started > DRAIN_DEADLINE_US) {
+		interrupted = 1;
+		lws_cancel_service(edge.ctx);
+		return;
+	}
+	lws_sul_schedule(edge.ctx, 0, &drain_sul, edge_drain_tick, 100 * LWS_US_PER_MS);
+}
+
+/* SIGTERM: tell every agent no new streams come, stop accepting, finish streams. */
+static void edge_drain(void)
+{
+	struct frame f = {.type = FRAME_GOAWAY};
+
+	if (edge.draining)
+		return;
+	edge.draining = 1;
+	log_info("draining: finishing %llu streams (at most 10 s)",
+		 (unsigned long long)edge.streams_open);
+	f.u.code.code = CODE_SHUTDOWN;
+	snprintf(f.u.code.reason, sizeof(f.u.code.reason), "edge shutting down");
+	for (struct esession *s = registry_first(); s; s = s->next)
+		session_send(s, &f);
+	listener_close(admin_listener);
+	admin_listener = NULL;
+	listener_close(http_listener);
+	http_listener = NULL;
+	drain_started = (uint64_t)lws_now_usecs();
+	edge_drain_tick(&drain_sul);
+}
+
+/* SIGHUP: build a complete new configuration; swap it in only when valid.
+ * Sessions whose key was removed are closed; listeners need a restart. */
+static void edge_reload(void)
+{
+	struct edge_config n;
+
+	log_info("reloading %s", edge.cfg_file);
+	if (config_edge_load(edge.cfg_file, &n) != 0) {
+		log_error("reload failed: configuration has errors; keeping the old one");
+		return;
+	}
+	config_edge_free(&edge.cfg);
+	edge.cfg = n;
+	log_init("relais-edge", edge.cfg.log_level);
+	if (accesslog_open(edge.cfg.access_log) < 0)
+		log_error("cannot open access_log %s: %s", edge.cfg.access_log, strerror(errno));
+	for (struct esession *s = registry_first(); s; s = s->next) {
+		int found = 0;
+
+		for (size_t i = 0; i < edge.cfg.nagents; i++)
+			if (memcmp(edge.cfg.agents[i].key, s->key, KEY_PUB_LEN) == 0)
+				found = 1;
+		if (!found)
+			session_kill(s, "agent key no longer in the configuration");
+	}
+	log_info("configuration reloaded");
+}
+
+static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+			   void *in, size_t len)
+{
+	struct signalfd_siginfo si;
+
+	if (reason != LWS_CALLBACK_RAW_RX_FILE)
+		return 0;
+	while (read(lws_get_socket_fd(wsi), &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGHUP:
+			edge_reload();
+			break;
+		case SIGTERM:
+			edge_drain();
+			break;
+		default:
+			interrupted = 1;
+			break;
+		}
+	}
+	return 0;
+}
+
+static int edge_signals(void)
+{
+	sigset_t set;
+	lws_sock_file_fd_type u;
+	int fd;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	u.filefd = fd;
+	return lws_adopt_descriptor_vhost(edge.raw_vh, LWS_ADOPT_RAW_FILE_DESC, u,
+					  EDGE_PROTO_SIGNAL, NULL)
+		       ? 0
+		       : -1;
+}
+
+static int edge_start(void)
+{
+	struct lws_context_creation_info info;
+	char iface[ADDR_TEXT_MAX];
+	const char *err;
+
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.pt_serv_buf_size = 128 * 1024;
+	info.fd_limit_per_thread = 0;
+	edge.ctx = lws_create_context(&info);
+	if (!edge.ctx) {
+		log_error("cannot create the event loop");
+		return -1;
+	}
+
+	raw_protocols[3].per_session_data_size = proxy_conn_size();
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "raw";
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+	info.protocols = raw_protocols;
+	edge.raw_vh = lws_create_vhost(edge.ctx, &info);
+	if (!edge.raw_vh) {
+		log_error("cannot create the raw vhost");
+		return -1;
+	}
+
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "tunnel";
+	addr_format_ip((const struct sockaddr *)&edge.cfg.tunnel.listen.ss, iface);
+	info.port = addr_port(&edge.cfg.tunnel.listen);
+	if (strcmp(iface, "0.0.0.0") != 0 && strcmp(iface, "::") != 0)
+		info.iface = iface;
+	info.protocols = tunnel_protocols;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.ssl_cert_filepath = edge.cfg.tunnel.cert;
+	info.ssl_private_key_filepath = edge.cfg.tunnel.key;
+	info.keepalive_timeout = 10;
+	edge.tunnel_vh = lws_create_vhost(edge.ctx, &info);
+	if (!edge.tunnel_vh) {
+		char at[ADDR_TEXT_MAX];
+
+		addr_format(&edge.cfg.tunnel.listen, at);
+		log_error("cannot open the tunnel endpoint on %s (address in use, or bad "
+			  "tunnel.cert/tunnel.key)",
+			  at);
+		return -1;
+	}
+	if (edge_signals() < 0) {
+		log_error("cannot set up signal handling: %s", strerror(errno));
+		return -1;
+	}
+	if (accesslog_open(edge.cfg.access_log) < 0) {
+		log_error("cannot open access_log %s: %s", edge.cfg.access_log, strerror(errno));
+		return -1;
+	}
+	if (edge.cfg.has_http) {
+		http_listener = listener_open(&edge.cfg.http, "http", proxy_accept, NULL, &err);
+		if (!http_listener) {
+			char at[ADDR_TEXT_MAX];
+
+			addr_format(&edge.cfg.http, at);
+			log_error("cannot listen on http %s: %s", at, err);
+			return -1;
+		}
+	}
+	if (edge.cfg.has_admin) {
+		admin_listener = listener_open(&edge.cfg.admin, "admin", admin_accept, NULL, &err);
+		if (!admin_listener) {
+			char at[ADDR_TEXT_MAX];
+
+			addr_format(&edge.cfg.admin, at);
+			log_error("cannot listen on admin %s: %s", at, err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *file = "/etc/relais/edge.yaml";
+	int check = 0, debug = 0, c, rc = 1;
+	static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+					     {"version", no_argument, NULL, 'V'},
+					     {NULL, 0, NULL, 0}};
+
+	while ((c = getopt_long(argc, argv, "c:tdhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			file = optarg;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'd':
+			debug = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("relais-edge %s (protocol %d)\n", RELAIS_VERSION, PROTO_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	log_init("relais-edge", LOG_INFO);
+	if (keys_init() < 0) {
+		log_error("cannot initialise libsodium");
+		return 1;
+	}
+	edge.cfg_file = file;
+	if (config_edge_load(file, &edge.cfg) != 0)
+		return 1;
+	if (check) {
+		printf("configuration OK\n");
+		config_edge_free(&edge.cfg);
+		return 0;
+	}
+	log_init("relais-edge", debug ? LOG_DEBUG : edge.cfg.log_level);
+	lws_set_log_level(LLL_ERR | (debug ? LLL_WARN : 0), lws_log_emit);
+	if (edge_start() == 0) {
+		char at[ADDR_TEXT_MAX];
+
+		addr_format(&edge.cfg.tunnel.listen, at);
+		log_info("relais-edge %s: agent endpoint wss://%s%s", RELAIS_VERSION, at,
+			 edge.cfg.tunnel.path);
+		rc = 0;
+		while (!interrupted && lws_service(edge.ctx, 0) >= 0)
+			;
+		log_info("exiting");
+	}
+	lws_sul_cancel(&drain_sul);
+	listener_close(admin_listener);
+	listener_close(http_listener);
+	if (edge.ctx)
+		lws_context_destroy(edge.ctx);
+	accesslog_close();
+	config_edge_free(&edge.cfg);
+	return rc;
+}

@@ -1,0 +1,804 @@
+/*
+ * edge/proxy.c - HTTP/1.1 proxy hosts.
+ *
+ * One public connection carries requests one at a time (pipelined requests
+ * wait in the input buffer until the response before them is complete, as
+ * nginx does).  Each request is routed by its Host; consecutive requests for
+ * the same route reuse the connection's stream, so a keep-alive client keeps
+ * one connection to the local service.  Request and response bodies are
+ * streamed, never buffered whole: the input buffer and the per-stream credit
+ * window bound the memory of a connection.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../common/log.h"
+#include "../common/outq.h"
+#include "accesslog.h"
+#include "edge.h"
+#include "http1.h"
+#include "proxy.h"
+#include "registry.h"
+#include "stream.h"
+
+#define READ_MAX        (128u * 1024u)  /* one RAW_RX at most (pt_serv_buf_size) */
+#define RESP_HEAD_MAX   (64u * 1024u)
+#define OUT_CHUNK       (64u * 1024u)
+#define WRITE_HEAD_MAX  (RESP_HEAD_MAX + 1024u)
+
+enum hc_state { HC_HEAD, HC_BODY, HC_WAIT, HC_TUNNEL, HC_CLOSING };
+enum rs_state { RS_IDLE, RS_HEAD, RS_BODY, RS_TUNNEL };
+
+struct hconn {
+	struct lws *wsi;
+	struct addr peer, local;
+	char ip[ADDR_TEXT_MAX];
+	int tls;
+	enum hc_state state;
+	enum rs_state rs;
+	int paused;              /* client reads paused */
+	int closed;              /* lws closed the socket */
+	int shut_after;          /* tunnel: shutdown(SHUT_WR) once out drained */
+	char *in;                /* client bytes not yet forwarded */
+	size_t in_start, in_end, in_cap;
+	struct estream *st;
+	uint32_t route_id;       /* route of st */
+	struct esession *route_sess;
+	/* the request in progress */
+	char method[24], path[520], host[HTTP1_ROUTE_HOST_MAX];
+	int req_head, req_minor, req_keep, req_upgrade;
+	enum http1_body req_kind;
+	uint64_t req_left;
+	struct http1_chunked req_ch;
+	uint64_t bytes_in, bytes_out, start_us;
+	/* the response in progress */
+	char *resp;
+	size_t resplen;
+	int status, close_after, resp_started;
+	enum http1_body resp_kind;
+	uint64_t resp_left;
+	struct http1_chunked resp_ch;
+	struct outq out;         /* bytes for the client */
+	lws_sorted_usec_list_t sul;
+	enum { T_NONE, T_HEADER, T_IDLE, T_UPSTREAM } timer;
+};
+
+size_t proxy_conn_size(void)
+{
+	return sizeof(struct hconn);
+}
+
+static void hconn_pump(struct hconn *c);
+static void hconn_flow(struct hconn *c);
+
+static uint64_t now_us(void)
+{
+	return (uint64_t)lws_now_usecs();
+}
+
+void proxy_accept(struct listener *l, int fd, const struct addr *peer, const struct addr *local)
+{
+	lws_sock_file_fd_type u;
+	int sz = 512 * 1024;
+
+	if (edge.draining) {
+		close(fd);
+		return;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	u.sockfd = fd;
+	if (!lws_adopt_descriptor_vhost(edge.raw_vh, LWS_ADOPT_SOCKET, u, EDGE_PROTO_CLIENT, NULL))
+		close(fd);
+}
+
+static void hconn_timeout(lws_sorted_usec_list_t *sul);
+
+static void hconn_timer(struct hconn *c, int kind, uint32_t ms)
+{
+	c->timer = kind;
+	if (kind == T_NONE)
+		lws_sul_cancel(&c->sul);
+	else
+		lws_sul_schedule(edge.ctx, 0, &c->sul, hconn_timeout, (lws_usec_t)ms * LWS_US_PER_MS);
+}
+
+static void hconn_want_write(struct hconn *c)
+{
+	if (!c->closed)
+		lws_callback_on_writable(c->wsi);
+}
+
+/* Queue bytes for the client; `credit` of them came from the stream and are
+ * acknowledged to the agent once written to the socket. */
+static int hconn_out(struct hconn *c, const void *p, size_t n, size_t credit)
+{
+	const uint8_t *b = p;
+
+	while (n) {
+		size_t k = n > OUT_CHUNK ? OUT_CHUNK : n;
+		uint8_t *w = outq_reserve(&c->out, k);
+
+		if (!w)
+			return -1;
+		memcpy(w, b, k);
+		if (credit && c->st)
+			outq_tag(&c->out, c->st->id, credit < k ? credit : k);
+		credit -= credit < k ? credit : k;
+		outq_commit(&c->out, k);
+		b += k;
+		n -= k;
+	}
+	hconn_want_write(c);
+	return 0;
+}
+
+static void hconn_drop_stream(struct hconn *c, uint32_t code)
+{
+	if (c->st) {
+		stream_close(c->st, code);
+		c->st = NULL;
+	}
+}
+
+/* Finish the exchange in an error: a small page if nothing of the response
+ * was sent yet, then close the connection. */
+static void hconn_fail(struct hconn *c, int status)
+{
+	char page[1024];
+	ssize_t n;
+
+	hconn_drop_stream(c, CODE_CANCEL);
+	hconn_timer(c, T_NONE, 0);
+	if (!c->resp_started) {
+		n = http1_error_response(status, 1, page, sizeof(page));
+		if (n > 0)
+			hconn_out(c, page, (size_t)n, 0);
+		c->bytes_out += n > 0 ? (uint64_t)n : 0;
+		c->status = status;
+		accesslog_write(c->ip, c->host, c->method[0] ? c->method : "-",
+				c->path[0] ? c->path : "-", status, c->bytes_in, c->bytes_out,
+				now_us() - c->start_us);
+	}
+	c->resp_started = 1;
+	c->state = HC_CLOSING;
+	c->rs = RS_IDLE;
+	hconn_want_write(c);
+}
+
+static void hconn_timeout(lws_sorted_usec_list_t *sul)
+{
+	struct hconn *c = lws_container_of(sul, struct hconn, sul);
+
+	switch (c->timer) {
+	case T_HEADER:
+		log_debug("client %s: request head not complete in time", c->ip);
+		hconn_fail(c, 408);
+		break;
+	case T_UPSTREAM:
+		log_info("client %s: %s did not answer in time", c->ip, c->host);
+		hconn_fail(c, 504);
+		break;
+	case T_IDLE:
+		c->state = HC_CLOSING;
+		hconn_want_write(c);
+		break;
+	default:
+		break;
+	}
+	c->timer = T_NONE;
+}
+
+static void hconn_response_done(struct hconn *c)
+{
+	accesslog_write(c->ip, c->host, c->method, c->path, c->status, c->bytes_in, c->bytes_out,
+			now_us() - c->start_us);
+	c->rs = RS_IDLE;
+	if (c->close_after || c->state != HC_WAIT) {
+		/* The request body is not complete (or the peer wants close): the
+		 * rest of the client's bytes cannot be framed any more. */
+		c->state = HC_CLOSING;
+		hconn_drop_stream(c, CODE_CANCEL);
+		hconn_want_write(c);
+		return;
+	}
+	c->state = HC_HEAD;
+	c->method[0] = c->path[0] = '\0';
+	hconn_timer(c, T_IDLE, edge.cfg.http_limits.idle_timeout_ms);
+	hconn_pump(c);
+}
+
+/* Feed response body bytes; returns how many belong to this response. */
+static ssize_t hconn_resp_body(struct hconn *c, const uint8_t *p, size_t n)
+{
+	size_t k = n;
+	int done = 0;
+	const char *err;
+
+	switch (c->resp_kind) {
+	case HTTP1_BODY_LENGTH:
+		k = n < c->resp_left ? n : (size_t)c->resp_left;
+		c->resp_left -= k;
+		done = c->resp_left == 0;
+		break;
+	case HTTP1_BODY_CHUNKED: {
+		ssize_t r = http1_chunked_feed(&c->resp_ch, (const char *)p, n, &done, &err);
+
+		if (r < 0) {
+			log_info("client %s: bad chunked response from %s: %s", c->ip, c->host, err);
+			return -1;
+		}
+		k = (size_t)r;
+		break;
+	}
+	case HTTP1_BODY_NONE:
+		k = 0;
+		done = 1;
+		break;
+	default: /* CLOSE, TUNNEL: until FIN */
+		break;
+	}
+	if (k && hconn_out(c, p, k, k) < 0)
+		return -1;
+	c->bytes_out += k;
+	if (done)
+		hconn_response_done(c);
+	return (ssize_t)k;
+}
+
+/* Parse response heads in c->resp (1xx first, then the final one). */
+static int hconn_resp_head(struct hconn *c)
+{
+	char *w = malloc(WRITE_HEAD_MAX);
+	int rc = 0;
+
+	if (!w)
+		return -1;
+	while (c->rs == RS_HEAD && c->resplen) {
+		struct http1_head h;
+		int status;
+		const char *err;
+		ssize_t n = http1_parse_response(c->resp, c->resplen, RESP_HEAD_MAX, &h, &status, &err);
+		ssize_t wl;
+		size_t used = 0;
+
+		if (n == HTTP1_INCOMPLETE)
+			break;
+		if (n < 0) {
+			log_info("client %s: bad response head from %s: %s", c->ip, c->host, err);
+			hconn_fail(c, 502);
+			rc = -1;
+			break;
+		}
+		c->status = h.status;
+		if (h.status >= 100 && h.status < 200 && h.status != 101) {
+			wl = http1_write_response(&h, 0, c->req_minor, w, WRITE_HEAD_MAX);
+		} else if (h.status == 101) {
+			if (!c->req_upgrade) {
+				hconn_fail(c, 502);
+				rc = -1;
+				break;
+			}
+			wl = http1_write_response(&h, 0, c->req_minor, w, WRITE_HEAD_MAX);
+			c->rs = RS_TUNNEL;
+			c->state = HC_TUNNEL;
+			hconn_timer(c, T_NONE, 0);
+			accesslog_write(c->ip, c->host, c->method, c->path, 101, c->bytes_in,
+					(uint64_t)n, now_us() - c->start_us);
+		} else {
+			if (http1_response_body(&h, c->req_head, 0, &c->resp_kind, &c->resp_left,
+						&err) < 0) {
+				hconn_fail(c, 502);
+				rc = -1;
+				break;
+			}
+			c->close_after = c->close_after || !c->req_keep || !http1_keep_alive(&h) ||
+					 c->resp_kind == HTTP1_BODY_CLOSE;
+			if (c->resp_kind == HTTP1_BODY_CHUNKED)
+				http1_chunked_init(&c->resp_ch);
+			wl = http1_write_response(&h, c->close_after, c->req_minor, w, WRITE_HEAD_MAX);
+			c->rs = RS_BODY;
+			hconn_timer(c, T_NONE, 0);
+		}
+		if (wl < 0) {
+			hconn_fail(c, 502);
+			rc = -1;
+			break;
+		}
+		c->resp_started = 1;
+		hconn_out(c, w, (size_t)wl, 0);
+		c->bytes_out += (uint64_t)wl;
+		/* The head's bytes left our custody: return their credit. */
+		stream_consumed(c->st, (size_t)n);
+		used = (size_t)n;
+		if (c->rs == RS_BODY && c->resp_kind == HTTP1_BODY_NONE) {
+			if (c->resplen > used)
+				c->close_after = 1; /* bytes after a bodiless response */
+			c->resplen = 0;
+			hconn_response_done(c);
+			break;
+		}
+		memmove(c->resp, c->resp + used, c->resplen - used);
+		c->resplen -= used;
+	}
+	free(w);
+	return rc;
+}
+
+static int hconn_on_data(void *owner, const uint8_t *p, size_t n)
+{
+	struct hconn *c = owner;
+
+	while (n) {
+		switch (c->rs) {
+		case RS_HEAD: {
+			size_t k = RESP_HEAD_MAX - c->resplen;
+			const uint8_t *rest;
+			size_t restlen;
+
+			if (!c->resp && !(c->resp = malloc(RESP_HEAD_MAX))) {
+				hconn_fail(c, 502);
+				return -1;
+			}
+			if (k == 0) {
+				log_info("client %s: response head from %s too large", c->ip, c->host);
+				hconn_fail(c, 502);
+				return -1;
+			}
+			if (k > n)
+				k = n;
+			memcpy(c->resp + c->resplen, p, k);
+			c->resplen += k;
+			p += k;
+			n -= k;
+			if (hconn_resp_head(c) < 0)
+				return -1;
+			if (c->rs == RS_HEAD)
+				break;
+			/* Body bytes that arrived with the head go through the body path. */
+			rest = (const uint8_t *)c->resp;
+			restlen = c->resplen;
+			c->resplen = 0;
+			if (restlen && c->rs == RS_TUNNEL) {
+				hconn_out(c, rest, restlen, restlen);
+				c->bytes_out += restlen;
+			} else if (restlen && c->rs == RS_BODY) {
+				ssize_t used = hconn_resp_body(c, rest, restlen);
+
+				if (used < 0) {
+					hconn_fail(c, 502);
+					return -1;
+				}
+				if ((size_t)used < restlen) {
+					stream_consumed(c->st, restlen - (size_t)used);
+					c->close_after = 1;
+				}
+			}
+			break;
+		}
+		case RS_BODY: {
+			ssize_t used = hconn_resp_body(c, p, n);
+
+			if (used < 0) {
+				hconn_fail(c, 502);
+				return -1;
+			}
+			p += used;
+			n -= (size_t)used;
+			if (n) {
+				/* Bytes beyond the response: the origin broke framing. */
+				log_info("client %s: %s sent bytes after its response", c->ip, c->host);
+				stream_consumed(c->st, n);
+				c->state = HC_CLOSING;
+				hconn_drop_stream(c, CODE_PROTOCOL);
+				hconn_want_write(c);
+				return 0;
+			}
+			break;
+		}
+		case RS_TUNNEL:
+			hconn_out(c, p, n, n);
+			c->bytes_out += n;
+			n = 0;
+			break;
+		default:
+			/* Nothing was asked: unsolicited bytes end the connection. */
+			stream_consumed(c->st, n);
+			c->state = HC_CLOSING;
+			hconn_drop_stream(c, CODE_PROTOCOL);
+			hconn_want_write(c);
+			return 0;
+		}
+	}
+	return 0;
+}
+
+static void hconn_on_accept(void *owner)
+{
+}
+
+static void hconn_on_refuse(void *owner, uint32_t code, const char *reason)
+{
+	struct hconn *c = owner;
+
+	log_info("client %s: %s: local service: %s", c->ip, c->host, reason);
+	hconn_fail(c, code == CODE_TIMEOUT ? 504 : 502);
+}
+
+static void hconn_on_fin(void *owner)
+{
+	struct hconn *c = owner;
+
+	switch (c->rs) {
+	case RS_BODY:
+		if (c->resp_kind == HTTP1_BODY_CLOSE) {
+			c->close_after = 1;
+			hconn_response_done(c);
+		} else {
+			/* Truncated response: only closing tells the client. */
+			c->state = HC_CLOSING;
+			hconn_want_write(c);
+		}
+		break;
+	case RS_HEAD:
+		log_info("client %s: %s closed without a response", c->ip, c->host);
+		hconn_fail(c, 502);
+		break;
+	case RS_TUNNEL:
+		c->shut_after = 1;
+		hconn_want_write(c);
+		break;
+	default:
+		/* Between requests: the next request opens a new stream. */
+		hconn_drop_stream(c, CODE_OK);
+		break;
+	}
+}
+
+static void hconn_on_reset(void *owner, uint32_t code)
+{
+	struct hconn *c = owner;
+
+	if (c->rs == RS_HEAD) {
+		hconn_fail(c, code == CODE_TIMEOUT ? 504 : 502);
+		return;
+	}
+	hconn_drop_stream(c, code);
+	if (c->rs != RS_IDLE || c->state == HC_BODY || c->state == HC_TUNNEL) {
+		c->state = HC_CLOSING;
+		hconn_want_write(c);
+	}
+}
+
+static void hconn_on_writable(void *owner)
+{
+	hconn_pump(owner);
+}
+
+static const struct estream_ops hconn_ops = {
+	.on_accept = hconn_on_accept,
+	.on_refuse = hconn_on_refuse,
+	.on_data = hconn_on_data,
+	.on_fin = hconn_on_fin,
+	.on_reset = hconn_on_reset,
+	.on_writable = hconn_on_writable,
+};
+
+static void copy_slice(char *dst, size_t cap, const char *s, size_t n)
+{
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(dst, s, n);
+	dst[n] = '\0';
+}
+
+/* A complete request head is at c->in: route it and send it.  Returns 1 when
+ * it was sent, 0 to wait for stream room, -1 when the connection failed. */
+static int hconn_request(struct hconn *c, const struct http1_head *h)
+{
+	const struct eroute *route = NULL;
+	struct esession *s;
+	struct http1_forward fw;
+	int known = 0, status;
+	const char *err;
+	char *w;
+	ssize_t wl;
+
+	copy_slice(c->method, sizeof(c->method), h->method, h->method_len);
+	copy_slice(c->path, sizeof(c->path), h->target, h->target_len);
+	c->start_us = now_us();
+	c->bytes_in = h->head_len;
+	c->bytes_out = 0;
+	c->resp_started = 0;
+	c->close_after = 0;
+	c->host[0] = '\0';
+	if (http1_route_host(h, c->host, sizeof(c->host)) < 0) {
+		hconn_fail(c, 400);
+		return -1;
+	}
+	if (http1_request_body(h, &c->req_kind, &c->req_left, &status, &err) < 0) {
+		log_debug("client %s: %s", c->ip, err);
+		hconn_fail(c, status);
+		return -1;
+	}
+	if (edge.cfg.http_limits.max_body_bytes && c->req_kind == HTTP1_BODY_LENGTH &&
+	    c->req_left > edge.cfg.http_limits.max_body_bytes) {
+		hconn_fail(c, 413);
+		return -1;
+	}
+	s = registry_lookup_host(c->host, &route, &known);
+	if (!s) {
+		hconn_fail(c, known ? 502 : 404);
+		return -1;
+	}
+	c->req_head = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
+	c->req_minor = h->minor;
+	c->req_keep = http1_keep_alive(h);
+	c->req_upgrade = http1_is_upgrade(h);
+	if (c->req_kind == HTTP1_BODY_CHUNKED)
+		http1_chunked_init(&c->req_ch);
+
+	if (c->st && (c->st->dead || c->st->fin_recv || c->route_sess != s ||
+		      c->route_id != route->id || c->st->sess != s))
+		hconn_drop_stream(c, CODE_OK);
+	if (!c->st) {
+		c->st = stream_open(s, route, &c->peer, &c->local, c->tls, &hconn_ops, c);
+		if (!c->st) {
+			hconn_fail(c, 502);
+			return -1;
+		}
+		c->route_sess = s;
+		c->route_id = route->id;
+	}
+	w = malloc(edge.cfg.http_limits.max_header_bytes + 1024);
+	if (!w) {
+		hconn_fail(c, 500);
+		return -1;
+	}
+	fw.client_ip = c->ip;
+	fw.tls = c->tls;
+	fw.host = c->host;
+	fw.close = 0;
+	wl = http1_write_request(h, &fw, w, edge.cfg.http_limits.max_header_bytes + 1024);
+	if (wl < 0) {
+		free(w);
+		hconn_fail(c, 431);
+		return -1;
+	}
+	if (stream_room(c->st) < (size_t)wl) {
+		free(w);
+		return 0;
+	}
+	stream_send(c->st, w, (size_t)wl);
+	free(w);
+	c->in_start += h->head_len;
+	c->rs = RS_HEAD;
+	c->resplen = 0;
+	c->state = c->req_kind == HTTP1_BODY_NONE ? HC_WAIT : HC_BODY;
+	/* The origin's time to answer counts once the whole request is sent. */
+	if (c->state == HC_WAIT)
+		hconn_timer(c, T_UPSTREAM, edge.cfg.http_limits.upstream_timeout_ms);
+	else
+		hconn_timer(c, T_NONE, 0);
+	return 1;
+}
+
+/* Forward request body bytes; returns 1 to continue pumping, 0 to wait. */
+static int hconn_body(struct hconn *c)
+{
+	size_t avail = c->in_end - c->in_start;
+	size_t room = c->st ? stream_room(c->st) : 0;
+	size_t k;
+	int done = 0;
+	const char *err;
+
+	if (!avail || !room)
+		return 0;
+	k = avail < room ? avail : room;
+	if (c->req_kind == HTTP1_BODY_LENGTH) {
+		if (k > c->req_left)
+			k = (size_t)c->req_left;
+		c->req_left -= k;
+		done = c->req_left == 0;
+	} else {
+		ssize_t r = http1_chunked_feed(&c->req_ch, c->in + c->in_start, k, &done, &err);
+
+		if (r < 0) {
+			log_debug("client %s: bad chunked body: %s", c->ip, err);
+			hconn_fail(c, 400);
+			return 0;
+		}
+		k = (size_t)r;
+		if (edge.cfg.http_limits.max_body_bytes &&
+		    c->req_ch.total > edge.cfg.http_limits.max_body_bytes) {
+			hconn_fail(c, 413);
+			return 0;
+		}
+	}
+	stream_send(c->st, c->in + c->in_start, k);
+	c->in_start += k;
+	c->bytes_in += k;
+	if (done) {
+		c->state = HC_WAIT;
+		if (c->rs == RS_HEAD)
+			hconn_timer(c, T_UPSTREAM, edge.cfg.http_limits.upstream_timeout_ms);
+	}
+	return 1;
+}
+
+static void hconn_pump(struct hconn *c)
+{
+	int go = 1;
+
+	while (go && !c->closed) {
+		size_t avail = c->in_end - c->in_start;
+
+		switch (c->state) {
+		case HC_HEAD: {
+			struct http1_head h;
+			int status;
+			const char *err;
+			ssize_t n;
+
+			if (!avail) {
+				go = 0;
+				break;
+			}
+			if (c->timer == T_IDLE || c->timer == T_NONE)
+				hconn_timer(c, T_HEADER, edge.cfg.http_limits.header_timeout_ms);
+			n = http1_parse_request(c->in + c->in_start, avail,
+						edge.cfg.http_limits.max_header_bytes, &h, &status,
+						&err);
+			if (n == HTTP1_INCOMPLETE) {
+				go = 0;
+				break;
+			}
+			if (n < 0) {
+				log_debug("client %s: bad request: %s", c->ip, err);
+				hconn_fail(c, status);
+				go = 0;
+				break;
+			}
+			go = hconn_request(c, &h) > 0;
+			break;
+		}
+		case HC_BODY:
+			go = hconn_body(c);
+			break;
+		case HC_TUNNEL: {
+			size_t room = c->st ? stream_room(c->st) : 0;
+			size_t k = avail < room ? avail : room;
+
+			if (k) {
+				stream_send(c->st, c->in + c->in_start, k);
+				c->in_start += k;
+				c->bytes_in += k;
+			}
+			go = 0;
+			break;
+		}
+		default:
+			go = 0;
+			break;
+		}
+	}
+	hconn_flow(c);
+}
+
+/* Compact the input buffer and pause reading while it cannot take a read. */
+static void hconn_flow(struct hconn *c)
+{
+	int pause;
+
+	if (c->closed)
+		return;
+	if (c->in_start == c->in_end) {
+		c->in_start = c->in_end = 0;
+	} else if (c->in_start > 0 && c->in_cap - c->in_end < READ_MAX) {
+		memmove(c->in, c->in + c->in_start, c->in_end - c->in_start);
+		c->in_end -= c->in_start;
+		c->in_start = 0;
+	}
+	pause = c->in_cap - c->in_end < READ_MAX || c->state == HC_CLOSING;
+	if (pause != c->paused) {
+		c->paused = pause;
+		lws_rx_flow_control(c->wsi, !pause);
+	}
+}
+
+static int hconn_adopt(struct hconn *c, struct lws *wsi)
+{
+	int fd = lws_get_socket_fd(wsi);
+
+	memset(c, 0, sizeof(*c));
+	c->wsi = wsi;
+	c->peer.len = sizeof(c->peer.ss);
+	getpeername(fd, (struct sockaddr *)&c->peer.ss, &c->peer.len);
+	c->local.len = sizeof(c->local.ss);
+	getsockname(fd, (struct sockaddr *)&c->local.ss, &c->local.len);
+	addr_format_ip((const struct sockaddr *)&c->peer.ss, c->ip);
+	c->in_cap = edge.cfg.http_limits.max_header_bytes + 2 * READ_MAX;
+	c->in = malloc(c->in_cap);
+	if (!c->in)
+		return -1;
+	outq_init(&c->out, LWS_PRE, OUT_CHUNK);
+	c->start_us = now_us();
+	hconn_timer(c, T_HEADER, edge.cfg.http_limits.header_timeout_ms);
+	return 0;
+}
+
+static int hconn_writeable(struct hconn *c)
+{
+	size_t len;
+	uint8_t *p = outq_head(&c->out, &len);
+
+	if (p) {
+		uint64_t tag = c->out.head->tag;
+		uint32_t tag_id = c->out.head->tag_id;
+
+		if (lws_write(c->wsi, p, len, LWS_WRITE_RAW) < (int)len)
+			return -1;
+		outq_pop(&c->out);
+		if (tag && c->st && c->st->id == tag_id)
+			stream_consumed(c->st, (size_t)tag);
+		if (outq_head(&c->out, &len) || lws_partial_buffered(c->wsi)) {
+			lws_callback_on_writable(c->wsi);
+			return 0;
+		}
+	}
+	if (lws_partial_buffered(c->wsi)) {
+		lws_callback_on_writable(c->wsi);
+		return 0;
+	}
+	if (c->state == HC_CLOSING)
+		return -1;
+	if (c->shut_after) {
+		shutdown(lws_get_socket_fd(c->wsi), SHUT_WR);
+		c->shut_after = 0;
+	}
+	return 0;
+}
+
+static void hconn_closed(struct hconn *c)
+{
+	c->closed = 1;
+	lws_sul_cancel(&c->sul);
+	hconn_drop_stream(c, CODE_CANCEL);
+	outq_free(&c->out);
+	free(c->in);
+	free(c->resp);
+	c->in = c->resp = NULL;
+}
+
+int proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		   size_t len)
+{
+	struct hconn *c = user;
+
+	switch (reason) {
+	case LWS_CALLBACK_RAW_ADOPT:
+		return hconn_adopt(c, wsi);
+	case LWS_CALLBACK_RAW_RX:
+		if (c->state == HC_CLOSING)
+			return 0;
+		if (len > c->in_cap - c->in_end) {
+			/* Cannot happen while hconn_flow pauses early enough. */
+			log_warn("client %s: input overflow", c->ip);
+			return -1;
+		}
+		memcpy(c->in + c->in_end, in, len);
+		c->in_end += len;
+		hconn_pump(c);
+		break;
+	case LWS_CALLBACK_RAW_WRITEABLE:
+		return hconn_writeable(c);
+	case LWS_CALLBACK_RAW_CLOSE:
+		hconn_closed(c);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}

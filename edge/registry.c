@@ -1,0 +1,206 @@
+/*
+ * edge/registry.c - live agent sessions, route authorization and lookup.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/hostpat.h"
+#include "edge.h"
+#include "registry.h"
+
+static struct esession *sessions;
+
+void registry_add(struct esession *s)
+{
+	s->next = sessions;
+	sessions = s;
+}
+
+void registry_remove(struct esession *s)
+{
+	for (struct esession **p = &sessions; *p; p = &(*p)->next) {
+		if (*p == s) {
+			*p = s->next;
+			s->next = NULL;
+			return;
+		}
+	}
+}
+
+struct esession *registry_first(void)
+{
+	return sessions;
+}
+
+/* A declared pattern "*.x" is covered by an allowed "*.y" when x is y or
+ * lies under y; an exact host by any allowed pattern that matches it. */
+static int registry_host_allowed(const struct edge_agent *a, const char *host)
+{
+	for (size_t i = 0; i < a->nhosts; i++) {
+		const char *pat = a->hosts[i];
+
+		if (strcmp(pat, host) == 0)
+			return 1;
+		if (strncmp(host, "*.", 2) == 0) {
+			if (strncmp(pat, "*.", 2) == 0 && hostpat_match(pat, host + 2))
+				return 1;
+		} else if (hostpat_match(pat, host)) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int ranges_overlap(const struct eroute *r, const struct frame_route *d)
+{
+	return r->kind == d->kind && r->port_lo <= d->port_hi && d->port_lo <= r->port_hi;
+}
+
+int registry_authorize(const struct esession *s, const struct edge_agent *a,
+		       const struct frame_route *r, char *reason, size_t cap)
+{
+	int is_host = r->kind == ROUTE_KIND_HTTP || r->kind == ROUTE_KIND_TLS;
+
+	if (s->nroutes >= SESSION_MAX_ROUTES) {
+		snprintf(reason, cap, "too many routes (limit %d)", SESSION_MAX_ROUTES);
+		return -1;
+	}
+	if (is_host) {
+		if (!hostpat_valid(r->host)) {
+			snprintf(reason, cap, "'%s' is not a valid host name or pattern", r->host);
+			return -1;
+		}
+		if (!registry_host_allowed(a, r->host)) {
+			snprintf(reason, cap, "host '%s' is not allowed for agent '%s'", r->host,
+				 a->name);
+			return -1;
+		}
+	} else {
+		struct port_range pr = {.kind = r->kind, .lo = r->port_lo, .hi = r->port_hi};
+
+		if (!port_range_allowed(&pr, a->ports, a->nports)) {
+			snprintf(reason, cap, "port %s/%u-%u is not allowed for agent '%s'",
+				 r->kind == ROUTE_KIND_UDP ? "udp" : "tcp", r->port_lo, r->port_hi,
+				 a->name);
+			return -1;
+		}
+	}
+	for (const struct esession *o = sessions; o; o = o->next) {
+		for (size_t i = 0; i < o->nroutes; i++) {
+			const struct eroute *er = &o->routes[i];
+			int clash = is_host ? (er->kind == ROUTE_KIND_HTTP || er->kind == ROUTE_KIND_TLS) &&
+						      strcmp(er->host, r->host) == 0
+					    : ranges_overlap(er, r);
+
+			if (!clash)
+				continue;
+			if (o == s) {
+				snprintf(reason, cap, "duplicate route '%s' in this session",
+					 is_host ? r->host : "port range");
+				return -1;
+			}
+			/* The same agent may hold a route over several connections (HA). */
+			if (strcmp(o->agent, s->agent) != 0) {
+				if (is_host)
+					snprintf(reason, cap, "host '%s' is held by agent '%s'",
+						 r->host, o->agent);
+				else
+					snprintf(reason, cap, "port %u is held by agent '%s'",
+						 er->port_lo, o->agent);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Length of the suffix a wildcard pattern covers; exact routes rank highest. */
+static int route_rank(const struct eroute *r, const char *host)
+{
+	if (r->kind != ROUTE_KIND_HTTP)
+		return -1;
+	if (strcmp(r->host, host) == 0)
+		return 1000;
+	if (strncmp(r->host, "*.", 2) == 0 && hostpat_match(r->host, host))
+		return (int)strlen(r->host);
+	return -1;
+}
+
+struct esession *registry_lookup_host(const char *host, const struct eroute **route, int *known)
+{
+	struct esession *best = NULL;
+	int best_rank = -1;
+
+	*known = 0;
+	for (struct esession *s = sessions; s; s = s->next) {
+		if (s->closing)
+			continue;
+		for (size_t i = 0; i < s->nroutes; i++) {
+			int rank = route_rank(&s->routes[i], host);
+
+			if (rank < 0 || rank < best_rank)
+				continue;
+			if (rank == best_rank && best && best->nstreams <= s->nstreams)
+				continue;
+			best = s;
+			best_rank = rank;
+			*route = &s->routes[i];
+		}
+	}
+	if (best)
+		return best;
+	for (size_t i = 0; i < edge.cfg.nagents; i++)
+		for (size_t j = 0; j < edge.cfg.agents[i].nhosts; j++)
+			if (hostpat_match(edge.cfg.agents[i].hosts[j], host))
+				*known = 1;
+	return NULL;
+}
+
+static const char *kind_name(uint8_t kind)
+{
+	switch (kind) {
+	case ROUTE_KIND_HTTP:
+		return "http";
+	case ROUTE_KIND_TLS:
+		return "tls";
+	case ROUTE_KIND_TCP:
+		return "tcp";
+	case ROUTE_KIND_UDP:
+		return "udp";
+	}
+	return "?";
+}
+
+#define APPEND(...)                                                                        \
+	do {                                                                               \
+		if (n < cap) {                                                             \
+			int w = snprintf(out + n, cap - n, __VA_ARGS__);                   \
+			n += w > 0 ? (size_t)w : 0;                                        \
+		}                                                                          \
+	} while (0)
+
+size_t registry_status_json(char *out, size_t cap)
+{
+	size_t n = 0;
+	int first = 1;
+
+	/* Host names and agent names are validated printable text without quotes
+	 * or backslashes (config and frame decoder), so they need no escaping. */
+	APPEND("{\"streams\":%llu,\"sessions\":[", (unsigned long long)edge.streams_open);
+	for (struct esession *s = sessions; s; s = s->next) {
+		APPEND("%s{\"agent\":\"%s\",\"peer\":\"%s\",\"streams\":%zu,\"routes\":[",
+		       first ? "" : ",", s->agent, s->peer, s->nstreams);
+		first = 0;
+		for (size_t i = 0; i < s->nroutes; i++) {
+			const struct eroute *r = &s->routes[i];
+
+			APPEND("%s{\"kind\":\"%s\",\"host\":\"%s\",\"port_lo\":%u,\"port_hi\":%u}",
+			       i ? "," : "", kind_name(r->kind), r->host, r->port_lo, r->port_hi);
+		}
+		APPEND("]}");
+	}
+	APPEND("]}\n");
+	if (n >= cap)
+		n = cap ? cap - 1 : 0;
+	return n;
+}

@@ -1,0 +1,38 @@
+/*
+ * edge/registry.h - live agent sessions and the routes they hold.
+ */
+#ifndef RELAIS_EDGE_REGISTRY_H
+#define RELAIS_EDGE_REGISTRY_H
+
+#include <stddef.h>
+
+#include "../common/config.h"
+#include "session.h"
+
+/** Add an authenticated session / remove a closing one. */
+void registry_add(struct esession *s);
+void registry_remove(struct esession *s);
+
+/** First live session (for iteration with s->next). */
+struct esession *registry_first(void);
+
+/**
+ * Decide a route declared by session s of agent a.  Returns 0 to accept, or
+ * -1 with a reason for the agent in reason[0..cap).
+ */
+int registry_authorize(const struct esession *s, const struct edge_agent *a,
+		       const struct frame_route *r, char *reason, size_t cap);
+
+/**
+ * Find the route serving an HTTP host (lower case, no port): an exact route
+ * wins over wildcards, the longest wildcard suffix over shorter ones.  Among
+ * sessions holding the same route, the least loaded is chosen.  Returns the
+ * session and sets *route, or NULL (and *known = 1 when some agent in the
+ * configuration may serve that host, so the caller answers 502, not 404).
+ */
+struct esession *registry_lookup_host(const char *host, const struct eroute **route, int *known);
+
+/** Write the status document (JSON) into out; returns its length (truncated at cap). */
+size_t registry_status_json(char *out, size_t cap);
+
+#endif

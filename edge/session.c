@@ -1,0 +1,343 @@
+/*
+ * edge/session.c - the agent endpoint: WebSocket sessions, challenge-response
+ * authentication, route declarations, keepalive.
+ *
+ * A session is unauthenticated until a valid AUTH frame arrives; any other
+ * frame before that, a text message, an oversize message or a malformed
+ * frame closes the connection.  Nothing is routed to a session before it is
+ * authenticated and its routes are accepted.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/keys.h"
+#include "../common/log.h"
+#include "edge.h"
+#include "registry.h"
+#include "session.h"
+#include "stream.h"
+
+#define AUTH_DEADLINE_US   (10 * LWS_US_PER_SEC)
+#define KEEPALIVE_TICK_US  (5 * LWS_US_PER_SEC)
+#define SILENCE_LIMIT_US   (30 * LWS_US_PER_SEC)
+#define PING_MS            5000u
+#define INITIAL_WINDOW     (1024u * 1024u)
+
+void session_want_write(struct esession *s)
+{
+	if (s->wsi)
+		lws_callback_on_writable(s->wsi);
+}
+
+int session_send(struct esession *s, const struct frame *f)
+{
+	if (tunnel_send(&s->t, f) < 0)
+		return -1;
+	session_want_write(s);
+	return 0;
+}
+
+void session_kill(struct esession *s, const char *why)
+{
+	if (!s->wsi || s->closing == 2)
+		return;
+	log_warn("agent session %s (%s): closing: %s", s->peer, s->authed ? s->agent : "unauthenticated",
+		 why);
+	s->closing = 2;
+	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+/* Send REJECT and close once it is written. */
+static void session_reject(struct esession *s, uint32_t code, const char *reason)
+{
+	struct frame f = {.type = FRAME_REJECT};
+
+	log_warn("agent session %s: rejected: %s", s->peer, reason);
+	f.u.code.code = code;
+	snprintf(f.u.code.reason, sizeof(f.u.code.reason), "%s", reason);
+	session_send(s, &f);
+	s->closing = 1;
+}
+
+static void session_tick(lws_sorted_usec_list_t *sul)
+{
+	struct esession *s = lws_container_of(sul, struct esession, sul);
+	uint64_t now = (uint64_t)lws_now_usecs();
+
+	if (!s->authed) {
+		session_kill(s, "no authentication within 10 s");
+		return;
+	}
+	if (now - s->last_rx_us > SILENCE_LIMIT_US) {
+		session_kill(s, "agent silent for 30 s");
+		return;
+	}
+	lws_sul_schedule(edge.ctx, 0, &s->sul, session_tick, KEEPALIVE_TICK_US);
+}
+
+static const struct edge_agent *session_find_agent(const uint8_t *key)
+{
+	for (size_t i = 0; i < edge.cfg.nagents; i++)
+		if (sodium_memcmp(edge.cfg.agents[i].key, key, KEY_PUB_LEN) == 0)
+			return &edge.cfg.agents[i];
+	return NULL;
+}
+
+static int session_on_auth(struct esession *s, const struct frame_auth *a)
+{
+	uint8_t msg[PROTO_AUTH_MSG_MAX];
+	size_t mlen = proto_auth_message(msg, a->version, s->challenge, a->pubkey, a->name);
+	const struct edge_agent *ag = session_find_agent(a->pubkey);
+	struct frame f = {.type = FRAME_WELCOME};
+	char keytext[KEY_TEXT_MAX];
+
+	/* Verify first so that an unknown key and a bad signature take the same path. */
+	if (keys_verify(a->pubkey, msg, mlen, a->sig) < 0) {
+		session_reject(s, CODE_AUTH, "authentication failed: bad signature");
+		return 0;
+	}
+	if (!ag) {
+		keys_format_public(a->pubkey, keytext);
+		log_warn("agent session %s: unknown key %s", s->peer, keytext);
+		session_reject(s, CODE_AUTH, "authentication failed: key not authorized");
+		return 0;
+	}
+	/* The challenge is single use: a replayed AUTH can never verify again. */
+	keys_random(s->challenge, sizeof(s->challenge));
+	s->authed = 1;
+	memcpy(s->key, a->pubkey, KEY_PUB_LEN);
+	snprintf(s->agent, sizeof(s->agent), "%s", ag->name);
+	registry_add(s);
+	log_info("agent '%s' authenticated from %s", s->agent, s->peer);
+	f.u.welcome.window = s->window;
+	f.u.welcome.ping_ms = PING_MS;
+	snprintf(f.u.welcome.name, sizeof(f.u.welcome.name), "%s", ag->name);
+	return session_send(s, &f) < 0 ? -1 : 0;
+}
+
+static const struct edge_agent *session_agent(const struct esession *s)
+{
+	return session_find_agent(s->key);
+}
+
+static int session_on_route(struct esession *s, const struct frame *in)
+{
+	const struct edge_agent *ag = session_agent(s);
+	struct frame f = {.type = FRAME_ROUTE_ANSWER, .stream = in->stream};
+	char reason[PROTO_MAX_REASON + 1];
+	const struct frame_route *r = &in->u.route;
+
+	if (!ag) {
+		session_kill(s, "agent removed from the configuration");
+		return -1;
+	}
+	if (registry_authorize(s, ag, r, reason, sizeof(reason)) < 0) {
+		if (r->host[0])
+			log_warn("agent '%s': route %s refused: %s", s->agent, r->host, reason);
+		else
+			log_warn("agent '%s': route %s/%u-%u refused: %s", s->agent,
+				 r->kind == ROUTE_KIND_UDP ? "udp" : "tcp", r->port_lo, r->port_hi,
+				 reason);
+		f.u.code.code = ROUTE_REFUSED;
+		snprintf(f.u.code.reason, sizeof(f.u.code.reason), "%s", reason);
+		return session_send(s, &f);
+	}
+	if (!s->routes) {
+		s->routes = calloc(SESSION_MAX_ROUTES, sizeof(*s->routes));
+		if (!s->routes)
+			return -1;
+	}
+	s->routes[s->nroutes].id = in->stream;
+	s->routes[s->nroutes].kind = r->kind;
+	s->routes[s->nroutes].port_lo = r->port_lo;
+	s->routes[s->nroutes].port_hi = r->port_hi;
+	memcpy(s->routes[s->nroutes].host, r->host, sizeof(r->host));
+	s->nroutes++;
+	if (r->host[0])
+		log_info("agent '%s': route %s accepted", s->agent, r->host);
+	else
+		log_info("agent '%s': route %s/%u-%u accepted", s->agent,
+			 r->kind == ROUTE_KIND_UDP ? "udp" : "tcp", r->port_lo, r->port_hi);
+	f.u.code.code = ROUTE_ACCEPTED;
+	return session_send(s, &f);
+}
+
+static int session_on_frame(void *arg, const struct frame *f)
+{
+	struct esession *s = arg;
+
+	if (s->closing)
+		return 1;
+	if (!s->authed) {
+		if (f->type != FRAME_AUTH) {
+			session_reject(s, CODE_PROTOCOL, "expected AUTH");
+			log_warn("agent session %s: %s frame before authentication", s->peer,
+				 frame_type_name(f->type));
+			return 1;
+		}
+		return session_on_auth(s, &f->u.auth);
+	}
+	switch (f->type) {
+	case FRAME_ROUTE:
+		return session_on_route(s, f);
+	case FRAME_PING: {
+		struct frame p = {.type = FRAME_PONG};
+
+		p.u.ping = f->u.ping;
+		return session_send(s, &p);
+	}
+	case FRAME_PONG:
+		return 0;
+	case FRAME_GOAWAY:
+		log_info("agent '%s' is going away: %s", s->agent, f->u.code.reason);
+		s->closing = 1;
+		return 0;
+	case FRAME_ACCEPT:
+	case FRAME_REFUSE:
+	case FRAME_DATA:
+	case FRAME_WINDOW:
+	case FRAME_FIN:
+	case FRAME_RST:
+	case FRAME_DATAGRAM:
+		return stream_on_frame(s, f);
+	default:
+		log_warn("agent '%s': unexpected %s frame", s->agent, frame_type_name(f->type));
+		return -1;
+	}
+}
+
+static int session_established(struct lws *wsi, struct esession **pss)
+{
+	struct esession *s = calloc(1, sizeof(*s));
+	struct frame f = {.type = FRAME_HELLO};
+
+	if (!s || tunnel_init(&s->t, LWS_PRE) < 0) {
+		free(s);
+		return -1;
+	}
+	*pss = s;
+	s->wsi = wsi;
+	s->window = INITIAL_WINDOW;
+	s->next_stream = 1;
+	s->connected_us = s->last_rx_us = (uint64_t)lws_now_usecs();
+	lws_get_peer_simple(wsi, s->peer, sizeof(s->peer));
+	if (strncmp(s->peer, "::ffff:", 7) == 0)
+		memmove(s->peer, s->peer + 7, strlen(s->peer + 7) + 1);
+	keys_random(s->challenge, sizeof(s->challenge));
+	f.u.hello.version = PROTO_VERSION;
+	memcpy(f.u.hello.challenge, s->challenge, sizeof(s->challenge));
+	lws_sul_schedule(edge.ctx, 0, &s->sul, session_tick, AUTH_DEADLINE_US);
+	log_debug("agent session %s: connected", s->peer);
+	return session_send(s, &f);
+}
+
+static void session_closed(struct esession *s)
+{
+	lws_sul_cancel(&s->sul);
+	stream_session_gone(s);
+	if (s->authed) {
+		registry_remove(s);
+		log_info("agent '%s' disconnected (%s)", s->agent, s->peer);
+	}
+	s->wsi = NULL;
+	tunnel_free(&s->t);
+	free(s->routes);
+	sodium_memzero(s->challenge, sizeof(s->challenge));
+	free(s);
+}
+
+static int session_writeable(struct esession *s)
+{
+	struct outq *q;
+	size_t len;
+	uint8_t *p = tunnel_next_message(&s->t, &len, &q);
+
+	if (!p)
+		return s->closing ? -1 : 0;
+	if (lws_write(s->wsi, p, len, LWS_WRITE_BINARY) < (int)len)
+		return -1;
+	outq_pop(q);
+	if (tunnel_next_message(&s->t, &len, &q) || s->closing)
+		lws_callback_on_writable(s->wsi);
+	stream_session_drained(s);
+	return 0;
+}
+
+static int session_receive(struct esession *s, struct lws *wsi, void *in, size_t len)
+{
+	const char *err = NULL;
+
+	if (s->closing)
+		return 0;
+	if (!lws_frame_is_binary(wsi)) {
+		session_kill(s, "text message on the tunnel");
+		return -1;
+	}
+	s->last_rx_us = (uint64_t)lws_now_usecs();
+	if (tunnel_rx_append(&s->t, in, len, &err) < 0) {
+		session_kill(s, err);
+		return -1;
+	}
+	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+		return 0;
+	if (tunnel_rx_message(&s->t, session_on_frame, s, &err) < 0) {
+		session_kill(s, err ? err : "protocol error");
+		return -1;
+	}
+	return 0;
+}
+
+static int session_path_ok(struct lws *wsi)
+{
+	char uri[256];
+	int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+
+	return n > 0 && strcmp(uri, edge.cfg.tunnel.path) == 0;
+}
+
+int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		     size_t len)
+{
+	struct esession **pss = user;
+	struct esession *s = pss ? *pss : NULL;
+	char peer[ADDR_TEXT_MAX];
+
+	switch (reason) {
+	case LWS_CALLBACK_HTTP:
+		lws_get_peer_simple(wsi, peer, sizeof(peer));
+		log_warn("tunnel endpoint: plain HTTP request from %s (not a WebSocket); closing",
+			 peer);
+		return -1;
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		if (!session_path_ok(wsi)) {
+			lws_get_peer_simple(wsi, peer, sizeof(peer));
+			log_warn("tunnel endpoint: WebSocket from %s on a wrong path; closing", peer);
+			return 1;
+		}
+		return 0;
+	case LWS_CALLBACK_CLOSED_HTTP:
+		/* lws resets a connection that fails TLS (a plain-HTTP client, a
+		 * scanner) without telling us anything else: leave a trace. */
+		lws_get_peer_simple(wsi, peer, sizeof(peer));
+		log_debug("tunnel endpoint: connection from %s closed before a WebSocket "
+			  "handshake (not TLS, or TLS failed)",
+			  peer);
+		break;
+	case LWS_CALLBACK_ESTABLISHED:
+		return session_established(wsi, pss);
+	case LWS_CALLBACK_RECEIVE:
+		return s ? session_receive(s, wsi, in, len) : -1;
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return s ? session_writeable(s) : -1;
+	case LWS_CALLBACK_CLOSED:
+		if (s) {
+			*pss = NULL;
+			session_closed(s);
+		}
+		break;
+	default:
+		break;
+	}
+	return 0;
+}

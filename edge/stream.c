@@ -1,0 +1,275 @@
+/*
+ * edge/stream.c - streams the edge opens on agent sessions (see stream.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#include "../common/log.h"
+#include "edge.h"
+#include "stream.h"
+
+/* Stop producing for a session once this much data waits for its socket:
+ * memory stays bounded whatever the number of streams. */
+#define SESSION_HIGH_WATER (4u * 1024u * 1024u)
+/* Return credit in batches, not one WINDOW frame per read. */
+#define CREDIT_BATCH (64u * 1024u)
+
+static struct estream *stream_find(struct esession *s, uint32_t id)
+{
+	for (struct estream *st = s->hash[id % SESSION_HASH]; st; st = st->hnext)
+		if (st->id == id)
+			return st;
+	return NULL;
+}
+
+static void stream_unlink(struct estream *st)
+{
+	struct esession *s = st->sess;
+	struct estream **pp;
+
+	if (!s)
+		return;
+	for (pp = &s->hash[st->id % SESSION_HASH]; *pp; pp = &(*pp)->hnext)
+		if (*pp == st) {
+			*pp = st->hnext;
+			break;
+		}
+	if (st->prev)
+		st->prev->next = st->next;
+	else
+		s->streams = st->next;
+	if (st->next)
+		st->next->prev = st->prev;
+	s->nstreams--;
+	st->sess = NULL;
+}
+
+static void addr_to_wire(const struct addr *a, uint8_t *family, uint8_t out[16], uint16_t *port)
+{
+	memset(out, 0, 16);
+	*family = 0;
+	*port = 0;
+	if (!a)
+		return;
+	if (a->ss.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&a->ss;
+
+		*family = 4;
+		memcpy(out, &in->sin_addr, 4);
+		*port = ntohs(in->sin_port);
+	} else if (a->ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->ss;
+
+		*family = 6;
+		memcpy(out, &in6->sin6_addr, 16);
+		*port = ntohs(in6->sin6_port);
+	}
+}
+
+struct estream *stream_open(struct esession *s, const struct eroute *r, const struct addr *peer,
+			    const struct addr *local, int tls, const struct estream_ops *ops,
+			    void *owner)
+{
+	struct frame f = {.type = FRAME_OPEN, .flags = tls ? OPEN_FLAG_TLS : 0};
+	struct estream *st;
+
+	if (s->closing || !s->authed)
+		return NULL;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return NULL;
+	st->id = s->next_stream++;
+	if (s->next_stream == 0)
+		s->next_stream = 1;
+	st->sess = s;
+	st->send_credit = s->window;
+	st->recv_credit = s->window;
+	st->ops = ops;
+	st->owner = owner;
+	f.stream = st->id;
+	f.u.open.route = r->id;
+	f.u.open.kind = r->kind;
+	addr_to_wire(peer, &f.u.open.family, f.u.open.addr, &f.u.open.port);
+	addr_to_wire(local, &f.u.open.dst_family, f.u.open.dst_addr, &f.u.open.dst_port);
+	if (session_send(s, &f) < 0) {
+		free(st);
+		return NULL;
+	}
+	st->hnext = s->hash[st->id % SESSION_HASH];
+	s->hash[st->id % SESSION_HASH] = st;
+	st->next = s->streams;
+	if (s->streams)
+		s->streams->prev = st;
+	s->streams = st;
+	s->nstreams++;
+	edge.streams_open++;
+	return st;
+}
+
+size_t stream_room(struct estream *st)
+{
+	size_t q;
+
+	if (!st->sess || st->dead || st->fin_sent)
+		return 0;
+	q = tunnel_data_queued(&st->sess->t);
+	if (q >= SESSION_HIGH_WATER || st->send_credit == 0) {
+		st->blocked = 1;
+		return 0;
+	}
+	return st->send_credit < SESSION_HIGH_WATER - q ? st->send_credit : SESSION_HIGH_WATER - q;
+}
+
+int stream_send(struct estream *st, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	if (!st->sess || n > st->send_credit)
+		return -1;
+	while (n) {
+		size_t k = n > FRAME_MAX_DATA ? FRAME_MAX_DATA : n;
+
+		if (tunnel_send_data(&st->sess->t, FRAME_DATA, st->id, b, k) < 0)
+			return -1;
+		st->send_credit -= k;
+		b += k;
+		n -= k;
+	}
+	session_want_write(st->sess);
+	return 0;
+}
+
+void stream_consumed(struct estream *st, size_t n)
+{
+	struct frame f = {.type = FRAME_WINDOW};
+
+	if (!st->sess || st->dead)
+		return;
+	st->unacked += n;
+	if (st->unacked < CREDIT_BATCH && st->unacked < st->sess->window / 4)
+		return;
+	f.stream = st->id;
+	f.u.window = (uint32_t)st->unacked;
+	st->recv_credit += st->unacked;
+	st->unacked = 0;
+	session_send(st->sess, &f);
+}
+
+void stream_fin(struct estream *st)
+{
+	struct frame f = {.type = FRAME_FIN};
+
+	if (!st->sess || st->dead || st->fin_sent)
+		return;
+	st->fin_sent = 1;
+	f.stream = st->id;
+	session_send(st->sess, &f);
+}
+
+void stream_close(struct estream *st, uint32_t code)
+{
+	if (!st)
+		return;
+	if (st->sess && !st->dead && !(st->fin_sent && st->fin_recv)) {
+		struct frame f = {.type = FRAME_RST, .stream = st->id};
+
+		f.u.code.code = code;
+		session_send(st->sess, &f);
+	}
+	stream_unlink(st);
+	edge.streams_open--;
+	free(st);
+}
+
+/* The stream is dead for the tunnel; the owner still calls stream_close(). */
+static void stream_reset(struct estream *st, uint32_t code)
+{
+	st->dead = 1;
+	st->ops->on_reset(st->owner, code);
+}
+
+int stream_on_frame(struct esession *s, const struct frame *f)
+{
+	struct estream *st = stream_find(s, f->stream);
+
+	if (!st) {
+		/* Frames may cross an RST we sent; answer only what could be new. */
+		if (f->type == FRAME_DATA || f->type == FRAME_ACCEPT) {
+			struct frame r = {.type = FRAME_RST, .stream = f->stream};
+
+			r.u.code.code = CODE_CANCEL;
+			return session_send(s, &r);
+		}
+		return 0;
+	}
+	if (st->dead)
+		return 0;
+	switch (f->type) {
+	case FRAME_ACCEPT:
+		st->accepted = 1;
+		st->ops->on_accept(st->owner);
+		return 0;
+	case FRAME_REFUSE:
+		st->dead = 1;
+		st->ops->on_refuse(st->owner, f->u.code.code, f->u.code.reason);
+		return 0;
+	case FRAME_DATA:
+		if (st->fin_recv || f->len > st->recv_credit) {
+			log_warn("agent '%s': stream %u exceeded its window", s->agent, st->id);
+			stream_reset(st, CODE_FLOW);
+			return 0;
+		}
+		st->recv_credit -= f->len;
+		if (st->ops->on_data(st->owner, f->payload, f->len) < 0)
+			return 0;
+		return 0;
+	case FRAME_WINDOW:
+		st->send_credit += f->u.window;
+		if (st->send_credit > FRAME_MAX_WINDOW) {
+			stream_reset(st, CODE_FLOW);
+			return 0;
+		}
+		if (st->blocked) {
+			st->blocked = 0;
+			st->ops->on_writable(st->owner);
+		}
+		return 0;
+	case FRAME_FIN:
+		st->fin_recv = 1;
+		st->ops->on_fin(st->owner);
+		return 0;
+	case FRAME_RST:
+		stream_reset(st, f->u.code.code);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+void stream_session_gone(struct esession *s)
+{
+	while (s->streams) {
+		struct estream *st = s->streams;
+
+		stream_unlink(st);
+		if (!st->dead)
+			stream_reset(st, CODE_SHUTDOWN);
+	}
+}
+
+void stream_session_drained(struct esession *s)
+{
+	struct estream *st, *next;
+
+	if (tunnel_data_queued(&s->t) >= SESSION_HIGH_WATER / 2)
+		return;
+	for (st = s->streams; st; st = next) {
+		next = st->next;
+		if (st->blocked && st->send_credit > 0 && !st->dead) {
+			st->blocked = 0;
+			st->ops->on_writable(st->owner);
+		}
+	}
+}

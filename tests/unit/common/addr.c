@@ -1,0 +1,130 @@
+/*
+ * tests/unit/common/addr.c - numeric socket addresses in text form.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "common/addr.h"
+#include "tests/unit/unit.h"
+
+/* parse then format must give back want (or text itself when want is NULL) */
+static int roundtrip(const char *text, const char *want)
+{
+	struct addr a;
+	char out[ADDR_TEXT_MAX];
+
+	if (addr_parse(text, &a) < 0)
+		return 0;
+	addr_format(&a, out);
+	return strcmp(out, want != NULL ? want : text) == 0;
+}
+
+static void test_parse_ok(void)
+{
+	struct addr a;
+
+	CHECK(roundtrip("0.0.0.0:80", NULL));
+	CHECK(roundtrip("127.0.0.1:65535", NULL));
+	CHECK(roundtrip("[::]:443", NULL));
+	CHECK(roundtrip("[::1]:1", NULL));
+	CHECK(roundtrip("[2001:DB8::0001]:8080", "[2001:db8::1]:8080"));
+	CHECK(roundtrip("10.0.0.1:080", "10.0.0.1:80"));
+
+	CHECK(addr_parse("1.2.3.4:80", &a) == 0);
+	CHECK(a.ss.ss_family == AF_INET);
+	CHECK(a.len == sizeof(struct sockaddr_in));
+	CHECK(addr_port(&a) == 80);
+	CHECK(addr_parse("[::1]:8443", &a) == 0);
+	CHECK(a.ss.ss_family == AF_INET6);
+	CHECK(a.len == sizeof(struct sockaddr_in6));
+	CHECK(addr_port(&a) == 8443);
+}
+
+static void test_parse_bad(void)
+{
+	static const char *const bad[] = {
+	    "",
+	    "1.2.3:80",
+	    "1.2.3.4",
+	    "1.2.3.4:",
+	    "1.2.3.4:0",
+	    "1.2.3.4:65536",
+	    "1.2.3.4:-1",
+	    "1.2.3.4: 80",
+	    "1.2.3.4:80x",
+	    "256.1.1.1:80",
+	    "::1:80",
+	    "[::1]",
+	    "[::1]80",
+	    "[1.2.3.4]:80",
+	    "[::1:80",
+	    "localhost:80",
+	    ":80",
+	    "1.2.3.4:123456",
+	    "[]:80",
+	    " 1.2.3.4:80",
+	};
+	struct addr a;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (addr_parse(bad[i], &a) == 0) {
+			fprintf(stderr, "  accepted '%s'\n", bad[i]);
+			CHECK(!"bad address accepted");
+		}
+	}
+}
+
+static void test_format_ip(void)
+{
+	struct sockaddr_in6 sin6;
+	struct sockaddr_in sin;
+	char out[ADDR_TEXT_MAX];
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	inet_pton(AF_INET, "192.0.2.7", &sin.sin_addr);
+	addr_format_ip((struct sockaddr *)&sin, out);
+	CHECK(strcmp(out, "192.0.2.7") == 0);
+
+	memset(&sin6, 0, sizeof(sin6));
+	sin6.sin6_family = AF_INET6;
+	inet_pton(AF_INET6, "2001:db8::5", &sin6.sin6_addr);
+	addr_format_ip((struct sockaddr *)&sin6, out);
+	CHECK(strcmp(out, "2001:db8::5") == 0);
+
+	/* a dual-stack listener's IPv4 client is shown as IPv4 */
+	inet_pton(AF_INET6, "::ffff:198.51.100.9", &sin6.sin6_addr);
+	addr_format_ip((struct sockaddr *)&sin6, out);
+	CHECK(strcmp(out, "198.51.100.9") == 0);
+}
+
+static void test_split(void)
+{
+	char host[64];
+	uint16_t port = 0;
+
+	CHECK(addr_split("example.com:8080", host, sizeof(host), &port) == 0);
+	CHECK(strcmp(host, "example.com") == 0 && port == 8080);
+	CHECK(addr_split("10.1.2.3:22", host, sizeof(host), &port) == 0);
+	CHECK(strcmp(host, "10.1.2.3") == 0 && port == 22);
+	CHECK(addr_split("[fe80::1]:5001", host, sizeof(host), &port) == 0);
+	CHECK(strcmp(host, "fe80::1") == 0 && port == 5001);
+
+	CHECK(addr_split("example.com", host, sizeof(host), &port) < 0);
+	CHECK(addr_split("example.com:", host, sizeof(host), &port) < 0);
+	CHECK(addr_split("example.com:0", host, sizeof(host), &port) < 0);
+	CHECK(addr_split(":80", host, sizeof(host), &port) < 0);
+	CHECK(addr_split("::1:80", host, sizeof(host), &port) < 0);
+	CHECK(addr_split("[nothex]:80", host, sizeof(host), &port) < 0);
+	CHECK(addr_split("averyveryverylongname.example.com:80", host, 8, &port) < 0);
+}
+
+int main(void)
+{
+	RUN(test_parse_ok);
+	RUN(test_parse_bad);
+	RUN(test_format_ip);
+	RUN(test_split);
+	UNIT_END();
+}

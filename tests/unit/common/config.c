@@ -1,0 +1,734 @@
+/*
+ * tests/unit/common/config.c - edge.yaml and agent.yaml loading.
+ *
+ * Valid files are loaded and their structs checked; every bad case captures
+ * stderr and checks the exact "FILE:LINE:COL: " prefix and a substring of the
+ * message, since users (and `-t`) rely on those positions.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "tests/unit/unit.h"
+
+#define KEY0 "ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+#define KEY1 "ed25519:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+
+/* The smallest valid edge.yaml: lines 1-4.  @D@ is the temp dir. */
+#define EDGE_BASE                                                                                  \
+	"tunnel:\n"                                                                                \
+	"  listen: 0.0.0.0:443\n"                                                                  \
+	"  cert: @D@/tunnel.crt\n"                                                                 \
+	"  key: @D@/tunnel.key\n"
+
+/* The smallest valid agent.yaml: lines 1-2. */
+#define AGENT_BASE                                                                                 \
+	"edge: wss://edge.example.com/relais\n"                                                    \
+	"key: /etc/relais/agent.key\n"
+
+enum { EDGE, AGENT };
+
+static char dir[] = "/tmp/relais-config-XXXXXX";
+static char cfgpath[512];
+static char captured[65536];
+static int saved_stderr = -1;
+static int file_seq;
+
+static void touch(const char *name)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	if (f != NULL) {
+		fputs("x\n", f);
+		fclose(f);
+	}
+}
+
+/* Write text (with every "@D@" replaced by dir) to a new file; sets cfgpath. */
+static void write_cfg(const char *text)
+{
+	FILE *f;
+
+	snprintf(cfgpath, sizeof(cfgpath), "%s/c%d.yaml", dir, ++file_seq);
+	f = fopen(cfgpath, "w");
+	if (f == NULL) {
+		perror(cfgpath);
+		exit(1);
+	}
+	for (const char *s = text; *s != '\0';) {
+		if (strncmp(s, "@D@", 3) == 0) {
+			fputs(dir, f);
+			s += 3;
+		} else {
+			fputc(*s++, f);
+		}
+	}
+	fclose(f);
+}
+
+static void capture_begin(void)
+{
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/stderr", dir);
+	fflush(stderr);
+	saved_stderr = dup(2);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (saved_stderr < 0 || fd < 0) {
+		perror("capture");
+		exit(1);
+	}
+	dup2(fd, 2);
+	close(fd);
+}
+
+static void capture_end(void)
+{
+	char path[512];
+	ssize_t n;
+	int fd;
+
+	fflush(stderr);
+	dup2(saved_stderr, 2);
+	close(saved_stderr);
+	snprintf(path, sizeof(path), "%s/stderr", dir);
+	fd = open(path, O_RDONLY);
+	n = fd >= 0 ? read(fd, captured, sizeof(captured) - 1) : -1;
+	captured[n > 0 ? n : 0] = '\0';
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Load the file at cfgpath with stderr captured; returns the error count. */
+static int load_captured(int kind, struct edge_config *e, struct agent_config *a)
+{
+	int n;
+
+	capture_begin();
+	n = kind == EDGE ? config_edge_load(cfgpath, e) : config_agent_load(cfgpath, a);
+	capture_end();
+	return n;
+}
+
+/* 1 when captured holds a line "cfgpath:pos: ..." containing sub. */
+static int has_error(const char *pos, const char *sub)
+{
+	char prefix[600];
+	size_t plen;
+
+	snprintf(prefix, sizeof(prefix), "%s:%s: ", cfgpath, pos);
+	plen = strlen(prefix);
+	for (const char *line = captured; *line != '\0';) {
+		const char *end = strchr(line, '\n');
+		size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
+
+		if (len >= plen && memcmp(line, prefix, plen) == 0) {
+			char buf[1024];
+
+			snprintf(buf, sizeof(buf), "%.*s", (int)len, line);
+			if (strstr(buf + plen, sub) != NULL)
+				return 1;
+		}
+		line += len;
+		if (*line == '\n')
+			line++;
+	}
+	return 0;
+}
+
+static int is_zero(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != 0)
+			return 0;
+	return 1;
+}
+
+/* A bad file: at least one error, an empty config, and the expected line. */
+static void bad_at(int line, int kind, const char *yaml, const char *pos, const char *sub)
+{
+	struct edge_config e;
+	struct agent_config a;
+	int n;
+
+	write_cfg(yaml);
+	n = load_captured(kind, &e, &a);
+	CHECK(n >= 1);
+	if (kind == EDGE)
+		CHECK(is_zero(&e, sizeof(e)));
+	else
+		CHECK(is_zero(&a, sizeof(a)));
+	if (!has_error(pos, sub)) {
+		fprintf(stderr, "  %s:%d: want \"%s: ...%s...\", got:\n%s", __FILE__, line, pos,
+		        sub, captured);
+		CHECK(!"expected error line");
+	}
+}
+
+#define BAD(kind, yaml, pos, sub) bad_at(__LINE__, kind, yaml, pos, sub)
+
+/* ---- valid files ---------------------------------------------------------- */
+
+static void test_edge_full(void)
+{
+	struct edge_config c;
+	char path[600], text[ADDR_TEXT_MAX];
+	int n;
+
+	write_cfg("# every key\n"
+	          "listen:\n"
+	          "  http: 0.0.0.0:80\n"
+	          "  https: \"[::]:443\"\n"
+	          "tunnel:\n"
+	          "  listen: 0.0.0.0:8443\n"
+	          "  hostname: Edge.Example.com\n"
+	          "  path: /relais-tunnel\n"
+	          "  cert: @D@/tunnel.crt\n"
+	          "  key: @D@/tunnel.key\n"
+	          "admin:\n"
+	          "  listen: 127.0.0.1:9090\n"
+	          "agents:\n"
+	          "  - name: home\n"
+	          "    key: \"" KEY0 "\"\n"
+	          "    hosts: [\"*.Home.example.com\", home.example.com]\n"
+	          "    ports: [tcp/25565, udp/51820, tcp/30000-30100]\n"
+	          "  - name: office.2\n"
+	          "    key: " KEY1 "\n"
+	          "access_log: \"-\"\n"
+	          "log_level: debug\n"
+	          "http:\n"
+	          "  header_timeout: 30\n"
+	          "  idle_timeout: 2m\n"
+	          "  upstream_timeout: 500ms\n"
+	          "  max_header_size: 8k\n"
+	          "  max_body_size: 10g\n");
+	n = load_captured(EDGE, &c, NULL);
+	CHECK(n == 0);
+	CHECK(captured[0] == '\0');
+	if (n != 0) {
+		fprintf(stderr, "%s", captured);
+		return;
+	}
+	CHECK(strcmp(c.file, cfgpath) == 0);
+	CHECK(c.has_http && c.has_https && c.has_admin);
+	addr_format(&c.http, text);
+	CHECK(strcmp(text, "0.0.0.0:80") == 0);
+	addr_format(&c.https, text);
+	CHECK(strcmp(text, "[::]:443") == 0);
+	addr_format(&c.admin, text);
+	CHECK(strcmp(text, "127.0.0.1:9090") == 0);
+	addr_format(&c.tunnel.listen, text);
+	CHECK(strcmp(text, "0.0.0.0:8443") == 0);
+	CHECK(strcmp(c.tunnel.hostname, "edge.example.com") == 0);
+	CHECK(strcmp(c.tunnel.path, "/relais-tunnel") == 0);
+	snprintf(path, sizeof(path), "%s/tunnel.crt", dir);
+	CHECK(strcmp(c.tunnel.cert, path) == 0);
+	snprintf(path, sizeof(path), "%s/tunnel.key", dir);
+	CHECK(strcmp(c.tunnel.key, path) == 0);
+
+	CHECK(c.nagents == 2);
+	CHECK(strcmp(c.agents[0].name, "home") == 0);
+	CHECK(is_zero(c.agents[0].key, KEY_PUB_LEN));
+	CHECK(c.agents[0].nhosts == 2);
+	CHECK(strcmp(c.agents[0].hosts[0], "*.home.example.com") == 0);
+	CHECK(strcmp(c.agents[0].hosts[1], "home.example.com") == 0);
+	CHECK(c.agents[0].nports == 3);
+	CHECK(c.agents[0].ports[0].kind == ROUTE_KIND_TCP && c.agents[0].ports[0].lo == 25565 &&
+	      c.agents[0].ports[0].hi == 25565);
+	CHECK(c.agents[0].ports[1].kind == ROUTE_KIND_UDP && c.agents[0].ports[1].lo == 51820);
+	CHECK(c.agents[0].ports[2].lo == 30000 && c.agents[0].ports[2].hi == 30100);
+	CHECK(strcmp(c.agents[1].name, "office.2") == 0);
+	CHECK(c.agents[1].key[0] == 1 && c.agents[1].key[31] == 1);
+	CHECK(c.agents[1].nhosts == 0 && c.agents[1].nports == 0);
+
+	CHECK(strcmp(c.access_log, "-") == 0);
+	CHECK(c.log_level == LOG_DEBUG);
+	CHECK(c.http_limits.header_timeout_ms == 30000);
+	CHECK(c.http_limits.idle_timeout_ms == 120000);
+	CHECK(c.http_limits.upstream_timeout_ms == 500);
+	CHECK(c.http_limits.max_header_bytes == 8192);
+	CHECK(c.http_limits.max_body_bytes == 10ull << 30);
+	config_edge_free(&c);
+	CHECK(is_zero(&c, sizeof(c)));
+}
+
+static void test_edge_defaults(void)
+{
+	struct edge_config c;
+
+	write_cfg(EDGE_BASE);
+	CHECK(load_captured(EDGE, &c, NULL) == 0);
+	if (c.file == NULL)
+		return;
+	CHECK(!c.has_http && !c.has_https && !c.has_admin);
+	CHECK(c.tunnel.hostname == NULL);
+	CHECK(strcmp(c.tunnel.path, "/relais") == 0);
+	CHECK(c.nagents == 0 && c.agents == NULL);
+	CHECK(c.access_log == NULL);
+	CHECK(c.log_level == LOG_INFO);
+	CHECK(c.http_limits.header_timeout_ms == 60000);
+	CHECK(c.http_limits.idle_timeout_ms == 75000);
+	CHECK(c.http_limits.upstream_timeout_ms == 60000);
+	CHECK(c.http_limits.max_header_bytes == 16384);
+	CHECK(c.http_limits.max_body_bytes == 0);
+	config_edge_free(&c);
+
+	/* the tunnel may share listen.https: agents are told apart by SNI */
+	write_cfg(EDGE_BASE "listen:\n  https: 0.0.0.0:443\n  http:\n");
+	CHECK(load_captured(EDGE, &c, NULL) == 0);
+	CHECK(c.has_https && !c.has_http);
+	config_edge_free(&c);
+}
+
+static void test_agent_full(void)
+{
+	struct agent_config c;
+	char path[600];
+	int n;
+
+	write_cfg("edge: wss://Edge.Example.com:8443/relais\n"
+	          "key: /etc/relais/agent.key\n"
+	          "edge_ca: @D@/ca.pem\n"
+	          "name: home-1\n"
+	          "log_level: warn\n"
+	          "connect_timeout: 2s\n"
+	          "routes:\n"
+	          "  - host: Jellyfin.home.example.com\n"
+	          "    to: http://127.0.0.1:8096\n"
+	          "  - host: nas.home.example.com\n"
+	          "    to: https://[fd00::10]:5001/\n"
+	          "    tls_verify: no\n"
+	          "    proxy_protocol: v1\n"
+	          "  - host: \"*.vault.home.example.com\"\n"
+	          "    to: vault.lan:8443\n"
+	          "    tls: passthrough\n"
+	          "    proxy_protocol: v2\n"
+	          "  - host: web.home.example.com\n"
+	          "    to: https://web.lan\n"
+	          "    tls: edge\n"
+	          "    tls_verify: on\n"
+	          "streams:\n"
+	          "  - listen: tcp/25565\n"
+	          "    to: 127.0.0.1:25565\n"
+	          "  - listen: udp/51820\n"
+	          "    to: 192.168.1.2:51820\n"
+	          "    idle_timeout: 120\n"
+	          "    proxy_protocol: none\n"
+	          "  - listen: tcp/30000-30100\n"
+	          "    to: \"[::1]:40000\"\n"
+	          "    proxy_protocol: v2\n"
+	          "  - listen: tcp/25566\n"
+	          "    to: MC.lan:25565\n");
+	n = load_captured(AGENT, NULL, &c);
+	CHECK(n == 0);
+	CHECK(captured[0] == '\0');
+	if (n != 0) {
+		fprintf(stderr, "%s", captured);
+		return;
+	}
+	CHECK(strcmp(c.file, cfgpath) == 0);
+	CHECK(strcmp(c.edge, "wss://Edge.Example.com:8443/relais") == 0);
+	CHECK(c.edge_tls == 1);
+	CHECK(strcmp(c.edge_host, "edge.example.com") == 0);
+	CHECK(c.edge_port == 8443);
+	CHECK(strcmp(c.edge_path, "/relais") == 0);
+	CHECK(strcmp(c.key, "/etc/relais/agent.key") == 0);
+	snprintf(path, sizeof(path), "%s/ca.pem", dir);
+	CHECK(strcmp(c.edge_ca, path) == 0);
+	CHECK(strcmp(c.name, "home-1") == 0);
+	CHECK(c.log_level == LOG_WARN);
+	CHECK(c.connect_timeout_ms == 2000);
+
+	CHECK(c.nroutes == 4);
+	CHECK(strcmp(c.routes[0].host, "jellyfin.home.example.com") == 0);
+	CHECK(c.routes[0].target == TARGET_HTTP);
+	CHECK(strcmp(c.routes[0].to_host, "127.0.0.1") == 0 && c.routes[0].to_port == 8096);
+	CHECK(c.routes[0].tls_verify == 1 && c.routes[0].tls_mode == TLS_MODE_EDGE);
+	CHECK(c.routes[0].proxy_protocol == PROXY_NONE);
+	CHECK(c.routes[1].target == TARGET_HTTPS);
+	CHECK(strcmp(c.routes[1].to_host, "fd00::10") == 0 && c.routes[1].to_port == 5001);
+	CHECK(c.routes[1].tls_verify == 0);
+	CHECK(c.routes[1].proxy_protocol == PROXY_V1);
+	CHECK(strcmp(c.routes[2].host, "*.vault.home.example.com") == 0);
+	CHECK(c.routes[2].target == TARGET_RAW);
+	CHECK(strcmp(c.routes[2].to_host, "vault.lan") == 0 && c.routes[2].to_port == 8443);
+	CHECK(c.routes[2].tls_mode == TLS_MODE_PASSTHROUGH);
+	CHECK(c.routes[2].proxy_protocol == PROXY_V2);
+	CHECK(c.routes[3].target == TARGET_HTTPS && c.routes[3].to_port == 443);
+	CHECK(c.routes[3].tls_verify == 1);
+
+	CHECK(c.nstreams == 4);
+	CHECK(c.streams[0].listen.kind == ROUTE_KIND_TCP && c.streams[0].listen.lo == 25565);
+	CHECK(strcmp(c.streams[0].to_host, "127.0.0.1") == 0 && c.streams[0].to_port == 25565);
+	CHECK(c.streams[0].idle_timeout_ms == 0 && c.streams[0].proxy_protocol == PROXY_NONE);
+	CHECK(c.streams[1].listen.kind == ROUTE_KIND_UDP);
+	CHECK(c.streams[1].idle_timeout_ms == 120000);
+	CHECK(c.streams[2].listen.lo == 30000 && c.streams[2].listen.hi == 30100);
+	CHECK(strcmp(c.streams[2].to_host, "::1") == 0 && c.streams[2].to_port == 40000);
+	CHECK(c.streams[2].proxy_protocol == PROXY_V2);
+	CHECK(strcmp(c.streams[3].to_host, "mc.lan") == 0);
+	config_agent_free(&c);
+	CHECK(is_zero(&c, sizeof(c)));
+}
+
+static void test_agent_defaults_and_urls(void)
+{
+	static const struct {
+		const char *url;
+		int tls;
+		const char *host;
+		uint16_t port;
+		const char *path;
+	} urls[] = {
+	    {"wss://edge.example.com", 1, "edge.example.com", 443, "/"},
+	    {"wss://edge.example.com/", 1, "edge.example.com", 443, "/"},
+	    {"ws://127.0.0.1:8080/t", 0, "127.0.0.1", 8080, "/t"},
+	    {"ws://[::1]:9000/relais", 0, "::1", 9000, "/relais"},
+	    {"wss://[2001:db8::1]/x/y", 1, "2001:db8::1", 443, "/x/y"},
+	    {"ws://localhost/relais?v=1", 0, "localhost", 80, "/relais?v=1"},
+	};
+	struct agent_config c;
+	char yaml[512];
+
+	write_cfg(AGENT_BASE);
+	CHECK(load_captured(AGENT, NULL, &c) == 0);
+	if (c.file != NULL) {
+		CHECK(c.edge_ca == NULL && c.name[0] == '\0');
+		CHECK(c.log_level == LOG_INFO && c.connect_timeout_ms == 5000);
+		CHECK(c.nroutes == 0 && c.nstreams == 0);
+		config_agent_free(&c);
+	}
+	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+		snprintf(yaml, sizeof(yaml), "edge: \"%s\"\nkey: k\n", urls[i].url);
+		write_cfg(yaml);
+		CHECK(load_captured(AGENT, NULL, &c) == 0);
+		if (c.file == NULL) {
+			fprintf(stderr, "  %s", captured);
+			continue;
+		}
+		CHECK(c.edge_tls == urls[i].tls);
+		CHECK(strcmp(c.edge_host, urls[i].host) == 0);
+		CHECK(c.edge_port == urls[i].port);
+		CHECK(strcmp(c.edge_path, urls[i].path) == 0);
+		config_agent_free(&c);
+	}
+}
+
+static void test_port_ranges(void)
+{
+	struct port_range r, allowed[3];
+
+	CHECK(port_range_parse("tcp/25565", &r) == 0);
+	CHECK(r.kind == ROUTE_KIND_TCP && r.lo == 25565 && r.hi == 25565);
+	CHECK(port_range_parse("udp/1-65535", &r) == 0);
+	CHECK(r.kind == ROUTE_KIND_UDP && r.lo == 1 && r.hi == 65535);
+	CHECK(port_range_parse("tcp/0", &r) < 0);
+	CHECK(port_range_parse("tcp/65536", &r) < 0);
+	CHECK(port_range_parse("tcp/200-100", &r) < 0);
+	CHECK(port_range_parse("tcp/", &r) < 0);
+	CHECK(port_range_parse("tcp/1-", &r) < 0);
+	CHECK(port_range_parse("tcp/-1", &r) < 0);
+	CHECK(port_range_parse("tcp/1-2-3", &r) < 0);
+	CHECK(port_range_parse("sctp/1", &r) < 0);
+	CHECK(port_range_parse("TCP/1", &r) < 0);
+	CHECK(port_range_parse("tcp/ 1", &r) < 0);
+	CHECK(port_range_parse("25565", &r) < 0);
+
+	CHECK(port_range_parse("tcp/25565", &allowed[0]) == 0);
+	CHECK(port_range_parse("udp/51820", &allowed[1]) == 0);
+	CHECK(port_range_parse("tcp/30000-30100", &allowed[2]) == 0);
+	port_range_parse("tcp/25565", &r);
+	CHECK(port_range_allowed(&r, allowed, 3));
+	port_range_parse("udp/25565", &r);
+	CHECK(!port_range_allowed(&r, allowed, 3));
+	port_range_parse("tcp/30000-30100", &r);
+	CHECK(port_range_allowed(&r, allowed, 3));
+	port_range_parse("tcp/30050-30060", &r);
+	CHECK(port_range_allowed(&r, allowed, 3));
+	port_range_parse("tcp/30050-30101", &r);
+	CHECK(!port_range_allowed(&r, allowed, 3));
+	port_range_parse("udp/51820", &r);
+	CHECK(port_range_allowed(&r, allowed, 3));
+	CHECK(!port_range_allowed(&r, allowed, 0));
+}
+
+/* ---- errors --------------------------------------------------------------- */
+
+static void test_missing_file(void)
+{
+	struct edge_config e;
+	struct agent_config a;
+
+	snprintf(cfgpath, sizeof(cfgpath), "%s/nonexistent.yaml", dir);
+	CHECK(load_captured(EDGE, &e, NULL) == 1);
+	CHECK(has_error("0:0", "cannot open: No such file or directory"));
+	CHECK(is_zero(&e, sizeof(e)));
+	CHECK(load_captured(AGENT, NULL, &a) == 1);
+	CHECK(has_error("0:0", "cannot open: No such file or directory"));
+	CHECK(is_zero(&a, sizeof(a)));
+
+	snprintf(cfgpath, sizeof(cfgpath), "%s", dir);
+	CHECK(load_captured(EDGE, &e, NULL) == 1);
+	CHECK(has_error("0:0", "cannot open: Is a directory"));
+}
+
+static void test_syntax_errors(void)
+{
+	BAD(EDGE, "tunnel:\n  listen: [0.0.0.0:443\n  cert: x\n", "3:7", "flow sequence");
+	BAD(EDGE, "tunnel:\n  listen: 0.0.0.0:443\n bad: 1\n", "3:2", "did not find expected key");
+	BAD(EDGE, "tunnel: \"unterminated\n", "2:1", "quoted scalar");
+	BAD(EDGE, "tunnel:\n\tlisten: 1\n", "2:1", "cannot start any token");
+	BAD(AGENT, "edge: *nope\n", "1:7", "undefined alias");
+	BAD(AGENT, "edge: \xff\n", "1:7", "invalid");
+	BAD(EDGE, EDGE_BASE "---\nother: 1\n", "6:1", "only one YAML document is allowed");
+}
+
+static void test_structure_errors(void)
+{
+	BAD(EDGE, "- tunnel\n", "1:1", "the configuration must be a mapping");
+	BAD(EDGE, "", "1:1", "missing required key 'tunnel' at top level");
+	BAD(EDGE, "listen:\n  http: 0.0.0.0:80\n", "1:1",
+	    "missing required key 'tunnel' at top level");
+	BAD(EDGE, EDGE_BASE "foo: 1\n", "5:1", "unknown key 'foo' at top level");
+	BAD(EDGE,
+	    "tunnel:\n  listen: 0.0.0.0:443\n  cert: @D@/tunnel.crt\n  key: @D@/tunnel.key\n"
+	    "  bogus: x\n",
+	    "5:3", "unknown key 'bogus' in tunnel");
+	BAD(EDGE, EDGE_BASE "listen: 0.0.0.0:80\n", "5:9", "'listen' must be a mapping");
+	BAD(EDGE, EDGE_BASE "listen:\n  http: [0.0.0.0:80]\n", "6:9", "'http' must be an address");
+	BAD(EDGE, EDGE_BASE "listen:\n  http: {a: 1}\n", "6:9", "'http' must be an address");
+	BAD(EDGE, EDGE_BASE "log_level: info\nlog_level: debug\n", "6:1",
+	    "duplicate key 'log_level' (first at 5:1)");
+	BAD(EDGE, EDGE_BASE "[a]: 1\n", "5:1", "keys must be strings at top level");
+	BAD(EDGE, EDGE_BASE "agents:\n  home: {}\n", "6:3", "'agents' must be a list of mappings");
+	BAD(EDGE, EDGE_BASE "agents:\n  - home\n", "6:5", "'agents' must be a list of mappings");
+	BAD(EDGE,
+	    EDGE_BASE "agents:\n  - name: home\n    key: " KEY0 "\n    hosts: a.example.com\n",
+	    "8:12", "'hosts' must be a list of strings");
+	BAD(EDGE, EDGE_BASE "agents:\n  - name: home\n    key: " KEY0 "\n    hosts: [a.com, [b]]\n",
+	    "8:20", "'hosts' must be a list of strings");
+	BAD(EDGE, "tunnel:\n  listen: 0.0.0.0:443\n  cert: @D@/tunnel.crt\n", "2:3",
+	    "missing required key 'key' in tunnel");
+	BAD(EDGE, EDGE_BASE "agents:\n  - name: home\n    hosts: [a.com]\n", "6:5",
+	    "missing required key 'key' in agent 'home'");
+	BAD(EDGE, EDGE_BASE "agents:\n  - key: " KEY0 "\n", "6:5",
+	    "missing required key 'name' in agent #1");
+	BAD(EDGE, EDGE_BASE "agents:\n  - name: home\n    key: " KEY0 "\n    color: red\n", "8:5",
+	    "unknown key 'color' in agent 'home'");
+	BAD(EDGE, EDGE_BASE "admin:\n  listen:\n", "6:10", "'listen' must not be empty");
+}
+
+static void test_value_errors(void)
+{
+	BAD(EDGE, EDGE_BASE "listen:\n  http: 1.2.3:80\n", "6:9",
+	    "bad address '1.2.3:80' (expected IPv4:PORT or [IPv6]:PORT)");
+	BAD(EDGE, EDGE_BASE "listen:\n  https: localhost:443\n", "6:10",
+	    "bad address 'localhost:443'");
+	BAD(EDGE, EDGE_BASE "listen:\n  http: 0.0.0.0:0\n", "6:9", "bad address '0.0.0.0:0'");
+	BAD(EDGE, EDGE_BASE "listen:\n  http: \"a\\x01b\"\n", "6:9", "bad address 'a\\x01b'");
+	BAD(EDGE,
+	    EDGE_BASE "agents:\n  - name: home\n    key: " KEY0 "\n    hosts: [a.com, a..b]\n",
+	    "8:20", "bad host pattern 'a..b'");
+	BAD(EDGE,
+	    EDGE_BASE "agents:\n  - name: home\n    key: " KEY0 "\n    hosts: [\"a.*.com\"]\n",
+	    "8:13", "bad host pattern 'a.*.com'");
+	BAD(EDGE, EDGE_BASE "agents:\n  - name: home\n    key: ed25519:abc\n", "7:10",
+	    "bad public key (expected ed25519:<base64 of 32 bytes>)");
+	BAD(EDGE,
+	    EDGE_BASE "agents:\n  - name: home\n    key: " KEY0 "\n    ports: [tcp/80, tcp/0]\n",
+	    "8:21", "bad port range 'tcp/0' (expected tcp/PORT, udp/PORT or tcp/LOW-HIGH)");
+	BAD(EDGE, EDGE_BASE "agents:\n  - name: \"my home\"\n    key: " KEY0 "\n", "6:11",
+	    "bad agent name 'my home'");
+	BAD(EDGE, EDGE_BASE "log_level: verbose\n", "5:12", "bad log_level 'verbose'");
+	BAD(EDGE, EDGE_BASE "http:\n  header_timeout: 10x\n", "6:19",
+	    "bad duration '10x' for 'header_timeout'");
+	BAD(EDGE, EDGE_BASE "http:\n  idle_timeout: 0\n", "6:17",
+	    "bad duration '0' for 'idle_timeout'");
+	BAD(EDGE, EDGE_BASE "http:\n  idle_timeout: 1.5s\n", "6:17", "bad duration '1.5s'");
+	BAD(EDGE, EDGE_BASE "http:\n  upstream_timeout: 99999999h\n", "6:21", "bad duration");
+	BAD(EDGE, EDGE_BASE "http:\n  max_body_size: 1t\n", "6:18",
+	    "bad size '1t' for 'max_body_size'");
+	BAD(EDGE, EDGE_BASE "http:\n  max_body_size: -1\n", "6:18", "bad size '-1'");
+	BAD(EDGE, EDGE_BASE "http:\n  max_body_size: 99999999999999999999\n", "6:18", "bad size");
+	BAD(EDGE, EDGE_BASE "http:\n  max_header_size: 100\n", "6:20",
+	    "'max_header_size' must be between 1k and 1m");
+	BAD(EDGE,
+	    "tunnel:\n  listen: 0.0.0.0:443\n  path: relais\n  cert: @D@/tunnel.crt\n"
+	    "  key: @D@/tunnel.key\n",
+	    "3:9", "bad tunnel path 'relais'");
+	BAD(EDGE,
+	    "tunnel:\n  listen: 0.0.0.0:443\n  path: /a b\n  cert: @D@/tunnel.crt\n"
+	    "  key: @D@/tunnel.key\n",
+	    "3:9", "bad tunnel path '/a b'");
+	BAD(EDGE,
+	    "tunnel:\n  listen: 0.0.0.0:443\n  hostname: a_b.com\n  cert: @D@/tunnel.crt\n"
+	    "  key: @D@/tunnel.key\n",
+	    "3:13", "bad host name 'a_b.com'");
+	BAD(EDGE,
+	    "tunnel:\n  listen: 0.0.0.0:443\n  cert: @D@/missing.crt\n  key: @D@/tunnel.key\n",
+	    "3:3", "cannot read '");
+	BAD(EDGE,
+	    "tunnel:\n  listen: 0.0.0.0:443\n  cert: @D@/missing.crt\n  key: @D@/tunnel.key\n",
+	    "3:3", "/missing.crt': No such file or directory");
+	BAD(EDGE, "tunnel:\n  listen: 0.0.0.0:443\n  cert: @D@/tunnel.crt\n  key: @D@\n", "4:3",
+	    "Is a directory");
+	BAD(EDGE, EDGE_BASE "admin:\n  listen: 0.0.0.0:9090\n", "6:11",
+	    "admin listen address must be a loopback address");
+	BAD(EDGE, EDGE_BASE "listen:\n  http: 0.0.0.0:443\n", "6:9",
+	    "listen.http uses the same address as tunnel.listen (0.0.0.0:443)");
+}
+
+static void test_duplicate_errors(void)
+{
+	BAD(EDGE,
+	    EDGE_BASE "agents:\n  - name: home\n    key: " KEY0 "\n  - name: home\n    key: " KEY1
+	              "\n",
+	    "8:11", "duplicate agent 'home' (first at 6:11)");
+	BAD(EDGE,
+	    EDGE_BASE "agents:\n  - name: home\n    key: " KEY0 "\n  - name: work\n    key: " KEY0
+	              "\n",
+	    "9:10", "duplicate agent key (first at 7:10, agent 'home')");
+	BAD(AGENT,
+	    AGENT_BASE "routes:\n  - host: a.example.com\n    to: http://127.0.0.1:80\n"
+	               "  - host: A.example.com\n    to: http://127.0.0.1:81\n",
+	    "6:11", "duplicate route 'a.example.com' (first at 4:11)");
+	BAD(AGENT,
+	    AGENT_BASE "streams:\n  - listen: tcp/30000-30100\n    to: 127.0.0.1:30000\n"
+	               "  - listen: udp/30050\n    to: 127.0.0.1:1\n"
+	               "  - listen: tcp/30100\n    to: 127.0.0.1:1\n",
+	    "8:13", "duplicate route 'tcp/30100' (first at 4:13)");
+	BAD(AGENT, AGENT_BASE "routes:\n  - host: a.com\n    to: http://a:1\n    to: http://b:1\n",
+	    "6:5", "duplicate key 'to' (first at 5:5)");
+}
+
+static void test_agent_errors(void)
+{
+	BAD(AGENT, "key: k\n", "1:1", "missing required key 'edge' at top level");
+	BAD(AGENT, "edge: wss://e.com/\n", "1:1", "missing required key 'key' at top level");
+	BAD(AGENT, "edge: https://e.com/relais\nkey: k\n", "1:7",
+	    "bad edge URL 'https://e.com/relais' (expected wss://HOST[:PORT]/PATH)");
+	BAD(AGENT, "edge: wss://e.com:0/relais\nkey: k\n", "1:7", "bad edge URL");
+	BAD(AGENT, "edge: wss://user@e.com/relais\nkey: k\n", "1:7", "bad edge URL");
+	BAD(AGENT, "edge: wss:///relais\nkey: k\n", "1:7", "bad edge URL");
+	BAD(AGENT, "edge: wss://[::1/relais\nkey: k\n", "1:7", "bad edge URL");
+	BAD(AGENT, "edge: wss://1.2.3/relais\nkey: k\n", "1:7", "bad edge URL");
+	BAD(AGENT, "edge: wss://e.com/re lais\nkey: k\n", "1:7", "bad edge URL");
+	BAD(AGENT, AGENT_BASE "key2: x\n", "3:1", "unknown key 'key2' at top level");
+	BAD(AGENT, "edge: wss://e.com/\nkey: \"\"\n", "2:6", "'key' must not be empty");
+	BAD(AGENT, "edge: wss://e.com/\nkey: {a: b}\n", "2:6", "'key' must be a string");
+	BAD(AGENT, AGENT_BASE "edge_ca: @D@/nope.pem\n", "3:1", "cannot read '");
+	BAD(AGENT, AGENT_BASE "name: \"a/b\"\n", "3:7", "bad name 'a/b'");
+	BAD(AGENT, AGENT_BASE "connect_timeout: 5 s\n", "3:18", "bad duration '5 s'");
+	BAD(AGENT, AGENT_BASE "routes: {a: b}\n", "3:9", "'routes' must be a list of mappings");
+	BAD(AGENT, AGENT_BASE "routes:\n  - host: a.com\n", "4:5",
+	    "missing required key 'to' in route 'a.com'");
+	BAD(AGENT, AGENT_BASE "routes:\n  - to: http://a:1\n", "4:5",
+	    "missing required key 'host' in route #1");
+	BAD(AGENT, AGENT_BASE "routes:\n  - host: a..com\n    to: http://a:1\n", "4:11",
+	    "bad host pattern 'a..com'");
+	BAD(AGENT, AGENT_BASE "routes:\n  - host: a.com\n    to: http://a:1\n    tls_verfy: no\n",
+	    "6:5", "unknown key 'tls_verfy' in route 'a.com'");
+	BAD(AGENT, AGENT_BASE "routes:\n  - host: a.com\n    to: ftp://a:1\n", "5:9",
+	    "bad target 'ftp://a:1' (expected http://HOST:PORT, https://HOST:PORT or HOST:PORT)");
+	BAD(AGENT, AGENT_BASE "routes:\n  - host: a.com\n    to: http://a:1/app\n", "5:9",
+	    "bad target");
+	BAD(AGENT, AGENT_BASE "routes:\n  - host: a.com\n    to: http://1.2.3:80\n", "5:9",
+	    "bad target");
+	BAD(AGENT, AGENT_BASE "routes:\n  - host: a.com\n    to: 127.0.0.1\n", "5:9", "bad target");
+	BAD(AGENT, AGENT_BASE "routes:\n  - host: a.com\n    to: 127.0.0.1:8443\n", "5:9",
+	    "raw target needs tls: passthrough");
+	BAD(AGENT,
+	    AGENT_BASE
+	    "routes:\n  - host: a.com\n    to: http://127.0.0.1:80\n    tls: passthrough\n",
+	    "6:10", "tls: passthrough needs a raw HOST:PORT target");
+	BAD(AGENT, AGENT_BASE "routes:\n  - host: a.com\n    to: a:1\n    tls: terminate\n", "6:10",
+	    "bad tls mode 'terminate'");
+	BAD(AGENT,
+	    AGENT_BASE "routes:\n  - host: a.com\n    to: https://a:1\n    tls_verify: maybe\n",
+	    "6:17", "'tls_verify' must be true or false");
+	BAD(AGENT,
+	    AGENT_BASE "routes:\n  - host: a.com\n    to: http://a:1\n    proxy_protocol: v3\n",
+	    "6:21", "bad proxy_protocol 'v3' (expected v1, v2 or none)");
+	BAD(AGENT, AGENT_BASE "streams:\n  - listen: 25565\n    to: a:1\n", "4:13",
+	    "bad stream listen '25565'");
+	BAD(AGENT, AGENT_BASE "streams:\n  - listen: tcp/1\n    to: http://a:1\n", "5:9",
+	    "bad target 'http://a:1' (expected HOST:PORT)");
+	BAD(AGENT, AGENT_BASE "streams:\n  - listen: tcp/65000-65100\n    to: a:65500\n", "5:9",
+	    "target port range 65500-65600 exceeds 65535");
+	BAD(AGENT,
+	    AGENT_BASE "streams:\n  - listen: udp/53\n    to: a:53\n    proxy_protocol: v1\n",
+	    "6:21", "proxy_protocol v1 cannot carry UDP");
+	BAD(AGENT,
+	    AGENT_BASE "streams:\n  - listen: tcp/22\n    to: a:22\n    idle_timeout: soon\n",
+	    "6:19", "bad duration 'soon' for 'idle_timeout'");
+	BAD(AGENT, AGENT_BASE "streams:\n  - to: a:22\n", "4:5",
+	    "missing required key 'listen' in stream #1");
+}
+
+/* All errors of a file are reported, in file order. */
+static void test_many_errors(void)
+{
+	struct edge_config e;
+	const char *first, *second;
+	int n;
+
+	write_cfg("listen:\n  http: nope\n"
+	          "tunnel:\n  listen: 0.0.0.0:443\n  cert: @D@/tunnel.crt\n  key: @D@/tunnel.key\n"
+	          "agents:\n  - name: home\n    key: bad\n    hosts: [\"*\"]\n"
+	          "log_level: loud\n");
+	n = load_captured(EDGE, &e, NULL);
+	CHECK(n == 4);
+	CHECK(has_error("2:9", "bad address 'nope'"));
+	CHECK(has_error("9:10", "bad public key"));
+	CHECK(has_error("10:13", "bad host pattern '*'"));
+	CHECK(has_error("11:12", "bad log_level 'loud'"));
+	first = strstr(captured, "bad public key");
+	second = strstr(captured, "bad host pattern");
+	CHECK(first != NULL && second != NULL && first < second);
+	CHECK(is_zero(&e, sizeof(e)));
+}
+
+static void cleanup(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+int main(void)
+{
+	if (mkdtemp(dir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	touch("tunnel.crt");
+	touch("tunnel.key");
+	touch("ca.pem");
+	RUN(test_edge_full);
+	RUN(test_edge_defaults);
+	RUN(test_agent_full);
+	RUN(test_agent_defaults_and_urls);
+	RUN(test_port_ranges);
+	RUN(test_missing_file);
+	RUN(test_syntax_errors);
+	RUN(test_structure_errors);
+	RUN(test_value_errors);
+	RUN(test_duplicate_errors);
+	RUN(test_agent_errors);
+	RUN(test_many_errors);
+	cleanup();
+	UNIT_END();
+}
