@@ -85,7 +85,10 @@ fuzz: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 	    -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-$$t 2>&1 | tail -n 12; \
 	done
 
-demo: all
+# One command on a fresh machine: dependencies, build, then edge + agent + origin.
+demo:
+	./deploy/install-deps.sh
+	$(MAKE) all
 	deploy/demo.sh $(BUILD)
 
 bench: all

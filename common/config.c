@@ -901,7 +901,7 @@ static void edge_tunnel(struct cfgp *p, const struct cfg_map *top, struct edge_c
 		cfg_get_readable(p, &m, T_KEY, &cfg->tunnel.key);
 }
 
-static int addr_is_loopback(const struct addr *a)
+static int cfg_addr_loopback(const struct addr *a)
 {
 	if (a->ss.ss_family == AF_INET) {
 		const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->ss;
@@ -929,7 +929,7 @@ static void edge_admin(struct cfgp *p, const struct cfg_map *top, struct edge_co
 	cfg_get_addr(p, &m, AD_LISTEN, &cfg->admin, &cfg->has_admin);
 	p->listen_at[EL_ADMIN] = m.val[AD_LISTEN];
 	/* The status endpoint has no authentication: keep it off the network. */
-	if (cfg->has_admin && !addr_is_loopback(&cfg->admin)) {
+	if (cfg->has_admin && !cfg_addr_loopback(&cfg->admin)) {
 		cfg_err(p, m.val[AD_LISTEN],
 		        "admin listen address must be a loopback address (127.0.0.1 or [::1])");
 		cfg->has_admin = 0;
