@@ -23,6 +23,8 @@ enum agent_state {
 };
 
 struct ustream;
+struct wsc;
+struct resolve;
 
 struct agent {
 	struct lws_context *ctx;
@@ -32,7 +34,8 @@ struct agent {
 	uint8_t secret[KEY_SECRET_LEN];
 	uint8_t pub[KEY_PUB_LEN];
 
-	struct lws *wsi;             /* the tunnel, NULL when down */
+	struct wsc *ws;              /* the tunnel, NULL when down */
+	struct resolve *resolving;   /* pending lookup of the edge's name */
 	struct tunnel t;
 	enum agent_state state;
 	unsigned attempt;            /* connect attempts since the last success */
@@ -60,8 +63,5 @@ void agent_connect_soon(uint64_t delay_us);
 /** Start the keepalive tick and the first connection attempt. */
 void agent_tunnel_start(void);
 
-/** lws callback of the tunnel client protocol. */
-int agent_tunnel_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-			  size_t len);
 
 #endif

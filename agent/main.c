@@ -13,31 +13,34 @@
 
 #include "../common/log.h"
 #include "agent.h"
+#include "resolve.h"
 #include "upstream.h"
+#include "wsclient.h"
 
 #define RELAIS_VERSION "0.1.0"
 
 struct agent agent;
 
-static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-			   void *in, size_t len);
+static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len);
 
 static const struct lws_protocols protocols[] = {
-	{AGENT_PROTO_TUNNEL, agent_tunnel_callback, 0, 65536, 0, NULL, TUNNEL_MSG_CAP + 1024},
-	{AGENT_PROTO_UPSTREAM, upstream_callback, 0, 0, 0, NULL, 0},
-	{AGENT_PROTO_SIGNAL, signal_callback, 0, 0, 0, NULL, 0},
-	{NULL, NULL, 0, 0, 0, NULL, 0}};
+    {WSC_PROTOCOL, wsc_callback, 0, 0, 0, NULL, 0},
+    {AGENT_PROTO_UPSTREAM, upstream_callback, 0, 0, 0, NULL, 0},
+    {AGENT_PROTO_SIGNAL, signal_callback, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: relais-agent [-t] [-d] -c agent.yaml\n"
-		   "       relais-agent keygen FILE     write a new private key (0600)\n"
-		   "       relais-agent pubkey FILE     print the public key of FILE\n"
-		   "       relais-agent --help | --version\n"
-		   "  -c FILE   configuration file (default /etc/relais/agent.yaml)\n"
-		   "  -t        check the configuration and key, print 'configuration OK' and exit\n"
-		   "  -d        debug logging\n"
-		   "Signals: HUP reloads the configuration, TERM drains then exits, INT exits.\n");
+	fprintf(f,
+	        "usage: relais-agent [-t] [-d] -c agent.yaml\n"
+	        "       relais-agent keygen FILE     write a new private key (0600)\n"
+	        "       relais-agent pubkey FILE     print the public key of FILE\n"
+	        "       relais-agent --help | --version\n"
+	        "  -c FILE   configuration file (default /etc/relais/agent.yaml)\n"
+	        "  -t        check the configuration and key, print 'configuration OK' and exit\n"
+	        "  -d        debug logging\n"
+	        "Signals: HUP reloads the configuration, TERM drains then exits, INT exits.\n");
 }
 
 static int cmd_keygen(const char *file)
@@ -98,15 +101,17 @@ static void agent_reload(void)
 	agent.cfg = n;
 	log_init("relais-agent", agent.cfg.log_level);
 	log_info("configuration reloaded; reconnecting to declare the routes again");
-	if (agent.wsi)
-		lws_set_timeout(agent.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	if (agent.ws)
+		wsc_close(agent.ws, "configuration reloaded");
 }
 
-static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-			   void *in, size_t len)
+static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len)
 {
 	struct signalfd_siginfo si;
 
+	if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED)
+		resolve_dispatch();
 	if (reason != LWS_CALLBACK_RAW_RX_FILE)
 		return 0;
 	while (read(lws_get_socket_fd(wsi), &si, sizeof(si)) == (ssize_t)sizeof(si)) {
@@ -134,9 +139,9 @@ static int agent_signals(void)
 		return -1;
 	u.filefd = fd;
 	return lws_adopt_descriptor_vhost(agent.vh, LWS_ADOPT_RAW_FILE_DESC, u, AGENT_PROTO_SIGNAL,
-					  NULL)
-		       ? 0
-		       : -1;
+	                                  NULL)
+	           ? 0
+	           : -1;
 }
 
 static int agent_start(void)
@@ -157,7 +162,6 @@ static int agent_start(void)
 	info.port = CONTEXT_PORT_NO_LISTEN; /* the agent never listens */
 	info.protocols = protocols;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	info.client_ssl_ca_filepath = agent.cfg.edge_ca;
 	info.timeout_secs = 10;
 	agent.vh = lws_create_vhost(agent.ctx, &info);
 	if (!agent.vh) {
@@ -188,8 +192,8 @@ int main(int argc, char **argv)
 	const char *file = "/etc/relais/agent.yaml";
 	int check = 0, debug = 0, c, rc = 1;
 	static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
-					     {"version", no_argument, NULL, 'V'},
-					     {NULL, 0, NULL, 0}};
+	                                     {"version", no_argument, NULL, 'V'},
+	                                     {NULL, 0, NULL, 0}};
 
 	log_init("relais-agent", LOG_INFO);
 	if (keys_init() < 0) {
@@ -242,7 +246,7 @@ int main(int argc, char **argv)
 	lws_set_log_level(LLL_ERR | (debug ? LLL_WARN : 0), lws_log_emit);
 	if (agent_start() == 0) {
 		log_info("relais-agent %s: edge %s, %zu routes, %zu streams", RELAIS_VERSION,
-			 agent.cfg.edge, agent.cfg.nroutes, agent.cfg.nstreams);
+		         agent.cfg.edge, agent.cfg.nroutes, agent.cfg.nstreams);
 		rc = 0;
 		while (!agent.interrupted && lws_service(agent.ctx, 0) >= 0)
 			;
@@ -250,6 +254,7 @@ int main(int argc, char **argv)
 	}
 	lws_sul_cancel(&agent.sul_connect);
 	lws_sul_cancel(&agent.sul_tick);
+	resolve_shutdown();
 	if (agent.ctx)
 		lws_context_destroy(agent.ctx);
 out:

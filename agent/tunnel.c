@@ -7,14 +7,16 @@
 
 #include "../common/log.h"
 #include "agent.h"
+#include "resolve.h"
 #include "upstream.h"
+#include "wsclient.h"
 
-#define BACKOFF_BASE_US   (250 * LWS_US_PER_MS)
-#define BACKOFF_CAP_US    (30 * LWS_US_PER_SEC)
-#define TICK_US           (1 * LWS_US_PER_SEC)
-#define PING_AFTER_US     (4 * LWS_US_PER_SEC)
-#define DEAD_AFTER_US     (12 * LWS_US_PER_SEC)
-#define HANDSHAKE_US      (10 * LWS_US_PER_SEC)
+#define BACKOFF_BASE_US (250 * LWS_US_PER_MS)
+#define BACKOFF_CAP_US  (30 * LWS_US_PER_SEC)
+#define TICK_US         (1 * LWS_US_PER_SEC)
+#define PING_AFTER_US   (4 * LWS_US_PER_SEC)
+#define DEAD_AFTER_US   (12 * LWS_US_PER_SEC)
+#define HANDSHAKE_US    (10 * LWS_US_PER_SEC)
 
 static uint64_t now_us(void)
 {
@@ -23,13 +25,13 @@ static uint64_t now_us(void)
 
 void agent_want_write(void)
 {
-	if (agent.wsi)
-		lws_callback_on_writable(agent.wsi);
+	if (agent.ws)
+		wsc_want_write(agent.ws);
 }
 
 int agent_send(const struct frame *f)
 {
-	if (!agent.wsi)
+	if (!agent.ws || agent.state < AGENT_HELLO)
 		return -1;
 	if (tunnel_send(&agent.t, f) < 0)
 		return -1;
@@ -39,10 +41,10 @@ int agent_send(const struct frame *f)
 
 static void agent_kill(const char *why)
 {
-	if (!agent.wsi)
+	if (!agent.ws)
 		return;
 	log_warn("tunnel: %s; reconnecting", why);
-	lws_set_timeout(agent.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	wsc_close(agent.ws, why);
 }
 
 /* Exponential backoff with +-20% jitter, capped at 30 s (jitter included). */
@@ -63,35 +65,63 @@ static uint64_t agent_backoff(void)
 	return d;
 }
 
+static void agent_on_open(void *arg);
+static int agent_on_data(void *arg, const uint8_t *p, size_t n, int last);
+static void agent_on_writable(void *arg);
+static void agent_on_close(void *arg, const char *why);
+
+static const struct wsc_ops agent_ws_ops = {
+    .on_open = agent_on_open,
+    .on_data = agent_on_data,
+    .on_writable = agent_on_writable,
+    .on_close = agent_on_close,
+};
+
+static void agent_resolved(void *arg, const struct addr *a, const char *err)
+{
+	struct wsc_cfg cfg;
+	const char *why = NULL;
+
+	agent.resolving = NULL;
+	if (agent.interrupted)
+		return;
+	if (!a) {
+		agent.state = AGENT_IDLE;
+		log_warn("tunnel: %s", err);
+		agent_connect_soon(agent_backoff());
+		return;
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.addr = a;
+	cfg.host = agent.cfg.edge_host;
+	cfg.port = agent.cfg.edge_port;
+	cfg.path = agent.cfg.edge_path;
+	cfg.protocol = AGENT_TUNNEL_PROTO;
+	cfg.tls = agent.cfg.edge_tls;
+	cfg.ca_file = agent.cfg.edge_ca;
+	if (tunnel_init(&agent.t, 0) < 0) {
+		why = "out of memory";
+	} else {
+		agent.ws = wsc_connect(agent.vh, &cfg, &agent_ws_ops, NULL, &why);
+		if (!agent.ws)
+			tunnel_free(&agent.t);
+	}
+	if (!agent.ws) {
+		agent.state = AGENT_IDLE;
+		log_warn("tunnel: cannot connect to %s: %s", agent.cfg.edge, why);
+		agent_connect_soon(agent_backoff());
+	}
+}
+
 static void agent_connect(lws_sorted_usec_list_t *sul)
 {
-	struct lws_client_connect_info i;
-
-	if (agent.interrupted || agent.wsi)
+	if (agent.interrupted || agent.ws || agent.state != AGENT_IDLE)
 		return;
-	memset(&i, 0, sizeof(i));
-	i.context = agent.ctx;
-	i.vhost = agent.vh;
-	i.address = agent.cfg.edge_host;
-	i.port = agent.cfg.edge_port;
-	i.path = agent.cfg.edge_path;
-	i.host = agent.cfg.edge_host;
-	i.origin = agent.cfg.edge_host;
-	i.protocol = AGENT_TUNNEL_PROTO;
-	i.local_protocol_name = AGENT_PROTO_TUNNEL;
-	i.ssl_connection = agent.cfg.edge_tls ? LCCSCF_USE_SSL : 0;
-	i.pwsi = &agent.wsi;
 	agent.state = AGENT_CONNECTING;
 	agent.state_us = now_us();
 	log_debug("tunnel: connecting to %s", agent.cfg.edge);
-	if (!lws_client_connect_via_info(&i)) {
-		/* lws already reported CONNECTION_ERROR or failed early: retry later. */
-		agent.wsi = NULL;
-		if (agent.state == AGENT_CONNECTING) {
-			agent.state = AGENT_IDLE;
-			agent_connect_soon(agent_backoff());
-		}
-	}
+	agent.resolving = resolve_start(agent.ctx, agent.cfg.edge_host, agent.cfg.edge_port,
+	                                agent_resolved, NULL);
 }
 
 void agent_connect_soon(uint64_t delay_us)
@@ -105,18 +135,18 @@ static void agent_tick(lws_sorted_usec_list_t *sul)
 {
 	uint64_t now = now_us();
 
-	if (agent.wsi && agent.state == AGENT_READY) {
+	if (agent.ws && agent.state == AGENT_READY) {
 		if (now - agent.last_rx_us > DEAD_AFTER_US) {
 			agent_kill("no traffic from the edge for 12 s");
 		} else if (now - agent.last_rx_us >= PING_AFTER_US &&
-			   now - agent.last_ping_us >= PING_AFTER_US) {
+		           now - agent.last_ping_us >= PING_AFTER_US) {
 			struct frame f = {.type = FRAME_PING};
 
 			f.u.ping = now;
 			agent.last_ping_us = now;
 			agent_send(&f);
 		}
-	} else if (agent.wsi && now - agent.state_us > HANDSHAKE_US) {
+	} else if (agent.ws && now - agent.state_us > HANDSHAKE_US) {
 		agent_kill("edge handshake timed out");
 	}
 	lws_sul_schedule(agent.ctx, 0, &agent.sul_tick, agent_tick, TICK_US);
@@ -143,8 +173,8 @@ static void agent_declare_routes(void)
 		const struct agent_route *r = &agent.cfg.routes[i];
 		struct frame f = {.type = FRAME_ROUTE, .stream = (uint32_t)(i + 1)};
 
-		f.u.route.kind = r->tls_mode == TLS_MODE_PASSTHROUGH ? ROUTE_KIND_TLS
-								     : ROUTE_KIND_HTTP;
+		f.u.route.kind =
+		    r->tls_mode == TLS_MODE_PASSTHROUGH ? ROUTE_KIND_TLS : ROUTE_KIND_HTTP;
 		snprintf(f.u.route.host, sizeof(f.u.route.host), "%s", r->host);
 		if (agent_send(&f) < 0)
 			log_error("tunnel: cannot declare route %s", r->host);
@@ -152,7 +182,7 @@ static void agent_declare_routes(void)
 	for (size_t i = 0; i < agent.cfg.nstreams; i++) {
 		const struct agent_stream *st = &agent.cfg.streams[i];
 		struct frame f = {.type = FRAME_ROUTE,
-				  .stream = (uint32_t)(agent.cfg.nroutes + i + 1)};
+		                  .stream = (uint32_t)(agent.cfg.nroutes + i + 1)};
 
 		f.u.route.kind = st->listen.kind;
 		f.u.route.port_lo = st->listen.lo;
@@ -170,12 +200,12 @@ static void agent_route_name(uint32_t id, char *out, size_t cap)
 		const struct agent_stream *st = &agent.cfg.streams[id - agent.cfg.nroutes - 1];
 
 		if (st->listen.lo == st->listen.hi)
-			snprintf(out, cap, "%s/%u", st->listen.kind == ROUTE_KIND_UDP ? "udp" : "tcp",
-				 st->listen.lo);
+			snprintf(out, cap, "%s/%u",
+			         st->listen.kind == ROUTE_KIND_UDP ? "udp" : "tcp", st->listen.lo);
 		else
 			snprintf(out, cap, "%s/%u-%u",
-				 st->listen.kind == ROUTE_KIND_UDP ? "udp" : "tcp", st->listen.lo,
-				 st->listen.hi);
+			         st->listen.kind == ROUTE_KIND_UDP ? "udp" : "tcp", st->listen.lo,
+			         st->listen.hi);
 	} else {
 		snprintf(out, cap, "#%u", id);
 	}
@@ -194,7 +224,7 @@ static int agent_on_frame(void *arg, const struct frame *f)
 			agent.attempt = 0;
 			agent.window = f->u.welcome.window;
 			log_info("tunnel: connected to %s as agent '%s'", agent.cfg.edge,
-				 f->u.welcome.name);
+			         f->u.welcome.name);
 			agent_declare_routes();
 			return 0;
 		case FRAME_REJECT:
@@ -202,7 +232,7 @@ static int agent_on_frame(void *arg, const struct frame *f)
 			return -1;
 		default:
 			log_warn("tunnel: unexpected %s during the handshake",
-				 frame_type_name(f->type));
+			         frame_type_name(f->type));
 			return -1;
 		}
 	}
@@ -241,37 +271,34 @@ static int agent_on_frame(void *arg, const struct frame *f)
 	}
 }
 
-static int agent_writeable(void)
+static void agent_on_writable(void *arg)
 {
 	struct outq *q;
 	size_t len;
-	uint8_t *p = tunnel_next_message(&agent.t, &len, &q);
+	uint8_t *p;
+	int r = 1;
 
-	if (!p)
-		return 0;
-	if (lws_write(agent.wsi, p, len, LWS_WRITE_BINARY) < (int)len)
-		return -1;
-	outq_pop(q);
-	if (tunnel_next_message(&agent.t, &len, &q))
-		lws_callback_on_writable(agent.wsi);
+	while (agent.ws && (p = tunnel_next_message(&agent.t, &len, &q))) {
+		r = wsc_send(agent.ws, p, len);
+		if (r <= 0)
+			break;
+		outq_pop(q);
+	}
+	if (r == 0)
+		wsc_want_write(agent.ws);
 	upstream_tunnel_drained();
-	return 0;
 }
 
-static int agent_receive(struct lws *wsi, void *in, size_t len)
+static int agent_on_data(void *arg, const uint8_t *p, size_t n, int last)
 {
 	const char *err = NULL;
 
-	if (!lws_frame_is_binary(wsi)) {
-		log_warn("tunnel: text message from the edge");
-		return -1;
-	}
 	agent.last_rx_us = now_us();
-	if (tunnel_rx_append(&agent.t, in, len, &err) < 0) {
+	if (tunnel_rx_append(&agent.t, p, n, &err) < 0) {
 		log_warn("tunnel: %s", err);
 		return -1;
 	}
-	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
+	if (!last)
 		return 0;
 	if (tunnel_rx_message(&agent.t, agent_on_frame, NULL, &err) != 0) {
 		if (err)
@@ -281,59 +308,30 @@ static int agent_receive(struct lws *wsi, void *in, size_t len)
 	return 0;
 }
 
-static void agent_down(const char *why)
+static void agent_on_open(void *arg)
+{
+	agent.state = AGENT_HELLO;
+	agent.state_us = agent.last_rx_us = now_us();
+}
+
+static void agent_on_close(void *arg, const char *why)
 {
 	int was_ready = agent.state == AGENT_READY;
+	int opened = agent.state >= AGENT_HELLO;
 
-	agent.wsi = NULL;
+	agent.ws = NULL;
 	upstream_tunnel_gone();
 	tunnel_free(&agent.t);
 	agent.state = AGENT_IDLE;
 	if (agent.interrupted)
 		return;
 	if (was_ready)
-		log_warn("tunnel: disconnected from the edge%s%s", why ? ": " : "", why ? why : "");
+		log_warn("tunnel: disconnected from the edge: %s", why);
+	else if (opened)
+		log_warn("tunnel: the edge closed the session during the handshake: %s", why);
 	else
-		log_warn("tunnel: cannot connect to %s%s%s", agent.cfg.edge, why ? ": " : "",
-			 why ? why : "");
+		log_warn("tunnel: cannot connect to %s: %s", agent.cfg.edge, why);
 	agent_connect_soon(agent_backoff());
-}
-
-int agent_tunnel_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-			  size_t len)
-{
-	switch (reason) {
-	case LWS_CALLBACK_CLIENT_ESTABLISHED:
-		if (tunnel_init(&agent.t, LWS_PRE) < 0)
-			return -1;
-		agent.wsi = wsi;
-		agent.state = AGENT_HELLO;
-		agent.state_us = agent.last_rx_us = now_us();
-		break;
-	case LWS_CALLBACK_CLIENT_RECEIVE:
-		return agent_receive(wsi, in, len);
-	case LWS_CALLBACK_CLIENT_WRITEABLE:
-		return agent_writeable();
-	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-		/* lws does not clear *pwsi on errors (LWS-NOTES). */
-		if (agent.state == AGENT_CONNECTING) {
-			char why[160];
-
-			snprintf(why, sizeof(why), "%s", in ? (const char *)in : "connection error");
-			agent.wsi = NULL;
-			agent.state = AGENT_IDLE;
-			log_warn("tunnel: cannot connect to %s: %s", agent.cfg.edge, why);
-			agent_connect_soon(agent_backoff());
-		}
-		break;
-	case LWS_CALLBACK_CLIENT_CLOSED:
-		if (agent.state >= AGENT_HELLO)
-			agent_down(NULL);
-		break;
-	default:
-		break;
-	}
-	return 0;
 }
 
 void agent_tunnel_start(void)
