@@ -15,6 +15,7 @@
 #include "agent.h"
 #include "resolve.h"
 #include "upstream.h"
+#include "conn.h"
 #include "wsclient.h"
 
 #define RELAIS_VERSION "0.1.0"
@@ -25,7 +26,7 @@ static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
                            size_t len);
 
 static const struct lws_protocols protocols[] = {
-    {WSC_PROTOCOL, wsc_callback, 0, 0, 0, NULL, 0},
+    {CONN_PROTOCOL, conn_callback, 0, 0, 0, NULL, 0},
     {AGENT_PROTO_UPSTREAM, upstream_callback, 0, 0, 0, NULL, 0},
     {AGENT_PROTO_SIGNAL, signal_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};

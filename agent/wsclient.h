@@ -1,9 +1,9 @@
 /*
  * agent/wsclient.h - the agent's WebSocket client (wss://, or ws:// for tests).
  *
- * Own TCP connect, OpenSSL TLS with certificate and host name verification,
- * the RFC 6455 opening handshake and framing; libwebsockets only watches the
- * socket.  Why not lws's client: it masks every outgoing byte one at a time,
+ * The RFC 6455 opening handshake and framing over agent/conn.c (TCP, and
+ * OpenSSL TLS with certificate and host name verification); libwebsockets
+ * only watches the socket.  Why not lws's client: it masks every outgoing byte one at a time,
  * which capped bulk transfers from home at a fraction of the link.
  */
 #ifndef RELAIS_AGENT_WSCLIENT_H
@@ -29,24 +29,21 @@ struct wsc_ops {
 };
 
 struct wsc_cfg {
-	const struct addr *addr;  /* resolved address of the edge */
-	const char *host;         /* name for SNI, verification and Host: */
+	const struct addr *addr; /* resolved address of the edge */
+	const char *host;        /* name for SNI, verification and Host: */
 	uint16_t port;
 	const char *path;
-	const char *protocol;     /* Sec-WebSocket-Protocol */
+	const char *protocol; /* Sec-WebSocket-Protocol */
 	int tls;
-	const char *ca_file;      /* NULL: the system's CAs */
+	const char *ca_file; /* NULL: the system's CAs */
 };
-
-/** lws protocol name the socket is adopted under (register wsc_callback with it). */
-#define WSC_PROTOCOL "relais-wsc"
 
 /**
  * Start connecting.  Returns the client (every client ends with exactly one
  * on_close), or NULL with *err when nothing could be started.
  */
-struct wsc *wsc_connect(struct lws_vhost *vh, const struct wsc_cfg *cfg,
-			const struct wsc_ops *ops, void *arg, const char **err);
+struct wsc *wsc_connect(struct lws_vhost *vh, const struct wsc_cfg *cfg, const struct wsc_ops *ops,
+                        void *arg, const char **err);
 
 /**
  * Queue one binary message (copied and masked into the client's buffer).
@@ -63,9 +60,5 @@ size_t wsc_queued(const struct wsc *c);
 
 /** Close; on_close follows from the event loop. */
 void wsc_close(struct wsc *c, const char *why);
-
-/** The lws callback for WSC_PROTOCOL (raw file descriptors). */
-int wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-		 size_t len);
 
 #endif

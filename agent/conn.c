@@ -1,0 +1,375 @@
+/*
+ * agent/conn.c - outbound TCP/TLS connections on the event loop (see conn.h).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+
+enum conn_state { CONN_TCP, CONN_TLS, CONN_UP, CONN_DEAD };
+
+struct conn {
+	struct lws *wsi;
+	int fd;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	enum conn_state st;
+	const struct conn_ops *ops;
+	void *arg;
+	int in_wcb; /* inside lws's WRITEABLE callback */
+	int want_write;
+	int paused;
+	int notified;
+	lws_sorted_usec_list_t sul_arm;
+	lws_sorted_usec_list_t sul_read;
+	char why[200];
+};
+
+static void conn_fail(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void conn_fail(struct conn *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->st == CONN_DEAD)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(c->why, sizeof(c->why), fmt, ap);
+	va_end(ap);
+	c->st = CONN_DEAD;
+	if (c->wsi)
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+void conn_close(struct conn *c, const char *why)
+{
+	conn_fail(c, "%s", why);
+}
+
+static void conn_arm_cb(lws_sorted_usec_list_t *sul)
+{
+	struct conn *c = lws_container_of(sul, struct conn, sul_arm);
+
+	if (c->wsi && c->st != CONN_DEAD)
+		lws_callback_on_writable(c->wsi);
+}
+
+/*
+ * Ask for POLLOUT.  lws clears POLLOUT of a raw descriptor *after* its
+ * WRITEABLE callback returns, so a request made inside that callback would
+ * be lost: re-arm from a zero-delay timer instead.
+ */
+static void conn_arm(struct conn *c)
+{
+	if (!c->wsi || c->st == CONN_DEAD)
+		return;
+	if (c->in_wcb)
+		lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_arm, conn_arm_cb, 1);
+	else
+		lws_callback_on_writable(c->wsi);
+}
+
+void conn_want_write(struct conn *c)
+{
+	c->want_write = 1;
+	conn_arm(c);
+}
+
+static void conn_read_cb(lws_sorted_usec_list_t *sul)
+{
+	struct conn *c = lws_container_of(sul, struct conn, sul_read);
+
+	if (c->st == CONN_UP && !c->paused)
+		c->ops->on_readable(c->arg);
+}
+
+void conn_pause(struct conn *c, int pause)
+{
+	if (!c->wsi || c->paused == pause || c->st == CONN_DEAD)
+		return;
+	c->paused = pause;
+	lws_rx_flow_control(c->wsi, !pause);
+	/* Input TLS already decrypted raises no POLLIN: deliver it from the loop. */
+	if (!pause && c->ssl && SSL_pending(c->ssl))
+		lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_read, conn_read_cb, 1);
+}
+
+static const char *conn_ssl_error(struct conn *c, int r)
+{
+	static char buf[160];
+	unsigned long e = ERR_get_error();
+	long v = SSL_get_verify_result(c->ssl);
+
+	if (v != X509_V_OK)
+		return X509_verify_cert_error_string(v);
+	if (e) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+		return buf;
+	}
+	if (r == SSL_ERROR_ZERO_RETURN)
+		return "connection closed";
+	return errno ? strerror(errno) : "connection closed";
+}
+
+ssize_t conn_read(struct conn *c, void *buf, size_t n)
+{
+	ssize_t r;
+
+	if (c->st != CONN_UP)
+		return c->st == CONN_DEAD ? -1 : 0;
+	if (c->ssl) {
+		int k = SSL_read(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
+
+		if (k > 0)
+			return k;
+		k = SSL_get_error(c->ssl, k);
+		if (k == SSL_ERROR_WANT_READ || k == SSL_ERROR_WANT_WRITE)
+			return 0;
+		conn_fail(c, "%s",
+		          k == SSL_ERROR_ZERO_RETURN ? "closed by the peer" : conn_ssl_error(c, k));
+		return -1;
+	}
+	r = recv(c->fd, buf, n, 0);
+	if (r > 0)
+		return r;
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return 0;
+	conn_fail(c, "%s", r == 0 ? "closed by the peer" : strerror(errno));
+	return -1;
+}
+
+ssize_t conn_write(struct conn *c, const void *buf, size_t n)
+{
+	ssize_t w;
+
+	if (c->st != CONN_UP)
+		return c->st == CONN_DEAD ? -1 : 0;
+	if (!n)
+		return 0;
+	if (c->ssl) {
+		int k = SSL_write(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
+
+		if (k > 0)
+			return k;
+		k = SSL_get_error(c->ssl, k);
+		if (k == SSL_ERROR_WANT_WRITE || k == SSL_ERROR_WANT_READ) {
+			conn_want_write(c);
+			return 0;
+		}
+		conn_fail(c, "write: %s", conn_ssl_error(c, k));
+		return -1;
+	}
+	w = send(c->fd, buf, n, MSG_NOSIGNAL);
+	if (w >= 0)
+		return w;
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+		conn_want_write(c);
+		return 0;
+	}
+	conn_fail(c, "write: %s", strerror(errno));
+	return -1;
+}
+
+void conn_shutdown(struct conn *c)
+{
+	if (c->st != CONN_UP)
+		return;
+	if (c->ssl)
+		SSL_shutdown(c->ssl);
+	shutdown(c->fd, SHUT_WR);
+}
+
+static void conn_up(struct conn *c)
+{
+	c->st = CONN_UP;
+	c->ops->on_connected(c->arg);
+}
+
+static void conn_tls_step(struct conn *c)
+{
+	int r = SSL_do_handshake(c->ssl);
+
+	if (r == 1) {
+		conn_up(c);
+		return;
+	}
+	r = SSL_get_error(c->ssl, r);
+	if (r == SSL_ERROR_WANT_WRITE)
+		conn_arm(c);
+	else if (r != SSL_ERROR_WANT_READ)
+		conn_fail(c, "TLS handshake: %s", conn_ssl_error(c, r));
+}
+
+static void conn_tcp_done(struct conn *c)
+{
+	int err = 0;
+	socklen_t el = sizeof(err);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+		err = errno;
+	if (err) {
+		conn_fail(c, "%s", strerror(err));
+		return;
+	}
+	if (c->ssl) {
+		c->st = CONN_TLS;
+		conn_tls_step(c);
+	} else {
+		conn_up(c);
+	}
+}
+
+static void conn_free(struct conn *c)
+{
+	lws_sul_cancel(&c->sul_arm);
+	lws_sul_cancel(&c->sul_read);
+	if (c->ssl)
+		SSL_free(c->ssl);
+	if (c->ctx)
+		SSL_CTX_free(c->ctx);
+	free(c);
+}
+
+static int conn_tls_setup(struct conn *c, const struct conn_tls *tls, const char **err)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	c->ctx = SSL_CTX_new(TLS_client_method());
+	if (!c->ctx) {
+		*err = "cannot create a TLS context";
+		return -1;
+	}
+	SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(c->ctx,
+	                 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (tls->verify) {
+		SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+		if (tls->ca_file ? SSL_CTX_load_verify_locations(c->ctx, tls->ca_file, NULL) != 1
+		                 : SSL_CTX_set_default_verify_paths(c->ctx) != 1) {
+			*err = "cannot load CA certificates";
+			return -1;
+		}
+	} else {
+		SSL_CTX_set_verify(c->ctx, SSL_VERIFY_NONE, NULL);
+	}
+	c->ssl = SSL_new(c->ctx);
+	if (!c->ssl) {
+		*err = "cannot create a TLS session";
+		return -1;
+	}
+	/* RFC 6125: the certificate must name what we dialled. */
+	if (inet_pton(AF_INET, tls->host, &a4) == 1 || inet_pton(AF_INET6, tls->host, &a6) == 1) {
+		if (tls->verify)
+			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), tls->host);
+	} else {
+		SSL_set_tlsext_host_name(c->ssl, tls->host);
+		if (tls->verify)
+			SSL_set1_host(c->ssl, tls->host);
+	}
+	SSL_set_connect_state(c->ssl);
+	return 0;
+}
+
+struct conn *conn_open(struct lws_vhost *vh, const struct addr *a, const struct conn_tls *tls,
+                       const struct conn_ops *ops, void *arg, const char **err)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	lws_sock_file_fd_type u;
+	int one = 1;
+
+	if (!c) {
+		*err = "out of memory";
+		return NULL;
+	}
+	c->fd = -1;
+	c->ops = ops;
+	c->arg = arg;
+	if (tls && tls->host && conn_tls_setup(c, tls, err) < 0)
+		goto fail;
+	c->fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		*err = strerror(errno);
+		goto fail;
+	}
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(c->fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
+		*err = strerror(errno);
+		goto fail;
+	}
+	if (c->ssl)
+		SSL_set_fd(c->ssl, c->fd);
+	u.filefd = c->fd;
+	c->wsi = lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, u, CONN_PROTOCOL, NULL);
+	if (!c->wsi) {
+		*err = "cannot add the socket to the event loop";
+		goto fail;
+	}
+	lws_set_opaque_user_data(c->wsi, c);
+	c->st = CONN_TCP;
+	lws_callback_on_writable(c->wsi);
+	return c;
+fail:
+	if (c->fd >= 0)
+		close(c->fd);
+	conn_free(c);
+	return NULL;
+}
+
+int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len)
+{
+	struct conn *c = lws_get_opaque_user_data(wsi);
+
+	if (!c)
+		return 0;
+	switch (reason) {
+	case LWS_CALLBACK_RAW_RX_FILE:
+		if (c->st == CONN_TCP)
+			conn_tcp_done(c);
+		else if (c->st == CONN_TLS)
+			conn_tls_step(c);
+		else if (c->st == CONN_UP)
+			c->ops->on_readable(c->arg);
+		break;
+	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+		c->in_wcb = 1;
+		if (c->st == CONN_TCP) {
+			conn_tcp_done(c);
+		} else if (c->st == CONN_TLS) {
+			conn_tls_step(c);
+		} else if (c->st == CONN_UP) {
+			c->want_write = 0;
+			c->ops->on_writable(c->arg);
+			/* TLS may hold decrypted input that POLLIN will not announce. */
+			if (c->ssl && c->st == CONN_UP && !c->paused && SSL_pending(c->ssl))
+				c->ops->on_readable(c->arg);
+		}
+		c->in_wcb = 0;
+		break;
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		lws_set_opaque_user_data(wsi, NULL);
+		c->wsi = NULL;
+		if (c->st != CONN_DEAD)
+			conn_fail(c, "connection closed");
+		if (!c->notified) {
+			c->notified = 1;
+			c->ops->on_close(c->arg, c->why);
+		}
+		conn_free(c);
+		return 0;
+	default:
+		break;
+	}
+	return c->st == CONN_DEAD ? -1 : 0;
+}
