@@ -1015,8 +1015,7 @@ ssize_t http1_write_request(const struct http1_head *h, const struct http1_forwa
 		return -1;
 	upgrade = http1_is_upgrade(h);
 
-	/* RFC 9112 §3.2.2: a proxy forwarding an absolute-form target sends its authority as Host.
-	 */
+	/* RFC 9112 §3.2.2: a proxy forwards an absolute-form target's authority as Host. */
 	if (target_authority(h, &host, &host_len) == 0) {
 		generated_host = 1;
 	} else if ((host_field = http1_find(h, "Host")) != NULL) {
@@ -1038,8 +1037,7 @@ ssize_t http1_write_request(const struct http1_head *h, const struct http1_forwa
 	for (i = 0; i < h->nheaders; i++) {
 		const struct http1_header *f = &h->headers[i];
 
-		/* Framing and routing fields first: naming them in Connection must not drop them.
-		 */
+		/* Framing and routing fields first: listing them in Connection can't drop them. */
 		if (name_is(f, "Host")) {
 			if (f == host_field)
 				put_field(&w, f->name, f->name_len, f->value, f->value_len);
@@ -1342,8 +1340,7 @@ int http1_route_host(const struct http1_head *h, char *out, size_t cap)
 		if (target_authority(h, &auth, &alen) < 0)
 			return -1;
 		if (memchr(auth, '@', alen))
-			return -1; /* userinfo is deprecated and a phishing vector (RFC 9110 §4.2.4)
-			            */
+			return -1; /* userinfo: deprecated, a phishing aid (RFC 9110 §4.2.4) */
 		return normalize_authority(auth, alen, out, cap);
 	}
 	if (!host)
