@@ -11,15 +11,13 @@
 #include "../common/tunnel.h"
 
 #define AGENT_TUNNEL_PROTO "relais.v1"
-#define AGENT_PROTO_TUNNEL "relais-tunnel"
-#define AGENT_PROTO_UPSTREAM "relais-upstream"
 #define AGENT_PROTO_SIGNAL "relais-signal"
 
 enum agent_state {
-	AGENT_IDLE = 0,      /* waiting for the next connect attempt */
-	AGENT_CONNECTING,    /* TCP/TLS/WebSocket handshake */
-	AGENT_HELLO,         /* waiting for HELLO, then WELCOME */
-	AGENT_READY          /* authenticated, routes declared */
+	AGENT_IDLE = 0,   /* waiting for the next connect attempt */
+	AGENT_CONNECTING, /* TCP/TLS/WebSocket handshake */
+	AGENT_HELLO,      /* waiting for HELLO, then WELCOME */
+	AGENT_READY       /* authenticated, routes declared */
 };
 
 struct ustream;
@@ -34,16 +32,16 @@ struct agent {
 	uint8_t secret[KEY_SECRET_LEN];
 	uint8_t pub[KEY_PUB_LEN];
 
-	struct wsc *ws;              /* the tunnel, NULL when down */
-	struct resolve *resolving;   /* pending lookup of the edge's name */
+	struct wsc *ws;            /* the tunnel, NULL when down */
+	struct resolve *resolving; /* pending lookup of the edge's name */
 	struct tunnel t;
 	enum agent_state state;
-	unsigned attempt;            /* connect attempts since the last success */
-	uint32_t window;             /* per-stream credit from WELCOME */
+	unsigned attempt; /* connect attempts since the last success */
+	uint32_t window;  /* per-stream credit from WELCOME */
 	uint64_t last_rx_us, last_ping_us, state_us;
 	lws_sorted_usec_list_t sul_connect;
 	lws_sorted_usec_list_t sul_tick;
-	struct ustream *streams;     /* live upstream streams */
+	struct ustream *streams; /* live upstream streams */
 	size_t nstreams;
 	int draining;
 	int interrupted;
@@ -62,6 +60,5 @@ void agent_connect_soon(uint64_t delay_us);
 
 /** Start the keepalive tick and the first connection attempt. */
 void agent_tunnel_start(void);
-
 
 #endif

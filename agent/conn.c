@@ -56,6 +56,12 @@ void conn_close(struct conn *c, const char *why)
 	conn_fail(c, "%s", why);
 }
 
+void conn_abort(struct conn *c)
+{
+	c->notified = 1;
+	conn_fail(c, "aborted");
+}
+
 static void conn_arm_cb(lws_sorted_usec_list_t *sul)
 {
 	struct conn *c = lws_container_of(sul, struct conn, sul_arm);

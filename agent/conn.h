@@ -56,6 +56,9 @@ void conn_pause(struct conn *c, int pause);
 /** Send FIN (TLS close_notify first) once everything was written. */
 void conn_shutdown(struct conn *c);
 
+/** Close without any further callback (the owner is going away). */
+void conn_abort(struct conn *c);
+
 /** Close with a reason; on_close follows from the loop. */
 void conn_close(struct conn *c, const char *why);
 

@@ -27,7 +27,6 @@ static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
 static const struct lws_protocols protocols[] = {
     {CONN_PROTOCOL, conn_callback, 0, 0, 0, NULL, 0},
-    {AGENT_PROTO_UPSTREAM, upstream_callback, 0, 0, 0, NULL, 0},
     {AGENT_PROTO_SIGNAL, signal_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 

@@ -1,39 +1,46 @@
 /*
  * agent/upstream.c - streams from the edge, each connected to a local service.
  *
- * OPEN names a route; the agent connects to that route's target and answers
- * ACCEPT or REFUSE.  DATA may arrive before the connection is up and waits in
- * the stream's queue, bounded by the credit window the edge respects.
+ * OPEN names a route; the agent resolves the route's target off the loop,
+ * connects (TLS for https:// targets, verified unless tls_verify: false) and
+ * answers ACCEPT or REFUSE.  DATA may arrive before the connection is up and
+ * waits in the stream's queue, bounded by the credit window the edge keeps.
  */
-#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "../common/log.h"
 #include "../common/outq.h"
 #include "agent.h"
+#include "conn.h"
+#include "resolve.h"
 #include "upstream.h"
 
-#define US_HASH       1024
-#define READ_MAX      (128u * 1024u)
-#define HIGH_WATER    (4u * 1024u * 1024u)
-#define CREDIT_BATCH  (64u * 1024u)
+#define US_HASH      1024
+#define READ_MAX     (64u * 1024u)
+#define READ_ROUNDS  4
+#define HIGH_WATER   (4u * 1024u * 1024u)
+#define CREDIT_BATCH (64u * 1024u)
 
 struct ustream {
 	uint32_t id;
-	struct lws *wsi;
+	struct conn *conn;
+	struct resolve *resolving;
 	struct ustream *next, *prev, *hnext;
-	uint64_t send_credit;     /* bytes we may still send to the edge */
-	uint64_t recv_credit;     /* bytes the edge may still send */
+	uint64_t send_credit; /* bytes we may still send to the edge */
+	uint64_t recv_credit; /* bytes the edge may still send */
 	uint64_t unacked;
-	struct outq out;          /* edge -> service */
-	int connected, fin_recv, fin_sent, paused;
-	char target[300];
+	struct outq out; /* edge -> service */
+	size_t out_off;  /* bytes of the first chunk already written */
+	int connected, fin_recv, fin_sent, paused, shut;
+	int tls, verify;
+	char host[256];
+	char target[300]; /* for logs */
 	lws_sorted_usec_list_t sul;
 };
 
 static struct ustream *hash[US_HASH];
+static uint8_t rbuf[READ_MAX];
 
 static struct ustream *us_find(uint32_t id)
 {
@@ -43,7 +50,7 @@ static struct ustream *us_find(uint32_t id)
 	return NULL;
 }
 
-/* Forget u: unlink, drop its socket (if any) and free it. */
+/* Forget u: unlink, drop its connection or lookup, free it. */
 static void us_free(struct ustream *u)
 {
 	struct ustream **pp;
@@ -61,10 +68,9 @@ static void us_free(struct ustream *u)
 		u->next->prev = u->prev;
 	agent.nstreams--;
 	lws_sul_cancel(&u->sul);
-	if (u->wsi) {
-		lws_set_opaque_user_data(u->wsi, NULL);
-		lws_set_timeout(u->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-	}
+	resolve_cancel(u->resolving);
+	if (u->conn)
+		conn_abort(u->conn);
 	outq_free(&u->out);
 	free(u);
 }
@@ -92,102 +98,18 @@ static void us_connect_timeout(lws_sorted_usec_list_t *sul)
 	us_refuse(u, CODE_TIMEOUT, "connect timeout");
 }
 
-/* Find what route id `route` points at: host/port of the local service. */
-static int us_target(const struct frame_open *o, const char **host, uint16_t *port)
-{
-	size_t nr = agent.cfg.nroutes;
-
-	if (o->route >= 1 && o->route <= nr) {
-		const struct agent_route *r = &agent.cfg.routes[o->route - 1];
-
-		*host = r->to_host;
-		*port = r->to_port;
-		return r->target == TARGET_HTTPS ? -2 : 0;
-	}
-	if (o->route > nr && o->route <= nr + agent.cfg.nstreams) {
-		const struct agent_stream *s = &agent.cfg.streams[o->route - nr - 1];
-
-		if (o->dst_port < s->listen.lo || o->dst_port > s->listen.hi)
-			return -1;
-		*host = s->to_host;
-		*port = (uint16_t)(s->to_port + (o->dst_port - s->listen.lo));
-		return 0;
-	}
-	return -1;
-}
-
-static int us_open(const struct frame *f)
-{
-	struct lws_client_connect_info i;
-	struct ustream *u;
-	const char *host = NULL;
-	uint16_t port = 0;
-	int t;
-
-	if (us_find(f->stream)) {
-		log_warn("tunnel: OPEN for stream %u which exists", f->stream);
-		return -1;
-	}
-	t = us_target(&f->u.open, &host, &port);
-	if (t == -1) {
-		us_send_code(FRAME_REFUSE, f->stream, CODE_NO_ROUTE, "no such route on this agent");
-		return 0;
-	}
-	if (t == -2) {
-		us_send_code(FRAME_REFUSE, f->stream, CODE_UNREACHABLE,
-			     "https:// targets are not supported yet");
-		return 0;
-	}
-	u = calloc(1, sizeof(*u));
-	if (!u)
-		return -1;
-	u->id = f->stream;
-	u->send_credit = agent.window;
-	u->recv_credit = agent.window;
-	outq_init(&u->out, LWS_PRE, 64 * 1024);
-	snprintf(u->target, sizeof(u->target), "%s:%u", host, port);
-	u->hnext = hash[u->id % US_HASH];
-	hash[u->id % US_HASH] = u;
-	u->next = agent.streams;
-	if (agent.streams)
-		agent.streams->prev = u;
-	agent.streams = u;
-	agent.nstreams++;
-
-	memset(&i, 0, sizeof(i));
-	i.context = agent.ctx;
-	i.vhost = agent.vh;
-	i.address = host;
-	i.port = port;
-	i.host = host;
-	i.method = "RAW";
-	i.local_protocol_name = AGENT_PROTO_UPSTREAM;
-	i.opaque_user_data = u;
-	i.pwsi = &u->wsi;
-	lws_sul_schedule(agent.ctx, 0, &u->sul, us_connect_timeout,
-			 (lws_usec_t)agent.cfg.connect_timeout_ms * LWS_US_PER_MS);
-	if (!lws_client_connect_via_info(&i)) {
-		/* CONNECTION_ERROR may have run and freed u already. */
-		struct ustream *still = us_find(f->stream);
-
-		if (still) {
-			still->wsi = NULL;
-			us_refuse(still, CODE_UNREACHABLE, "cannot connect");
-		}
-	}
-	return 0;
-}
-
+/* Stop reading the service while the edge has no credit for us or the
+ * tunnel's queue is long; resume when either drains. */
 static void us_flow(struct ustream *u)
 {
 	int pause;
 
-	if (!u->wsi || !u->connected)
+	if (!u->conn || !u->connected)
 		return;
-	pause = u->send_credit < READ_MAX || tunnel_data_queued(&agent.t) >= HIGH_WATER;
+	pause = u->send_credit == 0 || tunnel_data_queued(&agent.t) >= HIGH_WATER;
 	if (pause != u->paused) {
 		u->paused = pause;
-		lws_rx_flow_control(u->wsi, !pause);
+		conn_pause(u->conn, pause);
 	}
 }
 
@@ -205,6 +127,170 @@ static void us_consumed(struct ustream *u, size_t n)
 	agent_send(&f);
 }
 
+static void us_on_connected(void *arg)
+{
+	struct ustream *u = arg;
+
+	u->connected = 1;
+	lws_sul_cancel(&u->sul);
+	us_send_code(FRAME_ACCEPT, u->id, 0, NULL);
+	if (outq_bytes(&u->out) || u->fin_recv)
+		conn_want_write(u->conn);
+	us_flow(u);
+}
+
+static void us_on_readable(void *arg)
+{
+	struct ustream *u = arg;
+
+	for (int i = 0; i < READ_ROUNDS && u->conn; i++) {
+		size_t want = u->send_credit < READ_MAX ? (size_t)u->send_credit : READ_MAX;
+		ssize_t n;
+
+		if (!want || tunnel_data_queued(&agent.t) >= HIGH_WATER)
+			break;
+		n = conn_read(u->conn, rbuf, want);
+		if (n <= 0)
+			break;
+		if (tunnel_send_data(&agent.t, FRAME_DATA, u->id, rbuf, (size_t)n) < 0) {
+			us_send_code(FRAME_RST, u->id, CODE_INTERNAL, NULL);
+			us_free(u);
+			return;
+		}
+		u->send_credit -= (uint64_t)n;
+	}
+	agent_want_write();
+	us_flow(u);
+}
+
+static void us_on_writable(void *arg)
+{
+	struct ustream *u = arg;
+	size_t len;
+	uint8_t *p;
+
+	while ((p = outq_head(&u->out, &len))) {
+		ssize_t w = conn_write(u->conn, p + u->out_off, len - u->out_off);
+
+		if (w <= 0)
+			return;
+		u->out_off += (size_t)w;
+		if (u->out_off < len)
+			continue;
+		outq_pop(&u->out);
+		u->out_off = 0;
+		us_consumed(u, len);
+	}
+	if (u->fin_recv && !u->shut) {
+		u->shut = 1;
+		conn_shutdown(u->conn);
+	}
+}
+
+static void us_on_close(void *arg, const char *why)
+{
+	struct ustream *u = arg;
+
+	u->conn = NULL;
+	if (!u->connected) {
+		us_refuse(u, strstr(why, "refused") ? CODE_REFUSED : CODE_UNREACHABLE, why);
+		return;
+	}
+	/* The service is done: everything it sent is queued ahead of this FIN. */
+	log_debug("stream %u: %s closed: %s", u->id, u->target, why);
+	us_send_code(FRAME_FIN, u->id, 0, NULL);
+	u->fin_sent = 1;
+	if (u->fin_recv)
+		us_free(u);
+}
+
+static const struct conn_ops us_conn_ops = {
+    .on_connected = us_on_connected,
+    .on_readable = us_on_readable,
+    .on_writable = us_on_writable,
+    .on_close = us_on_close,
+};
+
+static void us_resolved(void *arg, const struct addr *a, const char *err)
+{
+	struct ustream *u = arg;
+	struct conn_tls tls = {.host = u->host, .verify = u->verify, .ca_file = NULL};
+	const char *why = NULL;
+
+	u->resolving = NULL;
+	if (!a) {
+		us_refuse(u, CODE_UNREACHABLE, err);
+		return;
+	}
+	u->conn = conn_open(agent.vh, a, u->tls ? &tls : NULL, &us_conn_ops, u, &why);
+	if (!u->conn)
+		us_refuse(u, CODE_UNREACHABLE, why);
+}
+
+/* Find what route id `route` points at: host/port of the local service. */
+static int us_target(struct ustream *u, const struct frame_open *o)
+{
+	size_t nr = agent.cfg.nroutes;
+	uint16_t port;
+
+	if (o->route >= 1 && o->route <= nr) {
+		const struct agent_route *r = &agent.cfg.routes[o->route - 1];
+
+		snprintf(u->host, sizeof(u->host), "%s", r->to_host);
+		port = r->to_port;
+		u->tls = r->target == TARGET_HTTPS;
+		u->verify = r->tls_verify;
+	} else if (o->route > nr && o->route <= nr + agent.cfg.nstreams) {
+		const struct agent_stream *s = &agent.cfg.streams[o->route - nr - 1];
+
+		if (o->dst_port < s->listen.lo || o->dst_port > s->listen.hi)
+			return -1;
+		snprintf(u->host, sizeof(u->host), "%s", s->to_host);
+		port = (uint16_t)(s->to_port + (o->dst_port - s->listen.lo));
+	} else {
+		return -1;
+	}
+	snprintf(u->target, sizeof(u->target), "%s://%s:%u", u->tls ? "https" : "tcp", u->host,
+	         port);
+	return port;
+}
+
+static int us_open(const struct frame *f)
+{
+	struct ustream *u;
+	int port;
+
+	if (us_find(f->stream)) {
+		log_warn("tunnel: OPEN for stream %u which exists", f->stream);
+		return -1;
+	}
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -1;
+	port = us_target(u, &f->u.open);
+	if (port < 0) {
+		free(u);
+		us_send_code(FRAME_REFUSE, f->stream, CODE_NO_ROUTE, "no such route on this agent");
+		return 0;
+	}
+	u->id = f->stream;
+	u->send_credit = agent.window;
+	u->recv_credit = agent.window;
+	outq_init(&u->out, 0, 64 * 1024);
+	u->hnext = hash[u->id % US_HASH];
+	hash[u->id % US_HASH] = u;
+	u->next = agent.streams;
+	if (agent.streams)
+		agent.streams->prev = u;
+	agent.streams = u;
+	agent.nstreams++;
+	lws_sul_schedule(agent.ctx, 0, &u->sul, us_connect_timeout,
+	                 (lws_usec_t)agent.cfg.connect_timeout_ms * LWS_US_PER_MS);
+	/* May call us_resolved (and even free u) before returning. */
+	u->resolving = resolve_start(agent.ctx, u->host, (uint16_t)port, us_resolved, u);
+	return 0;
+}
+
 static int us_data(struct ustream *u, const struct frame *f)
 {
 	uint8_t *w;
@@ -218,6 +304,11 @@ static int us_data(struct ustream *u, const struct frame *f)
 	u->recv_credit -= f->len;
 	if (!f->len)
 		return 0;
+	if (u->connected && !u->conn) {
+		/* The service already closed: drop, but keep the edge's credit flowing. */
+		us_consumed(u, f->len);
+		return 0;
+	}
 	w = outq_reserve(&u->out, f->len);
 	if (!w) {
 		us_send_code(FRAME_RST, u->id, CODE_INTERNAL, NULL);
@@ -226,8 +317,8 @@ static int us_data(struct ustream *u, const struct frame *f)
 	}
 	memcpy(w, f->payload, f->len);
 	outq_commit(&u->out, f->len);
-	if (u->wsi && u->connected)
-		lws_callback_on_writable(u->wsi);
+	if (u->conn && u->connected)
+		conn_want_write(u->conn);
 	return 0;
 }
 
@@ -257,8 +348,10 @@ int upstream_on_frame(const struct frame *f)
 		return 0;
 	case FRAME_FIN:
 		u->fin_recv = 1;
-		if (u->wsi && u->connected)
-			lws_callback_on_writable(u->wsi);
+		if (u->fin_sent && !u->conn)
+			us_free(u);
+		else if (u->conn && u->connected)
+			conn_want_write(u->conn);
 		return 0;
 	case FRAME_RST:
 		us_free(u);
@@ -281,93 +374,4 @@ void upstream_tunnel_drained(void)
 	for (struct ustream *u = agent.streams; u; u = u->next)
 		if (u->paused)
 			us_flow(u);
-}
-
-static int us_rx(struct ustream *u, const uint8_t *p, size_t n)
-{
-	while (n) {
-		size_t k = n > FRAME_MAX_DATA ? FRAME_MAX_DATA : n;
-
-		if (tunnel_send_data(&agent.t, FRAME_DATA, u->id, p, k) < 0)
-			return -1;
-		u->send_credit -= k < u->send_credit ? k : u->send_credit;
-		p += k;
-		n -= k;
-	}
-	agent_want_write();
-	us_flow(u);
-	return 0;
-}
-
-static int us_writeable(struct ustream *u, struct lws *wsi)
-{
-	size_t len;
-	uint8_t *p = outq_head(&u->out, &len);
-
-	if (p) {
-		if (lws_write(wsi, p, len, LWS_WRITE_RAW) < (int)len)
-			return -1;
-		outq_pop(&u->out);
-		us_consumed(u, len);
-		if (outq_head(&u->out, &len)) {
-			lws_callback_on_writable(wsi);
-			return 0;
-		}
-	}
-	if (u->fin_recv && !lws_partial_buffered(wsi))
-		shutdown(lws_get_socket_fd(wsi), SHUT_WR);
-	return 0;
-}
-
-int upstream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-		      size_t len)
-{
-	struct ustream *u = lws_get_opaque_user_data(wsi);
-
-	switch (reason) {
-	case LWS_CALLBACK_RAW_CONNECTED:
-		if (!u)
-			return -1;
-		u->connected = 1;
-		lws_sul_cancel(&u->sul);
-		us_send_code(FRAME_ACCEPT, u->id, 0, NULL);
-		if (outq_bytes(&u->out) || u->fin_recv)
-			lws_callback_on_writable(wsi);
-		us_flow(u);
-		break;
-	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-		if (u) {
-			char why[200];
-
-			snprintf(why, sizeof(why), "%s", in ? (const char *)in : "connection failed");
-			u->wsi = NULL;
-			us_refuse(u, strstr(why, "refused") ? CODE_REFUSED : CODE_UNREACHABLE, why);
-		}
-		break;
-	case LWS_CALLBACK_RAW_RX:
-		if (!u)
-			return -1;
-		return us_rx(u, in, len);
-	case LWS_CALLBACK_RAW_WRITEABLE:
-		if (!u)
-			return -1;
-		return us_writeable(u, wsi);
-	case LWS_CALLBACK_RAW_CLOSE:
-		if (u) {
-			/* The service closed: everything it sent is queued; FIN follows it. */
-			u->wsi = NULL;
-			if (!u->connected) {
-				us_refuse(u, CODE_REFUSED, "connection closed");
-				break;
-			}
-			us_send_code(FRAME_FIN, u->id, 0, NULL);
-			u->fin_sent = 1;
-			if (u->fin_recv)
-				us_free(u);
-		}
-		break;
-	default:
-		break;
-	}
-	return 0;
 }

@@ -17,8 +17,4 @@ void upstream_tunnel_gone(void);
 /** The tunnel's output queue drained: resume paused upstream readers. */
 void upstream_tunnel_drained(void);
 
-/** lws callback of upstream raw client connections. */
-int upstream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-		      size_t len);
-
 #endif
