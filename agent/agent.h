@@ -58,6 +58,9 @@ void agent_want_write(void);
 /** Start (or schedule) connecting to the edge. */
 void agent_connect_soon(uint64_t delay_us);
 
+/** SIGTERM: GOAWAY to the edge, finish streams (at most 10 s), then stop. */
+void agent_drain(void);
+
 /** Start the keepalive tick and the first connection attempt. */
 void agent_tunnel_start(void);
 

@@ -117,6 +117,8 @@ static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 	while (read(lws_get_socket_fd(wsi), &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGHUP)
 			agent_reload();
+		else if (si.ssi_signo == SIGTERM)
+			agent_drain();
 		else
 			agent_stop();
 	}

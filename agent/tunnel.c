@@ -126,14 +126,41 @@ static void agent_connect(lws_sorted_usec_list_t *sul)
 
 void agent_connect_soon(uint64_t delay_us)
 {
-	if (agent.interrupted)
+	if (agent.interrupted || agent.draining)
 		return;
 	lws_sul_schedule(agent.ctx, 0, &agent.sul_connect, agent_connect, (lws_usec_t)delay_us);
+}
+
+#define DRAIN_US (10 * LWS_US_PER_SEC)
+
+static uint64_t drain_started;
+
+void agent_drain(void)
+{
+	struct frame f = {.type = FRAME_GOAWAY};
+
+	if (agent.draining)
+		return;
+	agent.draining = 1;
+	drain_started = now_us();
+	lws_sul_cancel(&agent.sul_connect);
+	log_info("draining: finishing %zu streams (at most 10 s)", agent.nstreams);
+	f.u.code.code = CODE_SHUTDOWN;
+	snprintf(f.u.code.reason, sizeof(f.u.code.reason), "agent shutting down");
+	if (agent.state == AGENT_READY)
+		agent_send(&f);
 }
 
 static void agent_tick(lws_sorted_usec_list_t *sul)
 {
 	uint64_t now = now_us();
+
+	if (agent.draining &&
+	    (agent.nstreams == 0 || now - drain_started > DRAIN_US || agent.state != AGENT_READY)) {
+		agent.interrupted = 1;
+		lws_cancel_service(agent.ctx);
+		return;
+	}
 
 	if (agent.ws && agent.state == AGENT_READY) {
 		if (now - agent.last_rx_us > DEAD_AFTER_US) {

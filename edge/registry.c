@@ -133,7 +133,7 @@ struct esession *registry_lookup_host(const char *host, const struct eroute **ro
 
 	*known = 0;
 	for (struct esession *s = sessions; s; s = s->next) {
-		if (s->closing)
+		if (s->closing || s->draining)
 			continue;
 		for (size_t i = 0; i < s->nroutes; i++) {
 			int rank = route_rank(&s->routes[i], host);

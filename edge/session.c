@@ -190,8 +190,9 @@ static int session_on_frame(void *arg, const struct frame *f)
 	case FRAME_PONG:
 		return 0;
 	case FRAME_GOAWAY:
+		/* No new streams; the ones in flight finish, then the agent closes. */
 		log_info("agent '%s' is going away: %s", s->agent, f->u.code.reason);
-		s->closing = 1;
+		s->draining = 1;
 		return 0;
 	case FRAME_ACCEPT:
 	case FRAME_REFUSE:
@@ -316,13 +317,13 @@ int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 			return 1;
 		}
 		return 0;
-	case LWS_CALLBACK_CLOSED_HTTP:
-		/* lws resets a connection that fails TLS (a plain-HTTP client, a
-		 * scanner) without telling us anything else: leave a trace. */
-		lws_get_peer_simple(wsi, peer, sizeof(peer));
-		log_debug("tunnel endpoint: connection from %s closed before a WebSocket "
-			  "handshake (not TLS, or TLS failed)",
-			  peer);
+	case LWS_CALLBACK_WSI_DESTROY:
+		/* No per-connection data: it never got as far as an HTTP request.
+		 * lws drops such a connection (a plain-HTTP client, a failed TLS
+		 * handshake, a scanner) without any other callback. */
+		if (!user)
+			log_debug("tunnel endpoint: connection closed before any HTTP request (not "
+				  "TLS, TLS failed, or nothing sent)");
 		break;
 	case LWS_CALLBACK_ESTABLISHED:
 		return session_established(wsi, pss);

@@ -27,6 +27,7 @@ struct esession {
 	struct tunnel t;
 	int authed;
 	int closing;                 /* close once the queue drained */
+	int draining;                /* agent sent GOAWAY: no new streams */
 	uint8_t challenge[PROTO_CHALLENGE_LEN];
 	char agent[PROTO_MAX_NAME + 1]; /* name from edge.yaml once authenticated */
 	uint8_t key[PROTO_PUBKEY_LEN];

@@ -75,7 +75,7 @@ struct estream *stream_open(struct esession *s, const struct eroute *r, const st
 	struct frame f = {.type = FRAME_OPEN, .flags = tls ? OPEN_FLAG_TLS : 0};
 	struct estream *st;
 
-	if (s->closing || !s->authed)
+	if (s->closing || s->draining || !s->authed)
 		return NULL;
 	st = calloc(1, sizeof(*st));
 	if (!st)
