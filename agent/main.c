@@ -15,7 +15,7 @@
 #include "agent.h"
 #include "resolve.h"
 #include "upstream.h"
-#include "conn.h"
+#include "../common/conn.h"
 #include "wsclient.h"
 
 #define RELAIS_VERSION "0.1.0"

@@ -12,7 +12,7 @@
 #include "../common/log.h"
 #include "../common/outq.h"
 #include "agent.h"
-#include "conn.h"
+#include "../common/conn.h"
 #include "resolve.h"
 #include "upstream.h"
 

@@ -12,7 +12,7 @@
 #include "../common/keys.h"
 #include "../common/wsframe.h"
 #include "../proto/frame.h"
-#include "conn.h"
+#include "../common/conn.h"
 #include "wsclient.h"
 
 #define OUT_CAP  (2u * 1024u * 1024u)

@@ -1,5 +1,5 @@
 /*
- * agent/conn.c - outbound TCP/TLS connections on the event loop (see conn.h).
+ * common/conn.c - TCP/TLS connections on the event loop (see conn.h).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,7 +16,7 @@
 
 #include "conn.h"
 
-enum conn_state { CONN_TCP, CONN_TLS, CONN_UP, CONN_DEAD };
+enum conn_state { CONN_TCP, CONN_PEEK, CONN_TLS, CONN_UP, CONN_DEAD };
 
 struct conn {
 	struct lws *wsi;
@@ -32,6 +32,8 @@ struct conn {
 	int notified;
 	lws_sorted_usec_list_t sul_arm;
 	lws_sorted_usec_list_t sul_read;
+	lws_sorted_usec_list_t sul_up;
+	struct addr peer, local;
 	char why[200];
 };
 
@@ -203,7 +205,10 @@ static void conn_up(struct conn *c)
 
 static void conn_tls_step(struct conn *c)
 {
-	int r = SSL_do_handshake(c->ssl);
+	int r;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(c->ssl);
 
 	if (r == 1) {
 		conn_up(c);
@@ -239,6 +244,7 @@ static void conn_free(struct conn *c)
 {
 	lws_sul_cancel(&c->sul_arm);
 	lws_sul_cancel(&c->sul_read);
+	lws_sul_cancel(&c->sul_up);
 	if (c->ssl)
 		SSL_free(c->ssl);
 	if (c->ctx)
@@ -287,20 +293,146 @@ static int conn_tls_setup(struct conn *c, const struct conn_tls *tls, const char
 	return 0;
 }
 
+static void conn_up_cb(lws_sorted_usec_list_t *sul)
+{
+	struct conn *c = lws_container_of(sul, struct conn, sul_up);
+
+	if (c->st == CONN_UP)
+		c->ops->on_connected(c->arg);
+}
+
+static struct conn *conn_new(const struct conn_ops *ops, void *arg)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->fd = -1;
+	c->ops = ops;
+	c->arg = arg;
+	return c;
+}
+
+static int conn_watch(struct conn *c, struct lws_vhost *vh, const char **err)
+{
+	lws_sock_file_fd_type u;
+
+	u.filefd = c->fd;
+	c->wsi = lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, u, CONN_PROTOCOL, NULL);
+	if (!c->wsi) {
+		*err = "cannot add the socket to the event loop";
+		return -1;
+	}
+	lws_set_opaque_user_data(c->wsi, c);
+	return 0;
+}
+
+struct conn *conn_adopt(struct lws_vhost *vh, int fd, int peek, const struct conn_ops *ops,
+                        void *arg, const char **err)
+{
+	struct conn *c = conn_new(ops, arg);
+
+	if (!c) {
+		*err = "out of memory";
+		close(fd);
+		return NULL;
+	}
+	c->fd = fd;
+	c->peer.len = sizeof(c->peer.ss);
+	getpeername(fd, (struct sockaddr *)&c->peer.ss, &c->peer.len);
+	c->local.len = sizeof(c->local.ss);
+	getsockname(fd, (struct sockaddr *)&c->local.ss, &c->local.len);
+	if (conn_watch(c, vh, err) < 0) {
+		close(fd);
+		conn_free(c);
+		return NULL;
+	}
+	if (peek) {
+		c->st = CONN_PEEK;
+	} else {
+		c->st = CONN_UP;
+		lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_up, conn_up_cb, 1);
+	}
+	return c;
+}
+
+ssize_t conn_peek(struct conn *c, void *buf, size_t n)
+{
+	ssize_t r;
+
+	if (c->st != CONN_PEEK)
+		return -1;
+	r = recv(c->fd, buf, n, MSG_PEEK);
+	if (r > 0)
+		return r;
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return 0;
+	conn_fail(c, "%s", r == 0 ? "closed by the peer" : strerror(errno));
+	return -1;
+}
+
+void conn_start_plain(struct conn *c)
+{
+	if (c->st != CONN_PEEK)
+		return;
+	c->st = CONN_UP;
+	lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_up, conn_up_cb, 1);
+}
+
+void conn_start_tls(struct conn *c, struct ssl_ctx_st *ctx)
+{
+	if (c->st != CONN_PEEK)
+		return;
+	c->ssl = SSL_new(ctx);
+	if (!c->ssl) {
+		conn_fail(c, "cannot create a TLS session");
+		return;
+	}
+	SSL_set_fd(c->ssl, c->fd);
+	SSL_set_accept_state(c->ssl);
+	c->st = CONN_TLS;
+	conn_tls_step(c);
+}
+
+void conn_set_owner(struct conn *c, const struct conn_ops *ops, void *arg)
+{
+	c->ops = ops;
+	c->arg = arg;
+}
+
+int conn_release_fd(struct conn *c)
+{
+	int fd = dup(c->fd);
+
+	conn_abort(c);
+	return fd;
+}
+
+const struct addr *conn_peer(const struct conn *c)
+{
+	return &c->peer;
+}
+
+const struct addr *conn_local(const struct conn *c)
+{
+	return &c->local;
+}
+
+const char *conn_sni(const struct conn *c)
+{
+	return c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+}
+
 struct conn *conn_open(struct lws_vhost *vh, const struct addr *a, const struct conn_tls *tls,
                        const struct conn_ops *ops, void *arg, const char **err)
 {
-	struct conn *c = calloc(1, sizeof(*c));
-	lws_sock_file_fd_type u;
+	struct conn *c = conn_new(ops, arg);
 	int one = 1;
 
 	if (!c) {
 		*err = "out of memory";
 		return NULL;
 	}
-	c->fd = -1;
-	c->ops = ops;
-	c->arg = arg;
 	if (tls && tls->host && conn_tls_setup(c, tls, err) < 0)
 		goto fail;
 	c->fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -309,19 +441,17 @@ struct conn *conn_open(struct lws_vhost *vh, const struct addr *a, const struct 
 		goto fail;
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->peer = *a;
 	if (connect(c->fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
 		*err = strerror(errno);
 		goto fail;
 	}
+	c->local.len = sizeof(c->local.ss);
+	getsockname(c->fd, (struct sockaddr *)&c->local.ss, &c->local.len);
 	if (c->ssl)
 		SSL_set_fd(c->ssl, c->fd);
-	u.filefd = c->fd;
-	c->wsi = lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, u, CONN_PROTOCOL, NULL);
-	if (!c->wsi) {
-		*err = "cannot add the socket to the event loop";
+	if (conn_watch(c, vh, err) < 0)
 		goto fail;
-	}
-	lws_set_opaque_user_data(c->wsi, c);
 	c->st = CONN_TCP;
 	lws_callback_on_writable(c->wsi);
 	return c;
@@ -341,7 +471,9 @@ int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		return 0;
 	switch (reason) {
 	case LWS_CALLBACK_RAW_RX_FILE:
-		if (c->st == CONN_TCP)
+		if (c->st == CONN_PEEK)
+			c->ops->on_peek(c->arg);
+		else if (c->st == CONN_TCP)
 			conn_tcp_done(c);
 		else if (c->st == CONN_TLS)
 			conn_tls_step(c);

@@ -1,0 +1,110 @@
+/*
+ * common/conn.h - an outbound TCP connection, optionally TLS, owned by the
+ * process, or an accepted one (plain, TLS, or first peeked at for its
+ * ClientHello), watched by the event loop as a raw descriptor.
+ *
+ * Used for the agent's tunnel and https:// local services (lws's raw client
+ * cannot do TLS and its WebSocket client masks one byte at a time) and for
+ * the edge's public connections (TLS with relais' own certificates, and
+ * half-close, which lws raw sockets do not report).  conn.c and conn.h are
+ * the one place outside edge/ and agent/ that include libwebsockets.h: both
+ * programs need the same raw-descriptor glue.  Every conn ends with exactly
+ * one on_close, after which it is freed.
+ */
+#ifndef RELAIS_COMMON_CONN_H
+#define RELAIS_COMMON_CONN_H
+
+#include <libwebsockets.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "addr.h"
+
+struct ssl_ctx_st;
+
+struct conn;
+
+struct conn_ops {
+	void (*on_connected)(void *arg); /* TCP (and TLS) is up */
+	void (*on_readable)(void *arg);  /* call conn_read until it returns 0 */
+	void (*on_writable)(void *arg);  /* after conn_want_write */
+	void (*on_close)(void *arg, const char *why);
+	void (*on_peek)(void *arg); /* conn_adopt(peek = 1): bytes to look at */
+};
+
+struct conn_tls {
+	const char *host;    /* SNI and the name to verify (NULL: plain TCP) */
+	int verify;          /* verify chain and name (default) */
+	const char *ca_file; /* NULL: system CAs */
+};
+
+/** lws protocol name the descriptor is adopted under (register conn_callback). */
+#define CONN_PROTOCOL "relais-conn"
+
+/**
+ * Adopt an accepted socket fd.  With peek = 0 the conn is up (on_connected
+ * follows from the loop); with peek = 1, on_peek is called whenever bytes
+ * arrive until the owner calls conn_start_plain() or conn_start_tls().
+ * Returns NULL with *err (fd closed) on failure.
+ */
+struct conn *conn_adopt(struct lws_vhost *vh, int fd, int peek, const struct conn_ops *ops,
+                        void *arg, const char **err);
+
+/** Copy up to n waiting bytes without consuming them: > 0, 0 none yet, -1 closed. */
+ssize_t conn_peek(struct conn *c, void *buf, size_t n);
+
+/** After peeking: carry on as plain TCP (on_connected follows). */
+void conn_start_plain(struct conn *c);
+
+/** After peeking: TLS server handshake with ctx (on_connected when done). */
+void conn_start_tls(struct conn *c, struct ssl_ctx_st *ctx);
+
+/** Hand the conn to a new owner (callbacks go to ops/arg from now on). */
+void conn_set_owner(struct conn *c, const struct conn_ops *ops, void *arg);
+
+/**
+ * Take the socket away from the conn (for another library to adopt): returns
+ * a dup() of the fd; the conn closes without callbacks.  -1 on failure.
+ */
+int conn_release_fd(struct conn *c);
+
+/** The peer's and our own address. */
+const struct addr *conn_peer(const struct conn *c);
+const struct addr *conn_local(const struct conn *c);
+
+/** The SNI a TLS client sent, or NULL. */
+const char *conn_sni(const struct conn *c);
+
+/**
+ * Start connecting to a.  Returns the conn, or NULL with *err when nothing
+ * could be started (no on_close then).
+ */
+struct conn *conn_open(struct lws_vhost *vh, const struct addr *a, const struct conn_tls *tls,
+                       const struct conn_ops *ops, void *arg, const char **err);
+
+/** Read up to n bytes: > 0 bytes read, 0 nothing now, -1 closed (on_close follows). */
+ssize_t conn_read(struct conn *c, void *buf, size_t n);
+
+/** Write up to n bytes: bytes taken (maybe 0, then on_writable follows), -1 on error. */
+ssize_t conn_write(struct conn *c, const void *buf, size_t n);
+
+/** Ask for on_writable. */
+void conn_want_write(struct conn *c);
+
+/** Stop (or restart) watching for input (backpressure). */
+void conn_pause(struct conn *c, int pause);
+
+/** Send FIN (TLS close_notify first) once everything was written. */
+void conn_shutdown(struct conn *c);
+
+/** Close without any further callback (the owner is going away). */
+void conn_abort(struct conn *c);
+
+/** Close with a reason; on_close follows from the loop. */
+void conn_close(struct conn *c, const char *why);
+
+/** The lws callback for CONN_PROTOCOL. */
+int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len);
+
+#endif
