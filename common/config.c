@@ -52,6 +52,8 @@ struct cfgp {
 	struct cfg_error *errs;
 	size_t nerrs, cap;
 	const yaml_node_t *listen_at[4]; /* edge: nodes of the EL_* addresses */
+	const yaml_node_t *tunnel_map;   /* edge: tunnel mapping, cert and key values */
+	const yaml_node_t *tunnel_cert_at, *tunnel_key_at;
 };
 
 /* The edge's listening addresses, for the conflict check. */
@@ -826,9 +828,17 @@ static void cfg_get_proxy(struct cfgp *p, const struct cfg_map *m, int k, int *o
 
 /* ---- edge.yaml -------------------------------------------------------------- */
 
-enum { E_LISTEN, E_TUNNEL, E_ADMIN, E_AGENTS, E_ACCESS_LOG, E_LOG_LEVEL, E_HTTP };
+enum { E_LISTEN, E_TUNNEL, E_ADMIN, E_AGENTS, E_ACCESS_LOG, E_LOG_LEVEL, E_HTTP, E_TLS };
 static const char *const edge_keys[] = {"listen",     "tunnel",    "admin", "agents",
-                                        "access_log", "log_level", "http",  NULL};
+                                        "access_log", "log_level", "http",  "tls",
+                                        NULL};
+
+enum { TL_CERT_DIR, TL_ACME };
+static const char *const tls_keys[] = {"cert_dir", "acme", NULL};
+
+enum { AC_DIRECTORY, AC_EMAIL, AC_ACCEPT_TERMS, AC_CA, AC_RENEW };
+static const char *const acme_keys[] = {"directory", "email", "accept_terms", "ca",
+                                        "renew_before_days", NULL};
 
 enum { L_HTTP, L_HTTPS };
 static const char *const listen_keys[] = {"http", "https", NULL};
@@ -894,11 +904,76 @@ static void edge_tunnel(struct cfgp *p, const struct cfg_map *top, struct edge_c
 		else
 			cfg_get_strdup(p, &m, T_PATH, &cfg->tunnel.path);
 	}
-	/* Required until ACME can provide the tunnel's certificate. */
-	if (cfg_required(p, &m, T_CERT, "in tunnel") == 0)
-		cfg_get_readable(p, &m, T_CERT, &cfg->tunnel.cert);
-	if (cfg_required(p, &m, T_KEY, "in tunnel") == 0)
-		cfg_get_readable(p, &m, T_KEY, &cfg->tunnel.key);
+	/* Optional when ACME can obtain a certificate for tunnel.hostname
+	 * (checked in edge_tls_check once the tls section is read). */
+	cfg_get_readable(p, &m, T_CERT, &cfg->tunnel.cert);
+	cfg_get_readable(p, &m, T_KEY, &cfg->tunnel.key);
+	p->tunnel_map = n;
+	p->tunnel_cert_at = m.val[T_CERT];
+	p->tunnel_key_at = m.val[T_KEY];
+}
+
+static void edge_tls(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
+{
+	yaml_node_t *n = cfg_submap(p, top, E_TLS), *an;
+	struct cfg_map m, am;
+	const char *s;
+	int terms = 0;
+
+	if (n == NULL)
+		return;
+	cfg_map_read(p, n, "in tls", tls_keys, &m);
+	cfg_get_strdup(p, &m, TL_CERT_DIR, &cfg->tls.cert_dir);
+	an = cfg_submap(p, &m, TL_ACME);
+	if (an == NULL)
+		return;
+	cfg_map_read(p, an, "in tls.acme", acme_keys, &am);
+	cfg->tls.acme = 1;
+	cfg->tls.acme_renew_days = 30;
+	if (cfg_required(p, &am, AC_DIRECTORY, "in tls.acme") == 0 &&
+	    cfg_str(p, &am, AC_DIRECTORY, &s) == 1) {
+		if (strncmp(s, "https://", 8) != 0 || !cfg_path_valid(s + 7))
+			cfg_err(p, am.val[AC_DIRECTORY], "bad ACME directory URL '%s' (expected https://...)",
+			        cfg_quote(s).s);
+		else
+			cfg_get_strdup(p, &am, AC_DIRECTORY, &cfg->tls.acme_directory);
+	}
+	if (cfg_str(p, &am, AC_EMAIL, &s) == 1) {
+		if (!strchr(s, '@') || strpbrk(s, " \t\"<>,;") || strlen(s) > 200)
+			cfg_err(p, am.val[AC_EMAIL], "bad email address '%s'", cfg_quote(s).s);
+		else
+			cfg_get_strdup(p, &am, AC_EMAIL, &cfg->tls.acme_email);
+	}
+	cfg_get_bool(p, &am, AC_ACCEPT_TERMS, &terms);
+	if (!terms)
+		cfg_err(p, an, "ACME needs 'accept_terms: true' (you accept the CA's terms of service)");
+	cfg_get_readable(p, &am, AC_CA, &cfg->tls.acme_ca);
+	if (cfg_has(&am, AC_RENEW)) {
+		uint32_t ms;
+
+		if (cfg_str(p, &am, AC_RENEW, &s) == 1 && cfg_parse_duration(s, &ms) == 0 &&
+		    strspn(s, "0123456789") == strlen(s) && atoi(s) >= 1 && atoi(s) <= 365)
+			cfg->tls.acme_renew_days = (uint32_t)atoi(s);
+		else
+			cfg_err(p, am.val[AC_RENEW], "'renew_before_days' must be a number of days (1..365)");
+	}
+	if (!cfg->tls.cert_dir)
+		cfg_err(p, an, "ACME needs 'cert_dir' in tls to store certificates");
+}
+
+/* tunnel.cert/key: both or neither; neither needs ACME and tunnel.hostname. */
+static void edge_tls_check(struct cfgp *p, struct edge_config *cfg)
+{
+	if (!p->tunnel_map)
+		return;
+	if (!p->tunnel_cert_at != !p->tunnel_key_at) {
+		cfg_err(p, p->tunnel_map, "missing required key '%s' in tunnel",
+		        p->tunnel_cert_at ? "key" : "cert");
+	} else if (!p->tunnel_cert_at && !(cfg->tls.acme && cfg->tunnel.hostname)) {
+		cfg_err(p, p->tunnel_map,
+		        "missing required key 'cert' in tunnel (or set tunnel.hostname and tls.acme "
+		        "to get the certificate automatically)");
+	}
 }
 
 static int cfg_addr_loopback(const struct addr *a)
@@ -1159,6 +1234,8 @@ int config_edge_load(const char *file, struct edge_config *cfg)
 		cfg_get_strdup(&p, &top, E_ACCESS_LOG, &cfg->access_log);
 		cfg_get_log_level(&p, &top, E_LOG_LEVEL, &cfg->log_level);
 		edge_http(&p, &top, cfg);
+		edge_tls(&p, &top, cfg);
+		edge_tls_check(&p, cfg);
 		edge_conflicts(&p, cfg);
 	}
 	yaml_document_delete(&p.doc);
@@ -1183,6 +1260,10 @@ void config_edge_free(struct edge_config *cfg)
 	}
 	free(cfg->agents);
 	free(cfg->access_log);
+	free(cfg->tls.cert_dir);
+	free(cfg->tls.acme_directory);
+	free(cfg->tls.acme_email);
+	free(cfg->tls.acme_ca);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -1192,8 +1273,9 @@ enum { A_EDGE, A_KEY, A_EDGE_CA, A_NAME, A_LOG_LEVEL, A_CONNECT_TIMEOUT, A_ROUTE
 static const char *const agent_keys[] = {
     "edge", "key", "edge_ca", "name", "log_level", "connect_timeout", "routes", "streams", NULL};
 
-enum { R_HOST, R_TO, R_TLS_VERIFY, R_TLS, R_PROXY };
-static const char *const route_keys[] = {"host", "to", "tls_verify", "tls", "proxy_protocol", NULL};
+enum { R_HOST, R_TO, R_TLS_VERIFY, R_TLS, R_PROXY, R_REDIRECT, R_HSTS };
+static const char *const route_keys[] = {"host",           "to",    "tls_verify", "tls",
+                                         "proxy_protocol", "redirect_https", "hsts", NULL};
 
 enum { S_LISTEN, S_TO, S_PROXY, S_IDLE };
 static const char *const stream_keys[] = {"listen", "to", "proxy_protocol", "idle_timeout", NULL};
@@ -1273,6 +1355,7 @@ static void agent_route(struct cfgp *p, yaml_node_t *n, size_t idx, struct agent
 	r->tls_verify = 1;
 	r->tls_mode = TLS_MODE_EDGE;
 	r->proxy_protocol = PROXY_NONE;
+	r->redirect_https = 1;
 
 	if (cfg_required(p, &m, R_HOST, where) == 0 && cfg_str(p, &m, R_HOST, &s) == 1) {
 		char h[PROTO_MAX_HOST + 1];
@@ -1317,6 +1400,19 @@ static void agent_route(struct cfgp *p, yaml_node_t *n, size_t idx, struct agent
 			        cfg_quote(s).s);
 	}
 	cfg_get_proxy(p, &m, R_PROXY, &r->proxy_protocol);
+	cfg_get_bool(p, &m, R_REDIRECT, &r->redirect_https);
+	if (cfg_has(&m, R_HSTS)) {
+		int on = 0;
+		const char *hv = NULL;
+
+		if (cfg_str(p, &m, R_HSTS, &hv) == 1 && strspn(hv, "0123456789") == strlen(hv) &&
+		    strlen(hv) <= 9)
+			r->hsts = (uint32_t)atol(hv);
+		else if (hv) {
+			cfg_get_bool(p, &m, R_HSTS, &on);
+			r->hsts = on ? 31536000u : 0;
+		}
+	}
 	if (to_ok && r->target == TARGET_RAW && r->tls_mode != TLS_MODE_PASSTHROUGH)
 		cfg_err(p, m.val[R_TO], "raw target needs tls: passthrough");
 	if (to_ok && r->target != TARGET_RAW && r->tls_mode == TLS_MODE_PASSTHROUGH)

@@ -58,6 +58,14 @@ struct edge_config {
 		char *cert;           /* tunnel.cert (required until ACME exists) */
 		char *key;            /* tunnel.key */
 	} tunnel;
+	struct {
+		char *cert_dir;       /* tls.cert_dir: <host>.crt/.key, _wildcard.<domain>.crt/.key */
+		int acme;             /* tls.acme present */
+		char *acme_directory; /* tls.acme.directory: ACME directory URL (https://) */
+		char *acme_email;     /* tls.acme.email (optional) */
+		char *acme_ca;        /* tls.acme.ca: trust anchor for the ACME server (optional) */
+		uint32_t acme_renew_days; /* tls.acme.renew_before_days, default 30 */
+	} tls;
 	struct edge_agent *agents;
 	size_t nagents;
 	char *access_log;             /* NULL = none, "-" = stderr */
@@ -77,6 +85,8 @@ struct agent_route {
 	int tls_verify;                /* https targets; default 1 */
 	int tls_mode;                  /* enum tls_mode; passthrough requires a raw "a:p" target */
 	int proxy_protocol;            /* enum proxy_proto */
+	int redirect_https;            /* 301 http -> https when the edge has a cert; default 1 */
+	uint32_t hsts;                 /* Strict-Transport-Security max-age, 0 = off (default) */
 };
 
 struct agent_stream {
