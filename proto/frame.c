@@ -18,7 +18,7 @@
 #define AUTH_MIN       (2 + PROTO_PUBKEY_LEN + PROTO_SIG_LEN + 1)
 #define WELCOME_MIN    (4 + 4 + 1)
 #define CODE_FRAME_MIN (4 + 1)
-#define ROUTE_MIN      (1 + 2 + 2 + 1)
+#define ROUTE_MIN      (1 + 2 + 2 + 4 + 1)
 #define OPEN_LEN       (4 + 1 + 1 + 16 + 2 + 1 + 16 + 2)
 #define U32_LEN        4
 #define U64_LEN        8
@@ -30,7 +30,7 @@ _Static_assert(HELLO_LEN == 34 && OPEN_LEN == 43, "fixed payload sizes");
 _Static_assert(AUTH_MIN == 99 && AUTH_MIN + PROTO_MAX_NAME == 162, "AUTH size");
 _Static_assert(WELCOME_MIN == 9 && WELCOME_MIN + PROTO_MAX_NAME == 72, "WELCOME size");
 _Static_assert(CODE_FRAME_MIN + PROTO_MAX_REASON == 260, "code frame size");
-_Static_assert(ROUTE_MIN + PROTO_MAX_HOST == 259, "ROUTE size");
+_Static_assert(ROUTE_MIN + PROTO_MAX_HOST == 263, "ROUTE size");
 _Static_assert(FRAME_MAX_DATA == 65536, "DATA size");
 _Static_assert(PROTO_MAX_NAME < 256 && PROTO_MAX_HOST < 256 && PROTO_MAX_REASON < 256,
                "str8 lengths fit a byte");
@@ -55,8 +55,8 @@ static const struct frame_spec frame_specs[FRAME_TYPE_MAX + 1] = {
                        "WELCOME payload length must be 9..72"},
     [FRAME_REJECT] = {"REJECT", CODE_FRAME_MIN, CODE_FRAME_MIN + PROTO_MAX_REASON, STREAM_ZERO, 0,
                       "REJECT payload length must be 5..260"},
-    [FRAME_ROUTE] = {"ROUTE", ROUTE_MIN, ROUTE_MIN + PROTO_MAX_HOST, STREAM_NONZERO, 0,
-                     "ROUTE payload length must be 6..259"},
+    [FRAME_ROUTE] = {"ROUTE", ROUTE_MIN, ROUTE_MIN + PROTO_MAX_HOST, STREAM_NONZERO,
+                     ROUTE_FLAG_NO_REDIRECT, "ROUTE payload length must be 10..263"},
     [FRAME_ROUTE_ANSWER] = {"ROUTE_ANSWER", CODE_FRAME_MIN, CODE_FRAME_MIN + PROTO_MAX_REASON,
                             STREAM_NONZERO, 0, "ROUTE_ANSWER payload length must be 5..260"},
     [FRAME_OPEN] = {"OPEN", OPEN_LEN, OPEN_LEN, STREAM_NONZERO, OPEN_FLAG_TLS,
@@ -426,6 +426,7 @@ static int frame_parse(struct frame *f, const char **err)
 		f->u.route.kind = frame_rd8(&r);
 		f->u.route.port_lo = frame_rd16(&r);
 		f->u.route.port_hi = frame_rd16(&r);
+		f->u.route.hsts = frame_rd32(&r);
 		if (frame_rdstr(&r, f->u.route.host, PROTO_MAX_HOST, err) < 0)
 			return -1;
 		break;
@@ -592,6 +593,7 @@ size_t frame_encode(uint8_t *out, size_t cap, const struct frame *f)
 		*p++ = f->u.route.kind;
 		p = frame_put16(p, f->u.route.port_lo);
 		p = frame_put16(p, f->u.route.port_hi);
+		p = frame_put32(p, f->u.route.hsts);
 		p = frame_putstr(p, f->u.route.host, plen - ROUTE_MIN);
 		break;
 	case FRAME_OPEN:

@@ -95,10 +95,14 @@ struct frame_welcome {
 	char name[PROTO_MAX_NAME + 1]; /* the agent's name in edge.yaml */
 };
 
+/* FRAME_ROUTE.flags bits (header flags field). */
+#define ROUTE_FLAG_NO_REDIRECT 0x01 /* HTTP: never redirect http:// to https:// */
+
 struct frame_route {
 	uint8_t kind;          /* enum route_kind */
 	uint16_t port_lo;      /* TCP/UDP: first port; HTTP/TLS: 0 */
 	uint16_t port_hi;      /* TCP/UDP: last port (== port_lo for one) */
+	uint32_t hsts;         /* HTTP: Strict-Transport-Security max-age, 0 = none */
 	char host[PROTO_MAX_HOST + 1]; /* HTTP/TLS: host name; else "" */
 };
 

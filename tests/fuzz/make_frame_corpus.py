@@ -44,8 +44,8 @@ def code(ftype, stream, value, reason=""):
     return frame(ftype, stream, struct.pack(">I", value) + s8(reason))
 
 
-def route(stream, kind, lo=0, hi=0, host=""):
-    return frame(ROUTE, stream, struct.pack(">BHH", kind, lo, hi) + s8(host))
+def route(stream, kind, lo=0, hi=0, host="", hsts=0, flags=0):
+    return frame(ROUTE, stream, struct.pack(">BHHI", kind, lo, hi, hsts) + s8(host), flags)
 
 
 def open_(stream, route_id, kind, family=4, addr=b"\xc0\x00\x02\x01", port=50000,
@@ -73,7 +73,7 @@ SEEDS = {
     "auth-longname": auth("n" * 63),
     "welcome": welcome(),
     "reject": code(REJECT, 0, 9, "unknown key"),
-    "route-http": route(1, HTTP, host="app.example.com"),
+    "route-http": route(1, HTTP, host="app.example.com", hsts=31536000, flags=1),
     "route-tls": route(2, TLS, host="*.example.org"),
     "route-tcp": route(3, TCP, 2222, 2222),
     "route-udp": route(4, UDP, 51820, 51830),

@@ -318,21 +318,21 @@ static void test_route_roundtrip(void)
 
 	f.u.route.kind = ROUTE_KIND_HTTP;
 	strcpy(f.u.route.host, "*.example.com");
-	CHECK(roundtrip(&f, &g) == FRAME_HEADER_LEN + 6 + 13);
+	CHECK(roundtrip(&f, &g) == FRAME_HEADER_LEN + 10 + 13);
 	CHECK(g.stream == 1 && g.u.route.kind == ROUTE_KIND_HTTP);
 	CHECK(g.u.route.port_lo == 0 && g.u.route.port_hi == 0);
 	CHECK(strcmp(g.u.route.host, "*.example.com") == 0);
 
 	f.u.route.kind = ROUTE_KIND_TLS;
 	str_fill(f.u.route.host, PROTO_MAX_HOST, 'a');
-	CHECK(roundtrip(&f, &g) == FRAME_HEADER_LEN + 6 + PROTO_MAX_HOST);
+	CHECK(roundtrip(&f, &g) == FRAME_HEADER_LEN + 10 + PROTO_MAX_HOST);
 	CHECK(g.u.route.kind == ROUTE_KIND_TLS && strlen(g.u.route.host) == PROTO_MAX_HOST);
 
 	f = mk(FRAME_ROUTE, 0x80000001u);
 	f.u.route.kind = ROUTE_KIND_TCP;
 	f.u.route.port_lo = 1000;
 	f.u.route.port_hi = 1010;
-	CHECK(roundtrip(&f, &g) == FRAME_HEADER_LEN + 6);
+	CHECK(roundtrip(&f, &g) == FRAME_HEADER_LEN + 10);
 	CHECK(g.stream == 0x80000001u && g.u.route.kind == ROUTE_KIND_TCP);
 	CHECK(g.u.route.port_lo == 1000 && g.u.route.port_hi == 1010);
 	CHECK(g.u.route.host[0] == '\0');
@@ -471,9 +471,9 @@ static void test_golden_bytes(void)
 {
 	static const uint8_t window[] = {11, 0, 0, 0, 1, 2, 0, 0, 0, 4, 0, 1, 0, 0};
 	static const uint8_t ping[] = {15, 0, 0, 0, 0, 0, 0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8};
-	static const uint8_t route[] = {5, 0, 0, 0, 0, 3, 0,   0,   0,  6 + 3,
-	                                1, 0, 0, 0, 0, 3, 'a', '.', 'b'};
-	static const uint8_t tcp[] = {5, 0, 0, 0, 0, 4, 0, 0, 0, 6, 3, 0x08, 0xae, 0x08, 0xb7, 0};
+	static const uint8_t route[] = {5, 1, 0, 0, 0, 3, 0, 0,    0,    10 + 3, 1,   0,   0,
+	                                0, 0, 0, 1, 0x51, 0x80, 3,      'a', '.', 'b'};
+	static const uint8_t tcp[] = {5, 0, 0, 0, 0, 4, 0, 0, 0, 10, 3, 0x08, 0xae, 0x08, 0xb7, 0, 0, 0, 0, 0};
 	static const uint8_t refuse[] = {9, 0, 0, 0, 0, 7, 0, 0, 0, 7, 0, 0, 0, 2, 2, 'n', 'o'};
 	static const uint8_t welcome[] = {3, 0, 0, 0, 0, 0, 0,    0,    0, 10,
 	                                  0, 4, 0, 0, 0, 0, 0x3a, 0x98, 1, 'x'};
@@ -493,6 +493,7 @@ static void test_golden_bytes(void)
 
 	CHECK(decode_exact(route, sizeof(route), &f, &err) == sizeof(route));
 	CHECK(f.stream == 3 && f.u.route.kind == ROUTE_KIND_HTTP);
+	CHECK(f.flags == ROUTE_FLAG_NO_REDIRECT && f.u.route.hsts == 86400);
 	CHECK(strcmp(f.u.route.host, "a.b") == 0);
 	CHECK(frame_encode(enc, sizeof(enc), &f) == sizeof(route));
 	CHECK(memcmp(enc, route, sizeof(route)) == 0);
@@ -572,7 +573,7 @@ static void test_oversize_lengths(void)
 	/* each variable type's maximum + 1, header only */
 	expect_header_error(FRAME_AUTH, 0, 0, 99 + PROTO_MAX_NAME + 1);
 	expect_header_error(FRAME_WELCOME, 0, 0, 9 + PROTO_MAX_NAME + 1);
-	expect_header_error(FRAME_ROUTE, 0, 1, 6 + PROTO_MAX_HOST + 1);
+	expect_header_error(FRAME_ROUTE, 0, 1, 10 + PROTO_MAX_HOST + 1);
 	expect_header_error(FRAME_REJECT, 0, 0, 5 + PROTO_MAX_REASON + 1);
 	expect_header_error(FRAME_ROUTE_ANSWER, 0, 1, 5 + PROTO_MAX_REASON + 1);
 	expect_header_error(FRAME_REFUSE, 0, 1, 5 + PROTO_MAX_REASON + 1);
@@ -603,7 +604,7 @@ static void test_wrong_fixed_lengths(void)
 	expect_header_error(FRAME_FIN, 0, 1, 1);
 	expect_header_error(FRAME_AUTH, 0, 0, 98);
 	expect_header_error(FRAME_WELCOME, 0, 0, 8);
-	expect_header_error(FRAME_ROUTE, 0, 1, 5);
+	expect_header_error(FRAME_ROUTE, 0, 1, 9);
 	expect_header_error(FRAME_REJECT, 0, 0, 4);
 	expect_header_error(FRAME_ROUTE_ANSWER, 0, 1, 0);
 	expect_header_error(FRAME_REFUSE, 0, 1, 4);
@@ -697,7 +698,7 @@ static void test_flags(void)
 
 	for (i = 0; i < ns; i++) {
 		struct frame f = samples[i];
-		uint8_t bad = f.type == FRAME_OPEN ? 0x02 : 0x01;
+		uint8_t bad = f.type == FRAME_OPEN || f.type == FRAME_ROUTE ? 0x02 : 0x01;
 		size_t n;
 
 		f.flags |= bad;
@@ -737,7 +738,7 @@ static void test_bad_strings(void)
 		f = mk(FRAME_ROUTE, 1);
 		f.u.route.kind = ROUTE_KIND_HTTP;
 		strcpy(f.u.route.host, "abc");
-		expect_patched_error(&f, FRAME_HEADER_LEN + 6, badc[i],
+		expect_patched_error(&f, FRAME_HEADER_LEN + 10, badc[i],
 		                     "string contains a non-printable byte");
 
 		/* in the struct: encode refuses */
@@ -802,10 +803,10 @@ static void test_long_strings(void)
 	f.u.route.kind = ROUTE_KIND_HTTP;
 	str_fill(f.u.route.host, PROTO_MAX_HOST, 'h');
 	n = frame_encode(buf, sizeof(buf), &f);
-	CHECK(n == FRAME_HEADER_LEN + 6 + PROTO_MAX_HOST);
+	CHECK(n == FRAME_HEADER_LEN + 10 + PROTO_MAX_HOST);
 	buf[9]++;
-	buf[15] = 0xfe;
-	expect_error(buf, n + 1, "ROUTE payload length must be 6..259");
+	buf[19] = 0xfe;
+	expect_error(buf, n + 1, "ROUTE payload length must be 10..263");
 }
 
 static void test_string_overrun(void)
