@@ -200,6 +200,8 @@ static void agent_declare_routes(void)
 		const struct agent_route *r = &agent.cfg.routes[i];
 		struct frame f = {.type = FRAME_ROUTE, .stream = (uint32_t)(i + 1)};
 
+		f.flags = r->redirect_https ? 0 : ROUTE_FLAG_NO_REDIRECT;
+		f.u.route.hsts = r->hsts;
 		f.u.route.kind =
 		    r->tls_mode == TLS_MODE_PASSTHROUGH ? ROUTE_KIND_TLS : ROUTE_KIND_HTTP;
 		snprintf(f.u.route.host, sizeof(f.u.route.host), "%s", r->host);

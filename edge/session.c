@@ -18,11 +18,11 @@
 #include "session.h"
 #include "stream.h"
 
-#define AUTH_DEADLINE_US   (10 * LWS_US_PER_SEC)
-#define KEEPALIVE_TICK_US  (5 * LWS_US_PER_SEC)
-#define SILENCE_LIMIT_US   (30 * LWS_US_PER_SEC)
-#define PING_MS            5000u
-#define INITIAL_WINDOW     (1024u * 1024u)
+#define AUTH_DEADLINE_US  (10 * LWS_US_PER_SEC)
+#define KEEPALIVE_TICK_US (5 * LWS_US_PER_SEC)
+#define SILENCE_LIMIT_US  (30 * LWS_US_PER_SEC)
+#define PING_MS           5000u
+#define INITIAL_WINDOW    (1024u * 1024u)
 
 void session_want_write(struct esession *s)
 {
@@ -42,8 +42,8 @@ void session_kill(struct esession *s, const char *why)
 {
 	if (!s->wsi || s->closing == 2)
 		return;
-	log_warn("agent session %s (%s): closing: %s", s->peer, s->authed ? s->agent : "unauthenticated",
-		 why);
+	log_warn("agent session %s (%s): closing: %s", s->peer,
+	         s->authed ? s->agent : "unauthenticated", why);
 	s->closing = 2;
 	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
@@ -137,8 +137,8 @@ static int session_on_route(struct esession *s, const struct frame *in)
 			log_warn("agent '%s': route %s refused: %s", s->agent, r->host, reason);
 		else
 			log_warn("agent '%s': route %s/%u-%u refused: %s", s->agent,
-				 r->kind == ROUTE_KIND_UDP ? "udp" : "tcp", r->port_lo, r->port_hi,
-				 reason);
+			         r->kind == ROUTE_KIND_UDP ? "udp" : "tcp", r->port_lo, r->port_hi,
+			         reason);
 		f.u.code.code = ROUTE_REFUSED;
 		snprintf(f.u.code.reason, sizeof(f.u.code.reason), "%s", reason);
 		return session_send(s, &f);
@@ -152,13 +152,15 @@ static int session_on_route(struct esession *s, const struct frame *in)
 	s->routes[s->nroutes].kind = r->kind;
 	s->routes[s->nroutes].port_lo = r->port_lo;
 	s->routes[s->nroutes].port_hi = r->port_hi;
+	s->routes[s->nroutes].no_redirect = (in->flags & ROUTE_FLAG_NO_REDIRECT) != 0;
+	s->routes[s->nroutes].hsts = r->hsts;
 	memcpy(s->routes[s->nroutes].host, r->host, sizeof(r->host));
 	s->nroutes++;
 	if (r->host[0])
 		log_info("agent '%s': route %s accepted", s->agent, r->host);
 	else
 		log_info("agent '%s': route %s/%u-%u accepted", s->agent,
-			 r->kind == ROUTE_KIND_UDP ? "udp" : "tcp", r->port_lo, r->port_hi);
+		         r->kind == ROUTE_KIND_UDP ? "udp" : "tcp", r->port_lo, r->port_hi);
 	f.u.code.code = ROUTE_ACCEPTED;
 	return session_send(s, &f);
 }
@@ -173,7 +175,7 @@ static int session_on_frame(void *arg, const struct frame *f)
 		if (f->type != FRAME_AUTH) {
 			session_reject(s, CODE_PROTOCOL, "expected AUTH");
 			log_warn("agent session %s: %s frame before authentication", s->peer,
-				 frame_type_name(f->type));
+			         frame_type_name(f->type));
 			return 1;
 		}
 		return session_on_auth(s, &f->u.auth);
@@ -298,7 +300,7 @@ static int session_path_ok(struct lws *wsi)
 }
 
 int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-		     size_t len)
+                     size_t len)
 {
 	struct esession **pss = user;
 	struct esession *s = pss ? *pss : NULL;
@@ -308,12 +310,13 @@ int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 	case LWS_CALLBACK_HTTP:
 		lws_get_peer_simple(wsi, peer, sizeof(peer));
 		log_warn("tunnel endpoint: plain HTTP request from %s (not a WebSocket); closing",
-			 peer);
+		         peer);
 		return -1;
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
 		if (!session_path_ok(wsi)) {
 			lws_get_peer_simple(wsi, peer, sizeof(peer));
-			log_warn("tunnel endpoint: WebSocket from %s on a wrong path; closing", peer);
+			log_warn("tunnel endpoint: WebSocket from %s on a wrong path; closing",
+			         peer);
 			return 1;
 		}
 		return 0;
@@ -323,7 +326,7 @@ int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		 * handshake, a scanner) without any other callback. */
 		if (!user)
 			log_debug("tunnel endpoint: connection closed before any HTTP request (not "
-				  "TLS, TLS failed, or nothing sent)");
+			          "TLS, TLS failed, or nothing sent)");
 		break;
 	case LWS_CALLBACK_ESTABLISHED:
 		return session_established(wsi, pss);

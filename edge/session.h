@@ -17,6 +17,8 @@ struct eroute {
 	uint32_t id;          /* the agent's route id */
 	uint8_t kind;         /* enum route_kind */
 	uint16_t port_lo, port_hi;
+	int no_redirect;      /* HTTP: never redirect to https:// */
+	uint32_t hsts;        /* HTTP: Strict-Transport-Security max-age, 0 = none */
 	char host[PROTO_MAX_HOST + 1];
 };
 
