@@ -131,9 +131,12 @@ void agent_connect_soon(uint64_t delay_us)
 	lws_sul_schedule(agent.ctx, 0, &agent.sul_connect, agent_connect, (lws_usec_t)delay_us);
 }
 
-#define DRAIN_US (10 * LWS_US_PER_SEC)
+#define DRAIN_US      (10 * LWS_US_PER_SEC)
+#define DRAIN_IDLE_US (100 * LWS_US_PER_MS)
 
 static uint64_t drain_started;
+
+static void agent_tick(lws_sorted_usec_list_t *sul);
 
 void agent_drain(void)
 {
@@ -149,6 +152,10 @@ void agent_drain(void)
 	snprintf(f.u.code.reason, sizeof(f.u.code.reason), "agent shutting down");
 	if (agent.state == AGENT_READY)
 		agent_send(&f);
+	/* Nothing to finish: exit at the next tick, not up to TICK_US from now
+	 * (the GOAWAY is written well before that). */
+	if (agent.nstreams == 0)
+		lws_sul_schedule(agent.ctx, 0, &agent.sul_tick, agent_tick, DRAIN_IDLE_US);
 }
 
 static void agent_tick(lws_sorted_usec_list_t *sul)

@@ -139,6 +139,19 @@ static void us_on_connected(void *arg)
 	us_flow(u);
 }
 
+/* The service shut its write side: FIN to the edge, keep writing to it
+ * until the edge finishes too (TCP half-close). */
+static void us_service_eof(struct ustream *u)
+{
+	agent_want_write();
+	if (u->fin_sent)
+		return;
+	us_send_code(FRAME_FIN, u->id, 0, NULL);
+	u->fin_sent = 1;
+	if (u->fin_recv && u->shut)
+		us_free(u);
+}
+
 static void us_on_readable(void *arg)
 {
 	struct ustream *u = arg;
@@ -150,6 +163,10 @@ static void us_on_readable(void *arg)
 		if (!want || tunnel_data_queued(&agent.t) >= HIGH_WATER)
 			break;
 		n = conn_read(u->conn, rbuf, want);
+		if (n == CONN_EOF) {
+			us_service_eof(u);
+			return;
+		}
 		if (n <= 0)
 			break;
 		if (tunnel_send_data(&agent.t, FRAME_DATA, u->id, rbuf, (size_t)n) < 0) {
@@ -184,6 +201,8 @@ static void us_on_writable(void *arg)
 	if (u->fin_recv && !u->shut) {
 		u->shut = 1;
 		conn_shutdown(u->conn);
+		if (u->fin_sent)
+			us_free(u); /* both directions are finished */
 	}
 }
 

@@ -292,6 +292,8 @@ static void wsc_on_readable(void *arg)
 		ssize_t n = conn_read(c->conn, c->in + c->in_len, IN_CAP - 1 - c->in_len);
 		size_t used = 0;
 
+		if (n == CONN_EOF)
+			wsc_fail(c, "the edge closed the connection");
 		if (n <= 0)
 			return;
 		c->in_len += (size_t)n;

@@ -29,6 +29,7 @@ struct conn {
 	int in_wcb; /* inside lws's WRITEABLE callback */
 	int want_write;
 	int paused;
+	int eof; /* the peer shut its write side */
 	int notified;
 	lws_sorted_usec_list_t sul_arm;
 	lws_sorted_usec_list_t sul_read;
@@ -103,6 +104,8 @@ static void conn_read_cb(lws_sorted_usec_list_t *sul)
 
 void conn_pause(struct conn *c, int pause)
 {
+	if (c->eof)
+		pause = 1;
 	if (!c->wsi || c->paused == pause || c->st == CONN_DEAD)
 		return;
 	c->paused = pause;
@@ -129,30 +132,48 @@ static const char *conn_ssl_error(struct conn *c, int r)
 	return errno ? strerror(errno) : "connection closed";
 }
 
+/* The peer finished sending: report it once, stop watching for input (a
+ * socket at EOF stays readable), keep the write side for the answer. */
+static ssize_t conn_eof(struct conn *c)
+{
+	if (!c->eof) {
+		c->eof = 1;
+		conn_pause(c, 1);
+	}
+	return CONN_EOF;
+}
+
 ssize_t conn_read(struct conn *c, void *buf, size_t n)
 {
 	ssize_t r;
 
 	if (c->st != CONN_UP)
 		return c->st == CONN_DEAD ? -1 : 0;
+	if (c->eof)
+		return CONN_EOF;
 	if (c->ssl) {
-		int k = SSL_read(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
+		int k;
 
+		ERR_clear_error();
+		k = SSL_read(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
 		if (k > 0)
 			return k;
 		k = SSL_get_error(c->ssl, k);
 		if (k == SSL_ERROR_WANT_READ || k == SSL_ERROR_WANT_WRITE)
 			return 0;
-		conn_fail(c, "%s",
-		          k == SSL_ERROR_ZERO_RETURN ? "closed by the peer" : conn_ssl_error(c, k));
+		if (k == SSL_ERROR_ZERO_RETURN)
+			return conn_eof(c);
+		conn_fail(c, "%s", conn_ssl_error(c, k));
 		return -1;
 	}
 	r = recv(c->fd, buf, n, 0);
 	if (r > 0)
 		return r;
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+	if (r == 0)
+		return conn_eof(c);
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 		return 0;
-	conn_fail(c, "%s", r == 0 ? "closed by the peer" : strerror(errno));
+	conn_fail(c, "%s", strerror(errno));
 	return -1;
 }
 

@@ -82,7 +82,13 @@ const char *conn_sni(const struct conn *c);
 struct conn *conn_open(struct lws_vhost *vh, const struct addr *a, const struct conn_tls *tls,
                        const struct conn_ops *ops, void *arg, const char **err);
 
-/** Read up to n bytes: > 0 bytes read, 0 nothing now, -1 closed (on_close follows). */
+#define CONN_EOF (-2)
+
+/**
+ * Read up to n bytes: > 0 bytes read, 0 nothing now, CONN_EOF when the peer
+ * shut its write side (reading stops; writing still works), -1 on error
+ * (on_close follows).
+ */
 ssize_t conn_read(struct conn *c, void *buf, size_t n);
 
 /** Write up to n bytes: bytes taken (maybe 0, then on_writable follows), -1 on error. */

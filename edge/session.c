@@ -4,8 +4,9 @@
  *
  * A session is unauthenticated until a valid AUTH frame arrives; any other
  * frame before that, a text message, an oversize message or a malformed
- * frame closes the connection.  Nothing is routed to a session before it is
- * authenticated and its routes are accepted.
+ * frame closes the connection, after a REJECT (or, once authenticated, a
+ * GOAWAY) that tells the peer why (PROTOCOL.md 4.2, 5.4).  Nothing is routed
+ * to a session before it is authenticated and its routes are accepted.
  */
 #include <sodium.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #define SILENCE_LIMIT_US  (30 * LWS_US_PER_SEC)
 #define PING_MS           5000u
 #define INITIAL_WINDOW    (1024u * 1024u)
+#define CLOSE_GRACE_S     5 /* to write the last REJECT / GOAWAY to a peer */
 
 void session_want_write(struct esession *s)
 {
@@ -48,7 +50,7 @@ void session_kill(struct esession *s, const char *why)
 	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
-/* Send REJECT and close once it is written. */
+/* Send REJECT and close once it is written (or after CLOSE_GRACE_S). */
 static void session_reject(struct esession *s, uint32_t code, const char *reason)
 {
 	struct frame f = {.type = FRAME_REJECT};
@@ -58,6 +60,31 @@ static void session_reject(struct esession *s, uint32_t code, const char *reason
 	snprintf(f.u.code.reason, sizeof(f.u.code.reason), "%s", reason);
 	session_send(s, &f);
 	s->closing = 1;
+	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
+}
+
+/*
+ * A connection-level protocol error: tell the peer why (REJECT during the
+ * handshake, GOAWAY after it, both CODE_PROTOCOL), then close once that is
+ * written.  Input is ignored from here on.
+ */
+static void session_fail(struct esession *s, const char *why)
+{
+	struct frame f = {.type = FRAME_GOAWAY};
+
+	if (!s->wsi || s->closing)
+		return;
+	log_warn("agent session %s (%s): closing: %s", s->peer,
+	         s->authed ? s->agent : "unauthenticated", why);
+	if (!s->authed) {
+		session_reject(s, CODE_PROTOCOL, why);
+		return;
+	}
+	f.u.code.code = CODE_PROTOCOL;
+	snprintf(f.u.code.reason, sizeof(f.u.code.reason), "%s", why);
+	session_send(s, &f);
+	s->closing = 1;
+	lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_GRACE_S);
 }
 
 static void session_tick(lws_sorted_usec_list_t *sul)
@@ -131,6 +158,14 @@ static int session_on_route(struct esession *s, const struct frame *in)
 	if (!ag) {
 		session_kill(s, "agent removed from the configuration");
 		return -1;
+	}
+	/* Route ids name the route in OPEN: one id, one route (PROTOCOL.md 6). */
+	for (size_t i = 0; i < s->nroutes; i++) {
+		if (s->routes[i].id == in->stream) {
+			snprintf(reason, sizeof(reason), "route id %u declared twice", in->stream);
+			session_fail(s, reason);
+			return 1;
+		}
 	}
 	if (registry_authorize(s, ag, r, reason, sizeof(reason)) < 0) {
 		if (r->host[0])
@@ -274,20 +309,18 @@ static int session_receive(struct esession *s, struct lws *wsi, void *in, size_t
 	if (s->closing)
 		return 0;
 	if (!lws_frame_is_binary(wsi)) {
-		session_kill(s, "text message on the tunnel");
-		return -1;
+		session_fail(s, "text message on the tunnel");
+		return 0;
 	}
 	s->last_rx_us = (uint64_t)lws_now_usecs();
 	if (tunnel_rx_append(&s->t, in, len, &err) < 0) {
-		session_kill(s, err);
-		return -1;
+		session_fail(s, err);
+		return 0;
 	}
 	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
 		return 0;
-	if (tunnel_rx_message(&s->t, session_on_frame, s, &err) < 0) {
-		session_kill(s, err ? err : "protocol error");
-		return -1;
-	}
+	if (tunnel_rx_message(&s->t, session_on_frame, s, &err) < 0)
+		session_fail(s, err ? err : "protocol error");
 	return 0;
 }
 

@@ -7,6 +7,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 import relais  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a long test (still run by default)")
+
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
     return relais.PKI(str(tmp_path_factory.mktemp("pki")))

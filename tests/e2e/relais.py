@@ -98,7 +98,8 @@ class Proc:
 
     def wait_log(self, text, timeout=5.0, count=1, since=0):
         return wait_for(lambda: self.log()[since:].count(text) >= count, timeout,
-                        what=lambda: "%r in %s\n--- log ---\n%s" % (text, self.logpath, self.log()[-3000:]))
+                        what=lambda: "%r in %s\n--- log ---\n%s"
+                        % (text, self.logpath, self.log()[-3000:]))
 
     def alive(self):
         return self.p.poll() is None
@@ -231,10 +232,15 @@ class Agent:
         self.cfg["edge"] = edge_url
         with open(self.path, "w") as f:
             f.write(yaml_dump(self.cfg))
-        self.proc = Proc([AGENT_BIN, "-d", "-c", self.path], os.path.join(self.env.dir, self.name + ".log"))
+        logpath = os.path.join(self.env.dir, self.name + ".log")
+        since = 0
+        if os.path.exists(logpath):  # a restart appends to the same log
+            with open(logpath, "r", errors="replace") as f:
+                since = len(f.read())
+        self.proc = Proc([AGENT_BIN, "-d", "-c", self.path], logpath)
         self.env.procs.append(self.proc)
         if wait:
-            self.proc.wait_log("tunnel: connected to", 5)
+            self.proc.wait_log("tunnel: connected to", 5, since=since)
         return self
 
     def log(self):
@@ -296,9 +302,11 @@ def auth_message(version, challenge, pubkey, name=b""):
         bytes([len(name)]) + name
 
 
-def route_frame(route_id, kind, host="", lo=0, hi=0):
+def route_frame(route_id, kind, host="", lo=0, hi=0, hsts=0, flags=0):
+    """ROUTE: u8 kind, u16 port_lo, u16 port_hi, u32 hsts, str8 host."""
     h = host.encode()
-    return frame(ROUTE, struct.pack(">BHHB", kind, lo, hi, len(h)) + h, stream=route_id)
+    return frame(ROUTE, struct.pack(">BHHIB", kind, lo, hi, hsts, len(h)) + h, stream=route_id,
+                 flags=flags)
 
 
 class HandKey:
@@ -341,15 +349,18 @@ class RawTunnel:
         self.loop = asyncio.new_event_loop()
         self.timeout = timeout * SLOW
         import websockets
+        import websockets.exceptions
 
         self.closed_exc = websockets.exceptions.ConnectionClosed
         ctx = tls_client_context(edge.env.pki.ca)
         uri = "wss://localhost:%d%s" % (edge.tunnel_port, path)
-        try:
-            self.ws = self._run(websockets.connect(
+        async def connect():  # websockets 10 binds the loop when connect() is built
+            return await websockets.connect(
                 uri, ssl=ctx, subprotocols=[subprotocol] if subprotocol else None,
-                max_size=None, ping_interval=None, open_timeout=self.timeout,
-                close_timeout=1))
+                max_size=None, ping_interval=None, open_timeout=self.timeout, close_timeout=1)
+
+        try:
+            self.ws = self._run(connect())
         except BaseException:
             self.loop.close()
             raise
@@ -463,3 +474,66 @@ def listening_pids():
     """pids owning a listening TCP or UDP socket, from `ss -ltnup`."""
     out = run(["ss", "-ltnup"]).stdout
     return {int(p) for p in re.findall(r"pid=(\d+),", out)}, out
+
+
+class Pebble:
+    """Debian's pebble ACME test CA, with pebble-challtestsrv as its DNS server
+    so that every name resolves to 127.0.0.1.  HTTP-01 validations go to
+    http_port (the edge's listen.http); validity (seconds) sets the lifetime
+    of the certificates it issues; authz_reuse is PEBBLE_AUTHZREUSE (0..100).
+    Its own TLS certificate comes from env.pki, so env.pki.ca is the trust
+    anchor for the directory URL (tls.acme.ca)."""
+
+    def __init__(self, env, http_port, validity=None, authz_reuse=0):
+        self.env = env
+        self.http_port = http_port
+        self.port = free_port()
+        self.mgmt_port = free_port()
+        self.dns_port = free_port(socket.SOCK_DGRAM)
+        self.ca = env.pki.ca
+        self.dir = os.path.join(env.dir, "pebble")
+        os.makedirs(self.dir, exist_ok=True)
+        cert, key = env.pki.cert, env.pki.key  # localhost / 127.0.0.1
+        cfg = {"pebble": {"listenAddress": "127.0.0.1:%d" % self.port,
+                          "managementListenAddress": "127.0.0.1:%d" % self.mgmt_port,
+                          "certificate": cert, "privateKey": key,
+                          "httpPort": http_port, "tlsPort": free_port(),
+                          "ocspResponderURL": "", "externalAccountBindingRequired": False}}
+        if validity is not None:
+            cfg["pebble"]["certificateValidityPeriod"] = validity
+        self.config = os.path.join(self.dir, "pebble.json")
+        with open(self.config, "w") as f:
+            json.dump(cfg, f)
+        self.dns = Proc(["pebble-challtestsrv", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+                         "-http01", "", "-https01", "", "-tlsalpn01", "",
+                         "-dns01", "127.0.0.1:%d" % self.dns_port,
+                         "-management", "127.0.0.1:%d" % free_port()],
+                        os.path.join(self.dir, "challtestsrv.log"))
+        env.procs.append(self.dns)
+        self.proc = Proc(["/usr/bin/env", "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0",
+                          "PEBBLE_AUTHZREUSE=%d" % authz_reuse, "pebble", "-config", self.config,
+                          "-dnsserver", "127.0.0.1:%d" % self.dns_port],
+                         os.path.join(self.dir, "pebble.log"))
+        env.procs.append(self.proc)
+        self.ssl = ssl.create_default_context(cafile=self.ca)
+        wait_for(self._ready, 10, what=lambda: "pebble directory\n" + self.proc.log()[-2000:])
+
+    def _get(self, url):
+        with urllib.request.urlopen(url, timeout=5, context=self.ssl) as r:
+            return r.read()
+
+    def _ready(self):
+        try:
+            return b"newOrder" in self._get(self.directory())
+        except OSError:
+            return False
+
+    def directory(self):
+        return "https://127.0.0.1:%d/dir" % self.port
+
+    def root(self):
+        """PEM of the root that signs pebble's issuing intermediate."""
+        return self._get("https://127.0.0.1:%d/roots/0" % self.mgmt_port).decode()
+
+    def log(self):
+        return self.proc.log()

@@ -1,0 +1,260 @@
+"""`relais-edge -t` and `relais-agent -t`: valid files pass, and every error is
+reported as FILE:LINE:COL: message (1-based, pointing at the offending node)
+with exit status 1.
+
+Each bad case is literal YAML so that its positions can be read off the text;
+{cert}, {key}, {pub}, {pub2} and {keyfile} are filled in on lines that are
+not the one under test.
+"""
+import os
+
+import pytest
+
+from relais import AGENT_BIN, EDGE_BIN, run
+
+EDGE_OK = """\
+listen:
+  http: 127.0.0.1:8080
+  https: 127.0.0.1:8443
+tunnel:
+  listen: 127.0.0.1:8443
+  hostname: edge.test
+  path: /relais
+  cert: {cert}
+  key: {key}
+admin:
+  listen: 127.0.0.1:8081
+agents:
+  - name: home
+    key: "{pub}"
+    hosts: ["*.home.test", "home.test"]
+    ports: ["tcp/2222", "udp/51820", "tcp/30000-30100"]
+access_log: "-"
+log_level: info
+"""
+
+AGENT_OK = """\
+edge: wss://edge.test/relais
+key: {keyfile}
+edge_ca: {cert}
+name: laptop
+routes:
+  - host: www.home.test
+    to: http://127.0.0.1:8096
+  - host: "*.apps.home.test"
+    to: https://192.168.1.10:5001
+    tls_verify: false
+  - host: vault.home.test
+    to: 127.0.0.1:8443
+    tls: passthrough
+streams:
+  - listen: tcp/2222
+    to: 127.0.0.1:22
+    proxy_protocol: v2
+  - listen: udp/51820
+    to: 127.0.0.1:51820
+"""
+
+# (name, yaml, line, col, message substring)
+EDGE_BAD = [
+    ("unknown-key", """\
+tunnel:
+  listen: 127.0.0.1:8443
+  cert: {cert}
+  key: {key}
+  colour: blue
+""", 5, 3, "unknown key 'colour' in tunnel"),
+    ("wrong-type", """\
+tunnel:
+  listen: 127.0.0.1:8443
+  cert: {cert}
+  key: {key}
+agents:
+  - name: home
+    key: "{pub}"
+    hosts: "*.home.test"
+""", 8, 12, "'hosts' must be a list of strings"),
+    ("bad-address", """\
+tunnel:
+  listen: 127.0.0.1:99999
+  cert: {cert}
+  key: {key}
+""", 2, 11, "bad address '127.0.0.1:99999'"),
+    ("bad-host-pattern", """\
+tunnel:
+  listen: 127.0.0.1:8443
+  cert: {cert}
+  key: {key}
+agents:
+  - name: home
+    key: "{pub}"
+    hosts: ["*.home.test", "www.*.test"]
+""", 8, 28, "bad host pattern 'www.*.test'"),
+    ("duplicate-agent", """\
+tunnel:
+  listen: 127.0.0.1:8443
+  cert: {cert}
+  key: {key}
+agents:
+  - name: home
+    key: "{pub}"
+  - name: home
+    key: "{pub2}"
+""", 8, 11, "duplicate agent 'home' (first at 6:11)"),
+    ("bad-key", """\
+tunnel:
+  listen: 127.0.0.1:8443
+  cert: {cert}
+  key: {key}
+agents:
+  - name: home
+    key: "ed25519:AAAA"
+""", 7, 10, "bad public key (expected ed25519:<base64 of 32 bytes>)"),
+    ("yaml-syntax", """\
+tunnel:
+  listen: 127.0.0.1:8443
+  path: /relais: x
+""", 3, 16, "mapping values are not allowed in this context"),
+    # a missing key is reported at the mapping that lacks it (its first key)
+    ("missing-required-key", """\
+tunnel:
+  listen: 127.0.0.1:8443
+  key: {key}
+""", 2, 3, "missing required key 'cert' in tunnel"),
+    ("missing-tunnel", """\
+agents: []
+""", 1, 1, "missing required key 'tunnel' at top level"),
+]
+
+AGENT_BAD = [
+    ("unknown-key", """\
+edge: wss://edge.test/relais
+key: {keyfile}
+colour: blue
+""", 3, 1, "unknown key 'colour' at top level"),
+    ("wrong-type", """\
+edge: wss://edge.test/relais
+key: {keyfile}
+routes: "www.home.test"
+""", 3, 9, "'routes' must be a list of mappings"),
+    ("bad-address", """\
+edge: wss://edge.test/relais
+key: {keyfile}
+streams:
+  - listen: tcp/2222
+    to: 127.0.0.1:99999
+""", 5, 9, "bad target '127.0.0.1:99999'"),
+    ("bad-edge-url", """\
+edge: wss://edge.test:0/relais
+key: {keyfile}
+""", 1, 7, "bad edge URL 'wss://edge.test:0/relais'"),
+    ("bad-host-pattern", """\
+edge: wss://edge.test/relais
+key: {keyfile}
+routes:
+  - host: www.*.test
+    to: http://127.0.0.1:8096
+""", 4, 11, "bad host pattern 'www.*.test'"),
+    ("duplicate-route", """\
+edge: wss://edge.test/relais
+key: {keyfile}
+routes:
+  - host: www.home.test
+    to: http://127.0.0.1:8096
+  - host: WWW.home.test
+    to: http://127.0.0.1:8097
+""", 6, 11, "duplicate route 'www.home.test' (first at 4:11)"),
+    ("duplicate-stream", """\
+edge: wss://edge.test/relais
+key: {keyfile}
+streams:
+  - listen: tcp/2222
+    to: 127.0.0.1:22
+  - listen: tcp/2000-3000
+    to: 127.0.0.1:22
+""", 6, 13, "duplicate route 'tcp/2000-3000' (first at 4:13)"),
+    ("yaml-syntax", """\
+edge: wss://edge.test/relais
+\tkey: {keyfile}
+""", 2, 1, "found a tab character that violates indentation"),
+    ("missing-required-key", """\
+edge: wss://edge.test/relais
+routes: []
+""", 1, 1, "missing required key 'key' at top level"),
+]
+
+
+@pytest.fixture
+def files(tmp_path, pki):
+    """Values for the placeholders: a real cert/key pair and agent keys."""
+    d = str(tmp_path)
+    out = {"cert": pki.cert, "key": pki.key, "dir": d}
+    for n, name in (("pub", "a.key"), ("pub2", "b.key")):
+        r = run([AGENT_BIN, "keygen", os.path.join(d, name)])
+        assert r.returncode == 0, r.stderr
+        out[n] = r.stdout.strip()
+    out["keyfile"] = os.path.join(d, "a.key")
+    return out
+
+
+def check(binary, files, name, text):
+    path = os.path.join(files["dir"], name)
+    with open(path, "w") as f:
+        f.write(text.format(**files))
+    return path, run([binary, "-t", "-c", path])
+
+
+def assert_error(path, r, line, col, msg):
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "configuration OK" not in r.stdout
+    prefix = "%s:%d:%d: " % (path, line, col)
+    lines = r.stderr.splitlines()
+    assert any(x.startswith(prefix) and msg in x for x in lines), \
+        "want %r + %r in:\n%s" % (prefix, msg, r.stderr)
+    # every line printed is a positioned error
+    assert all(x.startswith(path + ":") for x in lines), r.stderr
+
+
+def test_edge_valid_config(files):
+    _, r = check(EDGE_BIN, files, "edge.yaml", EDGE_OK)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "configuration OK\n", "")
+
+
+def test_agent_valid_config(files):
+    _, r = check(AGENT_BIN, files, "agent.yaml", AGENT_OK)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "configuration OK\n", "")
+
+
+@pytest.mark.parametrize("name,text,line,col,msg", EDGE_BAD, ids=[c[0] for c in EDGE_BAD])
+def test_edge_bad_config(files, name, text, line, col, msg):
+    path, r = check(EDGE_BIN, files, "edge-%s.yaml" % name, text)
+    assert_error(path, r, line, col, msg)
+
+
+@pytest.mark.parametrize("name,text,line,col,msg", AGENT_BAD, ids=[c[0] for c in AGENT_BAD])
+def test_agent_bad_config(files, name, text, line, col, msg):
+    path, r = check(AGENT_BIN, files, "agent-%s.yaml" % name, text)
+    assert_error(path, r, line, col, msg)
+
+
+@pytest.mark.parametrize("binary", [EDGE_BIN, AGENT_BIN], ids=["edge", "agent"])
+def test_missing_file(files, binary):
+    path = os.path.join(files["dir"], "nope.yaml")
+    r = run([binary, "-t", "-c", path])
+    assert_error(path, r, 0, 0, "cannot open: No such file or directory")
+
+
+def test_all_errors_are_reported_in_file_order(files):
+    path, r = check(EDGE_BIN, files, "edge-many.yaml", """\
+tunnel:
+  listen: 127.0.0.1:99999
+  cert: {cert}
+  key: {key}
+agents:
+  - name: home
+    key: "ed25519:AAAA"
+    colour: blue
+""")
+    assert r.returncode == 1
+    assert [x.split(": ", 1)[0] for x in r.stderr.splitlines()] == \
+        ["%s:2:11" % path, "%s:7:10" % path, "%s:8:5" % path], r.stderr

@@ -1,0 +1,427 @@
+"""The tunnel core end to end: route declarations, authentication, hostile
+clients on the agent endpoint, reconnects, dead paths and signals.
+
+Real relais-edge / relais-agent processes on 127.0.0.1; every wait is on a
+log line or on /status, never a fixed sleep.
+"""
+import os
+import signal
+import socket
+import struct
+import time
+
+import pytest
+import websockets.exceptions
+
+from relais import (AGENT_BIN, AUTH, GOAWAY, KIND_HTTP, PING, PONG, REJECT, ROUTE_ANSWER, SLOW,
+                    WELCOME, Agent, Edge, HandKey, RawTunnel, TcpRelay, code_reason, frame,
+                    free_port, listening_pids, parse_frames, route_frame, run,
+                    tls_client_context, wait_for)
+
+CODE_PROTOCOL, CODE_AUTH = 1, 9
+BAD_SIGNATURE = "authentication failed: bad signature"
+
+
+def route(host, **kw):
+    return dict(host=host, to="http://127.0.0.1:9", **kw)
+
+
+def stream(listen):
+    return {"listen": listen, "to": "127.0.0.1:9"}
+
+
+def ports(port, kind="tcp"):
+    return (kind, "%d-%d" % (port, port))
+
+
+def home_pair(env, **agent_kw):
+    """Agent 'home' with www.home.test, connected to a fresh edge allowing *.home.test."""
+    a = Agent(env, "home", routes=[route("www.home.test")], **agent_kw)
+    e = Edge(env, agents=[a.entry(hosts=["*.home.test"])]).start()
+    a.start(e.url())
+    a.proc.wait_log("route www.home.test accepted by the edge")
+    assert e.agent_routes("home") == [("http", "www.home.test")]
+    return a, e
+
+
+# ---- route declarations ----------------------------------------------------------
+
+
+def test_allowed_routes_are_accepted_and_listed(env):
+    tcp, udp = free_port(), free_port(socket.SOCK_DGRAM)
+    a = Agent(env, "home",
+              routes=[route("www.home.test"), route("*.apps.home.test"), route("home.test"),
+                      {"host": "vault.home.test", "to": "127.0.0.1:9", "tls": "passthrough"}],
+              streams=[stream("tcp/%d" % tcp), stream("udp/%d" % udp)])
+    e = Edge(env, agents=[a.entry(hosts=["*.home.test", "home.test"],
+                                  ports=["tcp/%d" % tcp, "udp/%d" % udp])]).start()
+    a.start(e.url())
+    for name in ["www.home.test", "*.apps.home.test", "home.test", "vault.home.test",
+                 "tcp/%d" % tcp, "udp/%d" % udp]:
+        a.proc.wait_log("route %s accepted by the edge" % name)
+    assert e.agent_routes("home") == sorted([
+        ("http", "www.home.test"), ("http", "*.apps.home.test"), ("http", "home.test"),
+        ("tls", "vault.home.test"), ports(tcp), ports(udp, "udp")])
+    assert "refused" not in a.log()
+
+
+def test_disallowed_host_and_port_are_refused_with_reason(env):
+    good, bad = free_port(), free_port()
+    a = Agent(env, "home",
+              routes=[route("www.home.test"), route("evil.example"), route("*.test")],
+              streams=[stream("tcp/%d" % good), stream("tcp/%d" % bad)])
+    e = Edge(env, agents=[a.entry(hosts=["*.home.test"], ports=["tcp/%d" % good])]).start()
+    a.start(e.url())
+    a.proc.wait_log("route evil.example refused by the edge: "
+                    "host 'evil.example' is not allowed for agent 'home'")
+    # a wildcard wider than the allowed one is refused too
+    a.proc.wait_log("route *.test refused by the edge: "
+                    "host '*.test' is not allowed for agent 'home'")
+    a.proc.wait_log("route tcp/%d refused by the edge: "
+                    "port tcp/%d-%d is not allowed for agent 'home'" % (bad, bad, bad))
+    a.proc.wait_log("route tcp/%d accepted by the edge" % good)
+    a.proc.wait_log("route www.home.test accepted by the edge")
+    assert e.agent_routes("home") == [("http", "www.home.test"), ports(good)]
+
+
+def test_route_held_by_another_agent_is_refused(env):
+    port = free_port()
+    home = Agent(env, "home", routes=[route("shared.test")], streams=[stream("tcp/%d" % port)])
+    other = Agent(env, "other", routes=[route("shared.test"), route("other.test")],
+                  streams=[stream("tcp/%d" % port)])
+    e = Edge(env, agents=[
+        home.entry(hosts=["shared.test"], ports=["tcp/%d" % port]),
+        other.entry(hosts=["shared.test", "other.test"], ports=["tcp/%d" % port])]).start()
+    home.start(e.url())
+    home.proc.wait_log("route shared.test accepted by the edge")
+    home.proc.wait_log("route tcp/%d accepted by the edge" % port)
+    other.start(e.url())
+    other.proc.wait_log("route shared.test refused by the edge: "
+                        "host 'shared.test' is held by agent 'home'")
+    other.proc.wait_log("route tcp/%d refused by the edge: port %d is held by agent 'home'"
+                        % (port, port))
+    other.proc.wait_log("route other.test accepted by the edge")
+    assert e.routes() == sorted([("home", "http", "shared.test"), ("home",) + ports(port),
+                                 ("other", "http", "other.test")])
+
+
+# ---- authentication ------------------------------------------------------------------
+
+
+def test_unknown_key_is_rejected_and_the_agent_keeps_retrying(env):
+    known = Agent(env, "home")
+    stranger = Agent(env, "stranger", routes=[route("www.home.test")])
+    e = Edge(env, agents=[known.entry(hosts=["*.home.test"])]).start()
+    stranger.start(e.url(), wait=False)
+    e.proc.wait_log("unknown key %s" % stranger.pubkey)
+    stranger.proc.wait_log("the edge rejected this agent: "
+                           "authentication failed: key not authorized")
+    stranger.proc.wait_log("rejected this agent", count=2)  # tried again after a backoff
+    assert stranger.proc.alive()
+    assert e.status()["sessions"] == []
+    assert "accepted by the edge" not in stranger.log()
+
+
+@pytest.fixture
+def hand(env):
+    """An edge that knows one key made in Python (agent 'hand', *.hand.test)."""
+    key = HandKey(os.path.join(env.dir, "hand.key"))
+    e = Edge(env, agents=[key.entry("hand", hosts=["*.hand.test"])]).start()
+    return key, e
+
+
+def test_hand_made_auth_is_welcomed(hand):
+    key, e = hand
+    # the key file format is the one relais-agent reads
+    assert run([AGENT_BIN, "pubkey", key.path]).stdout.strip() == key.pubtext
+    t = RawTunnel(e)
+    try:
+        t.send(key.auth(t.hello(), name=b"laptop"))
+        (typ, stream_id, p), = parse_frames(t.recv())
+        assert (typ, stream_id) == (WELCOME, 0)
+        window, ping_ms, n = struct.unpack(">IIB", p[:9])
+        assert p[9:9 + n] == b"hand" and window > 0 and ping_ms > 0
+        e.proc.wait_log("agent 'hand' authenticated")
+        t.send(route_frame(7, KIND_HTTP, "www.hand.test"))
+        (typ, stream_id, p), = parse_frames(t.recv())
+        assert (typ, stream_id, code_reason(p)) == (ROUTE_ANSWER, 7, (0, ""))
+        assert e.agent_routes("hand") == [("http", "www.hand.test")]
+        t.send(frame(PING, struct.pack(">Q", 0x1234)))
+        assert parse_frames(t.recv()) == [(PONG, 0, struct.pack(">Q", 0x1234))]
+    finally:
+        t.close()
+
+
+def test_signature_over_a_stale_challenge_is_rejected(hand):
+    key, e = hand
+    t = RawTunnel(e)
+    try:
+        t.hello()
+        t.send(key.auth(os.urandom(32)))
+        frames = t.wait_closed()
+    finally:
+        t.close()
+    assert [(f[0], code_reason(f[2])) for f in frames] == [(REJECT, (CODE_AUTH, BAD_SIGNATURE))]
+    e.proc.wait_log("rejected: " + BAD_SIGNATURE)
+    assert e.status()["sessions"] == []
+
+
+def test_replayed_auth_is_rejected(hand):
+    key, e = hand
+    first = RawTunnel(e)
+    try:
+        captured = key.auth(first.hello())
+        first.send(captured)
+        assert parse_frames(first.recv())[0][0] == WELCOME
+        # the same bytes in a new session answer a challenge that is not its own
+        second = RawTunnel(e)
+        try:
+            second.hello()
+            second.send(captured)
+            frames = second.wait_closed()
+        finally:
+            second.close()
+        assert [(f[0], code_reason(f[2])) for f in frames] == [(REJECT, (CODE_AUTH, BAD_SIGNATURE))]
+        # and a second AUTH on the authenticated session is a protocol error
+        first.send(captured)
+        first.wait_closed()
+        e.proc.wait_log("agent 'hand': unexpected AUTH frame")
+    finally:
+        first.close()
+    wait_for(lambda: e.status()["sessions"] == [], 5, what="no sessions")
+
+
+def test_wrong_protocol_version_is_rejected(hand):
+    key, e = hand
+    t = RawTunnel(e)
+    try:
+        t.send(key.auth(t.hello(), version=2))
+        frames = t.wait_closed()
+    finally:
+        t.close()
+    assert [(f[0], code_reason(f[2])) for f in frames] == \
+        [(REJECT, (CODE_PROTOCOL, "unsupported protocol version"))]
+    e.proc.wait_log("(unauthenticated): closing: unsupported protocol version")
+    assert e.status()["sessions"] == []
+
+
+def test_route_id_declared_twice_is_a_protocol_error(hand):
+    key, e = hand
+    t = RawTunnel(e)
+    try:
+        t.send(key.auth(t.hello()))
+        assert parse_frames(t.recv())[0][0] == WELCOME
+        t.send(route_frame(7, KIND_HTTP, "a.hand.test"))
+        assert parse_frames(t.recv())[0][0] == ROUTE_ANSWER
+        t.send(route_frame(7, KIND_HTTP, "b.hand.test"))
+        frames = t.wait_closed()
+    finally:
+        t.close()
+    assert [(f[0], code_reason(f[2])) for f in frames] == \
+        [(GOAWAY, (CODE_PROTOCOL, "route id 7 declared twice"))]
+    e.proc.wait_log("(hand): closing: route id 7 declared twice")
+    wait_for(lambda: e.status()["sessions"] == [], 5, what="no sessions")
+
+
+# ---- hostile clients on the agent endpoint ---------------------------------------------
+
+
+def ws_attack(*messages, expect=None):
+    """Connect, read HELLO, send messages, and require the edge to close."""
+    def attack(edge):
+        t = RawTunnel(edge)
+        try:
+            t.hello()
+            for m in messages:
+                try:
+                    t.send(m)
+                except (t.closed_exc, OSError):
+                    break  # closed while we were still sending
+            frames = t.wait_closed()
+        finally:
+            t.close()
+        if expect is not None:
+            assert [(f[0], code_reason(f[2])) for f in frames] == expect
+    return attack
+
+
+def read_to_end(s):
+    """Read until EOF or reset; a timeout (connection left open) fails."""
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+    except ConnectionResetError:
+        return data
+
+
+def wrong_path(edge):
+    with pytest.raises(websockets.exceptions.InvalidHandshake):
+        RawTunnel(edge, path="/not-relais")
+
+
+def plain_http(edge):
+    with socket.create_connection(("127.0.0.1", edge.tunnel_port), timeout=5 * SLOW) as s:
+        s.sendall(b"GET /relais HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
+                  b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        assert b"101" not in read_to_end(s)
+
+
+def https_without_upgrade(edge):
+    ctx = tls_client_context(edge.env.pki.ca)
+    raw = socket.create_connection(("127.0.0.1", edge.tunnel_port), timeout=5 * SLOW)
+    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(b"GET /relais HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert b"101" not in read_to_end(s)
+
+
+def rejected(reason):
+    return [(REJECT, (CODE_PROTOCOL, reason))]
+
+
+HOSTILE = {
+    "garbage": (ws_attack(b"\x77 this is not a relais frame",
+                          expect=rejected("unknown frame type")),
+                "(unauthenticated): closing: unknown frame type"),
+    "oversize-length": (ws_attack(frame(AUTH, length=0xffffffff),
+                                  expect=rejected("AUTH payload length must be 99..162")),
+                        "(unauthenticated): closing: AUTH payload length must be 99..162"),
+    # (the REJECT may be lost to the reset caused by the unread rest of the message)
+    "message-over-1MiB": (ws_attack(b"\0" * ((1 << 20) + 1)),
+                          "(unauthenticated): closing: message exceeds the 1 MiB limit"),
+    "route-before-auth": (ws_attack(route_frame(1, KIND_HTTP, "www.home.test"),
+                                    expect=rejected("expected AUTH")),
+                          "ROUTE frame before authentication"),
+    "text-message": (ws_attack("hello", expect=rejected("text message on the tunnel")),
+                     "(unauthenticated): closing: text message on the tunnel"),
+    "wrong-path": (wrong_path, "on a wrong path; closing"),
+    "plain-http": (plain_http, "connection closed before any HTTP request"),
+    "https-without-upgrade": (https_without_upgrade, "plain HTTP request from"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_client_is_closed_and_good_agent_stays(env, case):
+    attack, edge_log = HOSTILE[case]
+    a, e = home_pair(env)
+    mark = e.proc.mark()
+    attack(e)
+    e.proc.wait_log(edge_log, since=mark)
+    assert e.agent_routes("home") == [("http", "www.home.test")]
+    assert a.proc.alive() and "disconnected" not in a.log()
+
+
+# ---- reconnects and liveness ------------------------------------------------------------
+
+
+def test_agent_is_back_within_5s_of_an_edge_restart(env):
+    port = free_port()
+    a = Agent(env, "home", routes=[route("www.home.test")], streams=[stream("tcp/%d" % port)])
+    e = Edge(env, agents=[a.entry(hosts=["*.home.test"], ports=["tcp/%d" % port])]).start()
+    a.start(e.url())
+    want = [("http", "www.home.test"), ports(port)]
+    wait_for(lambda: e.agent_routes("home") == want, 5, what="routes")
+    mark = a.proc.mark()
+    assert e.stop() == 0
+    a.proc.wait_log("tunnel: disconnected from the edge", since=mark)
+    e.start()
+    wait_for(lambda: e.agent_routes("home") == want, 5, what="routes after the restart")
+    a.proc.wait_log("tunnel: connected to", since=mark)
+
+
+def test_dead_path_is_detected_and_the_agent_reconnects(env):
+    a = Agent(env, "home", routes=[route("www.home.test")])
+    e = Edge(env, agents=[a.entry(hosts=["*.home.test"])]).start()
+    relay = TcpRelay(e.tunnel_port)
+    try:
+        a.start("wss://localhost:%d/relais" % relay.port)
+        a.proc.wait_log("route www.home.test accepted by the edge")
+        mark = a.proc.mark()
+        relay.pause()  # sockets stay open, nothing gets through
+        a.proc.wait_log("no traffic from the edge for 12 s", timeout=15, since=mark)
+        relay.resume()
+        a.proc.wait_log("tunnel: connected to", since=mark)
+        a.proc.wait_log("route www.home.test accepted by the edge", since=mark)
+        # the old session goes once the relay passes on the agent's close
+        wait_for(lambda: [s["agent"] for s in e.status()["sessions"]] == ["home"], 5,
+                 what="a single session")
+        assert e.agent_routes("home") == [("http", "www.home.test")]
+        assert relay.accepted >= 2
+    finally:
+        relay.close()
+
+
+def test_agent_has_no_listening_socket(env):
+    port = free_port()
+    a = Agent(env, "home", routes=[route("www.home.test")], streams=[stream("tcp/%d" % port)])
+    e = Edge(env, agents=[a.entry(hosts=["*.home.test"], ports=["tcp/%d" % port])]).start()
+    a.start(e.url())
+    a.proc.wait_log("route tcp/%d accepted by the edge" % port)
+    pids, out = listening_pids()
+    assert e.proc.pid in pids, out  # ss does show our own processes
+    assert a.proc.pid not in pids, out
+
+
+# ---- signals -------------------------------------------------------------------------------
+
+
+def test_sighup_with_a_broken_config_keeps_the_old_one(env):
+    a, e = home_pair(env)
+    mark = e.proc.mark()
+    with open(e.path, "w") as f:
+        f.write("tunnel: [unclosed\n")
+    e.proc.signal(signal.SIGHUP)
+    e.proc.wait_log("reload failed", since=mark)
+    assert e.agent_routes("home") == [("http", "www.home.test")]
+    # the old configuration still admits the agent after a restart of it
+    a.proc.stop()
+    e.proc.wait_log("agent 'home' disconnected", since=mark)
+    a.start(e.url())
+    wait_for(lambda: e.agent_routes("home") == [("http", "www.home.test")], 5, what="routes")
+
+
+def test_sighup_removing_a_key_closes_that_session(env):
+    keeper = Agent(env, "keeper", routes=[route("keep.test")])
+    a = Agent(env, "home", routes=[route("www.home.test")])
+    e = Edge(env, agents=[a.entry(hosts=["*.home.test"]),
+                          keeper.entry(hosts=["keep.test"])]).start()
+    a.start(e.url())
+    keeper.start(e.url())
+    wait_for(lambda: len(e.routes()) == 2, 5, what="both agents' routes")
+    mark_e, mark_a = e.proc.mark(), a.proc.mark()
+    e.cfg["agents"] = [keeper.entry(hosts=["keep.test"])]
+    e.reload()
+    e.proc.wait_log("configuration reloaded", since=mark_e)
+    e.proc.wait_log("closing: agent key no longer in the configuration", since=mark_e)
+    a.proc.wait_log("tunnel: disconnected from the edge", since=mark_a)
+    a.proc.wait_log("the edge rejected this agent", since=mark_a)  # and stays out
+    assert e.routes() == [("keeper", "http", "keep.test")]
+    assert "disconnected" not in keeper.log()
+
+
+def test_sigterm_exits_0_promptly(env):
+    a, e = home_pair(env)
+    idle = socket.create_connection(("127.0.0.1", e.tunnel_port))  # never says anything
+    try:
+        t0 = time.monotonic()
+        e.proc.signal(signal.SIGTERM)
+        assert e.proc.p.wait(11 * SLOW) == 0
+        assert time.monotonic() - t0 < 11 * SLOW
+    finally:
+        idle.close()
+    a.proc.wait_log("tunnel: disconnected from the edge")
+
+
+def test_agent_sigterm_says_goaway_and_exits_0_promptly(env):
+    a, e = home_pair(env)
+    mark = e.proc.mark()
+    t0 = time.monotonic()
+    a.proc.signal(signal.SIGTERM)
+    assert a.proc.p.wait(11 * SLOW) == 0
+    assert time.monotonic() - t0 < 2 * SLOW  # no stream to finish
+    e.proc.wait_log("agent 'home' is going away: agent shutting down", since=mark)
+    wait_for(lambda: e.status()["sessions"] == [], 5, what="no sessions")
