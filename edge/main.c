@@ -20,7 +20,7 @@
 #include "registry.h"
 #include "session.h"
 
-#define RELAIS_VERSION "0.1.0"
+#define RELAIS_VERSION    "0.1.0"
 #define DRAIN_DEADLINE_US (10 * LWS_US_PER_SEC)
 
 struct edge edge;
@@ -30,29 +30,29 @@ static struct listener *admin_listener, *http_listener;
 static lws_sorted_usec_list_t drain_sul;
 static uint64_t drain_started;
 
-static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-			   void *in, size_t len);
+static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len);
 
 static struct lws_protocols raw_protocols[] = {
-	{EDGE_PROTO_LISTENER, listener_callback, 0, 0, 0, NULL, 0},
-	{EDGE_PROTO_ADMIN, admin_callback, sizeof(struct admin_conn), 0, 0, NULL, 0},
-	{EDGE_PROTO_SIGNAL, signal_callback, 0, 0, 0, NULL, 0},
-	{EDGE_PROTO_CLIENT, proxy_callback, 0, 0, 0, NULL, 0},
-	{NULL, NULL, 0, 0, 0, NULL, 0}};
+    {EDGE_PROTO_LISTENER, listener_callback, 0, 0, 0, NULL, 0},
+    {EDGE_PROTO_ADMIN, admin_callback, sizeof(struct admin_conn), 0, 0, NULL, 0},
+    {EDGE_PROTO_SIGNAL, signal_callback, 0, 0, 0, NULL, 0},
+    {EDGE_PROTO_CLIENT, proxy_callback, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
 
-static const struct lws_protocols tunnel_protocols[] = {
-	{EDGE_TUNNEL_PROTO, session_callback, sizeof(struct esession *), 65536, 0, NULL,
-	 TUNNEL_MSG_CAP + 1024},
-	{NULL, NULL, 0, 0, 0, NULL, 0}};
+static const struct lws_protocols tunnel_protocols[] = {{EDGE_TUNNEL_PROTO, session_callback,
+                                                         sizeof(struct esession *), 65536, 0, NULL,
+                                                         TUNNEL_MSG_CAP + 1024},
+                                                        {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: relais-edge [-t] [-d] -c edge.yaml\n"
-		   "       relais-edge --help | --version\n"
-		   "  -c FILE   configuration file (default /etc/relais/edge.yaml)\n"
-		   "  -t        check the configuration, print 'configuration OK' and exit\n"
-		   "  -d        debug logging\n"
-		   "Signals: HUP reloads the configuration, TERM drains then exits, INT exits.\n");
+	           "       relais-edge --help | --version\n"
+	           "  -c FILE   configuration file (default /etc/relais/edge.yaml)\n"
+	           "  -t        check the configuration, print 'configuration OK' and exit\n"
+	           "  -d        debug logging\n"
+	           "Signals: HUP reloads the configuration, TERM drains then exits, INT exits.\n");
 }
 
 static void lws_log_emit(int level, const char *line)
@@ -64,9 +64,23 @@ static void lws_log_emit(int level, const char *line)
 	log_msg(level == LLL_ERR ? LOG_WARN : LOG_DEBUG, "lws: %.*s", (int)n, line);
 }
 
+/* Every session has written what it queued (the GOAWAY above all). */
+static int edge_sessions_flushed(void)
+{
+	for (struct esession *s = registry_first(); s; s = s->next) {
+		struct outq *q;
+		size_t len;
+
+		if (tunnel_next_message(&s->t, &len, &q) ||
+		    (s->wsi && lws_partial_buffered(s->wsi)))
+			return 0;
+	}
+	return 1;
+}
+
 static void edge_drain_tick(lws_sorted_usec_list_t *sul)
 {
-	if (edge.streams_open == 0 ||
+	if ((edge.streams_open == 0 && edge_sessions_flushed()) ||
 	    (uint64_t)lws_now_usecs() - drain_started > DRAIN_DEADLINE_US) {
 		interrupted = 1;
 		lws_cancel_service(edge.ctx);
@@ -84,7 +98,7 @@ static void edge_drain(void)
 		return;
 	edge.draining = 1;
 	log_info("draining: finishing %llu streams (at most 10 s)",
-		 (unsigned long long)edge.streams_open);
+	         (unsigned long long)edge.streams_open);
 	f.u.code.code = CODE_SHUTDOWN;
 	snprintf(f.u.code.reason, sizeof(f.u.code.reason), "edge shutting down");
 	for (struct esession *s = registry_first(); s; s = s->next)
@@ -113,20 +127,19 @@ static void edge_reload(void)
 	log_init("relais-edge", edge.cfg.log_level);
 	if (accesslog_open(edge.cfg.access_log) < 0)
 		log_error("cannot open access_log %s: %s", edge.cfg.access_log, strerror(errno));
+	/* Sessions keep running only if every route they hold is still allowed;
+	 * the others are closed, and their agents reconnect under the new rules. */
 	for (struct esession *s = registry_first(); s; s = s->next) {
-		int found = 0;
+		char why[PROTO_MAX_REASON + 64];
 
-		for (size_t i = 0; i < edge.cfg.nagents; i++)
-			if (memcmp(edge.cfg.agents[i].key, s->key, KEY_PUB_LEN) == 0)
-				found = 1;
-		if (!found)
-			session_kill(s, "agent key no longer in the configuration");
+		if (registry_recheck(s, why, sizeof(why)) < 0)
+			session_kill(s, why);
 	}
 	log_info("configuration reloaded");
 }
 
-static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-			   void *in, size_t len)
+static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len)
 {
 	struct signalfd_siginfo si;
 
@@ -164,9 +177,9 @@ static int edge_signals(void)
 		return -1;
 	u.filefd = fd;
 	return lws_adopt_descriptor_vhost(edge.raw_vh, LWS_ADOPT_RAW_FILE_DESC, u,
-					  EDGE_PROTO_SIGNAL, NULL)
-		       ? 0
-		       : -1;
+	                                  EDGE_PROTO_SIGNAL, NULL)
+	           ? 0
+	           : -1;
 }
 
 static int edge_start(void)
@@ -213,8 +226,8 @@ static int edge_start(void)
 
 		addr_format(&edge.cfg.tunnel.listen, at);
 		log_error("cannot open the tunnel endpoint on %s (address in use, or bad "
-			  "tunnel.cert/tunnel.key)",
-			  at);
+		          "tunnel.cert/tunnel.key)",
+		          at);
 		return -1;
 	}
 	if (edge_signals() < 0) {
@@ -253,8 +266,8 @@ int main(int argc, char **argv)
 	const char *file = "/etc/relais/edge.yaml";
 	int check = 0, debug = 0, c, rc = 1;
 	static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
-					     {"version", no_argument, NULL, 'V'},
-					     {NULL, 0, NULL, 0}};
+	                                     {"version", no_argument, NULL, 'V'},
+	                                     {NULL, 0, NULL, 0}};
 
 	while ((c = getopt_long(argc, argv, "c:tdhV", opts, NULL)) != -1) {
 		switch (c) {
@@ -302,7 +315,7 @@ int main(int argc, char **argv)
 
 		addr_format(&edge.cfg.tunnel.listen, at);
 		log_info("relais-edge %s: agent endpoint wss://%s%s", RELAIS_VERSION, at,
-			 edge.cfg.tunnel.path);
+		         edge.cfg.tunnel.path);
 		rc = 0;
 		while (!interrupted && lws_service(edge.ctx, 0) >= 0)
 			;

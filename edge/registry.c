@@ -57,7 +57,7 @@ static int ranges_overlap(const struct eroute *r, const struct frame_route *d)
 }
 
 int registry_authorize(const struct esession *s, const struct edge_agent *a,
-		       const struct frame_route *r, char *reason, size_t cap)
+                       const struct frame_route *r, char *reason, size_t cap)
 {
 	int is_host = r->kind == ROUTE_KIND_HTTP || r->kind == ROUTE_KIND_TLS;
 
@@ -72,7 +72,7 @@ int registry_authorize(const struct esession *s, const struct edge_agent *a,
 		}
 		if (!registry_host_allowed(a, r->host)) {
 			snprintf(reason, cap, "host '%s' is not allowed for agent '%s'", r->host,
-				 a->name);
+			         a->name);
 			return -1;
 		}
 	} else {
@@ -80,35 +80,66 @@ int registry_authorize(const struct esession *s, const struct edge_agent *a,
 
 		if (!port_range_allowed(&pr, a->ports, a->nports)) {
 			snprintf(reason, cap, "port %s/%u-%u is not allowed for agent '%s'",
-				 r->kind == ROUTE_KIND_UDP ? "udp" : "tcp", r->port_lo, r->port_hi,
-				 a->name);
+			         r->kind == ROUTE_KIND_UDP ? "udp" : "tcp", r->port_lo, r->port_hi,
+			         a->name);
 			return -1;
 		}
 	}
 	for (const struct esession *o = sessions; o; o = o->next) {
 		for (size_t i = 0; i < o->nroutes; i++) {
 			const struct eroute *er = &o->routes[i];
-			int clash = is_host ? (er->kind == ROUTE_KIND_HTTP || er->kind == ROUTE_KIND_TLS) &&
-						      strcmp(er->host, r->host) == 0
-					    : ranges_overlap(er, r);
+			int clash =
+			    is_host ? (er->kind == ROUTE_KIND_HTTP || er->kind == ROUTE_KIND_TLS) &&
+			                  strcmp(er->host, r->host) == 0
+			            : ranges_overlap(er, r);
 
 			if (!clash)
 				continue;
 			if (o == s) {
 				snprintf(reason, cap, "duplicate route '%s' in this session",
-					 is_host ? r->host : "port range");
+				         is_host ? r->host : "port range");
 				return -1;
 			}
 			/* The same agent may hold a route over several connections (HA). */
 			if (strcmp(o->agent, s->agent) != 0) {
 				if (is_host)
 					snprintf(reason, cap, "host '%s' is held by agent '%s'",
-						 r->host, o->agent);
+					         r->host, o->agent);
 				else
 					snprintf(reason, cap, "port %u is held by agent '%s'",
-						 er->port_lo, o->agent);
+					         er->port_lo, o->agent);
 				return -1;
 			}
+		}
+	}
+	return 0;
+}
+
+int registry_recheck(const struct esession *s, char *why, size_t cap)
+{
+	const struct edge_agent *a = NULL;
+
+	for (size_t i = 0; i < edge.cfg.nagents; i++)
+		if (memcmp(edge.cfg.agents[i].key, s->key, KEY_PUB_LEN) == 0)
+			a = &edge.cfg.agents[i];
+	if (!a) {
+		snprintf(why, cap, "agent key no longer in the configuration");
+		return -1;
+	}
+	if (strcmp(a->name, s->agent) != 0) {
+		snprintf(why, cap, "agent renamed to '%s' in the configuration", a->name);
+		return -1;
+	}
+	for (size_t i = 0; i < s->nroutes; i++) {
+		const struct eroute *r = &s->routes[i];
+		struct port_range pr = {.kind = r->kind, .lo = r->port_lo, .hi = r->port_hi};
+		int ok = r->host[0] ? registry_host_allowed(a, r->host)
+		                    : port_range_allowed(&pr, a->ports, a->nports);
+
+		if (!ok) {
+			snprintf(why, cap, "route %s no longer allowed by the configuration",
+			         r->host[0] ? r->host : "port range");
+			return -1;
 		}
 	}
 	return 0;
@@ -171,12 +202,12 @@ static const char *kind_name(uint8_t kind)
 	return "?";
 }
 
-#define APPEND(...)                                                                        \
-	do {                                                                               \
-		if (n < cap) {                                                             \
-			int w = snprintf(out + n, cap - n, __VA_ARGS__);                   \
-			n += w > 0 ? (size_t)w : 0;                                        \
-		}                                                                          \
+#define APPEND(...)                                                                                \
+	do {                                                                                       \
+		if (n < cap) {                                                                     \
+			int w = snprintf(out + n, cap - n, __VA_ARGS__);                           \
+			n += w > 0 ? (size_t)w : 0;                                                \
+		}                                                                                  \
 	} while (0)
 
 size_t registry_status_json(char *out, size_t cap)

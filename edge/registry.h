@@ -21,7 +21,13 @@ struct esession *registry_first(void);
  * -1 with a reason for the agent in reason[0..cap).
  */
 int registry_authorize(const struct esession *s, const struct edge_agent *a,
-		       const struct frame_route *r, char *reason, size_t cap);
+                       const struct frame_route *r, char *reason, size_t cap);
+
+/**
+ * After a reload: 0 when session s's agent is still configured under the
+ * same name and allows every route s holds, else -1 with the reason.
+ */
+int registry_recheck(const struct esession *s, char *why, size_t cap);
 
 /**
  * Find the route serving an HTTP host (lower case, no port): an exact route

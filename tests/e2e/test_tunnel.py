@@ -413,7 +413,23 @@ def test_sigterm_exits_0_promptly(env):
         assert time.monotonic() - t0 < 11 * SLOW
     finally:
         idle.close()
+    a.proc.wait_log("tunnel: the edge is going away: edge shutting down")
     a.proc.wait_log("tunnel: disconnected from the edge")
+
+
+def test_sighup_narrowing_hosts_closes_the_session_and_reapplies(env):
+    a = Agent(env, "home", routes=[route("www.home.test"), route("old.home.test")])
+    e = Edge(env, agents=[a.entry(hosts=["*.home.test"])]).start()
+    a.start(e.url())
+    wait_for(lambda: len(e.routes()) == 2, 5, what="both routes")
+    mark_e, mark_a = e.proc.mark(), a.proc.mark()
+    e.cfg["agents"] = [a.entry(hosts=["www.home.test"])]
+    e.reload()
+    e.proc.wait_log("closing: route old.home.test no longer allowed by the configuration",
+                    since=mark_e)
+    a.proc.wait_log("route old.home.test refused by the edge", since=mark_a)
+    wait_for(lambda: e.routes() == [("home", "http", "www.home.test")], 5,
+             what="only the still-allowed route")
 
 
 def test_agent_sigterm_says_goaway_and_exits_0_promptly(env):
