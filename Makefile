@@ -14,13 +14,13 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Wformat=2 -Wvla
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -fno-strict-aliasing $(WARN) $(PKG_CFLAGS) -I.
-LDLIBS  += $(PKG_LIBS) -lpthread
+override CFLAGS += -std=c11 -D_GNU_SOURCE -fno-strict-aliasing $(WARN) $(PKG_CFLAGS) -I.
+override LDLIBS += $(PKG_LIBS) -lpthread
 
 PROTO_SRC  := $(wildcard proto/*.c)
 COMMON_SRC := $(wildcard common/*.c)
 # edge/ modules that are pure (no libwebsockets): unit-tested and fuzzed.
-EDGE_PURE  := $(wildcard edge/http1.c edge/clienthello.c edge/proxyproto.c)
+EDGE_PURE  := $(wildcard edge/http1.c edge/clienthello.c edge/proxyproto.c edge/certs.c)
 EDGE_SRC   := $(filter-out $(EDGE_PURE),$(wildcard edge/*.c))
 AGENT_SRC  := $(wildcard agent/*.c)
 LIB_SRC    := $(PROTO_SRC) $(COMMON_SRC) $(EDGE_PURE)
