@@ -145,10 +145,31 @@ int registry_recheck(const struct esession *s, char *why, size_t cap)
 	return 0;
 }
 
-/* Length of the suffix a wildcard pattern covers; exact routes rank highest. */
-static int route_rank(const struct eroute *r, const char *host)
+struct esession *registry_lookup_port(uint8_t kind, uint16_t port, const struct eroute **route)
 {
-	if (r->kind != ROUTE_KIND_HTTP)
+	struct esession *best = NULL;
+
+	for (struct esession *s = sessions; s; s = s->next) {
+		if (s->closing || s->draining)
+			continue;
+		for (size_t i = 0; i < s->nroutes; i++) {
+			const struct eroute *r = &s->routes[i];
+
+			if (r->kind != kind || port < r->port_lo || port > r->port_hi)
+				continue;
+			if (best && best->nstreams <= s->nstreams)
+				continue;
+			best = s;
+			*route = r;
+		}
+	}
+	return best;
+}
+
+/* Length of the suffix a wildcard pattern covers; exact routes rank highest. */
+static int route_rank(const struct eroute *r, uint8_t kind, const char *host)
+{
+	if (r->kind != kind)
 		return -1;
 	if (strcmp(r->host, host) == 0)
 		return 1000;
@@ -159,6 +180,12 @@ static int route_rank(const struct eroute *r, const char *host)
 
 struct esession *registry_lookup_host(const char *host, const struct eroute **route, int *known)
 {
+	return registry_lookup(ROUTE_KIND_HTTP, host, route, known);
+}
+
+struct esession *registry_lookup(uint8_t kind, const char *host, const struct eroute **route,
+                                 int *known)
+{
 	struct esession *best = NULL;
 	int best_rank = -1;
 
@@ -167,7 +194,7 @@ struct esession *registry_lookup_host(const char *host, const struct eroute **ro
 		if (s->closing || s->draining)
 			continue;
 		for (size_t i = 0; i < s->nroutes; i++) {
-			int rank = route_rank(&s->routes[i], host);
+			int rank = route_rank(&s->routes[i], kind, host);
 
 			if (rank < 0 || rank < best_rank)
 				continue;

@@ -38,6 +38,13 @@ int registry_recheck(const struct esession *s, char *why, size_t cap);
  */
 struct esession *registry_lookup_host(const char *host, const struct eroute **route, int *known);
 
+/** Same lookup for routes of another kind (ROUTE_KIND_TLS: passthrough by SNI). */
+struct esession *registry_lookup(uint8_t kind, const char *host, const struct eroute **route,
+                                 int *known);
+
+/** The least loaded session holding a TCP/UDP route that covers port, or NULL. */
+struct esession *registry_lookup_port(uint8_t kind, uint16_t port, const struct eroute **route);
+
 /** Write the status document (JSON) into out; returns its length (truncated at cap). */
 size_t registry_status_json(char *out, size_t cap);
 

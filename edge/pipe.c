@@ -1,0 +1,200 @@
+/*
+ * edge/pipe.c - a public connection piped through a stream (see pipe.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/outq.h"
+#include "edge.h"
+#include "pipe.h"
+#include "stream.h"
+
+#define PIPE_READ  (64u * 1024u)
+#define PIPE_CHUNK (64u * 1024u)
+
+struct pipe {
+	struct conn *conn;
+	struct estream *st;
+	struct outq out; /* agent -> client, chunks tagged with their credit */
+	size_t out_off;  /* bytes of the first chunk already written */
+	int client_eof;  /* client shut its write side (FIN sent on) */
+	int agent_fin;   /* agent finished sending */
+	int shut;        /* our write side to the client is shut */
+	char ip[ADDR_TEXT_MAX];
+};
+
+static uint8_t pipe_buf[PIPE_READ];
+
+/* Both directions finished and everything was delivered: close cleanly. */
+static void pipe_check_done(struct pipe *p)
+{
+	if (p->client_eof && p->agent_fin && p->shut && p->conn)
+		conn_close(p->conn, "both sides finished");
+}
+
+static void pipe_on_readable(void *arg)
+{
+	struct pipe *p = arg;
+
+	for (int i = 0; i < 4 && p->st; i++) {
+		size_t room = stream_room(p->st);
+		ssize_t n;
+
+		if (!room) {
+			conn_pause(p->conn, 1); /* on_writable resumes */
+			return;
+		}
+		n = conn_read(p->conn, pipe_buf, room < PIPE_READ ? room : PIPE_READ);
+		if (n == CONN_EOF) {
+			p->client_eof = 1;
+			stream_fin(p->st);
+			pipe_check_done(p);
+			return;
+		}
+		if (n <= 0)
+			return;
+		stream_send(p->st, pipe_buf, (size_t)n);
+	}
+}
+
+static void pipe_on_writable(void *arg)
+{
+	struct pipe *p = arg;
+	size_t len;
+	uint8_t *b;
+
+	while ((b = outq_head(&p->out, &len))) {
+		uint64_t tag = p->out.head->tag;
+		ssize_t w = conn_write(p->conn, b + p->out_off, len - p->out_off);
+
+		if (w <= 0)
+			return;
+		p->out_off += (size_t)w;
+		if (p->out_off < len)
+			continue;
+		outq_pop(&p->out);
+		p->out_off = 0;
+		if (p->st)
+			stream_consumed(p->st, (size_t)tag);
+	}
+	if (p->agent_fin && !p->shut) {
+		p->shut = 1;
+		conn_shutdown(p->conn);
+		pipe_check_done(p);
+	}
+}
+
+static void pipe_on_connected(void *arg)
+{
+	struct pipe *p = arg;
+
+	pipe_on_readable(p);
+}
+
+static void pipe_on_close(void *arg, const char *why)
+{
+	struct pipe *p = arg;
+
+	log_debug("pipe %s: closed: %s", p->ip, why);
+	if (p->st)
+		stream_close(p->st, p->client_eof && p->agent_fin ? CODE_OK : CODE_CANCEL);
+	outq_free(&p->out);
+	free(p);
+}
+
+static const struct conn_ops pipe_conn_ops = {
+    .on_connected = pipe_on_connected,
+    .on_readable = pipe_on_readable,
+    .on_writable = pipe_on_writable,
+    .on_close = pipe_on_close,
+};
+
+static void pipe_st_accept(void *owner)
+{
+}
+
+static void pipe_st_refuse(void *owner, uint32_t code, const char *reason)
+{
+	struct pipe *p = owner;
+
+	log_info("client %s: local service: %s", p->ip, reason);
+	conn_close(p->conn, reason);
+}
+
+static int pipe_st_data(void *owner, const uint8_t *d, size_t n)
+{
+	struct pipe *p = owner;
+
+	while (n) {
+		size_t k = n > PIPE_CHUNK ? PIPE_CHUNK : n;
+		uint8_t *w = outq_reserve(&p->out, k);
+
+		if (!w) {
+			conn_close(p->conn, "out of memory");
+			return -1;
+		}
+		memcpy(w, d, k);
+		outq_tag(&p->out, p->st->id, k);
+		outq_commit(&p->out, k);
+		d += k;
+		n -= k;
+	}
+	conn_want_write(p->conn);
+	return 0;
+}
+
+static void pipe_st_fin(void *owner)
+{
+	struct pipe *p = owner;
+
+	p->agent_fin = 1;
+	conn_want_write(p->conn); /* shuts our side once the queue drained */
+}
+
+static void pipe_st_reset(void *owner, uint32_t code)
+{
+	struct pipe *p = owner;
+
+	conn_close(p->conn, "stream reset");
+}
+
+static void pipe_st_writable(void *owner)
+{
+	struct pipe *p = owner;
+
+	if (!p->client_eof)
+		conn_pause(p->conn, 0);
+	pipe_on_readable(p);
+}
+
+static const struct estream_ops pipe_stream_ops = {
+    .on_accept = pipe_st_accept,
+    .on_refuse = pipe_st_refuse,
+    .on_data = pipe_st_data,
+    .on_fin = pipe_st_fin,
+    .on_reset = pipe_st_reset,
+    .on_writable = pipe_st_writable,
+};
+
+int pipe_start(struct conn *conn, struct esession *s, const struct eroute *r, int tls)
+{
+	struct pipe *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		conn_abort(conn);
+		return -1;
+	}
+	p->conn = conn;
+	addr_format_ip((const struct sockaddr *)&conn_peer(conn)->ss, p->ip);
+	outq_init(&p->out, 0, PIPE_CHUNK);
+	p->st = stream_open(s, r, conn_peer(conn), conn_local(conn), tls, &pipe_stream_ops, p);
+	if (!p->st) {
+		conn_abort(conn);
+		free(p);
+		return -1;
+	}
+	conn_set_owner(conn, &pipe_conn_ops, p);
+	conn_start_plain(conn); /* no-op when already up */
+	return 0;
+}
