@@ -24,10 +24,10 @@
 #include "registry.h"
 #include "stream.h"
 
-#define READ_MAX        (128u * 1024u)  /* one RAW_RX at most (pt_serv_buf_size) */
-#define RESP_HEAD_MAX   (64u * 1024u)
-#define OUT_CHUNK       (64u * 1024u)
-#define WRITE_HEAD_MAX  (RESP_HEAD_MAX + 1024u)
+#define READ_MAX       (128u * 1024u) /* one RAW_RX at most (pt_serv_buf_size) */
+#define RESP_HEAD_MAX  (64u * 1024u)
+#define OUT_CHUNK      (64u * 1024u)
+#define WRITE_HEAD_MAX (RESP_HEAD_MAX + 1024u)
 
 enum hc_state { HC_HEAD, HC_BODY, HC_WAIT, HC_TUNNEL, HC_CLOSING };
 enum rs_state { RS_IDLE, RS_HEAD, RS_BODY, RS_TUNNEL };
@@ -39,13 +39,13 @@ struct hconn {
 	int tls;
 	enum hc_state state;
 	enum rs_state rs;
-	int paused;              /* client reads paused */
-	int closed;              /* lws closed the socket */
-	int shut_after;          /* tunnel: shutdown(SHUT_WR) once out drained */
-	char *in;                /* client bytes not yet forwarded */
+	int paused;     /* client reads paused */
+	int closed;     /* lws closed the socket */
+	int shut_after; /* tunnel: shutdown(SHUT_WR) once out drained */
+	char *in;       /* client bytes not yet forwarded */
 	size_t in_start, in_end, in_cap;
 	struct estream *st;
-	uint32_t route_id;       /* route of st */
+	uint32_t route_id; /* route of st */
 	struct esession *route_sess;
 	/* the request in progress */
 	char method[24], path[520], host[HTTP1_ROUTE_HOST_MAX];
@@ -61,7 +61,7 @@ struct hconn {
 	enum http1_body resp_kind;
 	uint64_t resp_left;
 	struct http1_chunked resp_ch;
-	struct outq out;         /* bytes for the client */
+	struct outq out; /* bytes for the client */
 	lws_sorted_usec_list_t sul;
 	enum { T_NONE, T_HEADER, T_IDLE, T_UPSTREAM } timer;
 };
@@ -102,7 +102,8 @@ static void hconn_timer(struct hconn *c, int kind, uint32_t ms)
 	if (kind == T_NONE)
 		lws_sul_cancel(&c->sul);
 	else
-		lws_sul_schedule(edge.ctx, 0, &c->sul, hconn_timeout, (lws_usec_t)ms * LWS_US_PER_MS);
+		lws_sul_schedule(edge.ctx, 0, &c->sul, hconn_timeout,
+		                 (lws_usec_t)ms * LWS_US_PER_MS);
 }
 
 static void hconn_want_write(struct hconn *c)
@@ -159,8 +160,8 @@ static void hconn_fail(struct hconn *c, int status)
 		c->bytes_out += n > 0 ? (uint64_t)n : 0;
 		c->status = status;
 		accesslog_write(c->ip, c->host, c->method[0] ? c->method : "-",
-				c->path[0] ? c->path : "-", status, c->bytes_in, c->bytes_out,
-				now_us() - c->start_us);
+		                c->path[0] ? c->path : "-", status, c->bytes_in, c->bytes_out,
+		                now_us() - c->start_us);
 	}
 	c->resp_started = 1;
 	c->state = HC_CLOSING;
@@ -194,7 +195,7 @@ static void hconn_timeout(lws_sorted_usec_list_t *sul)
 static void hconn_response_done(struct hconn *c)
 {
 	accesslog_write(c->ip, c->host, c->method, c->path, c->status, c->bytes_in, c->bytes_out,
-			now_us() - c->start_us);
+	                now_us() - c->start_us);
 	c->rs = RS_IDLE;
 	if (c->close_after || c->state != HC_WAIT) {
 		/* The request body is not complete (or the peer wants close): the
@@ -227,7 +228,8 @@ static ssize_t hconn_resp_body(struct hconn *c, const uint8_t *p, size_t n)
 		ssize_t r = http1_chunked_feed(&c->resp_ch, (const char *)p, n, &done, &err);
 
 		if (r < 0) {
-			log_info("client %s: bad chunked response from %s: %s", c->ip, c->host, err);
+			log_info("client %s: bad chunked response from %s: %s", c->ip, c->host,
+			         err);
 			return -1;
 		}
 		k = (size_t)r;
@@ -260,7 +262,8 @@ static int hconn_resp_head(struct hconn *c)
 		struct http1_head h;
 		int status;
 		const char *err;
-		ssize_t n = http1_parse_response(c->resp, c->resplen, RESP_HEAD_MAX, &h, &status, &err);
+		ssize_t n =
+		    http1_parse_response(c->resp, c->resplen, RESP_HEAD_MAX, &h, &status, &err);
 		ssize_t wl;
 		size_t used = 0;
 
@@ -286,19 +289,20 @@ static int hconn_resp_head(struct hconn *c)
 			c->state = HC_TUNNEL;
 			hconn_timer(c, T_NONE, 0);
 			accesslog_write(c->ip, c->host, c->method, c->path, 101, c->bytes_in,
-					(uint64_t)n, now_us() - c->start_us);
+			                (uint64_t)n, now_us() - c->start_us);
 		} else {
 			if (http1_response_body(&h, c->req_head, 0, &c->resp_kind, &c->resp_left,
-						&err) < 0) {
+			                        &err) < 0) {
 				hconn_fail(c, 502);
 				rc = -1;
 				break;
 			}
 			c->close_after = c->close_after || !c->req_keep || !http1_keep_alive(&h) ||
-					 c->resp_kind == HTTP1_BODY_CLOSE;
+			                 c->resp_kind == HTTP1_BODY_CLOSE;
 			if (c->resp_kind == HTTP1_BODY_CHUNKED)
 				http1_chunked_init(&c->resp_ch);
-			wl = http1_write_response(&h, c->close_after, c->req_minor, w, WRITE_HEAD_MAX);
+			wl = http1_write_response(&h, c->close_after, c->req_minor, w,
+			                          WRITE_HEAD_MAX);
 			c->rs = RS_BODY;
 			hconn_timer(c, T_NONE, 0);
 		}
@@ -313,7 +317,10 @@ static int hconn_resp_head(struct hconn *c)
 		/* The head's bytes left our custody: return their credit. */
 		stream_consumed(c->st, (size_t)n);
 		used = (size_t)n;
-		if (c->rs == RS_BODY && c->resp_kind == HTTP1_BODY_NONE) {
+		/* No body ("Content-Length: 0" too): no more bytes will come to end it. */
+		if (c->rs == RS_BODY &&
+		    (c->resp_kind == HTTP1_BODY_NONE ||
+		     (c->resp_kind == HTTP1_BODY_LENGTH && c->resp_left == 0))) {
 			if (c->resplen > used)
 				c->close_after = 1; /* bytes after a bodiless response */
 			c->resplen = 0;
@@ -343,7 +350,8 @@ static int hconn_on_data(void *owner, const uint8_t *p, size_t n)
 				return -1;
 			}
 			if (k == 0) {
-				log_info("client %s: response head from %s too large", c->ip, c->host);
+				log_info("client %s: response head from %s too large", c->ip,
+				         c->host);
 				hconn_fail(c, 502);
 				return -1;
 			}
@@ -389,7 +397,8 @@ static int hconn_on_data(void *owner, const uint8_t *p, size_t n)
 			n -= (size_t)used;
 			if (n) {
 				/* Bytes beyond the response: the origin broke framing. */
-				log_info("client %s: %s sent bytes after its response", c->ip, c->host);
+				log_info("client %s: %s sent bytes after its response", c->ip,
+				         c->host);
 				stream_consumed(c->st, n);
 				c->state = HC_CLOSING;
 				hconn_drop_stream(c, CODE_PROTOCOL);
@@ -478,12 +487,12 @@ static void hconn_on_writable(void *owner)
 }
 
 static const struct estream_ops hconn_ops = {
-	.on_accept = hconn_on_accept,
-	.on_refuse = hconn_on_refuse,
-	.on_data = hconn_on_data,
-	.on_fin = hconn_on_fin,
-	.on_reset = hconn_on_reset,
-	.on_writable = hconn_on_writable,
+    .on_accept = hconn_on_accept,
+    .on_refuse = hconn_on_refuse,
+    .on_data = hconn_on_data,
+    .on_fin = hconn_on_fin,
+    .on_reset = hconn_on_reset,
+    .on_writable = hconn_on_writable,
 };
 
 static void copy_slice(char *dst, size_t cap, const char *s, size_t n)
@@ -541,7 +550,7 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 		http1_chunked_init(&c->req_ch);
 
 	if (c->st && (c->st->dead || c->st->fin_recv || c->route_sess != s ||
-		      c->route_id != route->id || c->st->sess != s))
+	              c->route_id != route->id || c->st->sess != s))
 		hconn_drop_stream(c, CODE_OK);
 	if (!c->st) {
 		c->st = stream_open(s, route, &c->peer, &c->local, c->tls, &hconn_ops, c);
@@ -649,8 +658,8 @@ static void hconn_pump(struct hconn *c)
 			if (c->timer == T_IDLE || c->timer == T_NONE)
 				hconn_timer(c, T_HEADER, edge.cfg.http_limits.header_timeout_ms);
 			n = http1_parse_request(c->in + c->in_start, avail,
-						edge.cfg.http_limits.max_header_bytes, &h, &status,
-						&err);
+			                        edge.cfg.http_limits.max_header_bytes, &h, &status,
+			                        &err);
 			if (n == HTTP1_INCOMPLETE) {
 				go = 0;
 				break;
@@ -773,7 +782,7 @@ static void hconn_closed(struct hconn *c)
 }
 
 int proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-		   size_t len)
+                   size_t len)
 {
 	struct hconn *c = user;
 

@@ -69,8 +69,8 @@ static void addr_to_wire(const struct addr *a, uint8_t *family, uint8_t out[16],
 }
 
 struct estream *stream_open(struct esession *s, const struct eroute *r, const struct addr *peer,
-			    const struct addr *local, int tls, const struct estream_ops *ops,
-			    void *owner)
+                            const struct addr *local, int tls, const struct estream_ops *ops,
+                            void *owner)
 {
 	struct frame f = {.type = FRAME_OPEN, .flags = tls ? OPEN_FLAG_TLS : 0};
 	struct estream *st;
@@ -137,6 +137,10 @@ int stream_send(struct estream *st, const void *p, size_t n)
 		b += k;
 		n -= k;
 	}
+	/* Used up the room: the owner may not ask stream_room() again before
+	 * waiting, so make sure on_writable tells it when room comes back. */
+	if (st->send_credit == 0 || tunnel_data_queued(&st->sess->t) >= SESSION_HIGH_WATER)
+		st->blocked = 1;
 	session_want_write(st->sess);
 	return 0;
 }
