@@ -10,12 +10,12 @@
 
 struct edge {
 	struct lws_context *ctx;
-	struct lws_vhost *raw_vh;      /* no listener: hosts adopted fds */
-	struct lws_vhost *tunnel_vh;   /* wss agent endpoint */
-	struct edge_config cfg;        /* current configuration (swapped on reload) */
+	struct lws_vhost *raw_vh;    /* no listener: hosts adopted fds */
+	struct lws_vhost *tunnel_vh; /* wss agent endpoint */
+	struct edge_config cfg;      /* current configuration (swapped on reload) */
 	const char *cfg_file;
-	int draining;                  /* SIGTERM received */
-	uint64_t streams_open;         /* live streams, all sessions */
+	int draining;          /* SIGTERM received */
+	uint64_t streams_open; /* live streams, all sessions */
 };
 
 extern struct edge edge;
@@ -23,7 +23,6 @@ extern struct edge edge;
 /* Protocol names on the raw vhost. */
 #define EDGE_PROTO_LISTENER "relais-listener"
 #define EDGE_PROTO_ADMIN    "relais-admin"
-#define EDGE_PROTO_CLIENT   "relais-client"
 #define EDGE_PROTO_SIGNAL   "relais-signal"
 #define EDGE_TUNNEL_PROTO   "relais.v1" /* WebSocket subprotocol */
 

@@ -33,11 +33,11 @@ static uint64_t drain_started;
 static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                            size_t len);
 
-static struct lws_protocols raw_protocols[] = {
+static const struct lws_protocols raw_protocols[] = {
     {EDGE_PROTO_LISTENER, listener_callback, 0, 0, 0, NULL, 0},
     {EDGE_PROTO_ADMIN, admin_callback, sizeof(struct admin_conn), 0, 0, NULL, 0},
     {EDGE_PROTO_SIGNAL, signal_callback, 0, 0, 0, NULL, 0},
-    {EDGE_PROTO_CLIENT, proxy_callback, 0, 0, 0, NULL, 0},
+    {CONN_PROTOCOL, conn_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 static const struct lws_protocols tunnel_protocols[] = {{EDGE_TUNNEL_PROTO, session_callback,
@@ -198,7 +198,6 @@ static int edge_start(void)
 		return -1;
 	}
 
-	raw_protocols[3].per_session_data_size = proxy_conn_size();
 	memset(&info, 0, sizeof(info));
 	info.vhost_name = "raw";
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;

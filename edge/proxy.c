@@ -24,7 +24,7 @@
 #include "registry.h"
 #include "stream.h"
 
-#define READ_MAX       (128u * 1024u) /* one RAW_RX at most (pt_serv_buf_size) */
+#define READ_MAX       (64u * 1024u) /* one read at most */
 #define RESP_HEAD_MAX  (64u * 1024u)
 #define OUT_CHUNK      (64u * 1024u)
 #define WRITE_HEAD_MAX (RESP_HEAD_MAX + 1024u)
@@ -33,14 +33,16 @@ enum hc_state { HC_HEAD, HC_BODY, HC_WAIT, HC_TUNNEL, HC_CLOSING };
 enum rs_state { RS_IDLE, RS_HEAD, RS_BODY, RS_TUNNEL };
 
 struct hconn {
-	struct lws *wsi;
+	struct conn *conn;
 	struct addr peer, local;
 	char ip[ADDR_TEXT_MAX];
 	int tls;
 	enum hc_state state;
 	enum rs_state rs;
 	int paused;     /* client reads paused */
-	int closed;     /* lws closed the socket */
+	int closed;     /* the connection is gone (only the close callback remains) */
+	int client_eof; /* the client shut its write side */
+	size_t out_off; /* bytes of the first output chunk already written */
 	int shut_after; /* tunnel: shutdown(SHUT_WR) once out drained */
 	char *in;       /* client bytes not yet forwarded */
 	size_t in_start, in_end, in_cap;
@@ -66,11 +68,6 @@ struct hconn {
 	enum { T_NONE, T_HEADER, T_IDLE, T_UPSTREAM } timer;
 };
 
-size_t proxy_conn_size(void)
-{
-	return sizeof(struct hconn);
-}
-
 static void hconn_pump(struct hconn *c);
 static void hconn_flow(struct hconn *c);
 
@@ -79,9 +76,48 @@ static uint64_t now_us(void)
 	return (uint64_t)lws_now_usecs();
 }
 
+static const struct conn_ops hconn_conn_ops;
+static void hconn_timer(struct hconn *c, int kind, uint32_t ms);
+
+static struct hconn *hconn_new(struct conn *conn, int tls)
+{
+	struct hconn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->conn = conn;
+	c->tls = tls;
+	c->peer = *conn_peer(conn);
+	c->local = *conn_local(conn);
+	addr_format_ip((const struct sockaddr *)&c->peer.ss, c->ip);
+	c->in_cap = edge.cfg.http_limits.max_header_bytes + 2 * READ_MAX;
+	c->in = malloc(c->in_cap);
+	if (!c->in) {
+		free(c);
+		return NULL;
+	}
+	outq_init(&c->out, 0, OUT_CHUNK);
+	c->start_us = now_us();
+	hconn_timer(c, T_HEADER, edge.cfg.http_limits.header_timeout_ms);
+	return c;
+}
+
+int proxy_adopt(struct conn *conn, int tls)
+{
+	struct hconn *c = hconn_new(conn, tls);
+
+	if (!c) {
+		conn_abort(conn);
+		return -1;
+	}
+	conn_set_owner(conn, &hconn_conn_ops, c);
+	return 0;
+}
+
 void proxy_accept(struct listener *l, int fd, const struct addr *peer, const struct addr *local)
 {
-	lws_sock_file_fd_type u;
+	struct conn *conn;
+	const char *err;
 	int sz = 512 * 1024;
 
 	if (edge.draining) {
@@ -89,9 +125,13 @@ void proxy_accept(struct listener *l, int fd, const struct addr *peer, const str
 		return;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
-	u.sockfd = fd;
-	if (!lws_adopt_descriptor_vhost(edge.raw_vh, LWS_ADOPT_SOCKET, u, EDGE_PROTO_CLIENT, NULL))
-		close(fd);
+	conn = conn_adopt(edge.raw_vh, fd, 1, &hconn_conn_ops, NULL, &err);
+	if (!conn) {
+		log_warn("http: cannot adopt a connection: %s", err);
+		return;
+	}
+	if (proxy_adopt(conn, 0) == 0)
+		conn_start_plain(conn);
 }
 
 static void hconn_timeout(lws_sorted_usec_list_t *sul);
@@ -109,7 +149,7 @@ static void hconn_timer(struct hconn *c, int kind, uint32_t ms)
 static void hconn_want_write(struct hconn *c)
 {
 	if (!c->closed)
-		lws_callback_on_writable(c->wsi);
+		conn_want_write(c->conn);
 }
 
 /* Queue bytes for the client; `credit` of them came from the stream and are
@@ -713,101 +753,123 @@ static void hconn_flow(struct hconn *c)
 	pause = c->in_cap - c->in_end < READ_MAX || c->state == HC_CLOSING;
 	if (pause != c->paused) {
 		c->paused = pause;
-		lws_rx_flow_control(c->wsi, !pause);
+		conn_pause(c->conn, pause);
 	}
 }
 
-static int hconn_adopt(struct hconn *c, struct lws *wsi)
+/* The client shut its write side.  A request in progress still gets its
+ * answer (then the connection closes); an upgraded connection passes the
+ * FIN on; an idle one just closes. */
+static void hconn_client_eof(struct hconn *c)
 {
-	int fd = lws_get_socket_fd(wsi);
-
-	memset(c, 0, sizeof(*c));
-	c->wsi = wsi;
-	c->peer.len = sizeof(c->peer.ss);
-	getpeername(fd, (struct sockaddr *)&c->peer.ss, &c->peer.len);
-	c->local.len = sizeof(c->local.ss);
-	getsockname(fd, (struct sockaddr *)&c->local.ss, &c->local.len);
-	addr_format_ip((const struct sockaddr *)&c->peer.ss, c->ip);
-	c->in_cap = edge.cfg.http_limits.max_header_bytes + 2 * READ_MAX;
-	c->in = malloc(c->in_cap);
-	if (!c->in)
-		return -1;
-	outq_init(&c->out, LWS_PRE, OUT_CHUNK);
-	c->start_us = now_us();
-	hconn_timer(c, T_HEADER, edge.cfg.http_limits.header_timeout_ms);
-	return 0;
+	c->client_eof = 1;
+	switch (c->state) {
+	case HC_TUNNEL:
+		if (c->st)
+			stream_fin(c->st);
+		break;
+	case HC_WAIT:
+		c->close_after = 1;
+		break;
+	case HC_HEAD:
+		if (c->rs == RS_IDLE && c->in_start == c->in_end) {
+			c->state = HC_CLOSING;
+			hconn_drop_stream(c, CODE_CANCEL);
+			hconn_want_write(c);
+			break;
+		}
+		c->close_after = 1;
+		break;
+	case HC_BODY:
+		/* The body can never be completed. */
+		c->state = HC_CLOSING;
+		hconn_drop_stream(c, CODE_CANCEL);
+		hconn_want_write(c);
+		break;
+	default:
+		break;
+	}
 }
 
-static int hconn_writeable(struct hconn *c)
+/* Read what the client sent into the input buffer, then act on it. */
+static void hconn_conn_readable(void *arg)
 {
-	size_t len;
-	uint8_t *p = outq_head(&c->out, &len);
+	struct hconn *c = arg;
 
-	if (p) {
+	for (int i = 0; i < 4 && !c->closed && c->state != HC_CLOSING; i++) {
+		size_t room = c->in_cap - c->in_end;
+		ssize_t n;
+
+		if (room < READ_MAX) {
+			hconn_flow(c);
+			if (c->in_cap - c->in_end < READ_MAX)
+				break;
+			room = c->in_cap - c->in_end;
+		}
+		n = conn_read(c->conn, c->in + c->in_end, READ_MAX);
+		if (n == CONN_EOF) {
+			hconn_client_eof(c);
+			break;
+		}
+		if (n <= 0)
+			break;
+		c->in_end += (size_t)n;
+		hconn_pump(c);
+	}
+}
+
+static void hconn_conn_writable(void *arg)
+{
+	struct hconn *c = arg;
+	size_t len;
+	uint8_t *p;
+
+	while ((p = outq_head(&c->out, &len))) {
 		uint64_t tag = c->out.head->tag;
 		uint32_t tag_id = c->out.head->tag_id;
+		ssize_t w = conn_write(c->conn, p + c->out_off, len - c->out_off);
 
-		if (lws_write(c->wsi, p, len, LWS_WRITE_RAW) < (int)len)
-			return -1;
+		if (w <= 0)
+			return;
+		c->out_off += (size_t)w;
+		if (c->out_off < len)
+			continue;
 		outq_pop(&c->out);
+		c->out_off = 0;
 		if (tag && c->st && c->st->id == tag_id)
 			stream_consumed(c->st, (size_t)tag);
-		if (outq_head(&c->out, &len) || lws_partial_buffered(c->wsi)) {
-			lws_callback_on_writable(c->wsi);
-			return 0;
-		}
 	}
-	if (lws_partial_buffered(c->wsi)) {
-		lws_callback_on_writable(c->wsi);
-		return 0;
+	if (c->state == HC_CLOSING) {
+		conn_close(c->conn, "done");
+		return;
 	}
-	if (c->state == HC_CLOSING)
-		return -1;
 	if (c->shut_after) {
-		shutdown(lws_get_socket_fd(c->wsi), SHUT_WR);
+		conn_shutdown(c->conn);
 		c->shut_after = 0;
 	}
-	return 0;
 }
 
-static void hconn_closed(struct hconn *c)
+static void hconn_conn_connected(void *arg)
 {
+	hconn_conn_readable(arg);
+}
+
+static void hconn_conn_close(void *arg, const char *why)
+{
+	struct hconn *c = arg;
+
 	c->closed = 1;
 	lws_sul_cancel(&c->sul);
 	hconn_drop_stream(c, CODE_CANCEL);
 	outq_free(&c->out);
 	free(c->in);
 	free(c->resp);
-	c->in = c->resp = NULL;
+	free(c);
 }
 
-int proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                   size_t len)
-{
-	struct hconn *c = user;
-
-	switch (reason) {
-	case LWS_CALLBACK_RAW_ADOPT:
-		return hconn_adopt(c, wsi);
-	case LWS_CALLBACK_RAW_RX:
-		if (c->state == HC_CLOSING)
-			return 0;
-		if (len > c->in_cap - c->in_end) {
-			/* Cannot happen while hconn_flow pauses early enough. */
-			log_warn("client %s: input overflow", c->ip);
-			return -1;
-		}
-		memcpy(c->in + c->in_end, in, len);
-		c->in_end += len;
-		hconn_pump(c);
-		break;
-	case LWS_CALLBACK_RAW_WRITEABLE:
-		return hconn_writeable(c);
-	case LWS_CALLBACK_RAW_CLOSE:
-		hconn_closed(c);
-		break;
-	default:
-		break;
-	}
-	return 0;
-}
+static const struct conn_ops hconn_conn_ops = {
+    .on_connected = hconn_conn_connected,
+    .on_readable = hconn_conn_readable,
+    .on_writable = hconn_conn_writable,
+    .on_close = hconn_conn_close,
+};

@@ -7,16 +7,17 @@
 
 #include <libwebsockets.h>
 
+#include "../common/conn.h"
 #include "listener.h"
 
 /** Accept handler for listen.http. */
 void proxy_accept(struct listener *l, int fd, const struct addr *peer, const struct addr *local);
 
-/** lws protocol callback of public client sockets; per-session data is a struct hconn. */
-int proxy_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-		   size_t len);
-
-/** Size of the per-connection state lws allocates. */
-size_t proxy_conn_size(void);
+/**
+ * Serve HTTP on conn (up, or in peek state: the caller then starts it),
+ * tls = 1 when the client reached the edge over TLS.  Takes the conn.
+ * Returns 0, or -1 (conn closed).
+ */
+int proxy_adopt(struct conn *conn, int tls);
 
 #endif
