@@ -161,3 +161,16 @@ int addr_split(const char *text, char *host, size_t hostcap, uint16_t *port)
 	}
 	return 0;
 }
+
+int addr_equal(const struct addr *a, const struct addr *b)
+{
+	if (a->ss.ss_family != b->ss.ss_family || addr_port(a) != addr_port(b))
+		return 0;
+	if (a->ss.ss_family == AF_INET)
+		return memcmp(&((const struct sockaddr_in *)&a->ss)->sin_addr,
+		              &((const struct sockaddr_in *)&b->ss)->sin_addr, 4) == 0;
+	if (a->ss.ss_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr,
+		              &((const struct sockaddr_in6 *)&b->ss)->sin6_addr, 16) == 0;
+	return 0;
+}

@@ -33,6 +33,9 @@ void addr_format_ip(const struct sockaddr *sa, char out[ADDR_TEXT_MAX]);
 /** Port of *a in host order. */
 uint16_t addr_port(const struct addr *a);
 
+/** 1 when a and b are the same IP address and port. */
+int addr_equal(const struct addr *a, const struct addr *b);
+
 /**
  * Split "host:port" / "[v6]:port" into host (no brackets) and port, for
  * targets that may be names.  Returns 0 or -1 (missing or bad port, host too

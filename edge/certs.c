@@ -19,7 +19,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -659,4 +663,85 @@ void certs_free(void)
 	free(store.dir);
 	SSL_CTX_free(store.reject);
 	memset(&store, 0, sizeof(store));
+}
+
+/* Write pem_fn's output for obj to path through a temporary file (mode). */
+static int certs_write_pem(const char *path, int mode, int (*write)(FILE *, void *), void *obj)
+{
+	char tmp[4096];
+	FILE *f;
+	int fd, ok;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
+		return -1;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+	if (fd < 0)
+		return -1;
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	ok = write(f, obj) == 1;
+	ok = fflush(f) == 0 && ok;
+	ok = fsync(fileno(f)) == 0 && ok;
+	ok = fclose(f) == 0 && ok;
+	if (!ok || rename(tmp, path) < 0) {
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+static int certs_write_key(FILE *f, void *k)
+{
+	return PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
+}
+
+static int certs_write_x509(FILE *f, void *x)
+{
+	return PEM_write_X509(f, x);
+}
+
+int certs_make_selfsigned(const char *host, const char *crt, const char *key, int days, char *err,
+                          size_t errlen)
+{
+	EVP_PKEY *pk = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_NAME *name;
+	X509_EXTENSION *ext = NULL;
+	char san[300];
+	int rc = -1;
+
+	if (!pk || !x) {
+		snprintf(err, errlen, "cannot create a key");
+		goto out;
+	}
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), (long)time(NULL));
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), (long)days * 86400);
+	X509_set_pubkey(x, pk);
+	name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)host, -1, -1,
+	                           0);
+	X509_set_issuer_name(x, name);
+	snprintf(san, sizeof(san), "DNS:%s", host);
+	ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
+	if (!ext || !X509_add_ext(x, ext, -1) || !X509_sign(x, pk, EVP_sha256())) {
+		snprintf(err, errlen, "cannot sign the placeholder certificate");
+		goto out;
+	}
+	if (certs_write_pem(key, 0600, certs_write_key, pk) < 0 ||
+	    certs_write_pem(crt, 0644, certs_write_x509, x) < 0) {
+		snprintf(err, errlen, "cannot write %s / %s: %s", crt, key, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	X509_EXTENSION_free(ext);
+	X509_free(x);
+	EVP_PKEY_free(pk);
+	return rc;
 }

@@ -79,4 +79,13 @@ size_t certs_count(void);
 /** Release the map's references and the reject context. */
 void certs_free(void);
 
+/**
+ * Write a self-signed placeholder pair for host (EC P-256, valid `days`),
+ * key mode 0600, each file written to a temporary name then renamed.  Used
+ * for the agent endpoint until ACME has its real certificate.  0, or -1
+ * with err.
+ */
+int certs_make_selfsigned(const char *host, const char *crt, const char *key, int days, char *err,
+                          size_t errlen);
+
 #endif

@@ -15,10 +15,19 @@ struct edge {
 	struct edge_config cfg;      /* current configuration (swapped on reload) */
 	const char *cfg_file;
 	int draining;          /* SIGTERM received */
+	int tunnel_shared;     /* tunnel.listen == listen.https: agents found by SNI */
 	uint64_t streams_open; /* live streams, all sessions */
 };
 
 extern struct edge edge;
+
+/** A client asked for host over TLS and no certificate covers it: with ACME
+ *  on and the host allowed for some agent, request one. */
+void edge_need_cert(const char *host);
+
+/** The key authorization for an HTTP-01 token ACME is being validated
+ *  with; 1 found (copied to out), 0 unknown. */
+int edge_acme_challenge(const char *token, char *out, size_t cap);
 
 /* Protocol names on the raw vhost. */
 #define EDGE_PROTO_LISTENER "relais-listener"

@@ -14,6 +14,8 @@
 #include "../common/log.h"
 #include "accesslog.h"
 #include "admin.h"
+#include "certs.h"
+#include "https.h"
 #include "edge.h"
 #include "listener.h"
 #include "proxy.h"
@@ -26,7 +28,11 @@
 struct edge edge;
 
 static int interrupted;
-static struct listener *admin_listener, *http_listener;
+static struct listener *admin_listener, *http_listener, *https_listener;
+static lws_sorted_usec_list_t certs_sul;
+static char tunnel_crt[4096], tunnel_key[4096];
+
+#define CERTS_RESCAN_US (5 * LWS_US_PER_SEC)
 static lws_sorted_usec_list_t drain_sul;
 static uint64_t drain_started;
 
@@ -107,6 +113,8 @@ static void edge_drain(void)
 	admin_listener = NULL;
 	listener_close(http_listener);
 	http_listener = NULL;
+	listener_close(https_listener);
+	https_listener = NULL;
 	drain_started = (uint64_t)lws_now_usecs();
 	edge_drain_tick(&drain_sul);
 }
@@ -125,6 +133,7 @@ static void edge_reload(void)
 	config_edge_free(&edge.cfg);
 	edge.cfg = n;
 	log_init("relais-edge", edge.cfg.log_level);
+	certs_reload();
 	if (accesslog_open(edge.cfg.access_log) < 0)
 		log_error("cannot open access_log %s: %s", edge.cfg.access_log, strerror(errno));
 	/* Sessions keep running only if every route they hold is still allowed;
@@ -182,6 +191,56 @@ static int edge_signals(void)
 	           : -1;
 }
 
+static void edge_certs_tick(lws_sorted_usec_list_t *sul)
+{
+	certs_reload();
+	lws_sul_schedule(edge.ctx, 0, &certs_sul, edge_certs_tick, CERTS_RESCAN_US);
+}
+
+void edge_need_cert(const char *host)
+{
+	(void)host;
+}
+
+int edge_acme_challenge(const char *token, char *out, size_t cap)
+{
+	(void)token;
+	(void)out;
+	(void)cap;
+	return 0;
+}
+
+/*
+ * The agent endpoint's certificate: tunnel.cert/key, or with ACME the pair
+ * for tunnel.hostname in cert_dir -- a self-signed placeholder until ACME
+ * has the real one (lws needs files when the vhost is created).
+ */
+static int edge_tunnel_cert(void)
+{
+	char err[512];
+
+	if (edge.cfg.tunnel.cert) {
+		snprintf(tunnel_crt, sizeof(tunnel_crt), "%s", edge.cfg.tunnel.cert);
+		snprintf(tunnel_key, sizeof(tunnel_key), "%s", edge.cfg.tunnel.key);
+		return 0;
+	}
+	snprintf(tunnel_crt, sizeof(tunnel_crt), "%s/%s.crt", edge.cfg.tls.cert_dir,
+	         edge.cfg.tunnel.hostname);
+	snprintf(tunnel_key, sizeof(tunnel_key), "%s/%s.key", edge.cfg.tls.cert_dir,
+	         edge.cfg.tunnel.hostname);
+	if (access(tunnel_crt, R_OK) == 0 && access(tunnel_key, R_OK) == 0)
+		return 0;
+	log_info("no certificate for %s yet: using a self-signed placeholder until ACME has one",
+	         edge.cfg.tunnel.hostname);
+	if (certs_make_selfsigned(edge.cfg.tunnel.hostname, tunnel_crt, tunnel_key, 2, err,
+	                          sizeof(err)) < 0) {
+		log_error("%s", err);
+		return -1;
+	}
+	certs_reload();
+	return 0;
+}
+
 static int edge_start(void)
 {
 	struct lws_context_creation_info info;
@@ -208,16 +267,26 @@ static int edge_start(void)
 		return -1;
 	}
 
+	if (certs_init(edge.cfg.tls.cert_dir) < 0)
+		return -1;
+	lws_sul_schedule(edge.ctx, 0, &certs_sul, edge_certs_tick, CERTS_RESCAN_US);
+	if (edge_tunnel_cert() < 0)
+		return -1;
+	edge.tunnel_shared =
+	    edge.cfg.has_https && addr_equal(&edge.cfg.tunnel.listen, &edge.cfg.https);
+
 	memset(&info, 0, sizeof(info));
 	info.vhost_name = "tunnel";
 	addr_format_ip((const struct sockaddr *)&edge.cfg.tunnel.listen.ss, iface);
-	info.port = addr_port(&edge.cfg.tunnel.listen);
+	/* Sharing the TLS port: https.c accepts and hands agents over by SNI. */
+	info.port =
+	    edge.tunnel_shared ? CONTEXT_PORT_NO_LISTEN_SERVER : addr_port(&edge.cfg.tunnel.listen);
 	if (strcmp(iface, "0.0.0.0") != 0 && strcmp(iface, "::") != 0)
 		info.iface = iface;
 	info.protocols = tunnel_protocols;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	info.ssl_cert_filepath = edge.cfg.tunnel.cert;
-	info.ssl_private_key_filepath = edge.cfg.tunnel.key;
+	info.ssl_cert_filepath = tunnel_crt;
+	info.ssl_private_key_filepath = tunnel_key;
 	info.keepalive_timeout = 10;
 	edge.tunnel_vh = lws_create_vhost(edge.ctx, &info);
 	if (!edge.tunnel_vh) {
@@ -244,6 +313,16 @@ static int edge_start(void)
 
 			addr_format(&edge.cfg.http, at);
 			log_error("cannot listen on http %s: %s", at, err);
+			return -1;
+		}
+	}
+	if (edge.cfg.has_https) {
+		https_listener = listener_open(&edge.cfg.https, "https", https_accept, NULL, &err);
+		if (!https_listener) {
+			char at[ADDR_TEXT_MAX];
+
+			addr_format(&edge.cfg.https, at);
+			log_error("cannot listen on https %s: %s", at, err);
 			return -1;
 		}
 	}
@@ -323,8 +402,11 @@ int main(int argc, char **argv)
 	lws_sul_cancel(&drain_sul);
 	listener_close(admin_listener);
 	listener_close(http_listener);
+	listener_close(https_listener);
+	lws_sul_cancel(&certs_sul);
 	if (edge.ctx)
 		lws_context_destroy(edge.ctx);
+	certs_free();
 	accesslog_close();
 	config_edge_free(&edge.cfg);
 	return rc;

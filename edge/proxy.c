@@ -18,6 +18,7 @@
 #include "../common/log.h"
 #include "../common/outq.h"
 #include "accesslog.h"
+#include "certs.h"
 #include "edge.h"
 #include "http1.h"
 #include "proxy.h"
@@ -60,6 +61,7 @@ struct hconn {
 	char *resp;
 	size_t resplen;
 	int status, close_after, resp_started;
+	uint32_t hsts; /* Strict-Transport-Security max-age for this response, 0 = none */
 	enum http1_body resp_kind;
 	uint64_t resp_left;
 	struct http1_chunked resp_ch;
@@ -186,17 +188,15 @@ static void hconn_drop_stream(struct hconn *c, uint32_t code)
 
 /* Finish the exchange in an error: a small page if nothing of the response
  * was sent yet, then close the connection. */
-static void hconn_fail(struct hconn *c, int status)
+/* Answer the request with resp (a complete response, Connection: close)
+ * unless part of a response was already sent, then close. */
+static void hconn_finish(struct hconn *c, int status, const char *resp, ssize_t n)
 {
-	char page[1024];
-	ssize_t n;
-
 	hconn_drop_stream(c, CODE_CANCEL);
 	hconn_timer(c, T_NONE, 0);
 	if (!c->resp_started) {
-		n = http1_error_response(status, 1, page, sizeof(page));
 		if (n > 0)
-			hconn_out(c, page, (size_t)n, 0);
+			hconn_out(c, resp, (size_t)n, 0);
 		c->bytes_out += n > 0 ? (uint64_t)n : 0;
 		c->status = status;
 		accesslog_write(c->ip, c->host, c->method[0] ? c->method : "-",
@@ -207,6 +207,53 @@ static void hconn_fail(struct hconn *c, int status)
 	c->state = HC_CLOSING;
 	c->rs = RS_IDLE;
 	hconn_want_write(c);
+}
+
+/* Finish the exchange in an error: a small page, then close. */
+static void hconn_fail(struct hconn *c, int status)
+{
+	char page[1024];
+
+	hconn_finish(c, status, page, http1_error_response(status, 1, page, sizeof(page)));
+}
+
+/* 301 to the same URL over https (the edge holds a certificate for it). */
+static void hconn_redirect(struct hconn *c)
+{
+	char resp[2048], port[8] = "";
+	uint16_t p = addr_port(&edge.cfg.https);
+	const char *path = c->path[0] == '/' ? c->path : "/";
+
+	if (p != 443)
+		snprintf(port, sizeof(port), ":%u", p);
+	hconn_finish(c, 301, resp,
+	             snprintf(resp, sizeof(resp),
+	                      "HTTP/1.1 301 Moved Permanently\r\nLocation: https://%s%s%s\r\n"
+	                      "Content-Length: 0\r\nConnection: close\r\n\r\n",
+	                      c->host, port, path));
+}
+
+/* GET /.well-known/acme-challenge/TOKEN on plain HTTP: answer from ACME. */
+static int hconn_acme(struct hconn *c)
+{
+	static const char prefix[] = "/.well-known/acme-challenge/";
+	const char *token = c->path + sizeof(prefix) - 1;
+	char keyauth[512], resp[1024];
+
+	if (c->tls || strncmp(c->path, prefix, sizeof(prefix) - 1) != 0 || !token[0] ||
+	    strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
+	        strlen(token))
+		return 0;
+	if (!edge_acme_challenge(token, keyauth, sizeof(keyauth))) {
+		hconn_fail(c, 404);
+		return 1;
+	}
+	hconn_finish(c, 200, resp,
+	             snprintf(resp, sizeof(resp),
+	                      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+	                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+	                      strlen(keyauth), keyauth));
+	return 1;
 }
 
 static void hconn_timeout(lws_sorted_usec_list_t *sul)
@@ -290,6 +337,15 @@ static ssize_t hconn_resp_body(struct hconn *c, const uint8_t *p, size_t n)
 	return (ssize_t)k;
 }
 
+/* Insert Strict-Transport-Security before the blank line ending the head. */
+static ssize_t hconn_add_hsts(struct hconn *c, char *w, ssize_t wl)
+{
+	int n = snprintf(w + wl - 2, WRITE_HEAD_MAX - (size_t)wl + 2,
+	                 "Strict-Transport-Security: max-age=%u\r\n\r\n", c->hsts);
+
+	return n > 0 && (size_t)n < WRITE_HEAD_MAX - (size_t)wl + 2 ? wl - 2 + n : -1;
+}
+
 /* Parse response heads in c->resp (1xx first, then the final one). */
 static int hconn_resp_head(struct hconn *c)
 {
@@ -343,6 +399,8 @@ static int hconn_resp_head(struct hconn *c)
 				http1_chunked_init(&c->resp_ch);
 			wl = http1_write_response(&h, c->close_after, c->req_minor, w,
 			                          WRITE_HEAD_MAX);
+			if (wl > 4 && c->hsts && !http1_find(&h, "Strict-Transport-Security"))
+				wl = hconn_add_hsts(c, w, wl);
 			c->rs = RS_BODY;
 			hconn_timer(c, T_NONE, 0);
 		}
@@ -577,11 +635,18 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 		hconn_fail(c, 413);
 		return -1;
 	}
+	if (hconn_acme(c))
+		return -1;
 	s = registry_lookup_host(c->host, &route, &known);
 	if (!s) {
 		hconn_fail(c, known ? 502 : 404);
 		return -1;
 	}
+	if (!c->tls && edge.cfg.has_https && !route->no_redirect && certs_covers(c->host)) {
+		hconn_redirect(c);
+		return -1;
+	}
+	c->hsts = c->tls ? route->hsts : 0;
 	c->req_head = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
 	c->req_minor = h->minor;
 	c->req_keep = http1_keep_alive(h);

@@ -1,0 +1,191 @@
+/*
+ * edge/https.c - the TLS port: route by SNI (see https.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/conn.h"
+#include "../common/log.h"
+#include "certs.h"
+#include "clienthello.h"
+#include "edge.h"
+#include "https.h"
+#include "pipe.h"
+#include "proxy.h"
+#include "registry.h"
+
+#define HELLO_DEADLINE_US (10 * LWS_US_PER_SEC)
+#define HELLO_RETRY_US    (20 * LWS_US_PER_MS)
+
+/* A connection whose ClientHello is still being read. */
+struct sniwait {
+	struct conn *conn;
+	char ip[ADDR_TEXT_MAX];
+	uint64_t started;
+	lws_sorted_usec_list_t sul_retry;
+	lws_sorted_usec_list_t sul_deadline;
+};
+
+static uint8_t hello_buf[CH_MAX_BYTES];
+
+static void sni_free(struct sniwait *w)
+{
+	lws_sul_cancel(&w->sul_retry);
+	lws_sul_cancel(&w->sul_deadline);
+	free(w);
+}
+
+static void sni_deadline(lws_sorted_usec_list_t *sul)
+{
+	struct sniwait *w = lws_container_of(sul, struct sniwait, sul_deadline);
+
+	log_info("https: %s: no complete ClientHello within 10 s; closing", w->ip);
+	conn_close(w->conn, "ClientHello too slow");
+}
+
+static void sni_retry(lws_sorted_usec_list_t *sul)
+{
+	struct sniwait *w = lws_container_of(sul, struct sniwait, sul_retry);
+
+	conn_pause(w->conn, 0);
+}
+
+/* Hand the socket to lws's agent endpoint (the tunnel shares this port). */
+static void sni_to_tunnel(struct sniwait *w)
+{
+	int fd = conn_release_fd(w->conn);
+
+	if (fd < 0 || !lws_adopt_socket_vhost(edge.tunnel_vh, fd)) {
+		log_warn("https: %s: cannot hand the connection to the agent endpoint", w->ip);
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
+/* Fail the handshake with a fatal alert: never another host's certificate. */
+static void sni_reject(struct sniwait *w, const char *sni, const char *why)
+{
+	log_info("https: %s: %s%s%s; refusing the handshake", w->ip, why, sni[0] ? " for " : "",
+	         sni);
+	conn_start_tls(w->conn, certs_reject_ctx());
+}
+
+static void sni_dispatch(struct sniwait *w, const struct clienthello *ch)
+{
+	const struct eroute *route = NULL;
+	struct esession *s;
+	struct ssl_ctx_st *ctx;
+	int known = 0;
+
+	if (!ch->sni[0]) {
+		sni_reject(w, "", "no SNI");
+		return;
+	}
+	if (edge.tunnel_shared && edge.cfg.tunnel.hostname &&
+	    strcmp(ch->sni, edge.cfg.tunnel.hostname) == 0) {
+		sni_to_tunnel(w);
+		return;
+	}
+	s = registry_lookup(ROUTE_KIND_TLS, ch->sni, &route, &known);
+	if (s) {
+		if (pipe_start(w->conn, s, route, 1) < 0)
+			log_warn("https: %s: cannot open a passthrough stream for %s", w->ip,
+			         ch->sni);
+		return;
+	}
+	ctx = certs_lookup(ch->sni);
+	if (!ctx) {
+		edge_need_cert(ch->sni);
+		sni_reject(w, ch->sni, "no certificate");
+		return;
+	}
+	if (proxy_adopt(w->conn, 1) == 0)
+		conn_start_tls(w->conn, ctx);
+}
+
+static void sni_nop(void *arg)
+{
+}
+
+static void sni_nop_close(void *arg, const char *why)
+{
+}
+
+/* Owner of a connection being refused (or handed over): nothing to do. */
+static const struct conn_ops sni_closing_ops = {
+    .on_connected = sni_nop,
+    .on_readable = sni_nop,
+    .on_writable = sni_nop,
+    .on_close = sni_nop_close,
+    .on_peek = sni_nop,
+};
+
+static void sni_on_peek(void *arg)
+{
+	struct sniwait *w = arg;
+	struct clienthello ch;
+	const char *err = NULL;
+	ssize_t n = conn_peek(w->conn, hello_buf, sizeof(hello_buf));
+	int r;
+
+	if (n <= 0)
+		return;
+	r = clienthello_parse(hello_buf, (size_t)n, &ch, &err);
+	if (r == CH_INCOMPLETE) {
+		/* The bytes stay in the socket (peek), so POLLIN would fire at once
+		 * again: look again a little later instead of spinning. */
+		conn_pause(w->conn, 1);
+		lws_sul_schedule(edge.ctx, 0, &w->sul_retry, sni_retry, HELLO_RETRY_US);
+		return;
+	}
+	if (r < 0) {
+		log_info("https: %s: %s; closing", w->ip, err);
+		conn_close(w->conn, err);
+		return;
+	}
+	lws_sul_cancel(&w->sul_retry);
+	lws_sul_cancel(&w->sul_deadline);
+	conn_pause(w->conn, 0);
+	/* From here the conn belongs to its new owner (or was released). */
+	conn_set_owner(w->conn, &sni_closing_ops, NULL);
+	sni_dispatch(w, &ch);
+	sni_free(w);
+}
+
+static void sni_on_close(void *arg, const char *why)
+{
+	sni_free(arg);
+}
+
+static const struct conn_ops sni_ops = {
+    .on_connected = sni_nop,
+    .on_readable = sni_nop,
+    .on_writable = sni_nop,
+    .on_close = sni_on_close,
+    .on_peek = sni_on_peek,
+};
+
+void https_accept(struct listener *l, int fd, const struct addr *peer, const struct addr *local)
+{
+	struct sniwait *w;
+	const char *err;
+
+	if (edge.draining) {
+		close(fd);
+		return;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		close(fd);
+		return;
+	}
+	addr_format_ip((const struct sockaddr *)&peer->ss, w->ip);
+	w->conn = conn_adopt(edge.raw_vh, fd, 1, &sni_ops, w, &err);
+	if (!w->conn) {
+		log_warn("https: cannot adopt a connection: %s", err);
+		free(w);
+		return;
+	}
+	lws_sul_schedule(edge.ctx, 0, &w->sul_deadline, sni_deadline, HELLO_DEADLINE_US);
+}
