@@ -35,7 +35,8 @@ UNIT_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%)
 
 BINS := $(BUILD)/relais-edge $(BUILD)/relais-agent
 
-.PHONY: all test asan fuzz clean install demo bench format unit
+.PHONY: all test asan fuzz clean install demo bench format unit install-files uninstall \
+        container-test
 all: $(BINS) $(UNIT_BIN)
 
 $(BUILD)/%.o: %.c $(wildcard */*.h)
@@ -94,11 +95,46 @@ demo:
 bench: all
 	bench/run.sh $(BUILD)
 
+# make install [PREFIX=/usr/local] [DESTDIR=] [SYSTEMDUNITDIR=$(PREFIX)/lib/systemd/system]
+# Binaries, man pages, example configurations and the systemd units (whose
+# paths are rewritten for PREFIX).  install -C leaves identical files alone.
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR ?= $(PREFIX)/share/man
+INSTALL_UNITS := deploy/relais-edge.service deploy/relais-agent.service
+INSTALL_MANS  := deploy/relais-edge.8 deploy/relais-agent.8
+
 install: $(BINS)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/relais/examples
-	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 deploy/edge.example.yaml deploy/agent.example.yaml \
+	@$(MAKE) --no-print-directory install-files
+
+# The copying part of install, without building: for binaries built earlier
+# (deploy/install-*.sh --no-build, the container test).
+install-files:
+	@test -x $(BUILD)/relais-edge -a -x $(BUILD)/relais-agent || \
+	  { echo "install: build $(BUILD)/relais-edge and $(BUILD)/relais-agent first (make)"; exit 1; }
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/relais/examples \
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR)
+	install -C -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -C -m 0644 deploy/edge.example.yaml deploy/agent.example.yaml \
 	  $(DESTDIR)$(PREFIX)/share/relais/examples/
+	@set -e; t=$$(mktemp); trap 'rm -f "$$t"' EXIT; \
+	for f in $(INSTALL_MANS) $(INSTALL_UNITS); do \
+	  case $$f in *.8) d='$(DESTDIR)$(MANDIR)/man8' ;; *) d='$(DESTDIR)$(SYSTEMDUNITDIR)' ;; esac; \
+	  sed -e 's|/usr/local/|$(PREFIX)/|g' "$$f" > "$$t"; \
+	  install -C -m 0644 "$$t" "$$d/$${f#deploy/}"; \
+	done
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/relais-edge $(DESTDIR)$(PREFIX)/bin/relais-agent \
+	  $(DESTDIR)$(MANDIR)/man8/relais-edge.8 $(DESTDIR)$(MANDIR)/man8/relais-agent.8 \
+	  $(DESTDIR)$(SYSTEMDUNITDIR)/relais-edge.service $(DESTDIR)$(SYSTEMDUNITDIR)/relais-agent.service
+	rm -rf $(DESTDIR)$(PREFIX)/share/relais/examples
+	-rmdir $(DESTDIR)$(PREFIX)/share/relais 2>/dev/null
+
+# Dockerfile + podman: build the images on a debootstrapped Debian base, pass a
+# request through the containerised edge and agent, then run the install
+# scripts and the systemd units in a systemd container (needs root and podman).
+container-test:
+	tests/container/run.sh
 
 format:
 	clang-format -i $(wildcard */*.c */*.h tests/unit/*/*.c tests/fuzz/*.c)

@@ -1,5 +1,8 @@
 #!/bin/sh
-# Install every Debian 12 package that relais' build, tests and benchmarks need.
+# Install every Debian 12 package that relais' build, tests and benchmarks need
+# (systemd for `systemd-analyze verify`; podman, runc and debootstrap for
+# `make container-test`, which runs podman as root with host networking and
+# the kernel's overlayfs, so neither uidmap, slirp4netns nor fuse-overlayfs).
 # Idempotent: packages already present are left alone; run as root or with sudo.
 set -eu
 
@@ -7,7 +10,8 @@ PKGS="build-essential pkg-config make gcc clang libclang-rt-14-dev llvm
 libwebsockets-dev libssl-dev libsodium-dev libyaml-dev
 openssl ca-certificates curl iproute2 procps psmisc
 python3 python3-pytest python3-websockets python3-cryptography python3-yaml
-nginx wrk pebble iperf3 socat"
+nginx wrk pebble iperf3 socat
+systemd podman runc debootstrap"
 
 missing=""
 for p in $PKGS; do
