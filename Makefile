@@ -59,6 +59,22 @@ $(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/unit.h $(LIB)
 
 unit: $(UNIT_BIN)
 
+# edge/acme is not pure (a thread, files, OpenSSL, lws_cancel_service): its unit
+# tests and the stand-alone ACME test driver link its objects explicitly.
+ACME_OBJ := $(BUILD)/edge/acme.o $(BUILD)/edge/acme_http.o
+
+$(BUILD)/tests/unit/edge/acme $(BUILD)/tests/unit/edge/acme_http: $(BUILD)/tests/unit/edge/%: \
+  tests/unit/edge/%.c tests/unit/unit.h $(ACME_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(ACME_OBJ) $(LIB) $(LDLIBS)
+
+# edge/acme.c with a tiny HTTP-01 server, for tests/e2e/test_acme.py.
+$(BUILD)/tests/acme_driver: tests/acme_driver.c $(ACME_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(ACME_OBJ) $(LIB) $(LDLIBS)
+
+all: $(BUILD)/tests/acme_driver
+
 test: all
 	tests/run.sh $(BUILD)
 

@@ -21,8 +21,8 @@ struct edge {
 
 extern struct edge edge;
 
-/** A client asked for host over TLS and no certificate covers it: with ACME
- *  on and the host allowed for some agent, request one. */
+/** An accepted route serves host: with ACME on, make sure a certificate
+ *  for it exists and stays renewed (unless the user's wildcard covers it). */
 void edge_need_cert(const char *host);
 
 /** The key authorization for an HTTP-01 token ACME is being validated

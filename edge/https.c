@@ -96,7 +96,8 @@ static void sni_dispatch(struct sniwait *w, const struct clienthello *ch)
 	}
 	ctx = certs_lookup(ch->sni);
 	if (!ctx) {
-		edge_need_cert(ch->sni);
+		/* Certificates are requested when a route is declared, never
+		 * because some client asked for a name. */
 		sni_reject(w, ch->sni, "no certificate");
 		return;
 	}

@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../common/keys.h"
 #include "../common/log.h"
 #include "accesslog.h"
+#include "acme.h"
 #include "admin.h"
 #include "certs.h"
 #include "https.h"
@@ -36,6 +38,7 @@ static char tunnel_crt[4096], tunnel_key[4096];
 static lws_sorted_usec_list_t drain_sul;
 static uint64_t drain_started;
 
+static void edge_acme_updated(void);
 static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                            size_t len);
 
@@ -134,6 +137,8 @@ static void edge_reload(void)
 	edge.cfg = n;
 	log_init("relais-edge", edge.cfg.log_level);
 	certs_reload();
+	if (edge.cfg.tls.acme)
+		acme_reload(&edge.cfg);
 	if (accesslog_open(edge.cfg.access_log) < 0)
 		log_error("cannot open access_log %s: %s", edge.cfg.access_log, strerror(errno));
 	/* Sessions keep running only if every route they hold is still allowed;
@@ -152,6 +157,8 @@ static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 {
 	struct signalfd_siginfo si;
 
+	if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED)
+		edge_acme_updated();
 	if (reason != LWS_CALLBACK_RAW_RX_FILE)
 		return 0;
 	while (read(lws_get_socket_fd(wsi), &si, sizeof(si)) == (ssize_t)sizeof(si)) {
@@ -199,15 +206,31 @@ static void edge_certs_tick(lws_sorted_usec_list_t *sul)
 
 void edge_need_cert(const char *host)
 {
-	(void)host;
+	char path[4096];
+
+	if (!edge.cfg.tls.acme || host[0] == '*')
+		return;
+	/* A user's own wildcard certificate is theirs to renew; an exact pair in
+	 * cert_dir (ours or theirs) is kept renewed. */
+	snprintf(path, sizeof(path), "%s/%s.crt", edge.cfg.tls.cert_dir, host);
+	if (access(path, F_OK) != 0 && certs_covers(host))
+		return;
+	acme_want(host);
 }
 
 int edge_acme_challenge(const char *token, char *out, size_t cap)
 {
-	(void)token;
-	(void)out;
-	(void)cap;
-	return 0;
+	return edge.cfg.tls.acme && acme_challenge(token, out, cap);
+}
+
+/* ACME wrote new files: load them, and the agent endpoint's own pair. */
+static void edge_acme_updated(void)
+{
+	if (!acme_take_updated())
+		return;
+	certs_reload();
+	if (!edge.cfg.tunnel.cert && edge.tunnel_vh)
+		lws_tls_cert_updated(edge.ctx, tunnel_crt, tunnel_key, NULL, 0, NULL, 0);
 }
 
 /*
@@ -228,8 +251,10 @@ static int edge_tunnel_cert(void)
 	         edge.cfg.tunnel.hostname);
 	snprintf(tunnel_key, sizeof(tunnel_key), "%s/%s.key", edge.cfg.tls.cert_dir,
 	         edge.cfg.tunnel.hostname);
-	if (access(tunnel_crt, R_OK) == 0 && access(tunnel_key, R_OK) == 0)
+	if (access(tunnel_crt, R_OK) == 0 && access(tunnel_key, R_OK) == 0) {
+		acme_want(edge.cfg.tunnel.hostname); /* renewals */
 		return 0;
+	}
 	log_info("no certificate for %s yet: using a self-signed placeholder until ACME has one",
 	         edge.cfg.tunnel.hostname);
 	if (certs_make_selfsigned(edge.cfg.tunnel.hostname, tunnel_crt, tunnel_key, 2, err,
@@ -238,6 +263,7 @@ static int edge_tunnel_cert(void)
 		return -1;
 	}
 	certs_reload();
+	acme_want(edge.cfg.tunnel.hostname);
 	return 0;
 }
 
@@ -267,8 +293,18 @@ static int edge_start(void)
 		return -1;
 	}
 
+	/* ACME stores what it gets there: create the directory on first start. */
+	if (edge.cfg.tls.acme && mkdir(edge.cfg.tls.cert_dir, 0700) < 0 && errno != EEXIST) {
+		log_error("cannot create tls.cert_dir %s: %s", edge.cfg.tls.cert_dir,
+		          strerror(errno));
+		return -1;
+	}
 	if (certs_init(edge.cfg.tls.cert_dir) < 0)
 		return -1;
+	if (edge.cfg.tls.acme && acme_start(&edge.cfg, edge.ctx) < 0) {
+		log_error("cannot start the ACME client");
+		return -1;
+	}
 	lws_sul_schedule(edge.ctx, 0, &certs_sul, edge_certs_tick, CERTS_RESCAN_US);
 	if (edge_tunnel_cert() < 0)
 		return -1;
@@ -404,6 +440,7 @@ int main(int argc, char **argv)
 	listener_close(http_listener);
 	listener_close(https_listener);
 	lws_sul_cancel(&certs_sul);
+	acme_stop(); /* its thread wakes the loop: stop it before the loop goes */
 	if (edge.ctx)
 		lws_context_destroy(edge.ctx);
 	certs_free();

@@ -191,6 +191,8 @@ static int session_on_route(struct esession *s, const struct frame *in)
 	s->routes[s->nroutes].hsts = r->hsts;
 	memcpy(s->routes[s->nroutes].host, r->host, sizeof(r->host));
 	s->nroutes++;
+	if (r->kind == ROUTE_KIND_HTTP)
+		edge_need_cert(r->host);
 	if (r->host[0])
 		log_info("agent '%s': route %s accepted", s->agent, r->host);
 	else

@@ -1,0 +1,92 @@
+"""ACME inside relais-edge: a certificate is requested when an agent's
+accepted route needs one, and for tunnel.hostname when tunnel.cert is not
+set; HTTP-01 is answered on listen.http; the new certificate is served on
+the TLS port without a restart.  Pebble (Debian) is the CA."""
+import os
+import shutil
+import socket
+import ssl
+
+import pytest
+
+from relais import Agent, Edge, Pebble, free_port, wait_for
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("pebble") is None or shutil.which("pebble-challtestsrv") is None,
+    reason="pebble is not installed (deploy/install-deps.sh installs it)")
+
+
+def route(host, to="http://127.0.0.1:9", **kw):
+    r = {"host": host, "to": to}
+    r.update(kw)
+    return r
+
+
+def served_cert(port, sni, cafile=None):
+    """The leaf certificate the edge serves for sni (DER), verified against cafile if given."""
+    ctx = ssl.create_default_context(cafile=cafile) if cafile else ssl._create_unverified_context()
+    if not cafile:
+        ctx.check_hostname = False
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname=sni) as t:
+            return t.getpeercert(binary_form=True)
+
+
+def acme_edge(env, agent, hosts, tunnel_hostname=None):
+    """An edge whose HTTP-01 port is pebble's validation port."""
+    e = Edge(env, agents=[agent.entry(hosts=hosts)])
+    pebble = Pebble(env, e.http_port)
+    e.https_port = free_port()
+    e.cfg["listen"]["https"] = "127.0.0.1:%d" % e.https_port
+    e.cert_dir = os.path.join(env.dir, "certs")
+    e.cfg["tls"] = {"cert_dir": e.cert_dir,
+                    "acme": {"directory": pebble.directory(), "ca": env.pki.ca,
+                             "email": "admin@example.org", "accept_terms": True}}
+    if tunnel_hostname:
+        e.cfg["tunnel"]["hostname"] = tunnel_hostname
+        del e.cfg["tunnel"]["cert"]
+        del e.cfg["tunnel"]["key"]
+    e.write()
+    return e, pebble
+
+
+def pebble_root(env, pebble):
+    path = os.path.join(env.dir, "pebble-root.pem")
+    with open(path, "w") as f:
+        f.write(pebble.root())
+    return path
+
+
+def test_route_gets_a_certificate_and_it_is_served(env):
+    a = Agent(env, "home", routes=[route("app.example.org")])
+    e, pebble = acme_edge(env, a, ["app.example.org"])
+    e.start()
+    a.start(e.url())
+    e.proc.wait_log("acme: app.example.org: certificate issued", 30)
+    crt = os.path.join(e.cert_dir, "app.example.org.crt")
+    assert oct(os.stat(os.path.join(e.cert_dir, "app.example.org.key")).st_mode & 0o777) == "0o600"
+    root = pebble_root(env, pebble)
+    # Picked up without a restart, verified against pebble's root.
+    wait_for(lambda: _verifies(e.https_port, "app.example.org", root), 10,
+             what="the ACME certificate served on the TLS port")
+    assert os.path.exists(crt)
+
+
+def _verifies(port, sni, root):
+    try:
+        served_cert(port, sni, root)
+        return True
+    except (ssl.SSLError, OSError):
+        return False
+
+
+def test_tunnel_hostname_gets_a_certificate(env):
+    a = Agent(env, "home")
+    e, pebble = acme_edge(env, a, ["x.example.org"], tunnel_hostname="edge.example.org")
+    e.start()
+    root = pebble_root(env, pebble)
+    e.proc.wait_log("self-signed placeholder", 5)
+    # The agent endpoint starts on the placeholder, then serves pebble's chain.
+    e.proc.wait_log("acme: edge.example.org: certificate issued", 30)
+    wait_for(lambda: _verifies(e.tunnel_port, "edge.example.org", root), 10,
+             what="the tunnel endpoint serving the ACME certificate")
