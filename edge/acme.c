@@ -20,6 +20,7 @@
  * and the HTTPS client aborts on stop, so stopping never waits for the CA.
  */
 #include "acme.h"
+#include "certs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -808,9 +809,11 @@ static int cert_check(const struct acme_worker *w, const char *host, time_t *ren
 		errf(why, whylen, "the certificate does not name %s", host);
 		goto out;
 	}
-	/* The edge's placeholder for the agent endpoint (and any self-signed
-	 * certificate) is only a stand-in: replace it. */
-	if (X509_check_issued(cert, cert) == X509_V_OK) {
+	/* The edge's own placeholder for the agent endpoint is only a stand-in
+	 * (edge/certs.c marks it with this organization): replace it. */
+	if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_organizationName, e,
+	                              sizeof(e)) > 0 &&
+	    strcmp(e, CERTS_PLACEHOLDER_ORG) == 0) {
 		errf(why, whylen, "self-signed placeholder");
 		goto out;
 	}

@@ -726,6 +726,8 @@ int certs_make_selfsigned(const char *host, const char *crt, const char *key, in
 	name = X509_get_subject_name(x);
 	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)host, -1, -1,
 	                           0);
+	X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+	                           (const unsigned char *)CERTS_PLACEHOLDER_ORG, -1, -1, 0);
 	X509_set_issuer_name(x, name);
 	snprintf(san, sizeof(san), "DNS:%s", host);
 	ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);

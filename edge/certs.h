@@ -85,6 +85,8 @@ void certs_free(void);
  * for the agent endpoint until ACME has its real certificate.  0, or -1
  * with err.
  */
+#define CERTS_PLACEHOLDER_ORG "relais placeholder"
+
 int certs_make_selfsigned(const char *host, const char *crt, const char *key, int days, char *err,
                           size_t errlen);
 
