@@ -14,6 +14,7 @@
 #include "../common/log.h"
 #include "agent.h"
 #include "resolve.h"
+#include "udpflow.h"
 #include "upstream.h"
 #include "../common/conn.h"
 #include "wsclient.h"
@@ -27,6 +28,7 @@ static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
 static const struct lws_protocols protocols[] = {
     {CONN_PROTOCOL, conn_callback, 0, 0, 0, NULL, 0},
+    {AGENT_PROTO_UDP, udpflow_callback, 0, 0, 0, NULL, 0},
     {AGENT_PROTO_SIGNAL, signal_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 

@@ -11,9 +11,11 @@
 
 #include "../common/log.h"
 #include "../common/outq.h"
+#include "../common/proxyproto.h"
 #include "agent.h"
 #include "../common/conn.h"
 #include "resolve.h"
+#include "udpflow.h"
 #include "upstream.h"
 
 #define US_HASH      1024
@@ -30,10 +32,12 @@ struct ustream {
 	uint64_t send_credit; /* bytes we may still send to the edge */
 	uint64_t recv_credit; /* bytes the edge may still send */
 	uint64_t unacked;
-	struct outq out; /* edge -> service */
-	size_t out_off;  /* bytes of the first chunk already written */
+	struct outq out;  /* edge -> service */
+	size_t out_off;   /* bytes of the first chunk already written */
+	size_t proxy_len; /* PROXY header bytes at the head of out (no credit owed) */
 	int connected, fin_recv, fin_sent, paused, shut;
 	int tls, verify;
+	int proxy; /* enum proxy_proto of the route */
 	char host[256];
 	char target[300]; /* for logs */
 	lws_sorted_usec_list_t sul;
@@ -196,7 +200,8 @@ static void us_on_writable(void *arg)
 			continue;
 		outq_pop(&u->out);
 		u->out_off = 0;
-		us_consumed(u, len);
+		us_consumed(u, len - u->proxy_len);
+		u->proxy_len = 0;
 	}
 	if (u->fin_recv && !u->shut) {
 		u->shut = 1;
@@ -259,6 +264,7 @@ static int us_target(struct ustream *u, const struct frame_open *o)
 		port = r->to_port;
 		u->tls = r->target == TARGET_HTTPS;
 		u->verify = r->tls_verify;
+		u->proxy = r->proxy_protocol;
 	} else if (o->route > nr && o->route <= nr + agent.cfg.nstreams) {
 		const struct agent_stream *s = &agent.cfg.streams[o->route - nr - 1];
 
@@ -266,12 +272,35 @@ static int us_target(struct ustream *u, const struct frame_open *o)
 			return -1;
 		snprintf(u->host, sizeof(u->host), "%s", s->to_host);
 		port = (uint16_t)(s->to_port + (o->dst_port - s->listen.lo));
+		u->proxy = s->proxy_protocol;
 	} else {
 		return -1;
 	}
 	snprintf(u->target, sizeof(u->target), "%s://%s:%u", u->tls ? "https" : "tcp", u->host,
 	         port);
 	return port;
+}
+
+/* The PROXY protocol header goes first, ahead of any data from the edge. */
+static int us_proxy_header(struct ustream *u, const struct frame_open *o)
+{
+	struct proxyproto_end src = {.family = o->family, .port = o->port};
+	struct proxyproto_end dst = {.family = o->dst_family, .port = o->dst_port};
+	uint8_t *w = outq_reserve(&u->out, PROXYPROTO_MAX);
+	size_t n;
+
+	if (!w)
+		return -1;
+	memcpy(src.addr, o->addr, 16);
+	memcpy(dst.addr, o->dst_addr, 16);
+	if (u->proxy == PROXY_V1)
+		n = proxyproto_v1((char *)w, PROXYPROTO_MAX, &src, &dst);
+	else
+		n = proxyproto_v2(w, PROXYPROTO_MAX, &src, &dst, 0);
+	outq_commit(&u->out, n);
+	/* Not the edge's bytes: no credit is owed for them. */
+	u->proxy_len = n;
+	return 0;
 }
 
 static int us_open(const struct frame *f)
@@ -296,6 +325,12 @@ static int us_open(const struct frame *f)
 	u->send_credit = agent.window;
 	u->recv_credit = agent.window;
 	outq_init(&u->out, 0, 64 * 1024);
+	if (u->proxy != PROXY_NONE && us_proxy_header(u, &f->u.open) < 0) {
+		outq_free(&u->out);
+		free(u);
+		us_send_code(FRAME_REFUSE, f->stream, CODE_INTERNAL, "out of memory");
+		return 0;
+	}
 	u->hnext = hash[u->id % US_HASH];
 	hash[u->id % US_HASH] = u;
 	u->next = agent.streams;
@@ -346,8 +381,10 @@ int upstream_on_frame(const struct frame *f)
 	struct ustream *u;
 
 	if (f->type == FRAME_OPEN)
-		return us_open(f);
+		return f->u.open.kind == ROUTE_KIND_UDP ? udpflow_open(f) : us_open(f);
 	u = us_find(f->stream);
+	if (!u && udpflow_frame(f))
+		return 0;
 	if (!u) {
 		if (f->type == FRAME_DATA)
 			us_send_code(FRAME_RST, f->stream, CODE_CANCEL, NULL);
@@ -382,6 +419,7 @@ int upstream_on_frame(const struct frame *f)
 
 void upstream_tunnel_gone(void)
 {
+	udpflow_tunnel_gone();
 	while (agent.streams)
 		us_free(agent.streams);
 }

@@ -829,19 +829,18 @@ static void cfg_get_proxy(struct cfgp *p, const struct cfg_map *m, int k, int *o
 /* ---- edge.yaml -------------------------------------------------------------- */
 
 enum { E_LISTEN, E_TUNNEL, E_ADMIN, E_AGENTS, E_ACCESS_LOG, E_LOG_LEVEL, E_HTTP, E_TLS };
-static const char *const edge_keys[] = {"listen",     "tunnel",    "admin", "agents",
-                                        "access_log", "log_level", "http",  "tls",
-                                        NULL};
+static const char *const edge_keys[] = {"listen",    "tunnel", "admin", "agents", "access_log",
+                                        "log_level", "http",   "tls",   NULL};
 
 enum { TL_CERT_DIR, TL_ACME };
 static const char *const tls_keys[] = {"cert_dir", "acme", NULL};
 
 enum { AC_DIRECTORY, AC_EMAIL, AC_ACCEPT_TERMS, AC_CA, AC_RENEW };
-static const char *const acme_keys[] = {"directory", "email", "accept_terms", "ca",
+static const char *const acme_keys[] = {"directory",         "email", "accept_terms", "ca",
                                         "renew_before_days", NULL};
 
-enum { L_HTTP, L_HTTPS };
-static const char *const listen_keys[] = {"http", "https", NULL};
+enum { L_HTTP, L_HTTPS, L_STREAMS };
+static const char *const listen_keys[] = {"http", "https", "streams", NULL};
 
 enum { T_LISTEN, T_HOSTNAME, T_PATH, T_CERT, T_KEY };
 static const char *const tunnel_keys[] = {"listen", "hostname", "path", "cert", "key", NULL};
@@ -856,6 +855,37 @@ static const char *const http_keys[] = {"header_timeout",  "idle_timeout",  "ups
 enum { AG_NAME, AG_KEY, AG_HOSTS, AG_PORTS };
 static const char *const agent_entry_keys[] = {"name", "key", "hosts", "ports", NULL};
 
+/* listen.streams: the IP addresses TCP/UDP stream ports are opened on. */
+static void edge_listen_streams(struct cfgp *p, const struct cfg_map *m, struct edge_config *cfg)
+{
+	yaml_node_t *list;
+	char text[ADDR_TEXT_MAX + 8];
+
+	if (!cfg_has(m, L_STREAMS))
+		return;
+	list = cfg_list(p, m, L_STREAMS, "IP addresses");
+	if (list == NULL)
+		return;
+	cfg->nstreams = 0;
+	for (size_t i = 0; i < cfg_seq_len(list); i++) {
+		yaml_node_t *item = cfg_seq_item(p, list, i);
+		const char *ip = cfg_list_str(p, m, L_STREAMS, item);
+
+		if (ip == NULL)
+			continue;
+		snprintf(text, sizeof(text), strchr(ip, ':') ? "[%s]:1" : "%s:1", ip);
+		if (cfg->nstreams >= sizeof(cfg->streams) / sizeof(cfg->streams[0])) {
+			cfg_err(p, item, "at most 4 addresses in listen.streams");
+			break;
+		}
+		if (addr_parse(text, &cfg->streams[cfg->nstreams]) < 0) {
+			cfg_err(p, item, "bad IP address '%s'", cfg_quote(ip).s);
+			continue;
+		}
+		cfg->nstreams++;
+	}
+}
+
 static void edge_listen(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
 {
 	yaml_node_t *n = cfg_submap(p, top, E_LISTEN);
@@ -868,6 +898,7 @@ static void edge_listen(struct cfgp *p, const struct cfg_map *top, struct edge_c
 	cfg_get_addr(p, &m, L_HTTPS, &cfg->https, &cfg->has_https);
 	p->listen_at[EL_HTTP] = m.val[L_HTTP];
 	p->listen_at[EL_HTTPS] = m.val[L_HTTPS];
+	edge_listen_streams(p, &m, cfg);
 }
 
 static void edge_tunnel(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
@@ -933,7 +964,8 @@ static void edge_tls(struct cfgp *p, const struct cfg_map *top, struct edge_conf
 	if (cfg_required(p, &am, AC_DIRECTORY, "in tls.acme") == 0 &&
 	    cfg_str(p, &am, AC_DIRECTORY, &s) == 1) {
 		if (strncmp(s, "https://", 8) != 0 || !cfg_path_valid(s + 7))
-			cfg_err(p, am.val[AC_DIRECTORY], "bad ACME directory URL '%s' (expected https://...)",
+			cfg_err(p, am.val[AC_DIRECTORY],
+			        "bad ACME directory URL '%s' (expected https://...)",
 			        cfg_quote(s).s);
 		else
 			cfg_get_strdup(p, &am, AC_DIRECTORY, &cfg->tls.acme_directory);
@@ -946,7 +978,8 @@ static void edge_tls(struct cfgp *p, const struct cfg_map *top, struct edge_conf
 	}
 	cfg_get_bool(p, &am, AC_ACCEPT_TERMS, &terms);
 	if (!terms)
-		cfg_err(p, an, "ACME needs 'accept_terms: true' (you accept the CA's terms of service)");
+		cfg_err(p, an,
+		        "ACME needs 'accept_terms: true' (you accept the CA's terms of service)");
 	cfg_get_readable(p, &am, AC_CA, &cfg->tls.acme_ca);
 	if (cfg_has(&am, AC_RENEW)) {
 		uint32_t ms;
@@ -955,7 +988,8 @@ static void edge_tls(struct cfgp *p, const struct cfg_map *top, struct edge_conf
 		    strspn(s, "0123456789") == strlen(s) && atoi(s) >= 1 && atoi(s) <= 365)
 			cfg->tls.acme_renew_days = (uint32_t)atoi(s);
 		else
-			cfg_err(p, am.val[AC_RENEW], "'renew_before_days' must be a number of days (1..365)");
+			cfg_err(p, am.val[AC_RENEW],
+			        "'renew_before_days' must be a number of days (1..365)");
 	}
 	if (!cfg->tls.cert_dir)
 		cfg_err(p, an, "ACME needs 'cert_dir' in tls to store certificates");
@@ -970,9 +1004,10 @@ static void edge_tls_check(struct cfgp *p, struct edge_config *cfg)
 		cfg_err(p, p->tunnel_map, "missing required key '%s' in tunnel",
 		        p->tunnel_cert_at ? "key" : "cert");
 	} else if (!p->tunnel_cert_at && !(cfg->tls.acme && cfg->tunnel.hostname)) {
-		cfg_err(p, p->tunnel_map,
-		        "missing required key 'cert' in tunnel (or set tunnel.hostname and tls.acme "
-		        "to get the certificate automatically)");
+		cfg_err(
+		    p, p->tunnel_map,
+		    "missing required key 'cert' in tunnel (or set tunnel.hostname and tls.acme "
+		    "to get the certificate automatically)");
 	}
 }
 
@@ -1219,6 +1254,8 @@ int config_edge_load(const char *file, struct edge_config *cfg)
 	cfg->http_limits.upstream_timeout_ms = 60000;
 	cfg->http_limits.max_header_bytes = 16384;
 	cfg->http_limits.max_body_bytes = 0;
+	addr_parse("0.0.0.0:1", &cfg->streams[0]);
+	cfg->nstreams = 1;
 
 	if (cfg_load_doc(&p) < 0)
 		goto out;
@@ -1274,8 +1311,8 @@ static const char *const agent_keys[] = {
     "edge", "key", "edge_ca", "name", "log_level", "connect_timeout", "routes", "streams", NULL};
 
 enum { R_HOST, R_TO, R_TLS_VERIFY, R_TLS, R_PROXY, R_REDIRECT, R_HSTS };
-static const char *const route_keys[] = {"host",           "to",    "tls_verify", "tls",
-                                         "proxy_protocol", "redirect_https", "hsts", NULL};
+static const char *const route_keys[] = {
+    "host", "to", "tls_verify", "tls", "proxy_protocol", "redirect_https", "hsts", NULL};
 
 enum { S_LISTEN, S_TO, S_PROXY, S_IDLE };
 static const char *const stream_keys[] = {"listen", "to", "proxy_protocol", "idle_timeout", NULL};

@@ -18,8 +18,8 @@
 
 /* "tcp/25565", "udp/51820", "tcp/30000-30100" */
 struct port_range {
-	uint8_t kind;          /* ROUTE_KIND_TCP or ROUTE_KIND_UDP */
-	uint16_t lo, hi;       /* lo <= hi, both 1..65535 */
+	uint8_t kind;    /* ROUTE_KIND_TCP or ROUTE_KIND_UDP */
+	uint16_t lo, hi; /* lo <= hi, both 1..65535 */
 };
 
 /** Parse "tcp/N", "udp/N", "tcp/A-B"; returns 0 or -1. */
@@ -33,34 +33,37 @@ struct http_limits {
 	uint32_t idle_timeout_ms;     /* keep-alive idle between requests; default 75000 */
 	uint32_t max_header_bytes;    /* request head limit -> 431; default 16384, 1k..1m */
 	uint64_t max_body_bytes;      /* request body limit -> 413; 0 = unlimited; default 0 */
-	uint32_t upstream_timeout_ms; /* no response head from the agent side in this -> 504; default 60000 */
+	uint32_t upstream_timeout_ms; /* no response head from the agent side in this -> 504;
+	                                 default 60000 */
 };
 
 struct edge_agent {
 	char name[PROTO_MAX_NAME + 1];
 	uint8_t key[KEY_PUB_LEN];
-	char **hosts;          /* host patterns, lower case, validated */
+	char **hosts; /* host patterns, lower case, validated */
 	size_t nhosts;
 	struct port_range *ports;
 	size_t nports;
 };
 
 struct edge_config {
-	char *file;                   /* path it was loaded from */
+	char *file; /* path it was loaded from */
 	int has_http, has_https, has_admin;
-	struct addr http;             /* listen.http */
-	struct addr https;            /* listen.https */
-	struct addr admin;            /* admin.listen: local status endpoint (optional) */
+	struct addr http;       /* listen.http */
+	struct addr https;      /* listen.https */
+	struct addr admin;      /* admin.listen: local status endpoint (optional) */
+	struct addr streams[4]; /* listen.streams: IPs stream ports bind to (port 0) */
+	size_t nstreams;        /* default: one, 0.0.0.0 */
 	struct {
-		struct addr listen;   /* tunnel.listen (required) */
-		char *hostname;       /* tunnel.hostname (optional) */
-		char *path;           /* tunnel.path, default "/relais", must start with '/' */
-		char *cert;           /* tunnel.cert (required until ACME exists) */
-		char *key;            /* tunnel.key */
+		struct addr listen; /* tunnel.listen (required) */
+		char *hostname;     /* tunnel.hostname (optional) */
+		char *path;         /* tunnel.path, default "/relais", must start with '/' */
+		char *cert;         /* tunnel.cert (required until ACME exists) */
+		char *key;          /* tunnel.key */
 	} tunnel;
 	struct {
-		char *cert_dir;       /* tls.cert_dir: <host>.crt/.key, _wildcard.<domain>.crt/.key */
-		int acme;             /* tls.acme present */
+		char *cert_dir; /* tls.cert_dir: <host>.crt/.key, _wildcard.<domain>.crt/.key */
+		int acme;       /* tls.acme present */
 		char *acme_directory; /* tls.acme.directory: ACME directory URL (https://) */
 		char *acme_email;     /* tls.acme.email (optional) */
 		char *acme_ca;        /* tls.acme.ca: trust anchor for the ACME server (optional) */
@@ -68,8 +71,8 @@ struct edge_config {
 	} tls;
 	struct edge_agent *agents;
 	size_t nagents;
-	char *access_log;             /* NULL = none, "-" = stderr */
-	int log_level;                /* enum log_level, default LOG_INFO */
+	char *access_log;               /* NULL = none, "-" = stderr */
+	int log_level;                  /* enum log_level, default LOG_INFO */
 	struct http_limits http_limits; /* key "http:" */
 };
 
@@ -79,28 +82,28 @@ enum proxy_proto { PROXY_NONE = 0, PROXY_V1 = 1, PROXY_V2 = 2 };
 
 struct agent_route {
 	char host[PROTO_MAX_HOST + 1]; /* exact host or wildcard pattern, lower case */
-	int target;                    /* enum agent_target; "to: http://a:p", "https://a:p", "a:p" */
-	char to_host[256];             /* name or numeric address, no brackets */
+	int target;        /* enum agent_target; "to: http://a:p", "https://a:p", "a:p" */
+	char to_host[256]; /* name or numeric address, no brackets */
 	uint16_t to_port;
-	int tls_verify;                /* https targets; default 1 */
-	int tls_mode;                  /* enum tls_mode; passthrough requires a raw "a:p" target */
-	int proxy_protocol;            /* enum proxy_proto */
-	int redirect_https;            /* 301 http -> https when the edge has a cert; default 1 */
-	uint32_t hsts;                 /* Strict-Transport-Security max-age, 0 = off (default) */
+	int tls_verify;     /* https targets; default 1 */
+	int tls_mode;       /* enum tls_mode; passthrough requires a raw "a:p" target */
+	int proxy_protocol; /* enum proxy_proto */
+	int redirect_https; /* 301 http -> https when the edge has a cert; default 1 */
+	uint32_t hsts;      /* Strict-Transport-Security max-age, 0 = off (default) */
 };
 
 struct agent_stream {
-	struct port_range listen;      /* "tcp/25565" */
+	struct port_range listen; /* "tcp/25565" */
 	char to_host[256];
-	uint16_t to_port;              /* base port for ranges */
+	uint16_t to_port; /* base port for ranges */
 	int proxy_protocol;
-	uint32_t idle_timeout_ms;      /* 0 = default (tcp: none, udp: 60000) */
+	uint32_t idle_timeout_ms; /* 0 = default (tcp: none, udp: 60000) */
 };
 
 struct agent_config {
 	char *file;
-	char *edge;                    /* the URL as written */
-	int edge_tls;                  /* wss:// = 1, ws:// = 0 (ws only for tests) */
+	char *edge;   /* the URL as written */
+	int edge_tls; /* wss:// = 1, ws:// = 0 (ws only for tests) */
 	char edge_host[256];
 	uint16_t edge_port;            /* default 443 / 80 */
 	char *edge_path;               /* default "/" */
@@ -112,7 +115,7 @@ struct agent_config {
 	struct agent_stream *streams;
 	size_t nstreams;
 	int log_level;
-	uint32_t connect_timeout_ms;   /* local service connect timeout, default 5000 */
+	uint32_t connect_timeout_ms; /* local service connect timeout, default 5000 */
 };
 
 /** Load and validate edge.yaml.  Returns 0 on success (caller frees with

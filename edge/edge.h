@@ -33,6 +33,7 @@ int edge_acme_challenge(const char *token, char *out, size_t cap);
 #define EDGE_PROTO_LISTENER "relais-listener"
 #define EDGE_PROTO_ADMIN    "relais-admin"
 #define EDGE_PROTO_SIGNAL   "relais-signal"
+#define EDGE_PROTO_UDP      "relais-udp"
 #define EDGE_TUNNEL_PROTO   "relais.v1" /* WebSocket subprotocol */
 
 #endif

@@ -18,6 +18,7 @@
 #include "admin.h"
 #include "certs.h"
 #include "https.h"
+#include "udp.h"
 #include "edge.h"
 #include "listener.h"
 #include "proxy.h"
@@ -47,6 +48,7 @@ static const struct lws_protocols raw_protocols[] = {
     {EDGE_PROTO_ADMIN, admin_callback, sizeof(struct admin_conn), 0, 0, NULL, 0},
     {EDGE_PROTO_SIGNAL, signal_callback, 0, 0, 0, NULL, 0},
     {CONN_PROTOCOL, conn_callback, 0, 0, 0, NULL, 0},
+    {EDGE_PROTO_UDP, udp_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 static const struct lws_protocols tunnel_protocols[] = {{EDGE_TUNNEL_PROTO, session_callback,

@@ -7,6 +7,7 @@
 #include "../common/hostpat.h"
 #include "edge.h"
 #include "registry.h"
+#include "udp.h"
 
 static struct esession *sessions;
 
@@ -244,7 +245,8 @@ size_t registry_status_json(char *out, size_t cap)
 
 	/* Host names and agent names are validated printable text without quotes
 	 * or backslashes (config and frame decoder), so they need no escaping. */
-	APPEND("{\"streams\":%llu,\"sessions\":[", (unsigned long long)edge.streams_open);
+	APPEND("{\"streams\":%llu,\"udp_dropped\":%llu,\"sessions\":[",
+	       (unsigned long long)edge.streams_open, (unsigned long long)udp_dropped());
 	for (struct esession *s = sessions; s; s = s->next) {
 		APPEND("%s{\"agent\":\"%s\",\"peer\":\"%s\",\"streams\":%zu,\"routes\":[",
 		       first ? "" : ",", s->agent, s->peer, s->nstreams);

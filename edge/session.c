@@ -15,6 +15,7 @@
 #include "../common/keys.h"
 #include "../common/log.h"
 #include "edge.h"
+#include "ports.h"
 #include "registry.h"
 #include "session.h"
 #include "stream.h"
@@ -148,6 +149,17 @@ static const struct edge_agent *session_agent(const struct esession *s)
 	return session_find_agent(s->key);
 }
 
+/* Stream ports open when their route is accepted; a port in use or one
+ * needing privileges refuses the route with that reason. */
+static int session_open_ports(const struct frame_route *r, char *reason, size_t cap)
+{
+	struct eroute er = {.kind = r->kind, .port_lo = r->port_lo, .port_hi = r->port_hi};
+
+	if (r->kind != ROUTE_KIND_TCP && r->kind != ROUTE_KIND_UDP)
+		return 0;
+	return ports_open(&er, reason, cap);
+}
+
 static int session_on_route(struct esession *s, const struct frame *in)
 {
 	const struct edge_agent *ag = session_agent(s);
@@ -167,7 +179,8 @@ static int session_on_route(struct esession *s, const struct frame *in)
 			return 1;
 		}
 	}
-	if (registry_authorize(s, ag, r, reason, sizeof(reason)) < 0) {
+	if (registry_authorize(s, ag, r, reason, sizeof(reason)) < 0 ||
+	    session_open_ports(r, reason, sizeof(reason)) < 0) {
 		if (r->host[0])
 			log_warn("agent '%s': route %s refused: %s", s->agent, r->host, reason);
 		else
@@ -280,6 +293,9 @@ static void session_closed(struct esession *s)
 		registry_remove(s);
 		log_info("agent '%s' disconnected (%s)", s->agent, s->peer);
 	}
+	for (size_t i = 0; i < s->nroutes; i++)
+		if (s->routes[i].kind == ROUTE_KIND_TCP || s->routes[i].kind == ROUTE_KIND_UDP)
+			ports_release(&s->routes[i]);
 	s->wsi = NULL;
 	tunnel_free(&s->t);
 	free(s->routes);

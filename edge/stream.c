@@ -145,6 +145,19 @@ int stream_send(struct estream *st, const void *p, size_t n)
 	return 0;
 }
 
+int stream_datagram(struct estream *st, const void *p, size_t n)
+{
+	/* UDP semantics: under pressure drop the newest datagram, never queue
+	 * without bound. */
+	if (!st->sess || st->dead || n > FRAME_MAX_DATA ||
+	    tunnel_data_queued(&st->sess->t) >= SESSION_HIGH_WATER)
+		return -1;
+	if (tunnel_send_data(&st->sess->t, FRAME_DATAGRAM, st->id, p, n) < 0)
+		return -1;
+	session_want_write(st->sess);
+	return 0;
+}
+
 void stream_consumed(struct estream *st, size_t n)
 {
 	struct frame f = {.type = FRAME_WINDOW};
@@ -246,6 +259,10 @@ int stream_on_frame(struct esession *s, const struct frame *f)
 		return 0;
 	case FRAME_RST:
 		stream_reset(st, f->u.code.code);
+		return 0;
+	case FRAME_DATAGRAM:
+		if (st->ops->on_datagram)
+			st->ops->on_datagram(st->owner, f->payload, f->len);
 		return 0;
 	default:
 		return 0;

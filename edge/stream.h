@@ -24,6 +24,8 @@ struct estream_ops {
 	void (*on_reset)(void *owner, uint32_t code);
 	/** Sending may resume (credit returned, or the session queue drained). */
 	void (*on_writable)(void *owner);
+	/** A DATAGRAM from the agent (UDP flows; NULL elsewhere: ignored). */
+	void (*on_datagram)(void *owner, const uint8_t *p, size_t n);
 };
 
 struct estream {
@@ -35,7 +37,7 @@ struct estream {
 	uint64_t recv_credit;        /* bytes the agent may still send */
 	uint64_t unacked;            /* consumed, not yet returned by WINDOW */
 	int accepted, fin_sent, fin_recv, dead;
-	int blocked;                 /* owner waits for on_writable */
+	int blocked; /* owner waits for on_writable */
 	const struct estream_ops *ops;
 	void *owner;
 };
@@ -46,14 +48,20 @@ struct estream {
  * or NULL when the session cannot take it.
  */
 struct estream *stream_open(struct esession *s, const struct eroute *r, const struct addr *peer,
-			    const struct addr *local, int tls, const struct estream_ops *ops,
-			    void *owner);
+                            const struct addr *local, int tls, const struct estream_ops *ops,
+                            void *owner);
 
 /** How many bytes stream_send() takes now (0: wait for on_writable). */
 size_t stream_room(struct estream *st);
 
 /** Send n <= stream_room() bytes as DATA frames. 0 or -1. */
 int stream_send(struct estream *st, const void *p, size_t n);
+
+/**
+ * Send one UDP datagram on a flow (no credit: datagrams may be lost).
+ * Returns 0, or -1 when it was dropped because the session's queue is full.
+ */
+int stream_datagram(struct estream *st, const void *p, size_t n);
 
 /** The owner delivered n bytes of the agent's data: return the credit. */
 void stream_consumed(struct estream *st, size_t n);

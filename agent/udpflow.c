@@ -1,0 +1,253 @@
+/*
+ * agent/udpflow.c - UDP flows (see udpflow.h).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "../common/log.h"
+#include "../common/proxyproto.h"
+#include "agent.h"
+#include "resolve.h"
+#include "udpflow.h"
+
+#define UF_HASH       256
+#define UF_BATCH      64
+#define UF_HIGH_WATER (4u * 1024u * 1024u)
+#define UF_IDLE_MS    60000u
+#define UF_SWEEP_US   (5 * LWS_US_PER_SEC)
+
+struct uflow {
+	uint32_t id;
+	int fd;
+	struct lws *wsi;
+	struct resolve *resolving;
+	int proxy; /* PROXY v2 header before each datagram to the service */
+	struct proxyproto_end src, dst;
+	uint32_t idle_ms;
+	uint64_t last_us;
+	struct uflow *next, *prev, *hnext;
+};
+
+static struct uflow *flows, *hash[UF_HASH];
+static lws_sorted_usec_list_t sweep_sul;
+static int sweeping;
+static uint8_t buf[65536 + PROXYPROTO_MAX];
+
+static struct uflow *uf_find(uint32_t id)
+{
+	for (struct uflow *u = hash[id % UF_HASH]; u; u = u->hnext)
+		if (u->id == id)
+			return u;
+	return NULL;
+}
+
+static void uf_free(struct uflow *u)
+{
+	struct uflow **pp;
+
+	for (pp = &hash[u->id % UF_HASH]; *pp; pp = &(*pp)->hnext)
+		if (*pp == u) {
+			*pp = u->hnext;
+			break;
+		}
+	if (u->prev)
+		u->prev->next = u->next;
+	else
+		flows = u->next;
+	if (u->next)
+		u->next->prev = u->prev;
+	resolve_cancel(u->resolving);
+	if (u->wsi) {
+		lws_set_opaque_user_data(u->wsi, NULL);
+		lws_set_timeout(u->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	} else if (u->fd >= 0) {
+		close(u->fd);
+	}
+	free(u);
+}
+
+static void uf_end(struct uflow *u, uint8_t type, uint32_t code, const char *why)
+{
+	struct frame f = {.type = type, .stream = u->id};
+
+	f.u.code.code = code;
+	snprintf(f.u.code.reason, sizeof(f.u.code.reason), "%s", why ? why : "");
+	agent_send(&f);
+	uf_free(u);
+}
+
+static void uf_sweep(lws_sorted_usec_list_t *sul)
+{
+	uint64_t now = (uint64_t)lws_now_usecs();
+	struct uflow *u, *next;
+
+	for (u = flows; u; u = next) {
+		next = u->next;
+		if (now - u->last_us > (uint64_t)u->idle_ms * LWS_US_PER_MS)
+			uf_end(u, FRAME_RST, CODE_OK, NULL);
+	}
+	sweeping = flows != NULL;
+	if (sweeping)
+		lws_sul_schedule(agent.ctx, 0, &sweep_sul, uf_sweep, UF_SWEEP_US);
+}
+
+static void uf_resolved(void *arg, const struct addr *a, const char *err)
+{
+	struct uflow *u = arg;
+	lws_sock_file_fd_type fd;
+	int sz = 1024 * 1024;
+
+	u->resolving = NULL;
+	if (!a) {
+		uf_end(u, FRAME_REFUSE, CODE_UNREACHABLE, err);
+		return;
+	}
+	u->fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u->fd < 0 || connect(u->fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
+		uf_end(u, FRAME_REFUSE, CODE_UNREACHABLE, strerror(errno));
+		return;
+	}
+	setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	fd.filefd = u->fd;
+	u->wsi = lws_adopt_descriptor_vhost(agent.vh, LWS_ADOPT_RAW_FILE_DESC, fd, AGENT_PROTO_UDP,
+	                                    NULL);
+	if (!u->wsi) {
+		uf_end(u, FRAME_REFUSE, CODE_INTERNAL, "cannot watch the socket");
+		return;
+	}
+	lws_set_opaque_user_data(u->wsi, u);
+}
+
+int udpflow_open(const struct frame *f)
+{
+	const struct frame_open *o = &f->u.open;
+	size_t nr = agent.cfg.nroutes;
+	const struct agent_stream *s;
+	struct uflow *u;
+	uint16_t port;
+
+	if (uf_find(f->stream))
+		return -1;
+	if (o->route <= nr || o->route > nr + agent.cfg.nstreams ||
+	    agent.cfg.streams[o->route - nr - 1].listen.kind != ROUTE_KIND_UDP ||
+	    o->dst_port < agent.cfg.streams[o->route - nr - 1].listen.lo ||
+	    o->dst_port > agent.cfg.streams[o->route - nr - 1].listen.hi) {
+		struct frame r = {.type = FRAME_REFUSE, .stream = f->stream};
+
+		r.u.code.code = CODE_NO_ROUTE;
+		snprintf(r.u.code.reason, sizeof(r.u.code.reason), "no such UDP route");
+		return agent_send(&r) < 0 ? -1 : 0;
+	}
+	s = &agent.cfg.streams[o->route - nr - 1];
+	port = (uint16_t)(s->to_port + (o->dst_port - s->listen.lo));
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -1;
+	u->id = f->stream;
+	u->fd = -1;
+	u->proxy = s->proxy_protocol == PROXY_V2;
+	u->src.family = o->family;
+	u->src.port = o->port;
+	memcpy(u->src.addr, o->addr, 16);
+	u->dst.family = o->dst_family;
+	u->dst.port = o->dst_port;
+	memcpy(u->dst.addr, o->dst_addr, 16);
+	u->idle_ms = s->idle_timeout_ms ? s->idle_timeout_ms : UF_IDLE_MS;
+	u->last_us = (uint64_t)lws_now_usecs();
+	u->hnext = hash[u->id % UF_HASH];
+	hash[u->id % UF_HASH] = u;
+	u->next = flows;
+	if (flows)
+		flows->prev = u;
+	flows = u;
+	if (!sweeping) {
+		sweeping = 1;
+		lws_sul_schedule(agent.ctx, 0, &sweep_sul, uf_sweep, UF_SWEEP_US);
+	}
+	/* May call uf_resolved (and free u on failure) before returning. */
+	u->resolving = resolve_start(agent.ctx, s->to_host, port, uf_resolved, u);
+	return 0;
+}
+
+/* A datagram from the client, to the service (a PROXY v2 header first if
+ * asked: one per datagram, as the spec has it for DGRAM). */
+static void uf_to_service(struct uflow *u, const uint8_t *p, size_t n)
+{
+	uint8_t hdr[PROXYPROTO_MAX];
+	struct iovec iov[2];
+	struct msghdr m;
+
+	if (u->fd < 0 || !u->wsi)
+		return; /* still resolving: UDP may lose it */
+	memset(&m, 0, sizeof(m));
+	iov[0].iov_base = hdr;
+	iov[0].iov_len = u->proxy ? proxyproto_v2(hdr, sizeof(hdr), &u->src, &u->dst, 1) : 0;
+	iov[1].iov_base = (void *)p;
+	iov[1].iov_len = n;
+	m.msg_iov = iov[0].iov_len ? iov : iov + 1;
+	m.msg_iovlen = iov[0].iov_len ? 2 : 1;
+	sendmsg(u->fd, &m, MSG_DONTWAIT);
+}
+
+int udpflow_frame(const struct frame *f)
+{
+	struct uflow *u = uf_find(f->stream);
+
+	if (!u)
+		return 0;
+	switch (f->type) {
+	case FRAME_DATAGRAM:
+		u->last_us = (uint64_t)lws_now_usecs();
+		uf_to_service(u, f->payload, f->len);
+		break;
+	case FRAME_RST:
+	case FRAME_FIN:
+		uf_free(u);
+		break;
+	default:
+		break;
+	}
+	return 1;
+}
+
+void udpflow_tunnel_gone(void)
+{
+	while (flows)
+		uf_free(flows);
+}
+
+/* Replies from the service go back as DATAGRAM frames; under pressure the
+ * newest are dropped rather than queued. */
+static void uf_readable(struct uflow *u)
+{
+	for (int i = 0; i < UF_BATCH; i++) {
+		ssize_t n = recv(u->fd, buf, 65536, MSG_DONTWAIT);
+
+		if (n < 0)
+			break;
+		u->last_us = (uint64_t)lws_now_usecs();
+		if ((size_t)n > FRAME_MAX_DATA || tunnel_data_queued(&agent.t) >= UF_HIGH_WATER)
+			continue;
+		if (tunnel_send_data(&agent.t, FRAME_DATAGRAM, u->id, buf, (size_t)n) < 0)
+			break;
+	}
+	agent_want_write();
+}
+
+int udpflow_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+	struct uflow *u = lws_get_opaque_user_data(wsi);
+
+	if (u && reason == LWS_CALLBACK_RAW_RX_FILE)
+		uf_readable(u);
+	if (u && reason == LWS_CALLBACK_RAW_CLOSE_FILE) {
+		u->wsi = NULL;
+		u->fd = -1;
+	}
+	return 0;
+}

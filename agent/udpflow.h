@@ -1,0 +1,27 @@
+/*
+ * agent/udpflow.h - UDP flows from the edge: one local socket per flow,
+ * connected to the route's target, so replies find their client.
+ */
+#ifndef RELAIS_AGENT_UDPFLOW_H
+#define RELAIS_AGENT_UDPFLOW_H
+
+#include <libwebsockets.h>
+
+#include "../proto/frame.h"
+
+#define AGENT_PROTO_UDP "relais-udp"
+
+/** OPEN of kind UDP: create the flow.  0, or -1 to drop the tunnel. */
+int udpflow_open(const struct frame *f);
+
+/** DATAGRAM / RST / other frames for stream f->stream: 1 when a flow took it, else 0. */
+int udpflow_frame(const struct frame *f);
+
+/** The tunnel went down: close every flow. */
+void udpflow_tunnel_gone(void);
+
+/** lws callback of the flows' sockets (AGENT_PROTO_UDP). */
+int udpflow_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len);
+
+#endif

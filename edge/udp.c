@@ -1,0 +1,265 @@
+/*
+ * edge/udp.c - UDP stream ports and their flows (see udp.h).
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../common/log.h"
+#include "edge.h"
+#include "registry.h"
+#include "stream.h"
+#include "udp.h"
+
+#define UDP_HASH     256
+#define UDP_BATCH    64 /* datagrams per wakeup, for fairness */
+#define UDP_SWEEP_US (5 * LWS_US_PER_SEC)
+
+struct uflow {
+	struct udpsock *u;
+	struct addr peer;
+	struct estream *st;
+	uint64_t last_us;
+	struct uflow *next, *prev; /* all flows of the socket */
+	struct uflow *hnext;       /* hash chain */
+};
+
+struct udpsock {
+	int fd;
+	struct lws *wsi;
+	uint16_t port;
+	struct addr local;
+	struct uflow *flows;
+	struct uflow *hash[UDP_HASH];
+	size_t nflows;
+	lws_sorted_usec_list_t sul;
+};
+
+static uint64_t dropped;
+static uint8_t dgram[65536];
+
+uint64_t udp_dropped(void)
+{
+	return dropped;
+}
+
+static unsigned udp_hash(const struct addr *a)
+{
+	const uint8_t *p = (const uint8_t *)&a->ss;
+	unsigned h = 2166136261u;
+
+	for (socklen_t i = 0; i < a->len; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h % UDP_HASH;
+}
+
+static struct uflow *udp_find(struct udpsock *u, const struct addr *a)
+{
+	for (struct uflow *f = u->hash[udp_hash(a)]; f; f = f->hnext)
+		if (f->peer.len == a->len && memcmp(&f->peer.ss, &a->ss, a->len) == 0)
+			return f;
+	return NULL;
+}
+
+static void udp_flow_free(struct uflow *f, uint32_t code)
+{
+	struct udpsock *u = f->u;
+	struct uflow **pp;
+
+	for (pp = &u->hash[udp_hash(&f->peer)]; *pp; pp = &(*pp)->hnext)
+		if (*pp == f) {
+			*pp = f->hnext;
+			break;
+		}
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		u->flows = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	u->nflows--;
+	if (f->st)
+		stream_close(f->st, code);
+	free(f);
+}
+
+static void udp_st_nop(void *owner)
+{
+}
+
+static void udp_st_refuse(void *owner, uint32_t code, const char *reason)
+{
+	struct uflow *f = owner;
+
+	log_info("udp/%u: local service: %s", f->u->port, reason);
+	udp_flow_free(f, CODE_OK);
+}
+
+static int udp_st_data(void *owner, const uint8_t *p, size_t n)
+{
+	stream_consumed(((struct uflow *)owner)->st, n); /* not used by UDP flows */
+	return 0;
+}
+
+static void udp_st_reset(void *owner, uint32_t code)
+{
+	udp_flow_free(owner, CODE_OK);
+}
+
+/* A reply from the local service: back to the client it belongs to. */
+static void udp_st_datagram(void *owner, const uint8_t *p, size_t n)
+{
+	struct uflow *f = owner;
+
+	f->last_us = (uint64_t)lws_now_usecs();
+	if (sendto(f->u->fd, p, n, MSG_DONTWAIT, (const struct sockaddr *)&f->peer.ss,
+	           f->peer.len) < 0)
+		dropped++;
+}
+
+static const struct estream_ops udp_stream_ops = {
+    .on_accept = udp_st_nop,
+    .on_refuse = udp_st_refuse,
+    .on_data = udp_st_data,
+    .on_fin = udp_st_nop,
+    .on_reset = udp_st_reset,
+    .on_writable = udp_st_nop,
+    .on_datagram = udp_st_datagram,
+};
+
+static struct uflow *udp_flow_new(struct udpsock *u, const struct addr *peer)
+{
+	const struct eroute *r = NULL;
+	struct esession *s = registry_lookup_port(ROUTE_KIND_UDP, u->port, &r);
+	struct uflow *f;
+	unsigned h;
+
+	if (!s || u->nflows >= UDP_MAX_FLOWS || edge.draining)
+		return NULL;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->u = u;
+	f->peer = *peer;
+	f->st = stream_open(s, r, peer, &u->local, 0, &udp_stream_ops, f);
+	if (!f->st) {
+		free(f);
+		return NULL;
+	}
+	h = udp_hash(peer);
+	f->hnext = u->hash[h];
+	u->hash[h] = f;
+	f->next = u->flows;
+	if (u->flows)
+		u->flows->prev = f;
+	u->flows = f;
+	u->nflows++;
+	return f;
+}
+
+static void udp_readable(struct udpsock *u)
+{
+	for (int i = 0; i < UDP_BATCH; i++) {
+		struct addr peer;
+		struct uflow *f;
+		ssize_t n;
+
+		peer.len = sizeof(peer.ss);
+		n = recvfrom(u->fd, dgram, sizeof(dgram), MSG_DONTWAIT, (struct sockaddr *)&peer.ss,
+		             &peer.len);
+		if (n < 0)
+			return;
+		f = udp_find(u, &peer);
+		if (!f)
+			f = udp_flow_new(u, &peer);
+		if (!f || (size_t)n > FRAME_MAX_DATA ||
+		    stream_datagram(f->st, dgram, (size_t)n) < 0) {
+			dropped++;
+			continue;
+		}
+		f->last_us = (uint64_t)lws_now_usecs();
+	}
+}
+
+static void udp_sweep(lws_sorted_usec_list_t *sul)
+{
+	struct udpsock *u = lws_container_of(sul, struct udpsock, sul);
+	uint64_t now = (uint64_t)lws_now_usecs();
+	struct uflow *f, *next;
+
+	for (f = u->flows; f; f = next) {
+		next = f->next;
+		if (now - f->last_us > (uint64_t)UDP_IDLE_MS * LWS_US_PER_MS)
+			udp_flow_free(f, CODE_OK);
+	}
+	lws_sul_schedule(edge.ctx, 0, &u->sul, udp_sweep, UDP_SWEEP_US);
+}
+
+struct udpsock *udp_open(const struct addr *a, uint16_t port, const char **err)
+{
+	struct udpsock *u = calloc(1, sizeof(*u));
+	lws_sock_file_fd_type fd;
+	int one = 1, sz = 4 * 1024 * 1024;
+
+	if (!u) {
+		*err = "out of memory";
+		return NULL;
+	}
+	u->port = port;
+	u->local = *a;
+	u->fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u->fd < 0) {
+		*err = strerror(errno);
+		free(u);
+		return NULL;
+	}
+	if (a->ss.ss_family == AF_INET6)
+		setsockopt(u->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	setsockopt(u->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	if (bind(u->fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
+		*err = strerror(errno);
+		close(u->fd);
+		free(u);
+		return NULL;
+	}
+	fd.filefd = u->fd;
+	u->wsi = lws_adopt_descriptor_vhost(edge.raw_vh, LWS_ADOPT_RAW_FILE_DESC, fd,
+	                                    EDGE_PROTO_UDP, NULL);
+	if (!u->wsi) {
+		*err = "cannot add the socket to the event loop";
+		close(u->fd);
+		free(u);
+		return NULL;
+	}
+	lws_set_opaque_user_data(u->wsi, u);
+	lws_sul_schedule(edge.ctx, 0, &u->sul, udp_sweep, UDP_SWEEP_US);
+	return u;
+}
+
+void udp_close(struct udpsock *u)
+{
+	if (!u)
+		return;
+	while (u->flows)
+		udp_flow_free(u->flows, CODE_OK);
+	lws_sul_cancel(&u->sul);
+	if (u->wsi) {
+		lws_set_opaque_user_data(u->wsi, NULL);
+		lws_set_timeout(u->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+	}
+	free(u);
+}
+
+int udp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                 size_t len)
+{
+	struct udpsock *u = lws_get_opaque_user_data(wsi);
+
+	if (u && reason == LWS_CALLBACK_RAW_RX_FILE)
+		udp_readable(u);
+	return 0;
+}

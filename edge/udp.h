@@ -1,0 +1,34 @@
+/*
+ * edge/udp.h - UDP stream ports.  Datagrams are grouped into flows by client
+ * address (IPv4 and IPv6); each flow is one stream on an agent session,
+ * opened once and then carried as DATAGRAM frames with no per-packet setup.
+ * Flows idle for UDP_IDLE_MS are closed, and under pressure datagrams are
+ * dropped (and counted), never queued without bound.
+ */
+#ifndef RELAIS_EDGE_UDP_H
+#define RELAIS_EDGE_UDP_H
+
+#include <libwebsockets.h>
+#include <stdint.h>
+
+#include "../common/addr.h"
+
+#define UDP_IDLE_MS   60000u /* like conntrack's udp_timeout_stream (120 s) / 30 s */
+#define UDP_MAX_FLOWS 4096   /* per port and address */
+
+struct udpsock;
+
+/** Bind a UDP socket on a (port already set) and serve it; NULL with *err. */
+struct udpsock *udp_open(const struct addr *a, uint16_t port, const char **err);
+
+/** Close the socket and every flow on it. */
+void udp_close(struct udpsock *u);
+
+/** lws callback for the adopted UDP descriptors (protocol EDGE_PROTO_UDP). */
+int udp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                 size_t len);
+
+/** Datagrams dropped so far (queue full, no agent, too many flows). */
+uint64_t udp_dropped(void);
+
+#endif
