@@ -740,6 +740,41 @@ static void example_at(int kind, const char *file)
 	}
 }
 
+/* tls, ACME, listen.streams and the per-route HTTPS options. */
+static void test_tls_and_streams(void)
+{
+	struct edge_config e;
+	struct agent_config a;
+
+	write_cfg("listen:\n  https: 127.0.0.1:8443\n  streams: [127.0.0.1, \"::1\"]\n"
+	          "tunnel:\n  listen: 127.0.0.1:8443\n  hostname: edge.example.com\n"
+	          "tls:\n  cert_dir: @D@/certs\n  acme:\n    directory: https://ca.example/dir\n"
+	          "    email: me@example.com\n    accept_terms: yes\n    renew_before_days: 20\n");
+	CHECK(load_captured(EDGE, &e, &a) == 0);
+	CHECK(e.tls.acme == 1 && e.tls.acme_renew_days == 20 && e.tunnel.cert == NULL);
+	CHECK(e.nstreams == 2 && e.streams[1].ss.ss_family == AF_INET6);
+	CHECK(e.tls.acme_directory && strcmp(e.tls.acme_directory, "https://ca.example/dir") == 0);
+	config_edge_free(&e);
+
+	write_cfg(AGENT_BASE
+	          "routes:\n  - host: a.example.com\n    to: http://127.0.0.1:80\n"
+	          "    redirect_https: false\n    hsts: 600\n"
+	          "  - host: b.example.com\n    to: http://127.0.0.1:80\n    hsts: true\n");
+	CHECK(load_captured(AGENT, &e, &a) == 0);
+	CHECK(a.routes[0].redirect_https == 0 && a.routes[0].hsts == 600);
+	CHECK(a.routes[1].redirect_https == 1 && a.routes[1].hsts == 31536000);
+	config_agent_free(&a);
+
+	BAD(EDGE, "tunnel:\n  listen: 0.0.0.0:443\n", "2:3",
+	    "missing required key 'cert' in tunnel");
+	BAD(EDGE, EDGE_BASE "tls:\n  cert_dir: /x\n  acme:\n    directory: https://ca/dir\n", "8:5",
+	    "ACME needs 'accept_terms: true'");
+	BAD(EDGE, EDGE_BASE "tls:\n  acme:\n    directory: http://ca/dir\n    accept_terms: true\n",
+	    "7:16", "bad ACME directory URL");
+	BAD(EDGE, EDGE_BASE "listen:\n  streams: [1.2.3]\n", "6:13", "bad IP address '1.2.3'");
+	BAD(EDGE, EDGE_BASE "listen:\n  streams: 0.0.0.0\n", "6:12", "must be a list of");
+}
+
 static void test_examples(void)
 {
 	touch("edge-ca.pem");
@@ -777,6 +812,7 @@ int main(void)
 	RUN(test_duplicate_errors);
 	RUN(test_agent_errors);
 	RUN(test_many_errors);
+	RUN(test_tls_and_streams);
 	RUN(test_examples);
 	cleanup();
 	UNIT_END();
