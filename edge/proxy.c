@@ -67,7 +67,7 @@ struct hconn {
 	struct http1_chunked resp_ch;
 	struct outq out; /* bytes for the client */
 	lws_sorted_usec_list_t sul;
-	enum { T_NONE, T_HEADER, T_IDLE, T_UPSTREAM } timer;
+	enum { T_NONE, T_HEADER, T_IDLE, T_UPSTREAM, T_BODY } timer;
 };
 
 static void hconn_pump(struct hconn *c);
@@ -217,20 +217,45 @@ static void hconn_fail(struct hconn *c, int status)
 	hconn_finish(c, status, page, http1_error_response(status, 1, page, sizeof(page)));
 }
 
-/* 301 to the same URL over https (the edge holds a certificate for it). */
-static void hconn_redirect(struct hconn *c)
+/* 301 to the same URL over https (the edge holds a certificate for it).
+ * The path comes from the request head itself, not from c->path (cut for
+ * the access log); an absolute-form target keeps only its path. */
+static void hconn_redirect(struct hconn *c, const struct http1_head *h)
 {
-	char resp[2048], port[8] = "";
+	char port[8] = "";
 	uint16_t p = addr_port(&edge.cfg.https);
-	const char *path = c->path[0] == '/' ? c->path : "/";
+	const char *path = h->target;
+	size_t plen = h->target_len, cap;
+	char *resp;
+	int n;
 
+	if (plen && path[0] != '/') {
+		const char *end = path + plen, *q = memchr(path, ':', plen);
+
+		/* "http://authority[/path][?query]"; "*" and CONNECT have no path */
+		if (q && end - q >= 3 && q[1] == '/' && q[2] == '/') {
+			for (q += 3; q < end && *q != '/' && *q != '?'; q++)
+				;
+			path = q;
+			plen = (size_t)(end - q);
+		} else {
+			plen = 0;
+		}
+	}
 	if (p != 443)
 		snprintf(port, sizeof(port), ":%u", p);
-	hconn_finish(c, 301, resp,
-	             snprintf(resp, sizeof(resp),
-	                      "HTTP/1.1 301 Moved Permanently\r\nLocation: https://%s%s%s\r\n"
-	                      "Content-Length: 0\r\nConnection: close\r\n\r\n",
-	                      c->host, port, path));
+	cap = strlen(c->host) + plen + 256;
+	resp = malloc(cap);
+	if (!resp) {
+		hconn_fail(c, 500);
+		return;
+	}
+	n = snprintf(resp, cap,
+	             "HTTP/1.1 301 Moved Permanently\r\nLocation: https://%s%s%s%.*s\r\n"
+	             "Content-Length: 0\r\nConnection: close\r\n\r\n",
+	             c->host, port, plen && path[0] == '/' ? "" : "/", (int)plen, path);
+	hconn_finish(c, 301, resp, n > 0 && (size_t)n < cap ? n : -1);
+	free(resp);
 }
 
 /* GET /.well-known/acme-challenge/TOKEN on plain HTTP: answer from ACME. */
@@ -263,6 +288,16 @@ static void hconn_timeout(lws_sorted_usec_list_t *sul)
 	switch (c->timer) {
 	case T_HEADER:
 		log_debug("client %s: request head not complete in time", c->ip);
+		hconn_fail(c, 408);
+		break;
+	case T_BODY:
+		/* Like nginx's client_body_timeout: the body stopped arriving --
+		 * unless we stopped reading it because the service is slow. */
+		if (c->paused || (c->st && !stream_room(c->st))) {
+			hconn_timer(c, T_BODY, edge.cfg.http_limits.header_timeout_ms);
+			return;
+		}
+		log_debug("client %s: request body stalled", c->ip);
 		hconn_fail(c, 408);
 		break;
 	case T_UPSTREAM:
@@ -643,7 +678,7 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 		return -1;
 	}
 	if (!c->tls && edge.cfg.has_https && !route->no_redirect && certs_covers(c->host)) {
-		hconn_redirect(c);
+		hconn_redirect(c, h);
 		return -1;
 	}
 	c->hsts = c->tls ? route->hsts : 0;
@@ -695,7 +730,7 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 	if (c->state == HC_WAIT)
 		hconn_timer(c, T_UPSTREAM, edge.cfg.http_limits.upstream_timeout_ms);
 	else
-		hconn_timer(c, T_NONE, 0);
+		hconn_timer(c, T_BODY, edge.cfg.http_limits.header_timeout_ms);
 	return 1;
 }
 
@@ -879,6 +914,8 @@ static void hconn_conn_readable(void *arg)
 		if (n <= 0)
 			break;
 		c->in_end += (size_t)n;
+		if (c->state == HC_BODY)
+			hconn_timer(c, T_BODY, edge.cfg.http_limits.header_timeout_ms);
 		hconn_pump(c);
 	}
 }

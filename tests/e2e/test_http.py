@@ -819,6 +819,14 @@ def test_head_timeout_408(lim):
     assert 0.8 <= took <= 3.5 * SLOW, took
 
 
+def test_body_stalled_408(lim):
+    # A body that stops arriving (nginx's client_body_timeout): header_timeout applies.
+    head = build_request("POST", "/sha256", headers=[("Content-Length", "1000")])
+    _, took = error_answer(lim.port, head + b"x" * 10, 408)
+    assert 0.8 <= took <= 3.5 * SLOW, took
+    wait_for(lambda: lim.streams() == 0, 5, what="streams back to 0")
+
+
 # ---- forwarding headers -----------------------------------------------------------
 
 
