@@ -37,7 +37,9 @@ struct ustream {
 	size_t proxy_len; /* PROXY header bytes at the head of out (no credit owed) */
 	int connected, fin_recv, fin_sent, paused, shut;
 	int tls, verify;
-	int proxy; /* enum proxy_proto of the route */
+	int proxy;        /* enum proxy_proto of the route */
+	uint32_t idle_ms; /* TCP stream idle_timeout, 0 = none */
+	uint64_t last_us; /* last byte either way */
 	char host[256];
 	char target[300]; /* for logs */
 	lws_sorted_usec_list_t sul;
@@ -131,12 +133,32 @@ static void us_consumed(struct ustream *u, size_t n)
 	agent_send(&f);
 }
 
+/* idle_timeout on TCP streams: no byte either way for that long ends it. */
+static void us_idle(lws_sorted_usec_list_t *sul)
+{
+	struct ustream *u = lws_container_of(sul, struct ustream, sul);
+	uint64_t now = (uint64_t)lws_now_usecs(), limit = (uint64_t)u->idle_ms * LWS_US_PER_MS;
+
+	if (now - u->last_us < limit) {
+		lws_sul_schedule(agent.ctx, 0, &u->sul, us_idle,
+		                 (lws_usec_t)(limit - (now - u->last_us)));
+		return;
+	}
+	log_info("stream %u: %s idle for %u ms; closing", u->id, u->target, u->idle_ms);
+	us_send_code(FRAME_RST, u->id, CODE_TIMEOUT, NULL);
+	us_free(u);
+}
+
 static void us_on_connected(void *arg)
 {
 	struct ustream *u = arg;
 
 	u->connected = 1;
 	lws_sul_cancel(&u->sul);
+	u->last_us = (uint64_t)lws_now_usecs();
+	if (u->idle_ms)
+		lws_sul_schedule(agent.ctx, 0, &u->sul, us_idle,
+		                 (lws_usec_t)u->idle_ms * LWS_US_PER_MS);
 	us_send_code(FRAME_ACCEPT, u->id, 0, NULL);
 	if (outq_bytes(&u->out) || u->fin_recv)
 		conn_want_write(u->conn);
@@ -179,6 +201,7 @@ static void us_on_readable(void *arg)
 			return;
 		}
 		u->send_credit -= (uint64_t)n;
+		u->last_us = (uint64_t)lws_now_usecs();
 	}
 	agent_want_write();
 	us_flow(u);
@@ -273,6 +296,7 @@ static int us_target(struct ustream *u, const struct frame_open *o)
 		snprintf(u->host, sizeof(u->host), "%s", s->to_host);
 		port = (uint16_t)(s->to_port + (o->dst_port - s->listen.lo));
 		u->proxy = s->proxy_protocol;
+		u->idle_ms = s->idle_timeout_ms;
 	} else {
 		return -1;
 	}
@@ -356,6 +380,7 @@ static int us_data(struct ustream *u, const struct frame *f)
 		return 0;
 	}
 	u->recv_credit -= f->len;
+	u->last_us = (uint64_t)lws_now_usecs();
 	if (!f->len)
 		return 0;
 	if (u->connected && !u->conn) {
