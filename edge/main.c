@@ -285,16 +285,6 @@ static int edge_start(void)
 		return -1;
 	}
 
-	memset(&info, 0, sizeof(info));
-	info.vhost_name = "raw";
-	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-	info.protocols = raw_protocols;
-	edge.raw_vh = lws_create_vhost(edge.ctx, &info);
-	if (!edge.raw_vh) {
-		log_error("cannot create the raw vhost");
-		return -1;
-	}
-
 	/* ACME stores what it gets there: create the directory on first start. */
 	if (edge.cfg.tls.acme && mkdir(edge.cfg.tls.cert_dir, 0700) < 0 && errno != EEXIST) {
 		log_error("cannot create tls.cert_dir %s: %s", edge.cfg.tls.cert_dir,
@@ -336,6 +326,20 @@ static int edge_start(void)
 		          at);
 		return -1;
 	}
+	/* After the tunnel vhost: an agent adopted from the shared TLS port is
+	 * moved, after its HTTP upgrade, to the vhost lws picks by Host -- by
+	 * name, else the first one on the same (no-listen) port; that must be
+	 * the agent endpoint, not this one. */
+	memset(&info, 0, sizeof(info));
+	info.vhost_name = "raw";
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+	info.protocols = raw_protocols;
+	edge.raw_vh = lws_create_vhost(edge.ctx, &info);
+	if (!edge.raw_vh) {
+		log_error("cannot create the raw vhost");
+		return -1;
+	}
+
 	if (edge_signals() < 0) {
 		log_error("cannot set up signal handling: %s", strerror(errno));
 		return -1;

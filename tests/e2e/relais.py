@@ -5,6 +5,7 @@ CA made with openssl.  Nothing here talks to anything but 127.0.0.0/8.
 """
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import re
@@ -537,3 +538,480 @@ class Pebble:
 
     def log(self):
         return self.proc.log()
+
+
+# ---- HTTPS at the edge (tests/e2e/test_https.py) -------------------------------
+
+
+def install_pair(cert_dir, name, crt_src, key_src):
+    """Install a certificate pair into cert_dir as NAME.crt / NAME.key the way
+    docs/https.md asks: copy each file to a hidden temporary name in the same
+    directory, then rename into place, the key first, then the certificate."""
+    paths = []
+    for src, ext, mode in ((key_src, "key", 0o600), (crt_src, "crt", 0o644)):
+        tmp = os.path.join(cert_dir, ".%s.%s.tmp" % (name, ext))
+        with open(src, "rb") as f:
+            data = f.read()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        paths.append((tmp, os.path.join(cert_dir, "%s.%s" % (name, ext))))
+    for tmp, dst in paths:  # key first, then the certificate
+        os.rename(tmp, dst)
+    return paths[1][1], paths[0][1]
+
+
+def _issue_pair(pki, cn, sans, kind="ec", serial=None, days=2):
+    """A new key and a certificate from pki's CA with exactly these SANs
+    ("DNS:a.test", "IP:127.0.0.1"), written under pki.dir with unique names.
+    kind: "ec" (P-256) or "rsa" (2048).  Returns (crt, key, serial)."""
+    if serial is None:
+        serial = int.from_bytes(os.urandom(8), "big") | (1 << 62)
+    base = os.path.join(pki.dir, "%s-%x" % (re.sub(r"[^A-Za-z0-9.-]", "_", cn), serial))
+    key, csr, crt, ext = base + ".key", base + ".csr", base + ".crt", base + ".ext"
+    with open(ext, "w") as f:
+        f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\n"
+                "extendedKeyUsage=serverAuth\n" % ",".join(sans))
+    newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if kind == "ec" else \
+        ["-newkey", "rsa:2048"]
+    run(["openssl", "req"] + newkey + ["-nodes", "-keyout", key, "-out", csr,
+                                       "-subj", "/CN=%s" % cn], check=True)
+    run(["openssl", "x509", "-req", "-in", csr, "-CA", pki.ca, "-CAkey", pki.ca_key,
+         "-set_serial", str(serial), "-out", crt, "-days", str(days), "-extfile", ext],
+        check=True)
+    os.chmod(key, 0o600)
+    return crt, key, serial
+
+
+PKI.issue_pair = _issue_pair
+
+
+def pem_to_der(path):
+    """The DER bytes of the first certificate in a PEM file."""
+    with open(path) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
+
+
+class HttpsEdge(Edge):
+    """An Edge with listen.http, listen.https and tls.cert_dir (env.dir/certs
+    unless given).  shared_tunnel=True puts tunnel.listen on listen.https, so
+    agents reach the edge on the HTTPS port by SNI (tunnel.hostname, "localhost",
+    whose certificate is env.pki.cert)."""
+
+    def __init__(self, env, agents=None, shared_tunnel=False, cert_dir=None, extra=None):
+        self.https_port = free_port()
+        self.cert_dir = cert_dir or os.path.join(env.dir, "certs")
+        os.makedirs(self.cert_dir, exist_ok=True)
+        Edge.__init__(self, env, agents=agents, http=True, extra=extra,
+                      tunnel_port=self.https_port if shared_tunnel else None)
+        self.cfg["listen"]["https"] = "127.0.0.1:%d" % self.https_port
+        self.cfg.setdefault("tls", {})["cert_dir"] = self.cert_dir
+        self.write()
+
+    def install(self, name, sans=None, kind="ec", cn=None):
+        """Issue a certificate for sans (default DNS:name; name may be
+        "_wildcard.DOMAIN") and install it as cert_dir/NAME.crt/.key.
+        Returns (crt, key, serial) of the source files."""
+        if sans is None:
+            host = "*." + name[len("_wildcard."):] if name.startswith("_wildcard.") else name
+            sans = ["DNS:" + host]
+        crt, key, serial = self.env.pki.issue_pair(cn or name, sans, kind=kind)
+        install_pair(self.cert_dir, name, crt, key)
+        return crt, key, serial
+
+
+def tls_origin_block():
+    """The 64 KiB block TlsOrigin's /bytes/N repeats."""
+    return hashlib.sha256(b"relais").digest() * 2048
+
+
+def tls_origin_sha256(n):
+    """sha256 of TlsOrigin's /bytes/N answer."""
+    h, block = hashlib.sha256(), tls_origin_block()
+    while n > 0:
+        h.update(block[:n])
+        n -= min(n, len(block))
+    return h.hexdigest()
+
+
+class TlsOrigin:
+    """A local TLS service for passthrough routes: each connection gets one
+    HTTP/1.1 answer with Connection: close: GET /bytes/N gives N bytes
+    (tls_origin_sha256(N)), anything else a JSON body {"origin": name, "sni":
+    ..., "path": ..., "conn": n, "length": ..., "sha256": ...} describing the
+    request (and its Content-Length body).  Its certificate (self.crt) comes from
+    pki and is not one the edge knows."""
+
+    def __init__(self, pki, name="tls-origin", sans=("DNS:vault.test",)):
+        self.name = name
+        self.crt, self.key, self.serial = pki.issue_pair(name, list(sans))
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(self.crt, self.key)
+        self.ctx.sni_callback = self._sni
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.handshakes = 0
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _sni(self, sslobj, name, ctx):
+        sslobj.relais_sni = name
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                cid = self.connections
+            threading.Thread(target=self._serve, args=(c, cid), daemon=True).start()
+
+    def _serve(self, c, cid):
+        c.settimeout(10)
+        try:
+            s = self.ctx.wrap_socket(c, server_side=True)
+        except (OSError, ssl.SSLError):
+            c.close()
+            return
+        try:
+            with self.lock:
+                self.handshakes += 1
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                d = s.recv(65536)
+                if not d:
+                    return
+                buf += d
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            line = lines[0].split(" ")
+            path = line[1] if len(line) > 1 else ""
+            length = 0
+            for h in lines[1:]:
+                k, _, v = h.partition(":")
+                if k.strip().lower() == "content-length":
+                    length = int(v)
+            digest = hashlib.sha256(rest[:length])
+            got = len(rest[:length])
+            while got < length:  # a request body: hash it
+                d = s.recv(min(65536, length - got))
+                if not d:
+                    return
+                digest.update(d)
+                got += len(d)
+            if path.startswith("/bytes/"):  # GET /bytes/N: N bytes of tls_origin_bytes(N)
+                n = int(path[len("/bytes/"):])
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                          b"Content-Length: %d\r\nConnection: close\r\n\r\n" % n)
+                block = tls_origin_block()
+                while n > 0:
+                    s.sendall(block[:n])
+                    n -= min(n, len(block))
+            else:
+                body = json.dumps({"origin": self.name, "sni": getattr(s, "relais_sni", None),
+                                   "path": path, "conn": cid, "length": length,
+                                   "sha256": digest.hexdigest()}).encode()
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) +
+                          body)
+            try:
+                s.unwrap()
+            except (OSError, ssl.SSLError, ValueError):
+                pass
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            s.close()
+
+    def close(self):
+        self.stopping = True
+        self.lsock.close()
+
+
+# ---- TCP/UDP streams (tests/e2e/test_streams.py, bench) ------------------------
+
+
+def free_ports(n=1, hosts=("127.0.0.1",), kinds=(socket.SOCK_STREAM, socket.SOCK_DGRAM)):
+    """The first of n consecutive ports, below the ephemeral range, that are
+    free for every kind (TCP, UDP) on every host ("127.0.0.1", "::1")."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(20000, 32000 - n)
+        held = []
+        try:
+            for port in range(base, base + n):
+                for host in hosts:
+                    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+                    for kind in kinds:
+                        s = socket.socket(fam, kind)
+                        held.append(s)
+                        if fam == socket.AF_INET6:
+                            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                        s.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise AssertionError("no %d free consecutive ports" % n)
+
+
+def stream_pair(env, streams, ports=None, listen=("127.0.0.1",), routes=None, hosts=None,
+                name="home", wait=True):
+    """Agent `name` with these streams (and HTTP routes), connected to a fresh
+    edge whose listen.streams is `listen` and which allows `ports` (default:
+    each stream's listen) and `hosts`.  Waits until every stream and route
+    was accepted unless wait is False.  Returns (agent, edge)."""
+    a = Agent(env, name, routes=routes, streams=streams)
+    if ports is None:
+        ports = [s["listen"] for s in streams]
+    e = Edge(env, agents=[a.entry(hosts=hosts, ports=ports)])
+    e.cfg["listen"]["streams"] = list(listen)
+    e.write()
+    e.start()
+    a.start(e.url())
+    if wait:
+        for s in streams:
+            a.proc.wait_log("route %s accepted by the edge" % s["listen"])
+        for r in routes or []:
+            a.proc.wait_log("route %s accepted by the edge" % r["host"])
+    return a, e
+
+
+class KilledProc(Proc):
+    """A helper process (iperf3, socat) that stop() ends with SIGKILL:
+    their exit status on SIGTERM says nothing about relais."""
+
+    def stop(self, timeout=10):
+        self.kill()
+        return self.p.returncode
+
+
+def tcp_listening(host, port):
+    """Whether something accepts TCP connections on host:port."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(2)
+    try:
+        s.connect((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def udp_bound(host, port):
+    """Whether a UDP socket is bound on host:port (we cannot bind it)."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    try:
+        if fam == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind((host, port))
+        return False
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
+class Iperf3Server:
+    """`iperf3 -s` on host:port (TCP and UDP), the "home" service."""
+
+    def __init__(self, env, port=None, host="127.0.0.1", name="iperf3"):
+        self.port = port or free_ports(1)
+        self.host = host
+        self.proc = KilledProc(["iperf3", "-s", "-B", host, "-p", str(self.port), "--forceflush"],
+                               os.path.join(env.dir, name + ".log"))
+        env.procs.append(self.proc)
+        self.proc.wait_log("Server listening on %d" % self.port, 5)
+
+
+def iperf3_client(port, *args, host="127.0.0.1", seconds=2):
+    """Run `iperf3 -c host -p port -t seconds -J args...`; its JSON report.
+    Fails with iperf3's own error text when the run failed."""
+    r = subprocess.run(["iperf3", "-c", host, "-p", str(port), "-t", str(seconds), "-J",
+                        "--connect-timeout", "3000"] + [str(a) for a in args],
+                       capture_output=True, text=True, timeout=(seconds + 20) * SLOW)
+    try:
+        out = json.loads(r.stdout)
+    except ValueError:
+        raise AssertionError("iperf3 %s: no JSON report (exit %d)\n%s\n%s"
+                             % (args, r.returncode, r.stdout[-2000:], r.stderr[-2000:]))
+    assert r.returncode == 0 and "error" not in out, \
+        "iperf3 %s failed: %s" % (args, out.get("error", r.stderr[-2000:]))
+    return out
+
+
+class UdpEcho:
+    """A UDP request/response service on host:port: answers each datagram
+    with prefix + the datagram, to whoever sent it.  .seen lists (peer, data)."""
+
+    def __init__(self, host="127.0.0.1", port=0, prefix=b"echo:"):
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(fam, socket.SOCK_DGRAM)
+        self.sock.bind((host, port))
+        self.port = self.sock.getsockname()[1]
+        self.prefix = prefix
+        self.seen = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.sock.settimeout(0.1)
+        while not self.stopping:
+            try:
+                data, peer = self.sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.seen.append((peer, data))
+            try:
+                self.sock.sendto(self.prefix + data, peer)
+            except OSError:
+                pass
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+def udp_ask(host, port, data, timeout=1.0, tries=5, sock=None):
+    """Send one datagram to host:port and return the reply (retrying: UDP may
+    lose the first datagram of a flow while the agent sets it up)."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = sock or socket.socket(fam, socket.SOCK_DGRAM)
+    s.settimeout(timeout * SLOW)
+    try:
+        for _ in range(tries):
+            s.sendto(data, (host, port))
+            try:
+                return s.recvfrom(65536)[0]
+            except socket.timeout:
+                continue
+        raise AssertionError("no UDP answer from %s:%d to %r" % (host, port, data[:40]))
+    finally:
+        if sock is None:
+            s.close()
+
+
+def proxy_v1(src, dst):
+    """The PROXY protocol v1 line for src -> dst ((ip, port) pairs)."""
+    fam = "TCP6" if ":" in src[0] else "TCP4"
+    return ("PROXY %s %s %s %d %d\r\n" % (fam, src[0], dst[0], src[1], dst[1])).encode()
+
+
+def proxy_v2(src, dst, dgram=False):
+    """The PROXY protocol v2 header (PROXY command) for src -> dst."""
+    six = ":" in src[0]
+    fam = socket.AF_INET6 if six else socket.AF_INET
+    addrs = socket.inet_pton(fam, src[0]) + socket.inet_pton(fam, dst[0]) + \
+        struct.pack(">HH", src[1], dst[1])
+    return (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, (0x20 if six else 0x10) | (2 if dgram else 1)])
+            + struct.pack(">H", len(addrs)) + addrs)
+
+
+def read_proxy_header(sock):
+    """Read one PROXY v1 line or v2 header from a TCP socket, byte by byte
+    as far as needed (nothing after it).  Returns the raw bytes."""
+    def exactly(n):
+        b = b""
+        while len(b) < n:
+            d = sock.recv(n - len(b))
+            if not d:
+                raise EOFError("EOF inside a PROXY header: %r" % b)
+            b += d
+        return b
+    head = exactly(5)
+    if head == b"PROXY":
+        while not head.endswith(b"\r\n"):
+            head += exactly(1)
+            if len(head) > 107:
+                raise ValueError("PROXY v1 line too long: %r" % head)
+        return head
+    head += exactly(11)
+    return head + exactly(struct.unpack(">H", head[14:16])[0])
+
+
+class TcpService:
+    """A threaded TCP service on host:port (port 0: any) calling
+    handler(sock, info) per connection, info a dict it may fill in; every
+    info is kept in .conns in accept order.  .open counts live connections."""
+
+    def __init__(self, handler, host="127.0.0.1", port=0, backlog=1024):
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.lsock = socket.socket(fam, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((host, port))
+        self.lsock.listen(backlog)
+        self.port = self.lsock.getsockname()[1]
+        self.handler = handler
+        self.lock = threading.Lock()
+        self.conns = []
+        self.open = 0
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, peer = self.lsock.accept()
+            except OSError:
+                return
+            info = {"peer": peer}
+            with self.lock:
+                self.conns.append(info)
+                self.open += 1
+            threading.Thread(target=self._serve, args=(c, info), daemon=True).start()
+
+    def _serve(self, c, info):
+        c.settimeout(20 * SLOW)
+        try:
+            self.handler(c, info)
+        except (OSError, EOFError, ValueError) as e:
+            info["error"] = repr(e)
+        finally:
+            c.close()
+            with self.lock:
+                self.open -= 1
+
+    def close(self):
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.lsock.close()
+
+
+def recv_all(sock):
+    """Read until EOF."""
+    out = []
+    while True:
+        d = sock.recv(1 << 20)
+        if not d:
+            return b"".join(out)
+        out.append(d)
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a process, in seconds (from /proc/PID/stat)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
