@@ -207,25 +207,20 @@ static void us_on_readable(void *arg)
 	us_flow(u);
 }
 
+static void us_sent(void *arg, const struct outq_chunk *ch)
+{
+	struct ustream *u = arg;
+
+	us_consumed(u, ch->len - u->proxy_len); /* the PROXY header was ours */
+	u->proxy_len = 0;
+}
+
 static void us_on_writable(void *arg)
 {
 	struct ustream *u = arg;
-	size_t len;
-	uint8_t *p;
 
-	while ((p = outq_head(&u->out, &len))) {
-		ssize_t w = conn_write(u->conn, p + u->out_off, len - u->out_off);
-
-		if (w <= 0)
-			return;
-		u->out_off += (size_t)w;
-		if (u->out_off < len)
-			continue;
-		outq_pop(&u->out);
-		u->out_off = 0;
-		us_consumed(u, len - u->proxy_len);
-		u->proxy_len = 0;
-	}
+	if (conn_send_queue(u->conn, &u->out, &u->out_off, us_sent, u) <= 0)
+		return;
 	if (u->fin_recv && !u->shut) {
 		u->shut = 1;
 		conn_shutdown(u->conn);

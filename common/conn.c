@@ -209,6 +209,44 @@ ssize_t conn_write(struct conn *c, const void *buf, size_t n)
 	return -1;
 }
 
+int conn_send_queue(struct conn *c, struct outq *q, size_t *off,
+                    void (*sent)(void *arg, const struct outq_chunk *ch), void *arg)
+{
+	size_t len;
+	uint8_t *p;
+
+	while ((p = outq_head(q, &len))) {
+		ssize_t w = conn_write(c, p + *off, len - *off);
+
+		if (w <= 0)
+			return w < 0 ? -1 : 0;
+		*off += (size_t)w;
+		if (*off < len)
+			continue;
+		if (sent)
+			sent(arg, q->head);
+		outq_pop(q);
+		*off = 0;
+	}
+	return 1;
+}
+
+static void conn_nop(void *arg)
+{
+}
+
+static void conn_nop_close(void *arg, const char *why)
+{
+}
+
+const struct conn_ops conn_nop_ops = {
+    .on_connected = conn_nop,
+    .on_readable = conn_nop,
+    .on_writable = conn_nop,
+    .on_close = conn_nop_close,
+    .on_peek = conn_nop,
+};
+
 void conn_shutdown(struct conn *c)
 {
 	if (c->st != CONN_UP)

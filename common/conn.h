@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include "addr.h"
+#include "outq.h"
 
 struct ssl_ctx_st;
 
@@ -93,6 +94,18 @@ ssize_t conn_read(struct conn *c, void *buf, size_t n);
 
 /** Write up to n bytes: bytes taken (maybe 0, then on_writable follows), -1 on error. */
 ssize_t conn_write(struct conn *c, const void *buf, size_t n);
+
+/**
+ * Write the chunks of q, resuming at *off bytes into the first one; after a
+ * chunk is fully written, sent(arg, chunk) runs (for its tag: credit to
+ * return) and the chunk is dropped.  Returns 1 when q is empty, 0 when the
+ * socket is full (on_writable follows), -1 on error (on_close follows).
+ */
+int conn_send_queue(struct conn *c, struct outq *q, size_t *off,
+                    void (*sent)(void *arg, const struct outq_chunk *ch), void *arg);
+
+/** conn_ops that do nothing: for a conn between owners, or being refused. */
+extern const struct conn_ops conn_nop_ops;
 
 /** Ask for on_writable. */
 void conn_want_write(struct conn *c);

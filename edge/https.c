@@ -105,23 +105,6 @@ static void sni_dispatch(struct sniwait *w, const struct clienthello *ch)
 		conn_start_tls(w->conn, ctx);
 }
 
-static void sni_nop(void *arg)
-{
-}
-
-static void sni_nop_close(void *arg, const char *why)
-{
-}
-
-/* Owner of a connection being refused (or handed over): nothing to do. */
-static const struct conn_ops sni_closing_ops = {
-    .on_connected = sni_nop,
-    .on_readable = sni_nop,
-    .on_writable = sni_nop,
-    .on_close = sni_nop_close,
-    .on_peek = sni_nop,
-};
-
 static void sni_on_peek(void *arg)
 {
 	struct sniwait *w = arg;
@@ -149,7 +132,7 @@ static void sni_on_peek(void *arg)
 	lws_sul_cancel(&w->sul_deadline);
 	conn_pause(w->conn, 0);
 	/* From here the conn belongs to its new owner (or was released). */
-	conn_set_owner(w->conn, &sni_closing_ops, NULL);
+	conn_set_owner(w->conn, &conn_nop_ops, NULL);
 	sni_dispatch(w, &ch);
 	sni_free(w);
 }
@@ -157,6 +140,10 @@ static void sni_on_peek(void *arg)
 static void sni_on_close(void *arg, const char *why)
 {
 	sni_free(arg);
+}
+
+static void sni_nop(void *arg)
+{
 }
 
 static const struct conn_ops sni_ops = {

@@ -58,26 +58,20 @@ static void pipe_on_readable(void *arg)
 	}
 }
 
+static void pipe_sent(void *arg, const struct outq_chunk *ch)
+{
+	struct pipe *p = arg;
+
+	if (p->st)
+		stream_consumed(p->st, (size_t)ch->tag);
+}
+
 static void pipe_on_writable(void *arg)
 {
 	struct pipe *p = arg;
-	size_t len;
-	uint8_t *b;
 
-	while ((b = outq_head(&p->out, &len))) {
-		uint64_t tag = p->out.head->tag;
-		ssize_t w = conn_write(p->conn, b + p->out_off, len - p->out_off);
-
-		if (w <= 0)
-			return;
-		p->out_off += (size_t)w;
-		if (p->out_off < len)
-			continue;
-		outq_pop(&p->out);
-		p->out_off = 0;
-		if (p->st)
-			stream_consumed(p->st, (size_t)tag);
-	}
+	if (conn_send_queue(p->conn, &p->out, &p->out_off, pipe_sent, p) <= 0)
+		return;
 	if (p->agent_fin && !p->shut) {
 		p->shut = 1;
 		conn_shutdown(p->conn);

@@ -37,22 +37,6 @@ static struct sport *ports_find(uint8_t kind, uint16_t port)
 	return NULL;
 }
 
-static void ports_nop(void *arg)
-{
-}
-
-static void ports_nop_close(void *arg, const char *why)
-{
-}
-
-static const struct conn_ops ports_nop_ops = {
-    .on_connected = ports_nop,
-    .on_readable = ports_nop,
-    .on_writable = ports_nop,
-    .on_close = ports_nop_close,
-    .on_peek = ports_nop,
-};
-
 /* A TCP client on a stream port: pipe it to an agent holding the port. */
 static void ports_tcp_accept(struct listener *l, int fd, const struct addr *peer,
                              const struct addr *local)
@@ -67,7 +51,7 @@ static void ports_tcp_accept(struct listener *l, int fd, const struct addr *peer
 		close(fd);
 		return;
 	}
-	conn = conn_adopt(edge.raw_vh, fd, 1, &ports_nop_ops, NULL, &err);
+	conn = conn_adopt(edge.raw_vh, fd, 1, &conn_nop_ops, NULL, &err);
 	if (!conn) {
 		log_warn("tcp/%u: cannot adopt a connection: %s", sp->port, err);
 		return;

@@ -920,27 +920,20 @@ static void hconn_conn_readable(void *arg)
 	}
 }
 
+static void hconn_sent(void *arg, const struct outq_chunk *ch)
+{
+	struct hconn *c = arg;
+
+	if (ch->tag && c->st && c->st->id == ch->tag_id)
+		stream_consumed(c->st, (size_t)ch->tag);
+}
+
 static void hconn_conn_writable(void *arg)
 {
 	struct hconn *c = arg;
-	size_t len;
-	uint8_t *p;
 
-	while ((p = outq_head(&c->out, &len))) {
-		uint64_t tag = c->out.head->tag;
-		uint32_t tag_id = c->out.head->tag_id;
-		ssize_t w = conn_write(c->conn, p + c->out_off, len - c->out_off);
-
-		if (w <= 0)
-			return;
-		c->out_off += (size_t)w;
-		if (c->out_off < len)
-			continue;
-		outq_pop(&c->out);
-		c->out_off = 0;
-		if (tag && c->st && c->st->id == tag_id)
-			stream_consumed(c->st, (size_t)tag);
-	}
+	if (conn_send_queue(c->conn, &c->out, &c->out_off, hconn_sent, c) <= 0)
+		return;
 	if (c->state == HC_CLOSING) {
 		conn_close(c->conn, "done");
 		return;
