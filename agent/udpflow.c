@@ -35,6 +35,7 @@ struct uflow {
 static struct uflow *flows, *hash[UF_HASH];
 static lws_sorted_usec_list_t sweep_sul;
 static int sweeping;
+static lws_usec_t sweep_us; /* the period scheduled */
 static uint8_t buf[65536 + PROXYPROTO_MAX];
 
 static struct uflow *uf_find(uint32_t id)
@@ -80,19 +81,34 @@ static void uf_end(struct uflow *u, uint8_t type, uint32_t code, const char *why
 	uf_free(u);
 }
 
+/* How often to sweep: every UF_SWEEP_US, or more often for a short idle
+ * timeout so that a flow lives at most 1.25 times its own. */
+static lws_usec_t uf_sweep_period(uint32_t idle_ms)
+{
+	lws_usec_t us = (lws_usec_t)idle_ms * LWS_US_PER_MS / 4;
+
+	if (us < 50 * LWS_US_PER_MS)
+		us = 50 * LWS_US_PER_MS;
+	return us < UF_SWEEP_US ? us : UF_SWEEP_US;
+}
+
 static void uf_sweep(lws_sorted_usec_list_t *sul)
 {
 	uint64_t now = (uint64_t)lws_now_usecs();
+	lws_usec_t period = UF_SWEEP_US;
 	struct uflow *u, *next;
 
 	for (u = flows; u; u = next) {
 		next = u->next;
 		if (now - u->last_us > (uint64_t)u->idle_ms * LWS_US_PER_MS)
 			uf_end(u, FRAME_RST, CODE_OK, NULL);
+		else if (uf_sweep_period(u->idle_ms) < period)
+			period = uf_sweep_period(u->idle_ms);
 	}
 	sweeping = flows != NULL;
+	sweep_us = period;
 	if (sweeping)
-		lws_sul_schedule(agent.ctx, 0, &sweep_sul, uf_sweep, UF_SWEEP_US);
+		lws_sul_schedule(agent.ctx, 0, &sweep_sul, uf_sweep, period);
 }
 
 static void uf_resolved(void *arg, const struct addr *a, const char *err)
@@ -164,9 +180,10 @@ int udpflow_open(const struct frame *f)
 	if (flows)
 		flows->prev = u;
 	flows = u;
-	if (!sweeping) {
+	if (!sweeping || uf_sweep_period(u->idle_ms) < sweep_us) {
 		sweeping = 1;
-		lws_sul_schedule(agent.ctx, 0, &sweep_sul, uf_sweep, UF_SWEEP_US);
+		sweep_us = uf_sweep_period(u->idle_ms);
+		lws_sul_schedule(agent.ctx, 0, &sweep_sul, uf_sweep, sweep_us);
 	}
 	/* May call uf_resolved (and free u on failure) before returning. */
 	u->resolving = resolve_start(agent.ctx, s->to_host, port, uf_resolved, u);

@@ -2,6 +2,7 @@
 
 Usage: bench.py BUILD SECONDS CONNECTIONS (see bench/run.sh).
 """
+import json
 import os
 import re
 import shutil
@@ -62,9 +63,14 @@ class RSS(threading.Thread):
             time.sleep(0.2)
 
 
-def wrk(port, path):
-    out = subprocess.run(["wrk", "-t2", "-c%d" % CONNS, "-d%ds" % DUR, "--latency",
-                          "-H", "Host: " + HOST, "http://127.0.0.1:%d%s" % (port, path)],
+def url(port, path, tls):
+    # HTTPS needs a name for SNI: "localhost" (127.0.0.1 in /etc/hosts).
+    return ("https://localhost:%d%s" if tls else "http://127.0.0.1:%d%s") % (port, path)
+
+
+def wrk(port, path, tls=False):
+    out = subprocess.run(["wrk", "-t2", "-c%d" % CONNS, "-d%ds" % DUR, "--latency"] +
+                         ([] if tls else ["-H", "Host: " + HOST]) + [url(port, path, tls)],
                          capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
@@ -78,16 +84,168 @@ def wrk(port, path):
             "errors": (int(errors.group(1)) if errors else 0), "sockerr": sock.group(1) if sock else ""}
 
 
-def bulk(port, path, rounds=5):
+def bulk(port, path, tls=False, rounds=5):
     best = 0.0
     for _ in range(rounds):
-        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}",
-                              "-H", "Host: " + HOST, "http://127.0.0.1:%d%s" % (port, path)],
+        out = subprocess.run(["curl", "-s", "-k", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}"] +
+                             ([] if tls else ["-H", "Host: " + HOST]) + [url(port, path, tls)],
                              capture_output=True, text=True).stdout.split()
         if int(out[1]) != 64 << 20:
             raise SystemExit("bench: short bulk download on port %d" % port)
         best = max(best, float(out[0]) / (1 << 20))
     return best
+
+
+# ---- streams: iperf3 through relais (TCP/UDP stream port), a one-hop proxy, direct ----
+
+SDUR = max(1, min(DUR, 3))  # seconds per iperf3 run: 12 runs, about 45 s in all
+STREAM_RUNS = (("tcp", "TCP 1 stream", []), ("tcp4", "TCP -P 4", ["-P", "4"]),
+               ("udp200", "UDP 200M", ["-u", "-b", "200M", "-l", "1400"]),
+               ("udp1g", "UDP 1G", ["-u", "-b", "1G", "-l", "1400"]))
+
+
+def free_stream_port():
+    """A port free for both TCP and UDP on 127.0.0.1 (iperf3 uses both)."""
+    for _ in range(100):
+        t, u = socket.socket(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            t.close()
+            u.close()
+    raise SystemExit("bench: no port free for TCP and UDP")
+
+
+def wait_listen(port, proto, timeout=10):
+    """Wait until something listens on 127.0.0.1:port (TCP) or is bound to it (UDP)."""
+    want = "0100007F:%04X" % port
+    end = time.time() + timeout
+    while time.time() < end:
+        with open("/proc/net/" + proto) as f:
+            for line in f.readlines()[1:]:
+                v = line.split()
+                if v[1] == want and (proto == "udp" or v[3] == "0A"):
+                    return
+        time.sleep(0.05)
+    raise SystemExit("bench: nothing on %s port %d" % (proto, port))
+
+
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name (state is [0]), or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def children_of(pids):
+    out = []
+    for name in os.listdir("/proc"):
+        v = proc_stat(int(name)) if name.isdigit() else None
+        if v and int(v[1]) in pids:
+            out.append(int(name))
+    return out
+
+
+def cpu_seconds(pids, children=False):
+    """utime + stime of pids, in seconds; with children, also that of their
+    live children and of those reaped (socat forks one per connection)."""
+    pids = set(pids)
+    if children:
+        pids.update(children_of(pids))
+    total = 0
+    for pid in pids:
+        v = proc_stat(pid)
+        if v:
+            total += int(v[11]) + int(v[12]) + ((int(v[13]) + int(v[14])) if children else 0)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def iperf3(port, args):
+    """One iperf3 client run; (Gbit/s received, UDP loss % or None, error)."""
+    r = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(SDUR), "-J",
+                        "--connect-timeout", "3000"] + args,
+                       capture_output=True, text=True, timeout=SDUR + 30)
+    try:
+        out = json.loads(r.stdout)
+    except ValueError:
+        return 0.0, None, (r.stderr.strip() or "no report")[:60]
+    if "error" in out:
+        return 0.0, None, out["error"][:60]
+    rx = out["end"]["sum_received"]
+    loss = rx.get("lost_percent") if "-u" in args else None
+    return rx["bits_per_second"] / 1e9, loss, ""
+
+
+def streams_bench(d, sp, edge, agent):
+    procs = []
+    try:
+        def start(argv, name):
+            p = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                 stderr=open(os.path.join(d, name + ".log"), "w"))
+            procs.append(p)
+            return p
+
+        start(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(sp["direct"])], "iperf3")
+        # One-hop stream proxy: socat, one process per connection (and per
+        # UDP peer, gone after 5 s without traffic), 128 KiB buffers.
+        socat = [start(["socat", "-b", "131072"] + (["-T", "5"] if proto == "UDP4" else []) +
+                       ["%s-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr" % (proto, sp["socat"]),
+                        "%s:127.0.0.1:%d" % (proto, sp["direct"])], "socat-" + proto.lower())
+                 for proto in ("TCP4", "UDP4")]
+        for port in (sp["direct"], sp["socat"], sp["relais"]):
+            # relais: open once the agent's stream routes are accepted.  Not
+            # by connecting: iperf3 would take that for a test.
+            wait_listen(port, "tcp")
+        wait_listen(sp["socat"], "udp")
+        wait_listen(sp["relais"], "udp")
+        rows = {}
+        for target in ("direct", "socat", "relais"):
+            for key, _, args in STREAM_RUNS:
+                pids, kids = ([edge.pid, agent.pid], False) if target == "relais" else \
+                    ([p.pid for p in socat], True) if target == "socat" else ([], False)
+                c0, t0 = cpu_seconds(pids, kids), time.time()
+                gbps, loss, err = iperf3(sp[target], args)
+                if kids:
+                    time.sleep(0.3)  # let socat reap its children: their CPU time counts
+                cpu = (cpu_seconds(pids, kids) - c0) / (time.time() - t0) * 100
+                rows[target, key] = (gbps, loss, cpu if pids else None, err)
+    finally:
+        for pid in children_of({p.pid for p in procs}):  # socat's, not orphaned
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    print()
+    print("streams: iperf3 -t %d through relais (tcp/udp stream port), socat one-hop, direct;"
+          " UDP -l 1400; CPU = proxy processes (relais: edge + agent), %% of one core" % SDUR)
+    print("%-13s %-7s %9s %8s %7s %s" % ("test", "target", "Gbit/s", "loss %", "CPU %", "errors"))
+    for key, label, _ in STREAM_RUNS:
+        for target in ("direct", "socat", "relais"):
+            gbps, loss, cpu, err = rows[target, key]
+            print("%-13s %-7s %9.2f %8s %7s %s" % (label, target, gbps,
+                                                   "-" if loss is None else "%.2f" % loss,
+                                                   "-" if cpu is None else "%.0f" % cpu, err))
+    ratios = []
+    for key, label, _ in STREAM_RUNS[:2]:
+        one, x = rows["socat", key][0], rows["relais", key][0]
+        ratios.append("%s %.2fx" % (label, x / one if one else 0))
+    print()
+    print("streams relais/one-hop: %s (target >= 0.75)" % "   ".join(ratios))
 
 
 def main():
@@ -102,6 +260,11 @@ def main():
         with open(os.path.join(www, "64m"), "wb") as f:
             f.write(os.urandom(64 << 20))
         p_origin, p_nginx, p_http, p_tunnel = free_port(), free_port(), free_port(), free_port()
+        p_nginx_tls, p_https = free_port(), free_port()
+        # streams: iperf3 server (direct), socat one-hop proxy, relais stream port
+        sp = {k: free_stream_port() for k in ("direct", "socat", "relais")}
+        certs = os.path.join(d, "certs")
+        os.makedirs(certs)
 
         conf = os.path.join(d, "nginx.conf")
         with open(conf, "w") as f:
@@ -124,15 +287,16 @@ http {
                  proxy_set_header Connection ""; proxy_set_header Host $host;
                  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }
   }
+  server {
+    listen 127.0.0.1:%(ptls)d ssl;
+    ssl_certificate %(certs)s/localhost.crt; ssl_certificate_key %(certs)s/localhost.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / { proxy_pass http://origin; proxy_http_version 1.1;
+                 proxy_set_header Connection ""; proxy_set_header Host $host;
+                 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }
+  }
 }
-""" % {"d": d, "o": p_origin, "p": p_nginx, "www": www})
-        # One nginx master+worker serves both the origin and the proxy: the
-        # proxy server block is the one-hop baseline relais is compared with.
-        procs.append(subprocess.Popen(["nginx", "-c", conf, "-g", "daemon off;"],
-                                      stderr=subprocess.DEVNULL))
-        wait_port(p_origin)
-        wait_port(p_nginx)
-
+""" % {"d": d, "o": p_origin, "p": p_nginx, "ptls": p_nginx_tls, "www": www, "certs": certs})
         sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
            "-keyout", d + "/ca.key", "-out", d + "/ca.crt", "-days", "1", "-subj", "/CN=bench CA")
         sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
@@ -142,20 +306,36 @@ http {
         sh("openssl", "x509", "-req", "-in", d + "/t.csr", "-CA", d + "/ca.crt", "-CAkey", d + "/ca.key",
            "-CAcreateserial", "-days", "1", "-out", d + "/t.crt", "-extfile", d + "/ext")
         os.chmod(d + "/t.key", 0o600)
+        # The same certificate for the public HTTPS side of both proxies.
+        shutil.copy(d + "/t.crt", certs + "/localhost.crt")
+        shutil.copy(d + "/t.key", certs + "/localhost.key")
+        os.chmod(certs + "/localhost.key", 0o600)
+        os.chmod(certs, 0o755)
+        # One nginx master+worker serves both the origin and the proxy: the
+        # proxy server block is the one-hop baseline relais is compared with.
+        procs.append(subprocess.Popen(["nginx", "-c", conf, "-g", "daemon off;"],
+                                      stderr=subprocess.DEVNULL))
+        wait_port(p_origin)
+        wait_port(p_nginx)
+
         pub = sh(BUILD + "/relais-agent", "keygen", d + "/a.key").stdout.strip()
         with open(d + "/edge.yaml", "w") as f:
-            f.write("""listen: {http: "127.0.0.1:%d"}
+            f.write("""listen: {http: "127.0.0.1:%d", https: "127.0.0.1:%d", streams: ["127.0.0.1"]}
 tunnel: {listen: "127.0.0.1:%d", path: /relais, cert: %s/t.crt, key: %s/t.key}
-agents: [{name: bench, key: "%s", hosts: ["%s"]}]
+tls: {cert_dir: %s}
+agents: [{name: bench, key: "%s", hosts: ["%s", "localhost"], ports: ["tcp/%d", "udp/%d"]}]
 log_level: warn
-""" % (p_http, p_tunnel, d, d, pub, HOST))
+""" % (p_http, p_https, p_tunnel, d, d, certs, pub, HOST, sp["relais"], sp["relais"]))
         with open(d + "/agent.yaml", "w") as f:
             f.write("""edge: wss://localhost:%d/relais
 key: %s/a.key
 edge_ca: %s/ca.crt
 log_level: warn
-routes: [{host: "%s", to: "http://127.0.0.1:%d"}]
-""" % (p_tunnel, d, d, HOST, p_origin))
+routes: [{host: "%s", to: "http://127.0.0.1:%d"},
+         {host: localhost, to: "http://127.0.0.1:%d", redirect_https: false}]
+streams: [{listen: "tcp/%d", to: "127.0.0.1:%d"}, {listen: "udp/%d", to: "127.0.0.1:%d"}]
+""" % (p_tunnel, d, d, HOST, p_origin, p_origin, sp["relais"], sp["direct"], sp["relais"],
+       sp["direct"]))
         dbg = ["-d"] if os.environ.get("BENCH_DEBUG") else []
         edge = subprocess.Popen([BUILD + "/relais-edge", "-c", d + "/edge.yaml"] + dbg,
                                 stderr=open(d + "/edge.log", "w"))
@@ -183,9 +363,11 @@ routes: [{host: "%s", to: "http://127.0.0.1:%d"}]
         rss = RSS([edge.pid, agent.pid])
         rss.start()
         rows = {}
-        for name, port in (("direct", p_origin), ("nginx", p_nginx), ("relais", p_http)):
-            r = wrk(port, "/1k")
-            r["bulk"] = bulk(port, "/64m")
+        for name, port, tls in (("direct", p_origin, False), ("nginx", p_nginx, False),
+                                ("relais", p_http, False), ("nginx-tls", p_nginx_tls, True),
+                                ("relais-tls", p_https, True)):
+            r = wrk(port, "/1k", tls)
+            r["bulk"] = bulk(port, "/64m", tls)
             rows[name] = r
         rss.stop = True
         rss.join()
@@ -194,7 +376,7 @@ routes: [{host: "%s", to: "http://127.0.0.1:%d"}]
         print("relais benchmark: %d s wrk runs, %d connections, 1 KiB body; bulk = best of 5 x 64 MiB"
               % (DUR, CONNS))
         print("%-8s %12s %10s %10s %12s %s" % ("target", "req/s", "p50 ms", "p99 ms", "bulk MiB/s", "errors"))
-        for name in ("direct", "nginx", "relais"):
+        for name in ("direct", "nginx", "relais", "nginx-tls", "relais-tls"):
             r = rows[name]
             print("%-8s %12.0f %10.2f %10.2f %12.0f %s" % (name, r["rps"], r["p50"], r["p99"], r["bulk"],
                                                          (str(r["errors"]) + " " + r["sockerr"]).strip()))
@@ -202,7 +384,11 @@ routes: [{host: "%s", to: "http://127.0.0.1:%d"}]
         print()
         print("relais/nginx: req/s %.2fx (target >= 0.75)   bulk %.2fx (target >= 0.75)   p99 %.2fx (target <= 2)"
               % (x["rps"] / n["rps"], x["bulk"] / n["bulk"], x["p99"] / n["p99"] if n["p99"] else 0))
+        n, x = rows["nginx-tls"], rows["relais-tls"]
+        print("HTTPS relais/nginx: req/s %.2fx (target >= 0.75)   bulk %.2fx   p99 %.2fx"
+              % (x["rps"] / n["rps"], x["bulk"] / n["bulk"], x["p99"] / n["p99"] if n["p99"] else 0))
         print("peak RSS: edge %.1f MiB, agent %.1f MiB" % (rss.peak[edge.pid] / 1024, rss.peak[agent.pid] / 1024))
+        streams_bench(d, sp, edge, agent)
     finally:
         for p in procs:
             p.send_signal(signal.SIGINT if p.args[0].endswith(("relais-edge", "relais-agent")) else signal.SIGQUIT)

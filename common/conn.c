@@ -8,6 +8,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,14 +32,31 @@ struct conn {
 	int paused;
 	int eof; /* the peer shut its write side */
 	int notified;
+	int detached; /* lws closed the wsi at POLLHUP; input is read from a dup */
+	struct lws_context *cx;
 	lws_sorted_usec_list_t sul_arm;
 	lws_sorted_usec_list_t sul_read;
 	lws_sorted_usec_list_t sul_up;
+	lws_sorted_usec_list_t sul_dead;
 	struct addr peer, local;
 	char why[200];
 };
 
 static void conn_fail(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_free(struct conn *c);
+
+/* A detached connection ended: close its descriptor, tell the owner, free it. */
+static void conn_dead_cb(lws_sorted_usec_list_t *sul)
+{
+	struct conn *c = lws_container_of(sul, struct conn, sul_dead);
+
+	close(c->fd);
+	if (!c->notified) {
+		c->notified = 1;
+		c->ops->on_close(c->arg, c->why);
+	}
+	conn_free(c);
+}
 
 static void conn_fail(struct conn *c, const char *fmt, ...)
 {
@@ -52,6 +70,8 @@ static void conn_fail(struct conn *c, const char *fmt, ...)
 	c->st = CONN_DEAD;
 	if (c->wsi)
 		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	else if (c->detached)
+		lws_sul_schedule(c->cx, 0, &c->sul_dead, conn_dead_cb, 1);
 }
 
 void conn_close(struct conn *c, const char *why)
@@ -100,12 +120,21 @@ static void conn_read_cb(lws_sorted_usec_list_t *sul)
 
 	if (c->st == CONN_UP && !c->paused)
 		c->ops->on_readable(c->arg);
+	/* Detached: no POLLIN will come, read on while the owner takes it. */
+	if (c->detached && c->st == CONN_UP && !c->paused)
+		lws_sul_schedule(c->cx, 0, &c->sul_read, conn_read_cb, 1);
 }
 
 void conn_pause(struct conn *c, int pause)
 {
 	if (c->eof)
 		pause = 1;
+	if (c->detached && c->st == CONN_UP && c->paused != pause) {
+		c->paused = pause;
+		if (!pause)
+			lws_sul_schedule(c->cx, 0, &c->sul_read, conn_read_cb, 1);
+		return;
+	}
 	if (!c->wsi || c->paused == pause || c->st == CONN_DEAD)
 		return;
 	c->paused = pause;
@@ -304,6 +333,7 @@ static void conn_free(struct conn *c)
 	lws_sul_cancel(&c->sul_arm);
 	lws_sul_cancel(&c->sul_read);
 	lws_sul_cancel(&c->sul_up);
+	lws_sul_cancel(&c->sul_dead);
 	if (c->ssl)
 		SSL_free(c->ssl);
 	if (c->ctx)
@@ -521,6 +551,33 @@ fail:
 	return NULL;
 }
 
+/*
+ * lws closes a raw descriptor at POLLHUP unless POLLIN is set too, and a
+ * paused connection does not ask for POLLIN (nor, for a moment, one being
+ * resumed): once both directions are shut (our FIN sent, the peer's
+ * received), input not read yet, or at least the EOF, would be lost.  Read
+ * the rest from a duplicate of the descriptor instead: the peer has
+ * finished, so everything left is already in the socket buffer.
+ */
+static int conn_detach(struct conn *c, struct lws *wsi)
+{
+	struct pollfd pfd = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+	int fd;
+
+	if (c->st != CONN_UP || c->ssl || c->eof || poll(&pfd, 1, 0) != 1 ||
+	    !(pfd.revents & (POLLHUP | POLLRDHUP)))
+		return 0;
+	fd = dup(c->fd);
+	if (fd < 0)
+		return 0;
+	c->fd = fd;
+	c->detached = 1;
+	c->cx = lws_get_context(wsi);
+	if (!c->paused)
+		lws_sul_schedule(c->cx, 0, &c->sul_read, conn_read_cb, 1);
+	return 1;
+}
+
 int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                   size_t len)
 {
@@ -557,6 +614,8 @@ int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
 		lws_set_opaque_user_data(wsi, NULL);
 		c->wsi = NULL;
+		if (conn_detach(c, wsi))
+			return 0;
 		if (c->st != CONN_DEAD)
 			conn_fail(c, "connection closed");
 		if (!c->notified) {
