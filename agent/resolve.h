@@ -26,7 +26,7 @@ typedef void (*resolve_fn)(void *arg, const struct addr *a, const char *err);
  * callback then ran with an error).
  */
 struct resolve *resolve_start(struct lws_context *ctx, const char *host, uint16_t port,
-			      resolve_fn fn, void *arg);
+                              resolve_fn fn, void *arg);
 
 /** Forget a pending lookup: its callback will not run. */
 void resolve_cancel(struct resolve *r);

@@ -15,18 +15,18 @@
 
 struct outq_chunk {
 	struct outq_chunk *next;
-	size_t len;     /* bytes of message data after the headroom */
-	size_t cap;     /* capacity of message data */
-	uint64_t tag;   /* caller's count carried with the chunk (e.g. credit) */
+	size_t len;   /* bytes of message data after the headroom */
+	size_t cap;   /* capacity of message data */
+	uint64_t tag; /* caller's count carried with the chunk (e.g. credit) */
 	uint32_t tag_id;
-	uint8_t buf[];  /* headroom + data */
+	uint8_t buf[]; /* headroom + data */
 };
 
 struct outq {
 	struct outq_chunk *head, *tail;
-	size_t bytes;      /* message bytes queued */
+	size_t bytes; /* message bytes queued */
 	size_t headroom;
-	size_t chunk_cap;  /* preferred message size */
+	size_t chunk_cap; /* preferred message size */
 };
 
 /** Prepare an empty queue. */

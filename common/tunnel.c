@@ -54,7 +54,7 @@ int tunnel_rx_append(struct tunnel *t, const void *in, size_t len, const char **
 }
 
 int tunnel_rx_message(struct tunnel *t, int (*fn)(void *arg, const struct frame *f), void *arg,
-		      const char **err)
+                      const char **err)
 {
 	size_t off = 0;
 	int rc = 0;
@@ -100,8 +100,7 @@ int tunnel_send(struct tunnel *t, const struct frame *f)
 	return 0;
 }
 
-int tunnel_send_data(struct tunnel *t, uint8_t type, uint32_t stream, const void *data,
-		     size_t len)
+int tunnel_send_data(struct tunnel *t, uint8_t type, uint32_t stream, const void *data, size_t len)
 {
 	uint8_t *p;
 

@@ -17,9 +17,9 @@
 #define TUNNEL_MSG_CAP (256u * 1024u) /* preferred outgoing message size */
 
 struct tunnel {
-	struct outq ctl;   /* WINDOW, PING, PONG, handshake */
-	struct outq data;  /* everything else, in order */
-	uint8_t *rx;       /* message being reassembled, FRAME_MAX_MESSAGE cap */
+	struct outq ctl;  /* WINDOW, PING, PONG, handshake */
+	struct outq data; /* everything else, in order */
+	uint8_t *rx;      /* message being reassembled, FRAME_MAX_MESSAGE cap */
 	size_t rxlen;
 };
 
@@ -42,14 +42,13 @@ int tunnel_rx_append(struct tunnel *t, const void *in, size_t len, const char **
  * buffer is reset either way.
  */
 int tunnel_rx_message(struct tunnel *t, int (*fn)(void *arg, const struct frame *f), void *arg,
-		      const char **err);
+                      const char **err);
 
 /** Queue a frame (control types on the control queue).  0, or -1 (encode error / memory). */
 int tunnel_send(struct tunnel *t, const struct frame *f);
 
 /** Queue a DATA (or DATAGRAM) frame copying len <= FRAME_MAX_DATA bytes. 0 or -1. */
-int tunnel_send_data(struct tunnel *t, uint8_t type, uint32_t stream, const void *data,
-		     size_t len);
+int tunnel_send_data(struct tunnel *t, uint8_t type, uint32_t stream, const void *data, size_t len);
 
 /**
  * The next message to send, control first: returns its bytes (with headroom

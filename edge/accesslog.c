@@ -52,7 +52,7 @@ static void sanitize(const char *s, char *out, size_t cap)
 }
 
 void accesslog_write(const char *client, const char *host, const char *method, const char *path,
-		     int status, uint64_t bytes_in, uint64_t bytes_out, uint64_t duration_us)
+                     int status, uint64_t bytes_in, uint64_t bytes_out, uint64_t duration_us)
 {
 	char ts[32], h[300], m[64], p[520];
 	struct timespec now;
@@ -67,7 +67,7 @@ void accesslog_write(const char *client, const char *host, const char *method, c
 	sanitize(method, m, sizeof(m));
 	sanitize(path, p, sizeof(p));
 	fprintf(alog, "%s.%03ldZ %s %s \"%s %s\" %d in=%llu out=%llu ms=%llu\n", ts,
-		now.tv_nsec / 1000000, client, h[0] ? h : "-", m, p, status,
-		(unsigned long long)bytes_in, (unsigned long long)bytes_out,
-		(unsigned long long)(duration_us / 1000));
+	        now.tv_nsec / 1000000, client, h[0] ? h : "-", m, p, status,
+	        (unsigned long long)bytes_in, (unsigned long long)bytes_out,
+	        (unsigned long long)(duration_us / 1000));
 }

@@ -17,6 +17,6 @@ void accesslog_close(void);
  * sanitized (quotes, backslashes, control bytes escaped; path cut at 512).
  */
 void accesslog_write(const char *client, const char *host, const char *method, const char *path,
-		     int status, uint64_t bytes_in, uint64_t bytes_out, uint64_t duration_us);
+                     int status, uint64_t bytes_in, uint64_t bytes_out, uint64_t duration_us);
 
 #endif

@@ -42,9 +42,9 @@ static int admin_respond(struct lws *wsi, struct admin_conn *c)
 		return -1;
 	}
 	hl = snprintf(c->resp + LWS_PRE, 256,
-		      "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-		      "Connection: close\r\nCache-Control: no-store\r\n\r\n",
-		      status, blen);
+	              "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+	              "Connection: close\r\nCache-Control: no-store\r\n\r\n",
+	              status, blen);
 	memcpy(c->resp + LWS_PRE + hl, body, blen);
 	c->resplen = (size_t)hl + blen;
 	free(body);
@@ -53,7 +53,7 @@ static int admin_respond(struct lws *wsi, struct admin_conn *c)
 }
 
 int admin_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-		   size_t len)
+                   size_t len)
 {
 	struct admin_conn *c = user;
 
@@ -75,7 +75,8 @@ int admin_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user
 		break;
 	case LWS_CALLBACK_RAW_WRITEABLE:
 		if (c->resp && c->resplen) {
-			lws_write(wsi, (unsigned char *)c->resp + LWS_PRE, c->resplen, LWS_WRITE_RAW);
+			lws_write(wsi, (unsigned char *)c->resp + LWS_PRE, c->resplen,
+			          LWS_WRITE_RAW);
 			c->resplen = 0;
 			/* lws keeps what the kernel did not take; close after it drained. */
 			if (lws_partial_buffered(wsi)) {

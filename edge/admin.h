@@ -15,12 +15,12 @@ void admin_accept(struct listener *l, int fd, const struct addr *peer, const str
 
 /** lws protocol callback for admin connections; per-session data is struct admin_conn. */
 int admin_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-		   size_t len);
+                   size_t len);
 
 struct admin_conn {
 	char req[2048];
 	size_t reqlen;
-	char *resp;      /* LWS_PRE + response, malloc'd */
+	char *resp; /* LWS_PRE + response, malloc'd */
 	size_t resplen;
 };
 

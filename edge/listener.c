@@ -14,7 +14,7 @@
 #include "listener.h"
 
 struct listener *listener_open(const struct addr *addr, const char *name,
-			       listener_accept_fn on_accept, void *arg, const char **err)
+                               listener_accept_fn on_accept, void *arg, const char **err)
 {
 	struct listener *l;
 	lws_sock_file_fd_type u;
@@ -47,7 +47,7 @@ struct listener *listener_open(const struct addr *addr, const char *name,
 	snprintf(l->name, sizeof(l->name), "%s", name);
 	u.filefd = fd;
 	l->wsi = lws_adopt_descriptor_vhost(edge.raw_vh, LWS_ADOPT_RAW_FILE_DESC, u,
-					    EDGE_PROTO_LISTENER, NULL);
+	                                    EDGE_PROTO_LISTENER, NULL);
 	if (!l->wsi) {
 		*err = "cannot add the socket to the event loop";
 		close(fd);
@@ -81,7 +81,7 @@ static void listener_accept(struct listener *l)
 
 		peer.len = sizeof(peer.ss);
 		fd = accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len,
-			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		             SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
 			    errno != ECONNABORTED)
@@ -97,7 +97,7 @@ static void listener_accept(struct listener *l)
 }
 
 int listener_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-		      size_t len)
+                      size_t len)
 {
 	struct listener *l = lws_get_opaque_user_data(wsi);
 

@@ -14,7 +14,7 @@ struct listener;
 
 /** Called for each accepted connection; the handler owns fd (close or adopt it). */
 typedef void (*listener_accept_fn)(struct listener *l, int fd, const struct addr *peer,
-				   const struct addr *local);
+                                   const struct addr *local);
 
 struct listener {
 	int fd;
@@ -22,7 +22,7 @@ struct listener {
 	struct addr addr;
 	listener_accept_fn on_accept;
 	void *arg;
-	char name[32];          /* "http", "admin" ... for logs */
+	char name[32]; /* "http", "admin" ... for logs */
 };
 
 /**
@@ -31,13 +31,13 @@ struct listener {
  * with *err set to a strerror() text.
  */
 struct listener *listener_open(const struct addr *addr, const char *name,
-			       listener_accept_fn on_accept, void *arg, const char **err);
+                               listener_accept_fn on_accept, void *arg, const char **err);
 
 /** Stop listening and free l. */
 void listener_close(struct listener *l);
 
 /** The lws protocol callback for adopted listening fds (registered by edge/main.c). */
 int listener_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-		      size_t len);
+                      size_t len);
 
 #endif

@@ -11,14 +11,14 @@
 #include "../proto/frame.h"
 
 #define SESSION_MAX_ROUTES 1024
-#define SESSION_HASH 256
+#define SESSION_HASH       256
 
 struct eroute {
-	uint32_t id;          /* the agent's route id */
-	uint8_t kind;         /* enum route_kind */
+	uint32_t id;  /* the agent's route id */
+	uint8_t kind; /* enum route_kind */
 	uint16_t port_lo, port_hi;
-	int no_redirect;      /* HTTP: never redirect to https:// */
-	uint32_t hsts;        /* HTTP: Strict-Transport-Security max-age, 0 = none */
+	int no_redirect; /* HTTP: never redirect to https:// */
+	uint32_t hsts;   /* HTTP: Strict-Transport-Security max-age, 0 = none */
 	char host[PROTO_MAX_HOST + 1];
 };
 
@@ -28,28 +28,28 @@ struct esession {
 	struct lws *wsi;
 	struct tunnel t;
 	int authed;
-	int closing;                 /* close once the queue drained */
-	int draining;                /* agent sent GOAWAY: no new streams */
+	int closing;  /* close once the queue drained */
+	int draining; /* agent sent GOAWAY: no new streams */
 	uint8_t challenge[PROTO_CHALLENGE_LEN];
 	char agent[PROTO_MAX_NAME + 1]; /* name from edge.yaml once authenticated */
 	uint8_t key[PROTO_PUBKEY_LEN];
 	char peer[ADDR_TEXT_MAX];
-	struct eroute *routes;       /* accepted routes */
+	struct eroute *routes; /* accepted routes */
 	size_t nroutes;
-	uint32_t window;             /* initial per-stream credit */
+	uint32_t window; /* initial per-stream credit */
 	uint32_t next_stream;
 	size_t nstreams;
-	struct estream *streams;     /* list of live streams */
+	struct estream *streams;            /* list of live streams */
 	struct estream *hash[SESSION_HASH]; /* streams by id */
 	uint64_t last_rx_us;
 	uint64_t connected_us;
-	lws_sorted_usec_list_t sul;  /* auth deadline, then keepalive */
-	struct esession *next;       /* registry list */
+	lws_sorted_usec_list_t sul; /* auth deadline, then keepalive */
+	struct esession *next;      /* registry list */
 };
 
 /** The lws protocol callback of the agent endpoint (relais.v1 over wss). */
 int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-		     size_t len);
+                     size_t len);
 
 /** Queue a frame to the agent and ask for a writeable callback. 0 or -1. */
 int session_send(struct esession *s, const struct frame *f);

@@ -14,32 +14,31 @@
 
 static int unit_passed, unit_failed, unit_cur_failed;
 
-#define CHECK(cond)                                                                        \
-	do {                                                                               \
-		if (!(cond)) {                                                             \
-			fprintf(stderr, "  %s:%d: check failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                    \
-			unit_cur_failed = 1;                                               \
-		}                                                                          \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "  %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+			unit_cur_failed = 1;                                                       \
+		}                                                                                  \
 	} while (0)
 
-#define RUN(fn)                                                                            \
-	do {                                                                               \
-		unit_cur_failed = 0;                                                       \
-		fn();                                                                      \
-		if (unit_cur_failed) {                                                     \
-			unit_failed++;                                                     \
-			printf("FAIL %s\n", #fn);                                          \
-		} else {                                                                   \
-			unit_passed++;                                                     \
-			printf("ok %s\n", #fn);                                            \
-		}                                                                          \
+#define RUN(fn)                                                                                    \
+	do {                                                                                       \
+		unit_cur_failed = 0;                                                               \
+		fn();                                                                              \
+		if (unit_cur_failed) {                                                             \
+			unit_failed++;                                                             \
+			printf("FAIL %s\n", #fn);                                                  \
+		} else {                                                                           \
+			unit_passed++;                                                             \
+			printf("ok %s\n", #fn);                                                    \
+		}                                                                                  \
 	} while (0)
 
-#define UNIT_END()                                                                         \
-	do {                                                                               \
-		printf("UNIT %d passed, %d failed\n", unit_passed, unit_failed);           \
-		return unit_failed ? 1 : 0;                                                \
+#define UNIT_END()                                                                                 \
+	do {                                                                                       \
+		printf("UNIT %d passed, %d failed\n", unit_passed, unit_failed);                   \
+		return unit_failed ? 1 : 0;                                                        \
 	} while (0)
 
 #endif

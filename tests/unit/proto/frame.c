@@ -471,9 +471,10 @@ static void test_golden_bytes(void)
 {
 	static const uint8_t window[] = {11, 0, 0, 0, 1, 2, 0, 0, 0, 4, 0, 1, 0, 0};
 	static const uint8_t ping[] = {15, 0, 0, 0, 0, 0, 0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8};
-	static const uint8_t route[] = {5, 1, 0, 0, 0, 3, 0, 0,    0,    10 + 3, 1,   0,   0,
-	                                0, 0, 0, 1, 0x51, 0x80, 3,      'a', '.', 'b'};
-	static const uint8_t tcp[] = {5, 0, 0, 0, 0, 4, 0, 0, 0, 10, 3, 0x08, 0xae, 0x08, 0xb7, 0, 0, 0, 0, 0};
+	static const uint8_t route[] = {5, 1, 0, 0, 0, 3,    0,    0, 0,   10 + 3, 1,  0,
+	                                0, 0, 0, 0, 1, 0x51, 0x80, 3, 'a', '.',    'b'};
+	static const uint8_t tcp[] = {5, 0,    0,    0,    0,    4, 0, 0, 0, 10,
+	                              3, 0x08, 0xae, 0x08, 0xb7, 0, 0, 0, 0, 0};
 	static const uint8_t refuse[] = {9, 0, 0, 0, 0, 7, 0, 0, 0, 7, 0, 0, 0, 2, 2, 'n', 'o'};
 	static const uint8_t welcome[] = {3, 0, 0, 0, 0, 0, 0,    0,    0, 10,
 	                                  0, 4, 0, 0, 0, 0, 0x3a, 0x98, 1, 'x'};
