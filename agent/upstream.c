@@ -366,6 +366,8 @@ static int us_open(const struct frame *f)
 
 static int us_data(struct ustream *u, const struct frame *f)
 {
+	const uint8_t *p = f->payload;
+	size_t len = f->len;
 	uint8_t *w;
 
 	if (u->fin_recv || f->len > u->recv_credit) {
@@ -383,14 +385,26 @@ static int us_data(struct ustream *u, const struct frame *f)
 		us_consumed(u, f->len);
 		return 0;
 	}
-	w = outq_reserve(&u->out, f->len);
+	if (u->conn && u->connected && !outq_bytes(&u->out)) {
+		/* Nothing queued: straight to the socket, no copy. */
+		ssize_t k = conn_write(u->conn, f->payload, f->len);
+
+		if (k < 0)
+			return 0; /* on_close follows */
+		us_consumed(u, (size_t)k);
+		p += k;
+		len -= (size_t)k;
+		if (!len)
+			return 0;
+	}
+	w = outq_reserve(&u->out, len);
 	if (!w) {
 		us_send_code(FRAME_RST, u->id, CODE_INTERNAL, NULL);
 		us_free(u);
 		return 0;
 	}
-	memcpy(w, f->payload, f->len);
-	outq_commit(&u->out, f->len);
+	memcpy(w, p, len);
+	outq_commit(&u->out, len);
 	if (u->conn && u->connected)
 		conn_want_write(u->conn);
 	return 0;

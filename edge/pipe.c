@@ -120,6 +120,18 @@ static int pipe_st_data(void *owner, const uint8_t *d, size_t n)
 {
 	struct pipe *p = owner;
 
+	if (!outq_bytes(&p->out)) {
+		/* Nothing queued: straight to the socket, no copy. */
+		ssize_t w = conn_write(p->conn, d, n);
+
+		if (w < 0)
+			return -1; /* on_close follows */
+		stream_consumed(p->st, (size_t)w);
+		d += w;
+		n -= (size_t)w;
+		if (!n)
+			return 0;
+	}
 	while (n) {
 		size_t k = n > PIPE_CHUNK ? PIPE_CHUNK : n;
 		uint8_t *w = outq_reserve(&p->out, k);
