@@ -2,7 +2,9 @@
  * edge/udp.h - UDP stream ports.  Datagrams are grouped into flows by client
  * address (IPv4 and IPv6); each flow is one stream on an agent session,
  * opened once and then carried as DATAGRAM frames with no per-packet setup.
- * Flows idle for UDP_IDLE_MS are closed, and under pressure datagrams are
+ * The agent ends idle flows (its idle_timeout, default 60 s, like conntrack)
+ * with RST; UDP_IDLE_MS is only the edge's safety net, longer than any
+ * sensible idle_timeout.  Under pressure datagrams are
  * dropped (and counted), never queued without bound.
  */
 #ifndef RELAIS_EDGE_UDP_H
@@ -13,8 +15,8 @@
 
 #include "../common/addr.h"
 
-#define UDP_IDLE_MS   60000u /* like conntrack's udp_timeout_stream (120 s) / 30 s */
-#define UDP_MAX_FLOWS 4096   /* per port and address */
+#define UDP_IDLE_MS   600000u /* safety net; the agent's idle_timeout decides */
+#define UDP_MAX_FLOWS 4096    /* per port and address */
 
 struct udpsock;
 
