@@ -259,6 +259,7 @@ int main(int argc, char **argv)
 	lws_sul_cancel(&agent.sul_connect);
 	lws_sul_cancel(&agent.sul_tick);
 	resolve_shutdown();
+	conn_exiting();
 	if (agent.ctx)
 		lws_context_destroy(agent.ctx);
 out:

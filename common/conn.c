@@ -559,12 +559,19 @@ fail:
  * the rest from a duplicate of the descriptor instead: the peer has
  * finished, so everything left is already in the socket buffer.
  */
+static int conn_exiting_flag;
+
+void conn_exiting(void)
+{
+	conn_exiting_flag = 1;
+}
+
 static int conn_detach(struct conn *c, struct lws *wsi)
 {
 	struct pollfd pfd = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
 	int fd;
 
-	if (c->st != CONN_UP || c->ssl || c->eof || poll(&pfd, 1, 0) != 1 ||
+	if (conn_exiting_flag || c->st != CONN_UP || c->ssl || c->eof || poll(&pfd, 1, 0) != 1 ||
 	    !(pfd.revents & (POLLHUP | POLLRDHUP)))
 		return 0;
 	fd = dup(c->fd);

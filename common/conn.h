@@ -122,6 +122,9 @@ void conn_abort(struct conn *c);
 /** Close with a reason; on_close follows from the loop. */
 void conn_close(struct conn *c, const char *why);
 
+/** The program is destroying its lws context: close everything for good. */
+void conn_exiting(void);
+
 /** The lws callback for CONN_PROTOCOL. */
 int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                   size_t len);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/conn.h"
 #include "../common/keys.h"
 #include "../common/log.h"
 #include "accesslog.h"
@@ -447,6 +448,7 @@ int main(int argc, char **argv)
 	listener_close(https_listener);
 	lws_sul_cancel(&certs_sul);
 	acme_stop(); /* its thread wakes the loop: stop it before the loop goes */
+	conn_exiting();
 	if (edge.ctx)
 		lws_context_destroy(edge.ctx);
 	certs_free();
