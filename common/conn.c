@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "log.h"
 
 enum conn_state { CONN_TCP, CONN_PEEK, CONN_TLS, CONN_UP, CONN_DEAD };
 
@@ -287,6 +288,8 @@ void conn_shutdown(struct conn *c)
 
 static void conn_up(struct conn *c)
 {
+	if (c->ssl)
+		log_debug("tls: %s %s", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
 	c->st = CONN_UP;
 	c->ops->on_connected(c->arg);
 }
@@ -352,6 +355,10 @@ static int conn_tls_setup(struct conn *c, const struct conn_tls *tls, const char
 		return -1;
 	}
 	SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+	/* AES-128-GCM first: as strong as needed here, and the cheapest per byte
+	 * with AES-NI (the tunnel carries everything twice through TLS). */
+	SSL_CTX_set_ciphersuites(c->ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+	                                 "TLS_CHACHA20_POLY1305_SHA256");
 	SSL_CTX_set_mode(c->ctx,
 	                 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (tls->verify) {
