@@ -27,11 +27,15 @@ SLOW = 3.0 if ASAN else 1.0
 
 
 def free_port(kind=socket.SOCK_STREAM):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free port on 127.0.0.1, never one handed out before in this run."""
+    while True:
+        s = socket.socket(socket.AF_INET, kind)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_for(cond, timeout=5.0, interval=0.05, what="condition"):
@@ -749,6 +753,9 @@ def free_ports(n=1, hosts=("127.0.0.1",), kinds=(socket.SOCK_STREAM, socket.SOCK
 
     for _ in range(200):
         base = random.randrange(20000, 32000 - n)
+        # never the same port twice in one test run (random picks may collide)
+        if any(p in _handed_out for p in range(base, base + n)):
+            continue
         held = []
         try:
             for port in range(base, base + n):
@@ -760,6 +767,7 @@ def free_ports(n=1, hosts=("127.0.0.1",), kinds=(socket.SOCK_STREAM, socket.SOCK
                         if fam == socket.AF_INET6:
                             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                         s.bind((host, port))
+            _handed_out.update(range(base, base + n))
             return base
         except OSError:
             continue
@@ -767,6 +775,9 @@ def free_ports(n=1, hosts=("127.0.0.1",), kinds=(socket.SOCK_STREAM, socket.SOCK
             for s in held:
                 s.close()
     raise AssertionError("no %d free consecutive ports" % n)
+
+
+_handed_out = set()
 
 
 def stream_pair(env, streams, ports=None, listen=("127.0.0.1",), routes=None, hosts=None,
