@@ -46,7 +46,6 @@ struct ustream {
 };
 
 static struct ustream *hash[US_HASH];
-static uint8_t rbuf[READ_MAX];
 
 static struct ustream *us_find(uint32_t id)
 {
@@ -184,22 +183,26 @@ static void us_on_readable(void *arg)
 
 	for (int i = 0; i < READ_ROUNDS && u->conn; i++) {
 		size_t want = u->send_credit < READ_MAX ? (size_t)u->send_credit : READ_MAX;
+		uint8_t *buf;
 		ssize_t n;
 
 		if (!want || tunnel_data_queued(&agent.t) >= HIGH_WATER)
 			break;
-		n = conn_read(u->conn, rbuf, want);
+		/* Read straight into the tunnel's queue: no copy. */
+		buf = tunnel_data_reserve(&agent.t, want);
+		if (!buf) {
+			us_send_code(FRAME_RST, u->id, CODE_INTERNAL, NULL);
+			us_free(u);
+			return;
+		}
+		n = conn_read(u->conn, buf, want);
 		if (n == CONN_EOF) {
 			us_service_eof(u);
 			return;
 		}
 		if (n <= 0)
 			break;
-		if (tunnel_send_data(&agent.t, FRAME_DATA, u->id, rbuf, (size_t)n) < 0) {
-			us_send_code(FRAME_RST, u->id, CODE_INTERNAL, NULL);
-			us_free(u);
-			return;
-		}
+		tunnel_data_commit(&agent.t, FRAME_DATA, u->id, (size_t)n);
 		u->send_credit -= (uint64_t)n;
 		u->last_us = (uint64_t)lws_now_usecs();
 	}

@@ -115,6 +115,26 @@ int tunnel_send_data(struct tunnel *t, uint8_t type, uint32_t stream, const void
 	return 0;
 }
 
+uint8_t *tunnel_data_reserve(struct tunnel *t, size_t max)
+{
+	uint8_t *p;
+
+	if (max > FRAME_MAX_DATA)
+		return NULL;
+	p = outq_reserve(&t->data, FRAME_HEADER_LEN + max);
+	return p ? p + FRAME_HEADER_LEN : NULL;
+}
+
+void tunnel_data_commit(struct tunnel *t, uint8_t type, uint32_t stream, size_t n)
+{
+	/* The reservation is the tail chunk's free space: the header goes just
+	 * before the payload the caller wrote there. */
+	uint8_t *hdr = t->data.tail->buf + t->data.headroom + t->data.tail->len;
+
+	frame_put_header(hdr, type, 0, stream, (uint32_t)n);
+	outq_commit(&t->data, FRAME_HEADER_LEN + n);
+}
+
 uint8_t *tunnel_next_message(struct tunnel *t, size_t *len, struct outq **q)
 {
 	uint8_t *p = outq_head(&t->ctl, len);

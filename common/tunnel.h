@@ -51,6 +51,15 @@ int tunnel_send(struct tunnel *t, const struct frame *f);
 int tunnel_send_data(struct tunnel *t, uint8_t type, uint32_t stream, const void *data, size_t len);
 
 /**
+ * Zero-copy DATA: room for a payload of up to max <= FRAME_MAX_DATA bytes
+ * in the data queue (read the socket straight into it), then
+ * tunnel_data_commit() with the bytes actually written.  NULL when out of
+ * memory.
+ */
+uint8_t *tunnel_data_reserve(struct tunnel *t, size_t max);
+void tunnel_data_commit(struct tunnel *t, uint8_t type, uint32_t stream, size_t n);
+
+/**
  * The next message to send, control first: returns its bytes (with headroom
  * before them) and length, and sets *q to the queue to outq_pop() after the
  * write; NULL when nothing is queued.
