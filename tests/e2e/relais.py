@@ -258,6 +258,17 @@ class Env:
         self.pki = pki
         self.procs = []
 
+    def check(self):
+        """Stop every process; one that crashed or logged a sanitizer report
+        fails the test that ran it."""
+        self.close()
+        for p in self.procs:
+            log = p.log()
+            assert "ERROR: AddressSanitizer" not in log, log[-4000:]
+            assert "runtime error:" not in log, log[-4000:]
+            assert p.p.returncode in (0, -9, -15, None), "%s exited %s\n%s" % (
+                p.argv, p.p.returncode, log[-4000:])
+
     def close(self):
         for p in reversed(self.procs):
             try:

@@ -230,17 +230,6 @@ def rss_kib(pid):
     return 0
 
 
-def check_procs(env):
-    """What conftest's env fixture checks, for the module-scoped topologies."""
-    env.close()
-    for p in env.procs:
-        log = p.log()
-        assert "ERROR: AddressSanitizer" not in log, log[-4000:]
-        assert "runtime error:" not in log, log[-4000:]
-        assert p.p.returncode in (0, -9, -15, None), "%s exited %s\n%s" % (
-            p.argv, p.p.returncode, log[-4000:])
-
-
 # ---- topologies -------------------------------------------------------------------
 
 
@@ -283,7 +272,7 @@ class Net:
         return self.streams() == 0 and self.origin.stats()["open"] == 0
 
     def close(self):
-        check_procs(self.env)
+        self.env.check()
 
 
 @pytest.fixture(scope="module")

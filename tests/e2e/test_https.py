@@ -247,16 +247,6 @@ class Load:
         return self
 
 
-def check_procs(env):
-    env.close()
-    for p in env.procs:
-        log = p.log()
-        assert "ERROR: AddressSanitizer" not in log, log[-4000:]
-        assert "runtime error:" not in log, log[-4000:]
-        assert p.p.returncode in (0, -9, -15, None), "%s exited %s\n%s" % (
-            p.argv, p.p.returncode, log[-4000:])
-
-
 # ---- the topology ---------------------------------------------------------------------
 
 
@@ -302,7 +292,7 @@ class Net:
 
     def close(self):
         self.vault.close()
-        check_procs(self.env)
+        self.env.check()
 
 
 @pytest.fixture(scope="module")
