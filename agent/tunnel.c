@@ -330,13 +330,7 @@ static int agent_on_data(void *arg, const uint8_t *p, size_t n, int last)
 	const char *err = NULL;
 
 	agent.last_rx_us = now_us();
-	if (tunnel_rx_append(&agent.t, p, n, &err) < 0) {
-		log_warn("tunnel: %s", err);
-		return -1;
-	}
-	if (!last)
-		return 0;
-	if (tunnel_rx_message(&agent.t, agent_on_frame, NULL, &err) != 0) {
+	if (tunnel_rx_feed(&agent.t, p, n, last, agent_on_frame, NULL, &err) != 0) {
 		if (err)
 			log_warn("tunnel: protocol error from the edge: %s", err);
 		return -1;

@@ -22,7 +22,7 @@
 #define READ_MAX     (64u * 1024u)
 #define READ_ROUNDS  4
 #define HIGH_WATER   (4u * 1024u * 1024u)
-#define CREDIT_BATCH (64u * 1024u)
+#define CREDIT_BATCH (256u * 1024u)
 
 struct ustream {
 	uint32_t id;

@@ -72,18 +72,39 @@ size_t wsc_queued(const struct wsc *c)
 /* Write what the socket takes; conn asks for POLLOUT when it takes less. */
 static void wsc_flush(struct wsc *c)
 {
+	/* TLS sends one record (16 KiB) per write: corked, they leave as full
+	 * segments instead of one each. */
+	conn_cork(c->conn, c->out_end - c->out_start > 16384);
 	while (c->out_start < c->out_end) {
 		ssize_t w = conn_write(c->conn, c->out + c->out_start, c->out_end - c->out_start);
 
-		if (w <= 0)
+		if (w <= 0) {
+			conn_cork(c->conn, 0);
 			return;
+		}
 		c->out_start += (size_t)w;
 	}
+	conn_cork(c->conn, 0);
 	c->out_start = c->out_end = 0;
 	if (c->st == WSC_OPEN && c->want_write) {
 		c->want_write = 0;
 		c->ops->on_writable(c->arg);
 	}
+}
+
+/* A fresh unpredictable mask per frame (RFC 6455 §10.3), drawn from a pool
+ * of random bytes: one getrandom(2) per 64 frames, not one per frame. */
+static void wsc_mask_key(uint8_t mask[4])
+{
+	static uint8_t pool[256];
+	static size_t used = sizeof(pool);
+
+	if (used == sizeof(pool)) {
+		keys_random(pool, sizeof(pool));
+		used = 0;
+	}
+	memcpy(mask, pool + used, 4);
+	used += 4;
 }
 
 /* Append one frame; the payload is masked on the way in (RFC 6455 §5.3). */
@@ -99,7 +120,7 @@ static int wsc_frame(struct wsc *c, int opcode, const uint8_t *data, size_t len)
 		if (OUT_CAP - c->out_end < hl + len)
 			return 0;
 	}
-	keys_random(mask, sizeof(mask));
+	wsc_mask_key(mask);
 	c->out_end += wsf_encode(c->out + c->out_end, opcode, 1, len, mask);
 	wsf_mask(c->out + c->out_end, data, len, mask, 0);
 	c->out_end += len;
@@ -289,27 +310,37 @@ static void wsc_on_readable(void *arg)
 
 	/* Bounded rounds keep one busy tunnel from starving the loop. */
 	for (int rounds = 0; rounds < 32 && c->st != WSC_DEAD; rounds++) {
-		ssize_t n = conn_read(c->conn, c->in + c->in_len, IN_CAP - 1 - c->in_len);
-		size_t used = 0;
+		size_t got = 0, used = 0;
+		ssize_t n;
 
+		/* Gather what TLS has (a record per read) before decoding, so that
+		 * most frames arrive whole and are passed on without a copy. */
+		do {
+			n = conn_read(c->conn, c->in + c->in_len, IN_CAP - 1 - c->in_len);
+			if (n == -1)
+				return; /* failed: c is gone */
+			if (n > 0) {
+				c->in_len += (size_t)n;
+				got += (size_t)n;
+			}
+		} while (n > 0 && c->in_len < IN_CAP - 1);
+		if (got && c->st == WSC_HANDSHAKE) {
+			ssize_t hl = wsc_response(c);
+
+			if (hl > 0) {
+				used = (size_t)hl;
+				c->st = WSC_OPEN;
+				c->ops->on_open(c->arg);
+			}
+		}
+		if (got && c->st == WSC_OPEN)
+			used = wsc_frames(c, used);
+		memmove(c->in, c->in + used, c->in_len - used);
+		c->in_len -= used;
 		if (n == CONN_EOF)
 			wsc_fail(c, "the edge closed the connection");
 		if (n <= 0)
 			return;
-		c->in_len += (size_t)n;
-		if (c->st == WSC_HANDSHAKE) {
-			ssize_t hl = wsc_response(c);
-
-			if (hl <= 0)
-				continue;
-			used = (size_t)hl;
-			c->st = WSC_OPEN;
-			c->ops->on_open(c->arg);
-		}
-		if (c->st == WSC_OPEN)
-			used = wsc_frames(c, used);
-		memmove(c->in, c->in + used, c->in_len - used);
-		c->in_len -= used;
 	}
 }
 

@@ -183,6 +183,11 @@ def iperf3(port, args):
     return rx["bits_per_second"] / 1e9, loss, ""
 
 
+# direct: iperf3 itself; socat: one-hop proxy; tls2: two-hop TLS tunnel of
+# socat processes; relais: the agent's tcp/udp stream route.
+TARGETS = ("direct", "socat", "tls2", "relais")
+
+
 def streams_bench(d, sp, edge, agent):
     procs = []
     try:
@@ -199,23 +204,39 @@ def streams_bench(d, sp, edge, agent):
                        ["%s-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr" % (proto, sp["socat"]),
                         "%s:127.0.0.1:%d" % (proto, sp["direct"])], "socat-" + proto.lower())
                  for proto in ("TCP4", "UDP4")]
-        for port in (sp["direct"], sp["socat"], sp["relais"]):
+        # Two-hop TLS reference, TCP only: what relais does at its simplest
+        # (public side -> TLS -> private side), without multiplexing, framing
+        # or flow control: socat TCP -> TLS on one port, TLS -> TCP on another.
+        socat += [start(["socat", "-b", "131072",
+                         "OPENSSL-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr,cert=%s/t.crt,key=%s/t.key,"
+                         "verify=0" % (sp["tls-in"], d, d),
+                         "TCP4:127.0.0.1:%d" % sp["direct"]], "socat-tls-in"),
+                  start(["socat", "-b", "131072",
+                         "TCP4-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr" % sp["tls2"],
+                         "OPENSSL:127.0.0.1:%d,verify=0" % sp["tls-in"]], "socat-tls-out")]
+        for port in (sp["direct"], sp["socat"], sp["relais"], sp["tls-in"], sp["tls2"]):
             # relais: open once the agent's stream routes are accepted.  Not
             # by connecting: iperf3 would take that for a test.
             wait_listen(port, "tcp")
         wait_listen(sp["socat"], "udp")
         wait_listen(sp["relais"], "udp")
         rows = {}
-        for target in ("direct", "socat", "relais"):
+        for target in TARGETS:
             for key, _, args in STREAM_RUNS:
+                if target == "tls2" and "-u" in args:
+                    rows[target, key] = None
+                    continue
                 pids, kids = ([edge.pid, agent.pid], False) if target == "relais" else \
-                    ([p.pid for p in socat], True) if target == "socat" else ([], False)
+                    ([p.pid for p in socat], True) if target in ("socat", "tls2") else ([], False)
                 c0, t0 = cpu_seconds(pids, kids), time.time()
                 gbps, loss, err = iperf3(sp[target], args)
                 if kids:
                     time.sleep(0.3)  # let socat reap its children: their CPU time counts
-                cpu = (cpu_seconds(pids, kids) - c0) / (time.time() - t0) * 100
-                rows[target, key] = (gbps, loss, cpu if pids else None, err)
+                used = cpu_seconds(pids, kids) - c0
+                cpu = used / (time.time() - t0) * 100
+                # CPU seconds per GB moved: steadier than Gbit/s on a shared machine.
+                per_gb = used / (gbps / 8 * SDUR) if gbps else 0
+                rows[target, key] = (gbps, loss, cpu if pids else None, err, per_gb)
     finally:
         for pid in children_of({p.pid for p in procs}):  # socat's, not orphaned
             try:
@@ -231,21 +252,28 @@ def streams_bench(d, sp, edge, agent):
                 p.kill()
 
     print()
-    print("streams: iperf3 -t %d through relais (tcp/udp stream port), socat one-hop, direct;"
+    print("streams: iperf3 -t %d direct, through socat (one-hop), through two socat joined by TLS"
+          " (tls2, TCP only) and through relais (tcp/udp stream port);"
           " UDP -l 1400; CPU = proxy processes (relais: edge + agent), %% of one core" % SDUR)
     print("%-13s %-7s %9s %8s %7s %s" % ("test", "target", "Gbit/s", "loss %", "CPU %", "errors"))
     for key, label, _ in STREAM_RUNS:
-        for target in ("direct", "socat", "relais"):
-            gbps, loss, cpu, err = rows[target, key]
+        for target in TARGETS:
+            if not rows[target, key]:
+                continue
+            gbps, loss, cpu, err, _ = rows[target, key]
             print("%-13s %-7s %9.2f %8s %7s %s" % (label, target, gbps,
                                                    "-" if loss is None else "%.2f" % loss,
                                                    "-" if cpu is None else "%.0f" % cpu, err))
-    ratios = []
-    for key, label, _ in STREAM_RUNS[:2]:
-        one, x = rows["socat", key][0], rows["relais", key][0]
-        ratios.append("%s %.2fx" % (label, x / one if one else 0))
     print()
-    print("streams relais/one-hop: %s (target >= 0.75)" % "   ".join(ratios))
+    for base, what in (("socat", "one-hop (target >= 0.75)"), ("tls2", "two-hop TLS")):
+        ratios = []
+        for key, label, _ in STREAM_RUNS[:2]:
+            one, x = rows[base, key][0], rows["relais", key][0]
+            ratios.append("%s %.2fx" % (label, x / one if one else 0))
+        print("streams relais/%s: %s" % (what, "   ".join(ratios)))
+    for key, label, _ in STREAM_RUNS[:2]:
+        print("%s, CPU seconds per GB moved: %s" % (label, "   ".join(
+            "%s %.2f" % (t, rows[t, key][4]) for t in ("socat", "tls2", "relais"))))
 
 
 def main():
@@ -262,7 +290,7 @@ def main():
         p_origin, p_nginx, p_http, p_tunnel = free_port(), free_port(), free_port(), free_port()
         p_nginx_tls, p_https = free_port(), free_port()
         # streams: iperf3 server (direct), socat one-hop proxy, relais stream port
-        sp = {k: free_stream_port() for k in ("direct", "socat", "relais")}
+        sp = {k: free_stream_port() for k in ("direct", "socat", "relais", "tls-in", "tls2")}
         certs = os.path.join(d, "certs")
         os.makedirs(certs)
 

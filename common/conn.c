@@ -18,6 +18,9 @@
 #include "conn.h"
 #include "log.h"
 
+/* TLS read buffer of outbound connections (read-ahead, several records). */
+#define CONN_TLS_READ_BUF (128u * 1024u)
+
 enum conn_state { CONN_TCP, CONN_PEEK, CONN_TLS, CONN_UP, CONN_DEAD };
 
 struct conn {
@@ -35,6 +38,8 @@ struct conn {
 	int notified;
 	int detached; /* lws closed the wsi at POLLHUP; input is read from a dup */
 	struct lws_context *cx;
+	int cork;        /* TCP_CORK set by conn_cork() */
+	int tls_drained; /* the last SSL_read found no whole record */
 	lws_sorted_usec_list_t sul_arm;
 	lws_sorted_usec_list_t sul_read;
 	lws_sorted_usec_list_t sul_up;
@@ -115,12 +120,29 @@ void conn_want_write(struct conn *c)
 	conn_arm(c);
 }
 
+static void conn_read_cb(lws_sorted_usec_list_t *sul);
+
+/*
+ * TLS reads ahead: decrypted or buffered input raises no POLLIN.  Whenever
+ * the owner returns with some of it unread (it reads in bounded rounds),
+ * come back from the loop, as a level-triggered poll would.
+ */
+static void conn_kick(struct conn *c)
+{
+	/* After a read that ended in WANT_READ, what TLS holds is at most part of
+	 * a record: POLLIN brings the rest (no spinning on it meanwhile). */
+	if (c->ssl && c->st == CONN_UP && !c->paused && !c->tls_drained && SSL_has_pending(c->ssl))
+		lws_sul_schedule(c->cx, 0, &c->sul_read, conn_read_cb, 1);
+}
+
 static void conn_read_cb(lws_sorted_usec_list_t *sul)
 {
 	struct conn *c = lws_container_of(sul, struct conn, sul_read);
 
-	if (c->st == CONN_UP && !c->paused)
+	if (c->st == CONN_UP && !c->paused) {
 		c->ops->on_readable(c->arg);
+		conn_kick(c);
+	}
 	/* Detached: no POLLIN will come, read on while the owner takes it. */
 	if (c->detached && c->st == CONN_UP && !c->paused)
 		lws_sul_schedule(c->cx, 0, &c->sul_read, conn_read_cb, 1);
@@ -140,9 +162,7 @@ void conn_pause(struct conn *c, int pause)
 		return;
 	c->paused = pause;
 	lws_rx_flow_control(c->wsi, !pause);
-	/* Input TLS already decrypted raises no POLLIN: deliver it from the loop. */
-	if (!pause && c->ssl && SSL_pending(c->ssl))
-		lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_read, conn_read_cb, 1);
+	conn_kick(c);
 }
 
 static const char *conn_ssl_error(struct conn *c, int r)
@@ -186,6 +206,7 @@ ssize_t conn_read(struct conn *c, void *buf, size_t n)
 
 		ERR_clear_error();
 		k = SSL_read(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
+		c->tls_drained = k <= 0;
 		if (k > 0)
 			return k;
 		k = SSL_get_error(c->ssl, k);
@@ -276,6 +297,14 @@ const struct conn_ops conn_nop_ops = {
     .on_close = conn_nop_close,
     .on_peek = conn_nop,
 };
+
+void conn_cork(struct conn *c, int on)
+{
+	if (c->st == CONN_UP && c->cork != on) {
+		c->cork = on;
+		setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+	}
+}
 
 void conn_shutdown(struct conn *c)
 {
@@ -386,6 +415,11 @@ static int conn_tls_setup(struct conn *c, const struct conn_tls *tls, const char
 			SSL_set1_host(c->ssl, tls->host);
 	}
 	SSL_set_connect_state(c->ssl);
+	/* Read whole records, several per read(2): half the syscalls of reading
+	 * each record's header first.  Outbound TLS is the tunnel and upstreams,
+	 * few connections that carry bulk, so the larger buffer is worth it. */
+	SSL_set_read_ahead(c->ssl, 1);
+	SSL_set_default_read_buffer_len(c->ssl, CONN_TLS_READ_BUF);
 	return 0;
 }
 
@@ -420,6 +454,7 @@ static int conn_watch(struct conn *c, struct lws_vhost *vh, const char **err)
 		return -1;
 	}
 	lws_set_opaque_user_data(c->wsi, c);
+	c->cx = lws_get_context(c->wsi);
 	return 0;
 }
 
@@ -485,6 +520,7 @@ void conn_start_tls(struct conn *c, struct ssl_ctx_st *ctx)
 		return;
 	}
 	SSL_set_fd(c->ssl, c->fd);
+	SSL_set_read_ahead(c->ssl, 1);
 	SSL_set_accept_state(c->ssl);
 	c->st = CONN_TLS;
 	conn_tls_step(c);
@@ -609,6 +645,7 @@ int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			conn_tls_step(c);
 		else if (c->st == CONN_UP)
 			c->ops->on_readable(c->arg);
+		conn_kick(c);
 		break;
 	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
 		c->in_wcb = 1;
@@ -619,9 +656,7 @@ int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		} else if (c->st == CONN_UP) {
 			c->want_write = 0;
 			c->ops->on_writable(c->arg);
-			/* TLS may hold decrypted input that POLLIN will not announce. */
-			if (c->ssl && c->st == CONN_UP && !c->paused && SSL_pending(c->ssl))
-				c->ops->on_readable(c->arg);
+			conn_kick(c);
 		}
 		c->in_wcb = 0;
 		break;

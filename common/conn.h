@@ -113,6 +113,10 @@ void conn_want_write(struct conn *c);
 /** Stop (or restart) watching for input (backpressure). */
 void conn_pause(struct conn *c, int pause);
 
+/** Hold back partial segments (TCP_CORK) while on; turning it off sends
+ * them.  Brackets a burst of writes, such as TLS's one record per send. */
+void conn_cork(struct conn *c, int on);
+
 /** Send FIN (TLS close_notify first) once everything was written. */
 void conn_shutdown(struct conn *c);
 

@@ -29,7 +29,7 @@ int tunnel_init(struct tunnel *t, size_t headroom)
 	memset(t, 0, sizeof(*t));
 	outq_init(&t->ctl, headroom, 4096);
 	outq_init(&t->data, headroom, TUNNEL_MSG_CAP);
-	t->rx = malloc(FRAME_MAX_MESSAGE);
+	t->rx = malloc(FRAME_HEADER_LEN + FRAME_MAX_PAYLOAD);
 	return t->rx ? 0 : -1;
 }
 
@@ -42,42 +42,70 @@ void tunnel_free(struct tunnel *t)
 	t->rxlen = 0;
 }
 
-int tunnel_rx_append(struct tunnel *t, const void *in, size_t len, const char **err)
+/*
+ * Frames are passed on whole: a DATA payload cut in pieces would become as
+ * many writes to the client.  Only a frame cut by the end of a fragment is
+ * copied (into rx) to be completed; the others are decoded in place.
+ */
+int tunnel_rx_feed(struct tunnel *t, const uint8_t *in, size_t len, int last,
+                   int (*fn)(void *arg, const struct frame *f), void *arg, const char **err)
 {
-	if (len > FRAME_MAX_MESSAGE - t->rxlen) {
+	int rc = 0;
+
+	if (len > FRAME_MAX_MESSAGE - t->msg_len) {
 		*err = "message exceeds the 1 MiB limit";
 		return -1;
 	}
-	memcpy(t->rx + t->rxlen, in, len);
-	t->rxlen += len;
-	return 0;
-}
-
-int tunnel_rx_message(struct tunnel *t, int (*fn)(void *arg, const struct frame *f), void *arg,
-                      const char **err)
-{
-	size_t off = 0;
-	int rc = 0;
-
-	while (off < t->rxlen) {
+	t->msg_len += len;
+	while (len && !rc) {
 		struct frame f;
-		ssize_t n = frame_decode(t->rx + off, t->rxlen - off, &f, err);
+		ssize_t r;
 
-		if (n == FRAME_INCOMPLETE) {
-			*err = "frame cut at the end of a message";
-			rc = -1;
-			break;
+		if (!t->rxlen) {
+			r = frame_decode(in, len, &f, err);
+			if (r == FRAME_INCOMPLETE) { /* keep the start of a frame cut here */
+				memcpy(t->rx, in, len);
+				t->rxlen = len;
+				break;
+			}
+			if (r < 0)
+				return -1;
+			in += r;
+			len -= (size_t)r;
+			rc = fn(arg, &f);
+			continue;
 		}
-		if (n < 0) {
-			rc = -1;
-			break;
+		/* Complete the cut frame in rx: its header first, then the payload
+		 * the header announced (checked by frame_decode() before that). */
+		{
+			size_t want = t->rxlen < FRAME_HEADER_LEN
+			                  ? FRAME_HEADER_LEN
+			                  : FRAME_HEADER_LEN + frame_get_len(t->rx);
+			size_t k = len < want - t->rxlen ? len : want - t->rxlen;
+
+			memcpy(t->rx + t->rxlen, in, k);
+			t->rxlen += k;
+			in += k;
+			len -= k;
+			r = frame_decode(t->rx, t->rxlen, &f, err);
+			if (r == FRAME_INCOMPLETE)
+				continue;
+			if (r < 0)
+				return -1;
+			t->rxlen = 0;
+			rc = fn(arg, &f);
 		}
-		off += (size_t)n;
-		rc = fn(arg, &f);
-		if (rc)
-			break;
 	}
-	t->rxlen = 0;
+	if (last) {
+		int cut = t->rxlen != 0;
+
+		t->rxlen = 0;
+		t->msg_len = 0;
+		if (cut && !rc) {
+			*err = "frame cut at the end of a message";
+			return -1;
+		}
+	}
 	return rc;
 }
 

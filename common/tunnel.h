@@ -1,6 +1,6 @@
 /*
  * common/tunnel.h - transport-independent half of a tunnel connection:
- * reassembly of received WebSocket messages into frames, and the two
+ * decoding of received WebSocket messages into frames, and the two
  * output queues (control frames jump ahead of stream data).
  *
  * The libwebsockets glue lives in edge/tunnel.c and agent/tunnel.c.
@@ -19,8 +19,10 @@
 struct tunnel {
 	struct outq ctl;  /* WINDOW, PING, PONG, handshake */
 	struct outq data; /* everything else, in order */
-	uint8_t *rx;      /* message being reassembled, FRAME_MAX_MESSAGE cap */
-	size_t rxlen;
+	/* Receiving: frames are decoded as the bytes come, not per message. */
+	uint8_t *rx;    /* a frame cut by a fragment end, being completed */
+	size_t rxlen;   /* bytes of it in rx */
+	size_t msg_len; /* bytes of the current message so far */
 };
 
 /** Set up t; headroom is the transport's per-message header room (LWS_PRE). 0 or -1. */
@@ -30,19 +32,15 @@ int tunnel_init(struct tunnel *t, size_t headroom);
 void tunnel_free(struct tunnel *t);
 
 /**
- * Append a received fragment of the current message.  Returns 0, or -1 with
- * *err when the message would exceed FRAME_MAX_MESSAGE.
+ * Feed a received fragment of the current WebSocket message (last: it ends
+ * the message) and call fn(arg, frame) for each frame as it completes; stops
+ * when fn returns non-zero (returned as is).  Frames are decoded in place;
+ * only one cut by the end of a fragment is copied.  Returns 0, or -1
+ * with *err for a malformed frame, a message over FRAME_MAX_MESSAGE or a
+ * frame cut at the message end.
  */
-int tunnel_rx_append(struct tunnel *t, const void *in, size_t len, const char **err);
-
-/**
- * Decode the completed message and call fn(arg, frame) for each frame in
- * order; stops when fn returns non-zero (returned as is).  Returns 0, or -1
- * with *err for a malformed frame or a frame cut at the message end.  The
- * buffer is reset either way.
- */
-int tunnel_rx_message(struct tunnel *t, int (*fn)(void *arg, const struct frame *f), void *arg,
-                      const char **err);
+int tunnel_rx_feed(struct tunnel *t, const uint8_t *in, size_t len, int last,
+                   int (*fn)(void *arg, const struct frame *f), void *arg, const char **err);
 
 /** Queue a frame (control types on the control queue).  0, or -1 (encode error / memory). */
 int tunnel_send(struct tunnel *t, const struct frame *f);

@@ -24,8 +24,6 @@ struct pipe {
 	char ip[ADDR_TEXT_MAX];
 };
 
-static uint8_t pipe_buf[PIPE_READ];
-
 /* Both directions finished and everything was delivered: close cleanly. */
 static void pipe_check_done(struct pipe *p)
 {
@@ -39,22 +37,30 @@ static void pipe_on_readable(void *arg)
 
 	for (int i = 0; i < 4 && p->st; i++) {
 		size_t room = stream_room(p->st);
+		uint8_t *buf;
 		ssize_t n;
 
 		if (!room) {
 			conn_pause(p->conn, 1); /* on_writable resumes */
 			return;
 		}
-		n = conn_read(p->conn, pipe_buf, room < PIPE_READ ? room : PIPE_READ);
+		/* Read straight into the tunnel's queue, after a frame header. */
+		buf = stream_reserve(p->st, room < PIPE_READ ? room : PIPE_READ);
+		if (!buf) {
+			conn_close(p->conn, "out of memory");
+			return;
+		}
+		n = conn_read(p->conn, buf, room < PIPE_READ ? room : PIPE_READ);
+		if (n > 0) {
+			stream_commit(p->st, (size_t)n);
+			continue;
+		}
 		if (n == CONN_EOF) {
 			p->client_eof = 1;
 			stream_fin(p->st);
 			pipe_check_done(p);
-			return;
 		}
-		if (n <= 0)
-			return;
-		stream_send(p->st, pipe_buf, (size_t)n);
+		return; /* nothing more now, or closed (p is gone) */
 	}
 }
 

@@ -8,7 +8,10 @@
  * GOAWAY) that tells the peer why (PROTOCOL.md 4.2, 5.4).  Nothing is routed
  * to a session before it is authenticated and its routes are accepted.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sodium.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -303,17 +306,47 @@ static void session_closed(struct esession *s)
 	free(s);
 }
 
+/* Bytes written per WRITEABLE before giving the loop back. */
+#define WRITE_BUDGET (1024u * 1024u)
+
+static void session_cork(struct esession *s, int on)
+{
+	int fd = (int)lws_get_socket_fd(s->wsi);
+
+	if (fd >= 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+}
+
+/*
+ * Several messages per WRITEABLE, with the socket corked meanwhile: TLS
+ * writes one record (16 KiB) per send, and uncorked each would leave as its
+ * own segment, to be received and acknowledged one by one.
+ */
 static int session_writeable(struct esession *s)
 {
 	struct outq *q;
-	size_t len;
+	size_t len, done = 0;
 	uint8_t *p = tunnel_next_message(&s->t, &len, &q);
+	int corked = 0;
 
 	if (!p)
 		return s->closing ? -1 : 0;
-	if (lws_write(s->wsi, p, len, LWS_WRITE_BINARY) < (int)len)
-		return -1;
-	outq_pop(q);
+	do {
+		if (!corked && tunnel_data_queued(&s->t) > len) {
+			session_cork(s, 1);
+			corked = 1;
+		}
+		if (lws_write(s->wsi, p, len, LWS_WRITE_BINARY) < (int)len) {
+			if (corked)
+				session_cork(s, 0);
+			return -1;
+		}
+		outq_pop(q);
+		done += len;
+	} while (done < WRITE_BUDGET && !lws_partial_buffered(s->wsi) &&
+	         (p = tunnel_next_message(&s->t, &len, &q)));
+	if (corked)
+		session_cork(s, 0);
 	if (tunnel_next_message(&s->t, &len, &q) || s->closing)
 		lws_callback_on_writable(s->wsi);
 	stream_session_drained(s);
@@ -331,13 +364,15 @@ static int session_receive(struct esession *s, struct lws *wsi, void *in, size_t
 		return 0;
 	}
 	s->last_rx_us = (uint64_t)lws_now_usecs();
-	if (tunnel_rx_append(&s->t, in, len, &err) < 0) {
-		session_fail(s, err);
+	/* Judge a message by the length its WebSocket header announces, before
+	 * decoding any of it. */
+	if (s->t.msg_len + len + lws_remaining_packet_payload(wsi) > FRAME_MAX_MESSAGE) {
+		session_fail(s, "message exceeds the 1 MiB limit");
 		return 0;
 	}
-	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
-		return 0;
-	if (tunnel_rx_message(&s->t, session_on_frame, s, &err) < 0)
+	if (tunnel_rx_feed(&s->t, in, len,
+	                   lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi),
+	                   session_on_frame, s, &err) < 0)
 		session_fail(s, err ? err : "protocol error");
 	return 0;
 }

@@ -14,7 +14,7 @@
  * memory stays bounded whatever the number of streams. */
 #define SESSION_HIGH_WATER (4u * 1024u * 1024u)
 /* Return credit in batches, not one WINDOW frame per read. */
-#define CREDIT_BATCH (64u * 1024u)
+#define CREDIT_BATCH (256u * 1024u)
 
 static struct estream *stream_find(struct esession *s, uint32_t id)
 {
@@ -122,6 +122,15 @@ size_t stream_room(struct estream *st)
 	return st->send_credit < SESSION_HIGH_WATER - q ? st->send_credit : SESSION_HIGH_WATER - q;
 }
 
+/* Used up the room: the owner may not ask stream_room() again before
+ * waiting, so make sure on_writable tells it when room comes back. */
+static void stream_sent(struct estream *st)
+{
+	if (st->send_credit == 0 || tunnel_data_queued(&st->sess->t) >= SESSION_HIGH_WATER)
+		st->blocked = 1;
+	session_want_write(st->sess);
+}
+
 int stream_send(struct estream *st, const void *p, size_t n)
 {
 	const uint8_t *b = p;
@@ -137,12 +146,22 @@ int stream_send(struct estream *st, const void *p, size_t n)
 		b += k;
 		n -= k;
 	}
-	/* Used up the room: the owner may not ask stream_room() again before
-	 * waiting, so make sure on_writable tells it when room comes back. */
-	if (st->send_credit == 0 || tunnel_data_queued(&st->sess->t) >= SESSION_HIGH_WATER)
-		st->blocked = 1;
-	session_want_write(st->sess);
+	stream_sent(st);
 	return 0;
+}
+
+uint8_t *stream_reserve(struct estream *st, size_t max)
+{
+	return st->sess && max <= st->send_credit ? tunnel_data_reserve(&st->sess->t, max) : NULL;
+}
+
+void stream_commit(struct estream *st, size_t n)
+{
+	if (!n)
+		return;
+	tunnel_data_commit(&st->sess->t, FRAME_DATA, st->id, n);
+	st->send_credit -= n;
+	stream_sent(st);
 }
 
 int stream_datagram(struct estream *st, const void *p, size_t n)

@@ -54,6 +54,15 @@ struct estream *stream_open(struct esession *s, const struct eroute *r, const st
 /** How many bytes stream_send() takes now (0: wait for on_writable). */
 size_t stream_room(struct estream *st);
 
+/**
+ * Zero-copy send: room for up to max bytes (max <= stream_room(), at most
+ * FRAME_MAX_DATA) in the tunnel's queue, to be filled and then passed to
+ * stream_commit() with the count written (0 is allowed) before anything
+ * else is sent on the session.  NULL when out of memory.
+ */
+uint8_t *stream_reserve(struct estream *st, size_t max);
+void stream_commit(struct estream *st, size_t n);
+
 /** Send n <= stream_room() bytes as DATA frames. 0 or -1. */
 int stream_send(struct estream *st, const void *p, size_t n);
 

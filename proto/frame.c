@@ -511,6 +511,11 @@ ssize_t frame_decode(const uint8_t *buf, size_t len, struct frame *f, const char
 	return (ssize_t)(FRAME_HEADER_LEN + f->len);
 }
 
+uint32_t frame_get_len(const uint8_t *hdr)
+{
+	return frame_get32(hdr + 6);
+}
+
 void frame_put_header(uint8_t *out, uint8_t type, uint8_t flags, uint32_t stream, uint32_t len)
 {
 	out[0] = type;

@@ -167,6 +167,10 @@ size_t frame_encode(uint8_t *out, size_t cap, const struct frame *f);
  */
 int frame_check(const struct frame *f, const char **err);
 
+/** The payload length a FRAME_HEADER_LEN-byte header announces (unchecked:
+ * frame_decode() judges it). */
+uint32_t frame_get_len(const uint8_t *hdr);
+
 /**
  * Write only a 10-byte frame header (for DATA payloads produced in place
  * right after it).  out must hold FRAME_HEADER_LEN bytes.
