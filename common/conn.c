@@ -609,13 +609,18 @@ void conn_exiting(void)
 	conn_exiting_flag = 1;
 }
 
-static int conn_detach(struct conn *c, struct lws *wsi)
+int conn_peer_shut(const struct conn *c)
 {
 	struct pollfd pfd = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+
+	return c->fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLRDHUP));
+}
+
+static int conn_detach(struct conn *c, struct lws *wsi)
+{
 	int fd;
 
-	if (conn_exiting_flag || c->st != CONN_UP || c->ssl || c->eof || poll(&pfd, 1, 0) != 1 ||
-	    !(pfd.revents & (POLLHUP | POLLRDHUP)))
+	if (conn_exiting_flag || c->st != CONN_UP || c->ssl || c->eof || !conn_peer_shut(c))
 		return 0;
 	fd = dup(c->fd);
 	if (fd < 0)

@@ -117,6 +117,10 @@ void conn_pause(struct conn *c, int pause);
  * them.  Brackets a burst of writes, such as TLS's one record per send. */
 void conn_cork(struct conn *c, int on);
 
+/** 1 when the peer shut its write side (or hung up): nothing more will come
+ * after what the socket holds. */
+int conn_peer_shut(const struct conn *c);
+
 /** Send FIN (TLS close_notify first) once everything was written. */
 void conn_shutdown(struct conn *c);
 

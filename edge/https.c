@@ -116,6 +116,11 @@ static void sni_on_peek(void *arg)
 	if (n <= 0)
 		return;
 	r = clienthello_parse(hello_buf, (size_t)n, &ch, &err);
+	if (r == CH_INCOMPLETE && conn_peer_shut(w->conn)) {
+		log_info("https: %s: closed in the middle of its ClientHello", w->ip);
+		conn_close(w->conn, "closed mid-ClientHello");
+		return;
+	}
 	if (r == CH_INCOMPLETE) {
 		/* The bytes stay in the socket (peek), so POLLIN would fire at once
 		 * again: look again a little later instead of spinning. */

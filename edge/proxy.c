@@ -28,9 +28,12 @@
 #define READ_MAX       (64u * 1024u) /* one read at most */
 #define RESP_HEAD_MAX  (64u * 1024u)
 #define OUT_CHUNK      (64u * 1024u)
+#define LINGER_MS      5000u /* lingering close: longest wait for the client's FIN */
 #define WRITE_HEAD_MAX (RESP_HEAD_MAX + 1024u)
 
-enum hc_state { HC_HEAD, HC_BODY, HC_WAIT, HC_TUNNEL, HC_CLOSING };
+/* HC_LINGER: our answer is out and our side shut; the client's bytes are
+ * read and dropped until it closes or LINGER_MS pass (see hconn_linger). */
+enum hc_state { HC_HEAD, HC_BODY, HC_WAIT, HC_TUNNEL, HC_CLOSING, HC_LINGER };
 enum rs_state { RS_IDLE, RS_HEAD, RS_BODY, RS_TUNNEL };
 
 struct hconn {
@@ -45,6 +48,7 @@ struct hconn {
 	int client_eof; /* the client shut its write side */
 	size_t out_off; /* bytes of the first output chunk already written */
 	int shut_after; /* tunnel: shutdown(SHUT_WR) once out drained */
+	int linger;     /* the client may still be sending: lingering close */
 	char *in;       /* client bytes not yet forwarded */
 	size_t in_start, in_end, in_cap;
 	struct estream *st;
@@ -67,7 +71,7 @@ struct hconn {
 	struct http1_chunked resp_ch;
 	struct outq out; /* bytes for the client */
 	lws_sorted_usec_list_t sul;
-	enum { T_NONE, T_HEADER, T_IDLE, T_UPSTREAM, T_BODY } timer;
+	enum { T_NONE, T_HEADER, T_IDLE, T_UPSTREAM, T_BODY, T_LINGER } timer;
 };
 
 static void hconn_pump(struct hconn *c);
@@ -80,6 +84,16 @@ static uint64_t now_us(void)
 
 static const struct conn_ops hconn_conn_ops;
 static void hconn_timer(struct hconn *c, int kind, uint32_t ms);
+
+/* Close once the output is written.  The client may still be sending
+ * (a request head or body not all read, bytes not consumed): then linger. */
+static void hconn_closing(struct hconn *c)
+{
+	if (c->state == HC_CLOSING || c->state == HC_LINGER)
+		return;
+	c->linger = c->state == HC_BODY || (c->state != HC_TUNNEL && c->in_end > c->in_start);
+	c->state = HC_CLOSING;
+}
 
 static struct hconn *hconn_new(struct conn *conn, int tls)
 {
@@ -204,7 +218,7 @@ static void hconn_finish(struct hconn *c, int status, const char *resp, ssize_t 
 		                now_us() - c->start_us);
 	}
 	c->resp_started = 1;
-	c->state = HC_CLOSING;
+	hconn_closing(c);
 	c->rs = RS_IDLE;
 	hconn_want_write(c);
 }
@@ -305,9 +319,12 @@ static void hconn_timeout(lws_sorted_usec_list_t *sul)
 		hconn_fail(c, 504);
 		break;
 	case T_IDLE:
-		c->state = HC_CLOSING;
+		hconn_closing(c);
 		hconn_want_write(c);
 		break;
+	case T_LINGER:
+		conn_close(c->conn, "lingering close: time is up");
+		return;
 	default:
 		break;
 	}
@@ -322,7 +339,7 @@ static void hconn_response_done(struct hconn *c)
 	if (c->close_after || c->state != HC_WAIT) {
 		/* The request body is not complete (or the peer wants close): the
 		 * rest of the client's bytes cannot be framed any more. */
-		c->state = HC_CLOSING;
+		hconn_closing(c);
 		hconn_drop_stream(c, CODE_CANCEL);
 		hconn_want_write(c);
 		return;
@@ -533,7 +550,7 @@ static int hconn_on_data(void *owner, const uint8_t *p, size_t n)
 				log_info("client %s: %s sent bytes after its response", c->ip,
 				         c->host);
 				stream_consumed(c->st, n);
-				c->state = HC_CLOSING;
+				hconn_closing(c);
 				hconn_drop_stream(c, CODE_PROTOCOL);
 				hconn_want_write(c);
 				return 0;
@@ -548,7 +565,7 @@ static int hconn_on_data(void *owner, const uint8_t *p, size_t n)
 		default:
 			/* Nothing was asked: unsolicited bytes end the connection. */
 			stream_consumed(c->st, n);
-			c->state = HC_CLOSING;
+			hconn_closing(c);
 			hconn_drop_stream(c, CODE_PROTOCOL);
 			hconn_want_write(c);
 			return 0;
@@ -580,7 +597,7 @@ static void hconn_on_fin(void *owner)
 			hconn_response_done(c);
 		} else {
 			/* Truncated response: only closing tells the client. */
-			c->state = HC_CLOSING;
+			hconn_closing(c);
 			hconn_want_write(c);
 		}
 		break;
@@ -609,7 +626,7 @@ static void hconn_on_reset(void *owner, uint32_t code)
 	}
 	hconn_drop_stream(c, code);
 	if (c->rs != RS_IDLE || c->state == HC_BODY || c->state == HC_TUNNEL) {
-		c->state = HC_CLOSING;
+		hconn_closing(c);
 		hconn_want_write(c);
 	}
 }
@@ -873,7 +890,7 @@ static void hconn_client_eof(struct hconn *c)
 		break;
 	case HC_HEAD:
 		if (c->rs == RS_IDLE && c->in_start == c->in_end) {
-			c->state = HC_CLOSING;
+			hconn_closing(c);
 			hconn_drop_stream(c, CODE_CANCEL);
 			hconn_want_write(c);
 			break;
@@ -882,7 +899,7 @@ static void hconn_client_eof(struct hconn *c)
 		break;
 	case HC_BODY:
 		/* The body can never be completed. */
-		c->state = HC_CLOSING;
+		hconn_closing(c);
 		hconn_drop_stream(c, CODE_CANCEL);
 		hconn_want_write(c);
 		break;
@@ -891,10 +908,48 @@ static void hconn_client_eof(struct hconn *c)
 	}
 }
 
+/*
+ * Lingering close, as nginx does: closing a socket that still has unread
+ * input makes the kernel send RST, and an RST can reach the client before
+ * it read our answer (a 413 for a body still being sent, say).  So shut our
+ * side, then read and drop what the client still sends until it closes, for
+ * LINGER_MS at most.
+ */
+static void hconn_linger(struct hconn *c)
+{
+	c->state = HC_LINGER;
+	conn_shutdown(c->conn);
+	hconn_timer(c, T_LINGER, LINGER_MS);
+	c->in_start = c->in_end = 0;
+	if (c->paused) {
+		c->paused = 0;
+		conn_pause(c->conn, 0);
+	}
+}
+
+static void hconn_linger_read(struct hconn *c)
+{
+	for (int i = 0; i < 4; i++) {
+		ssize_t n = conn_read(c->conn, c->in, c->in_cap);
+
+		if (n == CONN_EOF) {
+			conn_close(c->conn, "done");
+			return;
+		}
+		if (n <= 0)
+			return;
+	}
+}
+
 /* Read what the client sent into the input buffer, then act on it. */
 static void hconn_conn_readable(void *arg)
 {
 	struct hconn *c = arg;
+
+	if (c->state == HC_LINGER) {
+		hconn_linger_read(c);
+		return;
+	}
 
 	for (int i = 0; i < 4 && !c->closed && c->state != HC_CLOSING; i++) {
 		size_t room = c->in_cap - c->in_end;
@@ -935,9 +990,14 @@ static void hconn_conn_writable(void *arg)
 	if (conn_send_queue(c->conn, &c->out, &c->out_off, hconn_sent, c) <= 0)
 		return;
 	if (c->state == HC_CLOSING) {
-		conn_close(c->conn, "done");
+		if (c->client_eof || !c->linger)
+			conn_close(c->conn, "done");
+		else
+			hconn_linger(c);
 		return;
 	}
+	if (c->state == HC_LINGER)
+		return;
 	if (c->shut_after) {
 		conn_shutdown(c->conn);
 		c->shut_after = 0;

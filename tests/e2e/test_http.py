@@ -803,6 +803,56 @@ def test_body_too_large_413(lim):
     wait_for(lambda: lim.streams() == 0, 5, what="streams back to 0")
 
 
+def test_lingering_close_keeps_the_answer(lim):
+    # Content-Length over the limit and the client goes on sending its body:
+    # the edge answers 413, shuts its side and reads on until the client is
+    # done.  Closing at once would reset the connection (unread input), and
+    # the reset would destroy the answer before the client read it.
+    s = socket.create_connection(("127.0.0.1", lim.port), timeout=10)
+    try:
+        s.sendall(build_request("POST", "/sha256", headers=[("Content-Length", str(8 * MiB))]))
+        for _ in range(32):
+            s.sendall(b"x" * (256 * KiB))
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+        assert data.startswith(b"HTTP/1.1 413 "), data[:80]
+    finally:
+        s.close()
+    # A client that goes on sending: the answer and our FIN come at once, what
+    # it sends is drained for 5 s, then the edge closes (its sends then fail).
+    s = socket.create_connection(("127.0.0.1", lim.port), timeout=10)
+    try:
+        s.sendall(build_request("POST", "/sha256", headers=[("Content-Length", str(8 * MiB))]))
+        data = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+        assert data.startswith(b"HTTP/1.1 413 "), data[:80]
+        t0 = time.monotonic()
+        sent = 0
+        try:
+            while time.monotonic() - t0 < 10 * SLOW:
+                s.sendall(b"x" * (16 * KiB))
+                sent += 16 * KiB
+                time.sleep(0.05)
+        except OSError:
+            pass
+        took = time.monotonic() - t0
+        assert 4 <= took <= 7 * SLOW, (took, sent)
+        assert sent >= 1 * MiB, sent  # drained meanwhile, not left to fill buffers
+    finally:
+        s.close()
+    assert lim.edge.proc.alive()
+    wait_for(lambda: lim.streams() == 0, 5, what="streams back to 0")
+
+
 def test_head_timeout_408(lim):
     _, took = error_answer(lim.port, b"GET / HTTP/1.1\r\nHost: app.home.test\r\n", 408)
     assert 0.8 <= took <= 3.5 * SLOW, took
