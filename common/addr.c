@@ -174,3 +174,12 @@ int addr_equal(const struct addr *a, const struct addr *b)
 		              &((const struct sockaddr_in6 *)&b->ss)->sin6_addr, 16) == 0;
 	return 0;
 }
+
+int addr_is_any(const struct addr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (a->ss.ss_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+	return 0;
+}

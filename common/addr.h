@@ -36,6 +36,9 @@ uint16_t addr_port(const struct addr *a);
 /** 1 when a and b are the same IP address and port. */
 int addr_equal(const struct addr *a, const struct addr *b);
 
+/** 1 for the wildcard address (0.0.0.0 or ::), whatever the port. */
+int addr_is_any(const struct addr *a);
+
 /**
  * Split "host:port" / "[v6]:port" into host (no brackets) and port, for
  * targets that may be names.  Returns 0 or -1 (missing or bad port, host too

@@ -21,6 +21,8 @@
 struct uflow {
 	struct udpsock *u;
 	struct addr peer;
+	struct addr local; /* the address the client sent to (replies come from it) */
+	int ifindex;       /* interface it came in on (IPv6 link-local replies) */
 	struct estream *st;
 	uint64_t last_us;
 	struct uflow *next, *prev; /* all flows of the socket */
@@ -32,6 +34,7 @@ struct udpsock {
 	struct lws *wsi;
 	uint16_t port;
 	struct addr local;
+	int wild; /* bound to the wildcard address: learn each datagram's destination */
 	struct uflow *flows;
 	struct uflow *hash[UDP_HASH];
 	size_t nflows;
@@ -109,14 +112,60 @@ static void udp_st_reset(void *owner, uint32_t code)
 	udp_flow_free(owner, CODE_OK);
 }
 
+/*
+ * Send a datagram to the flow's client.  On a wildcard socket the source
+ * address must be the one the client sent to (IP_PKTINFO / IPV6_PKTINFO):
+ * left to routing, a host with several addresses may answer from another,
+ * and the client's connected socket or NAT would drop the reply.
+ */
+static ssize_t udp_send(const struct uflow *f, const void *p, size_t n)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+		struct cmsghdr align;
+	} cm;
+	struct iovec iov = {.iov_base = (void *)p, .iov_len = n};
+	struct msghdr m = {.msg_name = (void *)&f->peer.ss,
+	                   .msg_namelen = f->peer.len,
+	                   .msg_iov = &iov,
+	                   .msg_iovlen = 1};
+	struct cmsghdr *c;
+
+	if (!f->u->wild)
+		return sendmsg(f->u->fd, &m, MSG_DONTWAIT);
+	memset(&cm, 0, sizeof(cm));
+	m.msg_control = cm.buf;
+	c = (struct cmsghdr *)cm.buf;
+	if (f->local.ss.ss_family == AF_INET) {
+		struct in_pktinfo pi = {.ipi_spec_dst =
+		                            ((const struct sockaddr_in *)&f->local.ss)->sin_addr};
+
+		c->cmsg_level = IPPROTO_IP;
+		c->cmsg_type = IP_PKTINFO;
+		c->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+		m.msg_controllen = CMSG_SPACE(sizeof(pi));
+	} else {
+		struct in6_pktinfo pi = {.ipi6_addr =
+		                             ((const struct sockaddr_in6 *)&f->local.ss)->sin6_addr,
+		                         .ipi6_ifindex = (unsigned)f->ifindex};
+
+		c->cmsg_level = IPPROTO_IPV6;
+		c->cmsg_type = IPV6_PKTINFO;
+		c->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+		m.msg_controllen = CMSG_SPACE(sizeof(pi));
+	}
+	return sendmsg(f->u->fd, &m, MSG_DONTWAIT);
+}
+
 /* A reply from the local service: back to the client it belongs to. */
 static void udp_st_datagram(void *owner, const uint8_t *p, size_t n)
 {
 	struct uflow *f = owner;
 
 	f->last_us = (uint64_t)lws_now_usecs();
-	if (sendto(f->u->fd, p, n, MSG_DONTWAIT, (const struct sockaddr *)&f->peer.ss,
-	           f->peer.len) < 0)
+	if (udp_send(f, p, n) < 0)
 		dropped++;
 }
 
@@ -130,7 +179,8 @@ static const struct estream_ops udp_stream_ops = {
     .on_datagram = udp_st_datagram,
 };
 
-static struct uflow *udp_flow_new(struct udpsock *u, const struct addr *peer)
+static struct uflow *udp_flow_new(struct udpsock *u, const struct addr *peer,
+                                  const struct addr *local, int ifindex)
 {
 	const struct eroute *r = NULL;
 	struct esession *s = registry_lookup_port(ROUTE_KIND_UDP, u->port, &r);
@@ -144,7 +194,9 @@ static struct uflow *udp_flow_new(struct udpsock *u, const struct addr *peer)
 		return NULL;
 	f->u = u;
 	f->peer = *peer;
-	f->st = stream_open(s, r, peer, &u->local, 0, &udp_stream_ops, f);
+	f->local = *local;
+	f->ifindex = ifindex;
+	f->st = stream_open(s, r, peer, local, 0, &udp_stream_ops, f);
 	if (!f->st) {
 		free(f);
 		return NULL;
@@ -160,21 +212,62 @@ static struct uflow *udp_flow_new(struct udpsock *u, const struct addr *peer)
 	return f;
 }
 
+/*
+ * Receive one datagram into dgram: its sender in *peer and, on a wildcard
+ * socket, the address it was sent to in *local (else the socket's own).
+ */
+static ssize_t udp_recv(struct udpsock *u, struct addr *peer, struct addr *local, int *ifindex)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
+		         CMSG_SPACE(sizeof(struct in_pktinfo))];
+		struct cmsghdr align;
+	} cm;
+	struct iovec iov = {.iov_base = dgram, .iov_len = sizeof(dgram)};
+	struct msghdr m = {.msg_name = &peer->ss,
+	                   .msg_namelen = sizeof(peer->ss),
+	                   .msg_iov = &iov,
+	                   .msg_iovlen = 1,
+	                   .msg_control = u->wild ? cm.buf : NULL,
+	                   .msg_controllen = u->wild ? sizeof(cm.buf) : 0};
+	ssize_t n = recvmsg(u->fd, &m, MSG_DONTWAIT);
+
+	if (n < 0)
+		return n;
+	peer->len = m.msg_namelen;
+	*local = u->local;
+	*ifindex = 0;
+	for (struct cmsghdr *c = u->wild ? CMSG_FIRSTHDR(&m) : NULL; c; c = CMSG_NXTHDR(&m, c)) {
+		if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo pi;
+
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			((struct sockaddr_in *)&local->ss)->sin_addr = pi.ipi_addr;
+			*ifindex = pi.ipi_ifindex;
+		} else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+			struct in6_pktinfo pi;
+
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			((struct sockaddr_in6 *)&local->ss)->sin6_addr = pi.ipi6_addr;
+			*ifindex = (int)pi.ipi6_ifindex;
+		}
+	}
+	return n;
+}
+
 static void udp_readable(struct udpsock *u)
 {
 	for (int i = 0; i < UDP_BATCH; i++) {
-		struct addr peer;
+		struct addr peer, local;
 		struct uflow *f;
-		ssize_t n;
+		int ifindex;
+		ssize_t n = udp_recv(u, &peer, &local, &ifindex);
 
-		peer.len = sizeof(peer.ss);
-		n = recvfrom(u->fd, dgram, sizeof(dgram), MSG_DONTWAIT, (struct sockaddr *)&peer.ss,
-		             &peer.len);
 		if (n < 0)
 			return;
 		f = udp_find(u, &peer);
 		if (!f)
-			f = udp_flow_new(u, &peer);
+			f = udp_flow_new(u, &peer, &local, ifindex);
 		if (!f || (size_t)n > FRAME_MAX_DATA ||
 		    stream_datagram(f->st, dgram, (size_t)n) < 0) {
 			dropped++;
@@ -218,6 +311,15 @@ struct udpsock *udp_open(const struct addr *a, uint16_t port, const char **err)
 	}
 	if (a->ss.ss_family == AF_INET6)
 		setsockopt(u->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	u->wild = addr_is_any(a);
+	if (u->wild && (a->ss.ss_family == AF_INET6
+	                    ? setsockopt(u->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one))
+	                    : setsockopt(u->fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one))) < 0) {
+		*err = strerror(errno);
+		close(u->fd);
+		free(u);
+		return NULL;
+	}
 	setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 	setsockopt(u->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 	if (bind(u->fd, (const struct sockaddr *)&a->ss, a->len) < 0) {

@@ -537,6 +537,45 @@ def test_proxy_protocol_v2_udp_header_on_every_datagram(env, closing):
     assert all(d.startswith(b"\r\n\r\n\x00\r\nQUIT\n\x21") for d in seen)
 
 
+def test_udp_on_wildcard_answers_from_the_address_asked(env, closing):
+    # listen.streams 0.0.0.0 / ::, a client asking 127.0.0.2: the answer must
+    # come from 127.0.0.2 (a connected client socket drops any other source)
+    # and the service's PROXY v2 header names 127.0.0.2 as the destination.
+    svc = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    svc.bind(("127.0.0.1", 0))
+    seen = []
+
+    def serve():
+        svc.settimeout(0.1)
+        while True:
+            try:
+                d, peer = svc.recvfrom(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            seen.append(d)
+            n = 16 + struct.unpack(">H", d[14:16])[0]
+            svc.sendto(b"reply:" + d[n:], peer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    closing(svc)
+    port = free_ports(1, hosts=("0.0.0.0", "::"))
+    a, e = stream_pair(env, [udp(port, svc.getsockname()[1], proxy_protocol="v2")],
+                       listen=("0.0.0.0", "::"))
+    for host in ("127.0.0.2", "127.0.0.1", "::1"):
+        c = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            c.connect((host, port))
+            src = c.getsockname()[:2]
+            msg = b"to " + host.encode()
+            assert udp_ask(host, port, msg, sock=c) == b"reply:" + msg, host
+            assert seen[-1] == proxy_v2(src, (host, port), dgram=True) + msg
+        finally:
+            c.close()
+    assert e.status()["udp_dropped"] == 0
+
+
 def test_proxy_protocol_v1_on_an_http_route(env, closing):
     def handler(sock, info):
         info["header"] = read_proxy_header(sock)

@@ -120,9 +120,26 @@ static void test_split(void)
 	CHECK(addr_split("averyveryverylongname.example.com:80", host, 8, &port) < 0);
 }
 
+static void test_is_any(void)
+{
+	static const char *any[] = {"0.0.0.0:80", "[::]:53"};
+	static const char *not_any[] = {"127.0.0.1:80", "[::1]:53", "10.0.0.1:1", "[fe80::1]:2"};
+	struct addr a;
+
+	for (size_t i = 0; i < 2; i++) {
+		CHECK(addr_parse(any[i], &a) == 0);
+		CHECK(addr_is_any(&a));
+	}
+	for (size_t i = 0; i < 4; i++) {
+		CHECK(addr_parse(not_any[i], &a) == 0);
+		CHECK(!addr_is_any(&a));
+	}
+}
+
 int main(void)
 {
 	RUN(test_parse_ok);
+	RUN(test_is_any);
 	RUN(test_parse_bad);
 	RUN(test_format_ip);
 	RUN(test_split);
