@@ -1091,6 +1091,10 @@ ssize_t http1_write_request(const struct http1_head *h, const struct http1_forwa
 		put_str(&w, "Connection: upgrade\r\n");
 	else if (fw->close)
 		put_str(&w, "Connection: close\r\n");
+	else if (h->minor == 0 && http1_keep_alive(h))
+		/* HTTP/1.0 closes unless asked not to: keep the client's wish
+		 * (its Connection header, hop-by-hop, was not forwarded). */
+		put_str(&w, "Connection: keep-alive\r\n");
 	put(&w, "\r\n", 2);
 	return wbuf_result(&w);
 }

@@ -754,6 +754,20 @@ static void test_rewrite_plain(void)
 		for (k = 0; k < full; k++)
 			CHECK(http1_write_request(&H, &fw, out, (size_t)k) == -1);
 	}
+	/* Kept alive: an HTTP/1.0 client's keep-alive is asked of the service
+	 * too (its own Connection header is hop-by-hop); no wish, no header. */
+	fw.close = 0;
+	n = http1_write_request(&H, &fw, out, sizeof(out));
+	CHECK(n > 0 && has(out, n, "X-Real-IP: 2001:db8::1\r\nConnection: keep-alive\r\n\r\n"));
+	n = rewrite("GET / HTTP/1.0\r\nHost: a.example\r\n\r\n", &fw, out, sizeof(out));
+	CHECK(n > 0 && !has(out, n, "Connection"));
+	n = rewrite("GET / HTTP/1.1\r\nHost: a.example\r\nConnection: keep-alive\r\n\r\n", &fw, out,
+	            sizeof(out));
+	CHECK(n > 0 && !has(out, n, "Connection"));
+	fw.close = 1;
+	n = rewrite("GET / HTTP/1.0\r\nHost: a.example\r\nConnection: keep-alive\r\n"
+	            "Transfer-Encoding-X: 1\r\n\r\n",
+	            &fw, out, sizeof(out));
 	/* Caller text with CR/LF never reaches the head. */
 	fw.client_ip = "1.2.3.4\r\nX: y";
 	CHECK(http1_write_request(&H, &fw, out, sizeof(out)) == -1);
