@@ -118,18 +118,24 @@ static void us_flow(struct ustream *u)
 	}
 }
 
-static void us_consumed(struct ustream *u, size_t n)
+/* Bytes left our custody: return their credit, in batches unless now. */
+static void us_credit(struct ustream *u, size_t n, int now)
 {
 	struct frame f = {.type = FRAME_WINDOW};
 
 	u->unacked += n;
-	if (u->unacked < CREDIT_BATCH && u->unacked < agent.window / 4)
+	if (!u->unacked || (!now && u->unacked < CREDIT_BATCH && u->unacked < agent.window / 4))
 		return;
 	f.stream = u->id;
 	f.u.window = (uint32_t)u->unacked;
 	u->recv_credit += u->unacked;
 	u->unacked = 0;
 	agent_send(&f);
+}
+
+static void us_consumed(struct ustream *u, size_t n)
+{
+	us_credit(u, n, 0);
 }
 
 /* idle_timeout on TCP streams: no byte either way for that long ends it. */
@@ -243,6 +249,16 @@ static void us_on_close(void *arg, const char *why)
 	}
 	/* The service is done: everything it sent is queued ahead of this FIN. */
 	log_debug("stream %u: %s closed: %s", u->id, u->target, why);
+	/* What it will never read is dropped, and its credit returned now: the
+	 * edge may be out of credit, waiting for it to see its client finish. */
+	if (!u->fin_recv) {
+		size_t dropped = outq_bytes(&u->out);
+
+		outq_free(&u->out);
+		u->out_off = 0;
+		us_credit(u, dropped - (u->proxy_len < dropped ? u->proxy_len : dropped), 1);
+		u->proxy_len = 0;
+	}
 	us_send_code(FRAME_FIN, u->id, 0, NULL);
 	u->fin_sent = 1;
 	if (u->fin_recv)
@@ -392,8 +408,11 @@ static int us_data(struct ustream *u, const struct frame *f)
 		/* Nothing queued: straight to the socket, no copy. */
 		ssize_t k = conn_write(u->conn, f->payload, f->len);
 
-		if (k < 0)
-			return 0; /* on_close follows */
+		if (k < 0) {
+			/* on_close follows; the bytes are dropped, their credit is not */
+			us_consumed(u, f->len);
+			return 0;
+		}
 		us_consumed(u, (size_t)k);
 		p += k;
 		len -= (size_t)k;

@@ -287,6 +287,45 @@ def test_half_close_client_shuts_write_and_gets_the_whole_answer(env, closing):
     wait_streams_zero(e)
 
 
+def test_service_closing_mid_upload_frees_the_stream(env, closing):
+    """The service reads for a while and resets while clients upload at full
+    speed for 2 s: the agent drops what it can no longer deliver but returns
+    its credit, so the edge goes on reading, sees its client finish, and
+    every stream ends (none left waiting for credit that never comes)."""
+    def handler(sock, info):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.5:  # at full speed, every window full
+            if not sock.recv(1 << 20):
+                return
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    origin = TcpService(handler)
+    closing(origin)
+    port = free_ports(1)
+    a, e = stream_pair(env, [tcp(port, origin.port)])
+
+    def upload():
+        s = connect("127.0.0.1", port, timeout=10)
+        try:
+            chunk = b"u" * (256 << 10)
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 2:
+                s.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+    for _ in range(2):
+        threads = [threading.Thread(target=upload) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        wait_streams_zero(e)
+    assert e.proc.alive() and a.proc.alive()
+
+
 def test_half_close_origin_shuts_first_and_still_reads(env, closing):
     """The other direction: the service says its piece and shuts its write
     side; the client sees EOF, then sends, and the service still gets it all."""
