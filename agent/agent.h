@@ -9,6 +9,7 @@
 #include "../common/config.h"
 #include "../common/keys.h"
 #include "../common/tunnel.h"
+#include "../common/window.h"
 
 #define AGENT_TUNNEL_PROTO "relais.v1"
 #define AGENT_PROTO_SIGNAL "relais-signal"
@@ -39,6 +40,7 @@ struct agent {
 	unsigned attempt; /* connect attempts since the last success */
 	uint32_t window;  /* per-stream credit from WELCOME */
 	uint64_t last_rx_us, last_ping_us, state_us;
+	struct probe probe; /* round-trip probe for window growth */
 	lws_sorted_usec_list_t sul_connect;
 	lws_sorted_usec_list_t sul_tick;
 	struct ustream *streams; /* live upstream streams */

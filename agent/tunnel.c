@@ -287,6 +287,7 @@ static int agent_on_frame(void *arg, const struct frame *f)
 		return agent_send(&p);
 	}
 	case FRAME_PONG:
+		upstream_probe_answer(f->u.ping);
 		return 0;
 	case FRAME_GOAWAY:
 		log_info("tunnel: the edge is going away: %s", f->u.code.reason);

@@ -12,6 +12,7 @@
 #include "../common/log.h"
 #include "../common/outq.h"
 #include "../common/proxyproto.h"
+#include "../common/window.h"
 #include "agent.h"
 #include "../common/conn.h"
 #include "resolve.h"
@@ -32,9 +33,12 @@ struct ustream {
 	uint64_t send_credit; /* bytes we may still send to the edge */
 	uint64_t recv_credit; /* bytes the edge may still send */
 	uint64_t unacked;
-	struct outq out;  /* edge -> service */
-	size_t out_off;   /* bytes of the first chunk already written */
-	size_t proxy_len; /* PROXY header bytes at the head of out (no credit owed) */
+	struct outq out;          /* edge -> service */
+	size_t out_off;           /* bytes of the first chunk already written */
+	size_t proxy_len;         /* PROXY header bytes at the head of out (no credit owed) */
+	uint32_t window, window0; /* receive window now, and at the start */
+	uint32_t probe_seq;       /* probe probe_bytes counts for */
+	uint64_t probe_bytes;     /* received during that probe */
 	int connected, fin_recv, fin_sent, paused, shut;
 	int tls, verify;
 	int proxy;        /* enum proxy_proto of the route */
@@ -77,6 +81,7 @@ static void us_free(struct ustream *u)
 	if (u->conn)
 		conn_abort(u->conn);
 	outq_free(&u->out);
+	window_release(u->window, u->window0);
 	free(u);
 }
 
@@ -124,7 +129,7 @@ static void us_credit(struct ustream *u, size_t n, int now)
 	struct frame f = {.type = FRAME_WINDOW};
 
 	u->unacked += n;
-	if (!u->unacked || (!now && u->unacked < CREDIT_BATCH && u->unacked < agent.window / 4))
+	if (!u->unacked || (!now && u->unacked < CREDIT_BATCH && u->unacked < u->window / 4))
 		return;
 	f.stream = u->id;
 	f.u.window = (uint32_t)u->unacked;
@@ -362,6 +367,7 @@ static int us_open(const struct frame *f)
 	u->id = f->stream;
 	u->send_credit = agent.window;
 	u->recv_credit = agent.window;
+	u->window = u->window0 = agent.window;
 	outq_init(&u->out, 0, 64 * 1024);
 	if (u->proxy != PROXY_NONE && us_proxy_header(u, &f->u.open) < 0) {
 		outq_free(&u->out);
@@ -383,6 +389,42 @@ static int us_open(const struct frame *f)
 	return 0;
 }
 
+/* Count received bytes for the probe in flight, or start one. */
+static void us_probe_data(struct ustream *u, size_t n)
+{
+	uint64_t v;
+
+	probe_count(&agent.probe, &u->probe_seq, &u->probe_bytes, n);
+	v = probe_start(&agent.probe, u->last_us);
+	if (v) {
+		struct frame p = {.type = FRAME_PING};
+
+		p.u.ping = v;
+		agent_send(&p);
+	}
+}
+
+void upstream_probe_answer(uint64_t value)
+{
+	if (!probe_answer(&agent.probe, value, (uint64_t)lws_now_usecs()))
+		return;
+	for (struct ustream *u = agent.streams; u; u = u->next) {
+		struct frame f = {.type = FRAME_WINDOW, .stream = u->id};
+		uint64_t held = u->recv_credit + u->unacked;
+		uint32_t g;
+
+		if (!u->conn || u->fin_recv || u->probe_seq != agent.probe.seq || held > u->window)
+			continue;
+		g = window_grow(&u->window, u->probe_bytes, u->window - held);
+		if (!g)
+			continue;
+		log_debug("stream %u: window grown to %u KiB", u->id, u->window >> 10);
+		f.u.window = g;
+		u->recv_credit += g;
+		agent_send(&f);
+	}
+}
+
 static int us_data(struct ustream *u, const struct frame *f)
 {
 	const uint8_t *p = f->payload;
@@ -397,6 +439,7 @@ static int us_data(struct ustream *u, const struct frame *f)
 	}
 	u->recv_credit -= f->len;
 	u->last_us = (uint64_t)lws_now_usecs();
+	us_probe_data(u, f->len);
 	if (!f->len)
 		return 0;
 	if (u->connected && !u->conn) {
@@ -478,6 +521,7 @@ void upstream_tunnel_gone(void)
 	udpflow_tunnel_gone();
 	while (agent.streams)
 		us_free(agent.streams);
+	agent.probe.sent_us = agent.probe.next_us = 0; /* its PONG will never come */
 }
 
 void upstream_tunnel_drained(void)

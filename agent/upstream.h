@@ -14,6 +14,9 @@ int upstream_on_frame(const struct frame *f);
 /** The tunnel went down: close every upstream connection. */
 void upstream_tunnel_gone(void);
 
+/** A PONG came: if it ends the probe, grow the windows the round trip limits. */
+void upstream_probe_answer(uint64_t value);
+
 /** The tunnel's output queue drained: resume paused upstream readers. */
 void upstream_tunnel_drained(void);
 

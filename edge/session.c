@@ -243,6 +243,7 @@ static int session_on_frame(void *arg, const struct frame *f)
 		return session_send(s, &p);
 	}
 	case FRAME_PONG:
+		stream_probe_answer(s, f->u.ping);
 		return 0;
 	case FRAME_GOAWAY:
 		/* No new streams; the ones in flight finish, then the agent closes. */

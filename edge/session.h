@@ -8,6 +8,7 @@
 
 #include "../common/addr.h"
 #include "../common/tunnel.h"
+#include "../common/window.h"
 #include "../proto/frame.h"
 
 #define SESSION_MAX_ROUTES 1024
@@ -42,6 +43,7 @@ struct esession {
 	struct estream *streams;            /* list of live streams */
 	struct estream *hash[SESSION_HASH]; /* streams by id */
 	uint64_t last_rx_us;
+	struct probe probe; /* round-trip probe for window growth */
 	uint64_t connected_us;
 	lws_sorted_usec_list_t sul; /* auth deadline, then keepalive */
 	struct esession *next;      /* registry list */

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 
 #include "../common/log.h"
+#include "../common/window.h"
 #include "edge.h"
 #include "stream.h"
 
@@ -86,6 +87,7 @@ struct estream *stream_open(struct esession *s, const struct eroute *r, const st
 	st->sess = s;
 	st->send_credit = s->window;
 	st->recv_credit = s->window;
+	st->window = st->window0 = s->window;
 	st->ops = ops;
 	st->owner = owner;
 	f.stream = st->id;
@@ -184,7 +186,7 @@ void stream_consumed(struct estream *st, size_t n)
 	if (!st->sess || st->dead)
 		return;
 	st->unacked += n;
-	if (st->unacked < CREDIT_BATCH && st->unacked < st->sess->window / 4)
+	if (st->unacked < CREDIT_BATCH && st->unacked < st->window / 4)
 		return;
 	f.stream = st->id;
 	f.u.window = (uint32_t)st->unacked;
@@ -215,6 +217,7 @@ void stream_close(struct estream *st, uint32_t code)
 		session_send(st->sess, &f);
 	}
 	stream_unlink(st);
+	window_release(st->window, st->window0);
 	edge.streams_open--;
 	free(st);
 }
@@ -224,6 +227,43 @@ static void stream_reset(struct estream *st, uint32_t code)
 {
 	st->dead = 1;
 	st->ops->on_reset(st->owner, code);
+}
+
+/* Count received bytes for the probe in flight, or start one. */
+static void stream_probe_data(struct esession *s, struct estream *st, size_t n)
+{
+	uint64_t v;
+
+	probe_count(&s->probe, &st->probe_seq, &st->probe_bytes, n);
+	v = probe_start(&s->probe, (uint64_t)lws_now_usecs());
+	if (v) {
+		struct frame p = {.type = FRAME_PING};
+
+		p.u.ping = v;
+		session_send(s, &p);
+	}
+}
+
+void stream_probe_answer(struct esession *s, uint64_t value)
+{
+	if (!probe_answer(&s->probe, value, (uint64_t)lws_now_usecs()))
+		return;
+	for (struct estream *st = s->streams; st; st = st->next) {
+		struct frame f = {.type = FRAME_WINDOW, .stream = st->id};
+		uint64_t held = st->recv_credit + st->unacked;
+		uint32_t g;
+
+		if (st->dead || st->fin_recv || st->probe_seq != s->probe.seq || held > st->window)
+			continue;
+		g = window_grow(&st->window, st->probe_bytes, st->window - held);
+		if (!g)
+			continue;
+		log_debug("agent '%s': stream %u: window grown to %u KiB", s->agent, st->id,
+		          st->window >> 10);
+		f.u.window = g;
+		st->recv_credit += g;
+		session_send(s, &f);
+	}
 }
 
 int stream_on_frame(struct esession *s, const struct frame *f)
@@ -258,6 +298,7 @@ int stream_on_frame(struct esession *s, const struct frame *f)
 			return 0;
 		}
 		st->recv_credit -= f->len;
+		stream_probe_data(s, st, f->len);
 		if (st->ops->on_data(st->owner, f->payload, f->len) < 0)
 			return 0;
 		return 0;

@@ -36,6 +36,9 @@ struct estream {
 	uint64_t send_credit;        /* bytes we may still send */
 	uint64_t recv_credit;        /* bytes the agent may still send */
 	uint64_t unacked;            /* consumed, not yet returned by WINDOW */
+	uint32_t window, window0;    /* receive window now, and at the start */
+	uint32_t probe_seq;          /* probe probe_bytes counts for */
+	uint64_t probe_bytes;        /* received during that probe */
 	int accepted, fin_sent, fin_recv, dead;
 	int blocked; /* owner waits for on_writable */
 	const struct estream_ops *ops;
@@ -50,6 +53,10 @@ struct estream {
 struct estream *stream_open(struct esession *s, const struct eroute *r, const struct addr *peer,
                             const struct addr *local, int tls, const struct estream_ops *ops,
                             void *owner);
+
+/** A PONG came: if it ends the session's probe, grow the windows the
+ * round trip limits (common/window.h). */
+void stream_probe_answer(struct esession *s, uint64_t value);
 
 /** How many bytes stream_send() takes now (0: wait for on_writable). */
 size_t stream_room(struct estream *st);

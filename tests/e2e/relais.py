@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import queue
 import re
 import select
 import signal
@@ -484,6 +485,72 @@ class TcpRelay:
     def close(self):
         self.stopping = True
         self.thread.join(5)
+
+
+class DelayRelay:
+    """A TCP relay on 127.0.0.1 towards target_port that holds every chunk
+    for `delay` seconds in each direction: a long path (the kernel here has
+    no netem).  It reads as fast as it can, so only the round trip of the
+    protocol running through it is stretched."""
+
+    def __init__(self, target_port, delay):
+        self.target = ("127.0.0.1", target_port)
+        self.delay = delay
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+                u = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                return
+            for s in (c, u):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s.settimeout(None)
+            self.socks += [c, u]
+            for a, b in ((c, u), (u, c)):
+                q = queue.Queue()
+                threading.Thread(target=self._read, args=(a, q), daemon=True).start()
+                threading.Thread(target=self._write, args=(b, q), daemon=True).start()
+
+    def _read(self, s, q):
+        while True:
+            try:
+                d = s.recv(1 << 18)
+            except OSError:
+                d = b""
+            q.put((time.monotonic() + self.delay, d))
+            if not d:
+                return
+
+    def _write(self, s, q):
+        while True:
+            due, d = q.get()
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                if not d:
+                    s.shutdown(socket.SHUT_WR)
+                    return
+                s.sendall(d)
+            except OSError:
+                return
+
+    def close(self):
+        self.lsock.close()
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
 
 
 def listening_pids():

@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from relais import (SLOW, Iperf3Server, TcpService, UdpEcho, free_ports, iperf3_client,
+from relais import (SLOW, Agent, DelayRelay, Edge, Iperf3Server, TcpService, UdpEcho, free_ports,
+                    iperf3_client,
                     proxy_v1, proxy_v2, read_proxy_header, recv_all, stream_pair, tcp_listening,
                     udp_ask, udp_bound, wait_for)
 
@@ -324,6 +325,64 @@ def test_service_closing_mid_upload_frees_the_stream(env, closing):
             t.join(20)
         wait_streams_zero(e)
     assert e.proc.alive() and a.proc.alive()
+
+
+def test_window_grows_with_a_long_round_trip(env, closing):
+    """50 ms each way between agent and edge: with its starting 1 MiB window
+    a stream would move 10 MB/s at most, whatever the link.  Downloading,
+    the edge (the receiver) finds the window is the limit and grows it;
+    uploading, the agent does.  Every byte still arrives in order."""
+    size = 24 << 20
+    block = hashlib.sha256(b"window").digest() * 2048  # 64 KiB
+
+    def handler(sock, info):
+        cmd = sock.recv(1)
+        if cmd == b"D":
+            for _ in range(size // len(block)):
+                sock.sendall(block)
+        elif cmd == b"U":
+            h, n = hashlib.sha256(), 0
+            while True:
+                d = sock.recv(1 << 20)
+                if not d:
+                    break
+                h.update(d)
+                n += len(d)
+            sock.sendall(b"%d %s" % (n, h.hexdigest().encode()))
+
+    origin = TcpService(handler)
+    closing(origin)
+    port = free_ports(1)
+    a = Agent(env, "home", streams=[tcp(port, origin.port)])
+    e = Edge(env, agents=[a.entry(ports=["tcp/%d" % port])])
+    e.cfg["listen"]["streams"] = ["127.0.0.1"]
+    e.write()
+    e.start()
+    relay = DelayRelay(e.tunnel_port, 0.05)
+    closing(relay)
+    a.start("wss://localhost:%d/relais" % relay.port)
+    a.proc.wait_log("route tcp/%d accepted by the edge" % port)
+
+    s = connect("127.0.0.1", port, timeout=30)
+    try:
+        s.sendall(b"D")
+        got = recv_all(s)
+    finally:
+        s.close()
+    assert len(got) == size and got == block * (size // len(block))
+    assert "window grown to" in e.log(), "the edge never grew a window"
+
+    data = os.urandom(size)
+    s = connect("127.0.0.1", port, timeout=30)
+    try:
+        s.sendall(b"U" + data)
+        s.shutdown(socket.SHUT_WR)
+        reply = recv_all(s)
+    finally:
+        s.close()
+    assert reply == b"%d %s" % (size, hashlib.sha256(data).hexdigest().encode())
+    assert "window grown to" in a.log(), "the agent never grew a window"
+    wait_streams_zero(e)
 
 
 def test_half_close_origin_shuts_first_and_still_reads(env, closing):

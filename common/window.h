@@ -1,0 +1,61 @@
+/*
+ * common/window.h - receive windows that grow with the path (flow control
+ * auto-tuning, as TCP and HTTP/2 stacks do).
+ *
+ * A stream's window starts at the session's (WELCOME.window): enough on a
+ * short path, but a stream moves at most one window per round trip.  So a
+ * receiver measures: while data comes in it sends a PING tagged as a probe
+ * and counts each stream's bytes until the PONG is back, one round trip
+ * later.  A stream that moved half its window or more in that time, while
+ * its consumer kept up, is limited by the window: the window doubles, up to
+ * WINDOW_MAX.  The growth of all streams of a process together is capped
+ * at WINDOW_BUDGET, so memory stays bounded whatever the number of streams.
+ * PING/PONG is in every peer already: no protocol change.
+ */
+#ifndef RELAIS_COMMON_WINDOW_H
+#define RELAIS_COMMON_WINDOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WINDOW_MAX    (16u * 1024u * 1024u) /* one stream's largest window */
+#define WINDOW_BUDGET (64u * 1024u * 1024u) /* all growth in one process */
+#define PROBE_TAG     (1ull << 63)          /* PING values of probes */
+#define PROBE_GAP_US  10000u                /* from one probe's answer to the next */
+
+/** A session's round-trip probe. */
+struct probe {
+	uint64_t sent_us; /* 0: none in flight */
+	uint64_t next_us; /* no new probe before */
+	uint32_t seq;     /* which probe streams count their bytes for */
+};
+
+/**
+ * Stream data arrived at now_us: returns the PING value to send now to
+ * start a probe, or 0.
+ */
+uint64_t probe_start(struct probe *p, uint64_t now_us);
+
+/** A PONG with this value: 1 if it ends our probe (check the windows now). */
+int probe_answer(struct probe *p, uint64_t value, uint64_t now_us);
+
+/**
+ * Count n bytes received by a stream (its seq and bytes fields) for the
+ * probe in flight.
+ */
+void probe_count(const struct probe *p, uint32_t *seq, uint64_t *bytes, size_t n);
+
+/**
+ * At a probe's end, for a stream that received rtt_bytes during it and
+ * holds backlog bytes its consumer has not taken yet: the bytes its window
+ * (*window) grows by, 0 to keep it.
+ */
+uint32_t window_grow(uint32_t *window, uint64_t rtt_bytes, uint64_t backlog);
+
+/** A stream ends: give its growth (window - initial) back to the budget. */
+void window_release(uint32_t window, uint32_t initial);
+
+/** Growth currently granted, all streams together. */
+size_t window_granted(void);
+
+#endif
