@@ -191,9 +191,13 @@ def iperf3(port, args):
     return rx["bits_per_second"] / 1e9, loss, ""
 
 
-# direct: iperf3 itself; socat: one-hop proxy; tls2: two-hop TLS tunnel of
-# socat processes; relais: the agent's tcp/udp stream route.
-TARGETS = ("direct", "socat", "tls2", "relais")
+# direct: iperf3 itself; socat and nginx (stream module, 1 worker): one-hop
+# proxies; tls2: two-hop TLS tunnel of socat processes; relais: the agent's
+# tcp/udp stream route.
+NGINX_STREAM = "/usr/lib/nginx/modules/ngx_stream_module.so"  # libnginx-mod-stream
+TARGETS = tuple(t for t in ("direct", "socat", "nginx", "tls2", "relais")
+                if t != "nginx" or os.path.exists(NGINX_STREAM))
+TCP_ONLY = ("nginx", "tls2")
 
 
 def long_path_bench(d, sp, p_tunnel, agent):
@@ -232,7 +236,7 @@ def long_path_bench(d, sp, p_tunnel, agent):
           " window would allow 84 Mbit/s): %s" % "   ".join(out))
 
 
-def streams_bench(d, sp, edge, agent):
+def streams_bench(d, sp, edge, agent, nginx):
     procs = []
     try:
         def start(argv, name):
@@ -258,7 +262,7 @@ def streams_bench(d, sp, edge, agent):
                   start(["socat", "-b", "131072",
                          "TCP4-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr" % sp["tls2"],
                          "OPENSSL:127.0.0.1:%d,verify=0" % sp["tls-in"]], "socat-tls-out")]
-        for port in (sp["direct"], sp["socat"], sp["relais"], sp["tls-in"], sp["tls2"]):
+        for port in [sp[t] for t in TARGETS] + [sp["tls-in"]]:
             # relais: open once the agent's stream routes are accepted.  Not
             # by connecting: iperf3 would take that for a test.
             wait_listen(port, "tcp")
@@ -267,11 +271,12 @@ def streams_bench(d, sp, edge, agent):
         rows = {}
         for target in TARGETS:
             for key, _, args in STREAM_RUNS:
-                if target == "tls2" and "-u" in args:
+                if target in TCP_ONLY and "-u" in args:
                     rows[target, key] = None
                     continue
                 pids, kids = ([edge.pid, agent.pid], False) if target == "relais" else \
-                    ([p.pid for p in socat], True) if target in ("socat", "tls2") else ([], False)
+                    ([p.pid for p in socat], True) if target in ("socat", "tls2") else \
+                    ([nginx.pid], True) if target == "nginx" else ([], False)
                 c0, t0 = cpu_seconds(pids, kids), time.time()
                 gbps, loss, err = iperf3(sp[target], args)
                 if kids:
@@ -296,8 +301,8 @@ def streams_bench(d, sp, edge, agent):
                 p.kill()
 
     print()
-    print("streams: iperf3 -t %d direct, through socat (one-hop), through two socat joined by TLS"
-          " (tls2, TCP only) and through relais (tcp/udp stream port);"
+    print("streams: iperf3 -t %d direct, through socat and nginx (one-hop; nginx TCP only),"
+          " through two socat joined by TLS (tls2, TCP only) and through relais (tcp/udp stream port);"
           " UDP -l 1400; CPU = proxy processes (relais: edge + agent), %% of one core" % SDUR)
     print("%-13s %-7s %9s %8s %7s %s" % ("test", "target", "Gbit/s", "loss %", "CPU %", "errors"))
     for key, label, _ in STREAM_RUNS:
@@ -309,7 +314,10 @@ def streams_bench(d, sp, edge, agent):
                                                    "-" if loss is None else "%.2f" % loss,
                                                    "-" if cpu is None else "%.0f" % cpu, err))
     print()
-    for base, what in (("socat", "one-hop (target >= 0.75)"), ("tls2", "two-hop TLS")):
+    for base, what in (("socat", "one-hop socat (target >= 0.75)"),
+                       ("nginx", "one-hop nginx (target >= 0.75)"), ("tls2", "two-hop TLS")):
+        if base not in TARGETS:
+            continue
         ratios = []
         for key, label, _ in STREAM_RUNS[:2]:
             one, x = rows[base, key][0], rows["relais", key][0]
@@ -317,7 +325,7 @@ def streams_bench(d, sp, edge, agent):
         print("streams relais/%s: %s" % (what, "   ".join(ratios)))
     for key, label, _ in STREAM_RUNS[:2]:
         print("%s, CPU seconds per GB moved: %s" % (label, "   ".join(
-            "%s %.2f" % (t, rows[t, key][4]) for t in ("socat", "tls2", "relais"))))
+            "%s %.2f" % (t, rows[t, key][4]) for t in TARGETS[1:])))
 
 
 def main():
@@ -334,12 +342,17 @@ def main():
         p_origin, p_nginx, p_http, p_tunnel = free_port(), free_port(), free_port(), free_port()
         p_nginx_tls, p_https = free_port(), free_port()
         # streams: iperf3 server (direct), socat one-hop proxy, relais stream port
-        sp = {k: free_stream_port() for k in ("direct", "socat", "relais", "tls-in", "tls2")}
+        sp = {k: free_stream_port() for k in ("direct", "socat", "nginx", "relais", "tls-in", "tls2")}
         certs = os.path.join(d, "certs")
         os.makedirs(certs)
 
         conf = os.path.join(d, "nginx.conf")
+        # One-hop TCP proxy for the streams part, when the module is there.
+        stream_block = ("stream { server { listen 127.0.0.1:%d; proxy_pass 127.0.0.1:%d; } }\n"
+                        % (sp["nginx"], sp["direct"])) if "nginx" in TARGETS else ""
         with open(conf, "w") as f:
+            if stream_block:
+                f.write("load_module %s;\n%s" % (NGINX_STREAM, stream_block))
             f.write("""
 worker_processes 1;
 pid %(d)s/nginx.pid;
@@ -460,7 +473,7 @@ streams: [{listen: "tcp/%d", to: "127.0.0.1:%d"}, {listen: "udp/%d", to: "127.0.
         print("HTTPS relais/nginx: req/s %.2fx (target >= 0.75)   bulk %.2fx   p99 %.2fx"
               % (x["rps"] / n["rps"], x["bulk"] / n["bulk"], x["p99"] / n["p99"] if n["p99"] else 0))
         print("peak RSS: edge %.1f MiB, agent %.1f MiB" % (rss.peak[edge.pid] / 1024, rss.peak[agent.pid] / 1024))
-        streams_bench(d, sp, edge, agent)
+        streams_bench(d, sp, edge, agent, procs[0])
         long_path_bench(d, sp, p_tunnel, agent)
     finally:
         for p in procs:

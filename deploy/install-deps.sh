@@ -10,7 +10,7 @@ PKGS="build-essential pkg-config make gcc clang libclang-rt-14-dev llvm
 libwebsockets-dev libssl-dev libsodium-dev libyaml-dev
 openssl ca-certificates curl iproute2 procps psmisc
 python3 python3-pytest python3-websockets python3-cryptography python3-yaml
-nginx wrk pebble iperf3 socat
+nginx libnginx-mod-stream wrk pebble iperf3 socat
 systemd podman runc debootstrap"
 
 missing=""
