@@ -8,6 +8,7 @@
  * a well-formed document and still never read outside it.
  */
 #include "json.h"
+#include "hex.h"
 
 #include <string.h>
 
@@ -53,24 +54,13 @@ static int jp_tok(struct jp *p, enum json_type type, size_t start)
 	return (int)p->n++;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Four hex digits at s[0..4) (the caller checked they are in bounds). */
 static int hex4(const char *s, unsigned *cp)
 {
 	unsigned v = 0;
 
 	for (int i = 0; i < 4; i++) {
-		int h = hexval(s[i]);
+		int h = hex_digit((unsigned char)s[i]);
 
 		if (h < 0)
 			return -1;

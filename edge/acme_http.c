@@ -26,6 +26,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "../common/hex.h"
 #include "http1.h"
 
 #define CHUNK_SLACK (64 * 1024) /* chunk framing allowed on top of ACME_HTTP_MAX_BODY */
@@ -269,10 +270,7 @@ long acme_http_dechunk(char *buf, size_t len)
 
 		while (r < len) {
 			char c = buf[r];
-			int v = c >= '0' && c <= '9'   ? c - '0'
-			        : c >= 'a' && c <= 'f' ? c - 'a' + 10
-			        : c >= 'A' && c <= 'F' ? c - 'A' + 10
-			                               : -1;
+			int v = hex_digit((unsigned char)c);
 			if (v < 0)
 				break;
 			if (size > (UINT64_MAX >> 4))

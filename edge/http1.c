@@ -8,6 +8,7 @@
  * frames the message exactly as we did.
  */
 #include "edge/http1.h"
+#include "common/hex.h"
 
 #include <limits.h>
 #include <string.h>
@@ -53,17 +54,6 @@ static int is_ows(unsigned char c)
 static int is_digit(unsigned char c)
 {
 	return c >= '0' && c <= '9';
-}
-
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 static unsigned char lower(unsigned char c)
@@ -737,13 +727,13 @@ ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len,
 
 		switch (c->state) {
 		case CH_SIZE_FIRST:
-			if ((v = hex_value(ch)) < 0)
+			if ((v = hex_digit(ch)) < 0)
 				return chunked_fail(c, err, "invalid chunk size");
 			c->remaining = (uint64_t)v;
 			c->state = CH_SIZE;
 			break;
 		case CH_SIZE:
-			if ((v = hex_value(ch)) >= 0) {
+			if ((v = hex_digit(ch)) >= 0) {
 				if (c->remaining > (UINT64_MAX >> 4))
 					return chunked_fail(c, err, "chunk size overflow");
 				c->remaining = (c->remaining << 4) | (uint64_t)v;
@@ -1271,7 +1261,7 @@ static int normalize_authority(const char *p, size_t n, char *out, size_t cap)
 			unsigned char c = (unsigned char)p[i];
 			if (c == ':')
 				colons++;
-			else if (hex_value(c) < 0 && c != '.')
+			else if (hex_digit(c) < 0 && c != '.')
 				return -1;
 		}
 		if (i == n || i == 1 || colons < 2)
