@@ -22,7 +22,7 @@ import time
 import pytest
 
 from origin import Origin, body_chunks, body_sha256
-from relais import ASAN, SLOW, Agent, Edge, Env, free_port, wait_for
+from relais import ASAN, SLOW, Agent, Edge, Env, free_port, recv_all, wait_for
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -813,12 +813,7 @@ def test_lingering_close_keeps_the_answer(lim):
         for _ in range(32):
             s.sendall(b"x" * (256 * KiB))
         s.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
+        data = recv_all(s)
         assert data.startswith(b"HTTP/1.1 413 "), data[:80]
     finally:
         s.close()
@@ -827,12 +822,7 @@ def test_lingering_close_keeps_the_answer(lim):
     s = socket.create_connection(("127.0.0.1", lim.port), timeout=10)
     try:
         s.sendall(build_request("POST", "/sha256", headers=[("Content-Length", str(8 * MiB))]))
-        data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
+        data = recv_all(s)
         assert data.startswith(b"HTTP/1.1 413 "), data[:80]
         t0 = time.monotonic()
         sent = 0

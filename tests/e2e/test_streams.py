@@ -591,33 +591,42 @@ def test_proxy_protocol_tcp_from_ipv4_and_ipv6(env, closing, version):
     wait_streams_zero(e)
 
 
-def test_proxy_protocol_v2_udp_header_on_every_datagram(env, closing):
-    svc = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    svc.bind(("127.0.0.1", 0))
-    svc_port = svc.getsockname()[1]
-    seen = []
+class ProxyV2UdpService:
+    """A UDP service on 127.0.0.1 behind PROXY v2: keeps every datagram it
+    gets (.seen) and answers "reply:" + what came after the header + ":" and
+    the header's address family (1 IPv4, 2 IPv6)."""
 
-    def serve():
-        svc.settimeout(0.1)
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.seen = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        self.sock.settimeout(0.1)
         while True:
             try:
-                d, peer = svc.recvfrom(65536)
+                d, peer = self.sock.recvfrom(65536)
             except socket.timeout:
                 continue
             except OSError:
                 return
-            seen.append(d)
-            # answer with what came after the header
+            self.seen.append(d)
             fam = d[13] >> 4
             n = 16 + struct.unpack(">H", d[14:16])[0] if d[:12] == b"\r\n\r\n\x00\r\nQUIT\n" \
                 else 0
-            svc.sendto(b"reply:" + d[n:] + b":%d" % fam, peer)
+            self.sock.sendto(b"reply:" + d[n:] + b":%d" % fam, peer)
 
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
+    def close(self):
+        self.sock.close()
+
+
+def test_proxy_protocol_v2_udp_header_on_every_datagram(env, closing):
+    svc = ProxyV2UdpService()
     closing(svc)
     port = free_ports(1, hosts=("127.0.0.1", "::1"))
-    a, e = stream_pair(env, [udp(port, svc_port, proxy_protocol="v2")],
+    a, e = stream_pair(env, [udp(port, svc.port, proxy_protocol="v2")],
                        listen=("127.0.0.1", "::1"))
     for host, fam in (("127.0.0.1", 1), ("::1", 2)):
         c = socket.socket(socket.AF_INET6 if fam == 2 else socket.AF_INET, socket.SOCK_DGRAM)
@@ -628,38 +637,21 @@ def test_proxy_protocol_v2_udp_header_on_every_datagram(env, closing):
             for k in range(3):
                 msg = b"datagram %d" % k
                 assert udp_ask(host, port, msg, sock=c) == b"reply:" + msg + b":%d" % fam
-                assert seen[-1] == hdr + msg
+                assert svc.seen[-1] == hdr + msg
         finally:
             c.close()
     # every datagram carried its own complete header
-    assert all(d.startswith(b"\r\n\r\n\x00\r\nQUIT\n\x21") for d in seen)
+    assert all(d.startswith(b"\r\n\r\n\x00\r\nQUIT\n\x21") for d in svc.seen)
 
 
 def test_udp_on_wildcard_answers_from_the_address_asked(env, closing):
     # listen.streams 0.0.0.0 / ::, a client asking 127.0.0.2: the answer must
     # come from 127.0.0.2 (a connected client socket drops any other source)
     # and the service's PROXY v2 header names 127.0.0.2 as the destination.
-    svc = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    svc.bind(("127.0.0.1", 0))
-    seen = []
-
-    def serve():
-        svc.settimeout(0.1)
-        while True:
-            try:
-                d, peer = svc.recvfrom(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            seen.append(d)
-            n = 16 + struct.unpack(">H", d[14:16])[0]
-            svc.sendto(b"reply:" + d[n:], peer)
-
-    threading.Thread(target=serve, daemon=True).start()
+    svc = ProxyV2UdpService()
     closing(svc)
     port = free_ports(1, hosts=("0.0.0.0", "::"))
-    a, e = stream_pair(env, [udp(port, svc.getsockname()[1], proxy_protocol="v2")],
+    a, e = stream_pair(env, [udp(port, svc.port, proxy_protocol="v2")],
                        listen=("0.0.0.0", "::"))
     for host in ("127.0.0.2", "127.0.0.1", "::1"):
         c = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
@@ -667,8 +659,9 @@ def test_udp_on_wildcard_answers_from_the_address_asked(env, closing):
             c.connect((host, port))
             src = c.getsockname()[:2]
             msg = b"to " + host.encode()
-            assert udp_ask(host, port, msg, sock=c) == b"reply:" + msg, host
-            assert seen[-1] == proxy_v2(src, (host, port), dgram=True) + msg
+            fam = b"2" if ":" in host else b"1"
+            assert udp_ask(host, port, msg, sock=c) == b"reply:" + msg + b":" + fam, host
+            assert svc.seen[-1] == proxy_v2(src, (host, port), dgram=True) + msg
         finally:
             c.close()
     assert e.status()["udp_dropped"] == 0
