@@ -5,6 +5,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import relais  # noqa: E402
+from origin import Origin  # noqa: E402
 
 
 def pytest_configure(config):
@@ -21,3 +22,11 @@ def env(tmp_path, pki):
     e = relais.Env(str(tmp_path), pki)
     yield e
     e.check()
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory):
+    """The test origin (tests/e2e/origin.py), one per test module."""
+    o = Origin(str(tmp_path_factory.mktemp("origin") / "origin.log"))
+    yield o
+    o.stop()

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from origin import Origin, body_chunks, body_sha256
+from origin import body_chunks, body_sha256
 from relais import ASAN, SLOW, Agent, Edge, Env, free_port, recv_all, wait_for
 
 KiB = 1024
@@ -273,13 +273,6 @@ class Net:
 
     def close(self):
         self.env.check()
-
-
-@pytest.fixture(scope="module")
-def origin(tmp_path_factory):
-    o = Origin(str(tmp_path_factory.mktemp("origin") / "origin.log"))
-    yield o
-    o.stop()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ import time
 
 import pytest
 
-from origin import Origin
 from relais import (SLOW, Agent, Env, HttpsEdge, TlsOrigin, free_port, install_pair,
                     pem_to_der, tls_origin_sha256, wait_for)
 
@@ -293,13 +292,6 @@ class Net:
     def close(self):
         self.vault.close()
         self.env.check()
-
-
-@pytest.fixture(scope="module")
-def origin(tmp_path_factory):
-    o = Origin(str(tmp_path_factory.mktemp("origin") / "origin.log"))
-    yield o
-    o.stop()
 
 
 @pytest.fixture(scope="module")
