@@ -235,7 +235,7 @@ static void stream_probe_data(struct esession *s, struct estream *st, size_t n)
 	uint64_t v;
 
 	probe_count(&s->probe, &st->probe_seq, &st->probe_bytes, n);
-	v = probe_start(&s->probe, (uint64_t)lws_now_usecs());
+	v = probe_start(&s->probe, s->last_rx_us); /* the time this frame came */
 	if (v) {
 		struct frame p = {.type = FRAME_PING};
 
