@@ -59,6 +59,7 @@ int tunnel_rx_feed(struct tunnel *t, const uint8_t *in, size_t len, int last,
 	t->msg_len += len;
 	while (len && !rc) {
 		struct frame f;
+		size_t want, k;
 		ssize_t r;
 
 		if (!t->rxlen) {
@@ -77,24 +78,20 @@ int tunnel_rx_feed(struct tunnel *t, const uint8_t *in, size_t len, int last,
 		}
 		/* Complete the cut frame in rx: its header first, then the payload
 		 * the header announced (checked by frame_decode() before that). */
-		{
-			size_t want = t->rxlen < FRAME_HEADER_LEN
-			                  ? FRAME_HEADER_LEN
-			                  : FRAME_HEADER_LEN + frame_get_len(t->rx);
-			size_t k = len < want - t->rxlen ? len : want - t->rxlen;
-
-			memcpy(t->rx + t->rxlen, in, k);
-			t->rxlen += k;
-			in += k;
-			len -= k;
-			r = frame_decode(t->rx, t->rxlen, &f, err);
-			if (r == FRAME_INCOMPLETE)
-				continue;
-			if (r < 0)
-				return -1;
-			t->rxlen = 0;
-			rc = fn(arg, &f);
-		}
+		want = t->rxlen < FRAME_HEADER_LEN ? FRAME_HEADER_LEN
+		                                   : FRAME_HEADER_LEN + frame_get_len(t->rx);
+		k = len < want - t->rxlen ? len : want - t->rxlen;
+		memcpy(t->rx + t->rxlen, in, k);
+		t->rxlen += k;
+		in += k;
+		len -= k;
+		r = frame_decode(t->rx, t->rxlen, &f, err);
+		if (r == FRAME_INCOMPLETE)
+			continue;
+		if (r < 0)
+			return -1;
+		t->rxlen = 0;
+		rc = fn(arg, &f);
 	}
 	if (last) {
 		int cut = t->rxlen != 0;
