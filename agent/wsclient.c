@@ -41,6 +41,7 @@ struct wsc {
 	uint8_t ctl[125];
 	size_t ctl_len;
 	int want_write;
+	int zero_mask; /* wss: mask keys are zero, see wsc_frame() */
 };
 
 static void wsc_fail(struct wsc *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -107,7 +108,9 @@ static void wsc_mask_key(uint8_t mask[4])
 	used += 4;
 }
 
-/* Append one frame; the payload is masked on the way in (RFC 6455 §5.3). */
+/* Append one frame; the payload is masked on the way in (RFC 6455 §5.3).
+ * Inside TLS the key is zero: nothing between the peers reads the bytes the
+ * mask protects, and the edge (lws) then skips unmasking (PROTOCOL.md §1). */
 static int wsc_frame(struct wsc *c, int opcode, const uint8_t *data, size_t len)
 {
 	uint8_t mask[4];
@@ -120,9 +123,15 @@ static int wsc_frame(struct wsc *c, int opcode, const uint8_t *data, size_t len)
 		if (OUT_CAP - c->out_end < hl + len)
 			return 0;
 	}
-	wsc_mask_key(mask);
-	c->out_end += wsf_encode(c->out + c->out_end, opcode, 1, len, mask);
-	wsf_mask(c->out + c->out_end, data, len, mask, 0);
+	if (c->zero_mask) {
+		memset(mask, 0, sizeof(mask));
+		c->out_end += wsf_encode(c->out + c->out_end, opcode, 1, len, mask);
+		memcpy(c->out + c->out_end, data, len);
+	} else {
+		wsc_mask_key(mask);
+		c->out_end += wsf_encode(c->out + c->out_end, opcode, 1, len, mask);
+		wsf_mask(c->out + c->out_end, data, len, mask, 0);
+	}
 	c->out_end += len;
 	return 1;
 }
@@ -380,6 +389,7 @@ struct wsc *wsc_connect(struct lws_vhost *vh, const struct wsc_cfg *cfg, const s
 	c->ops = ops;
 	c->arg = arg;
 	c->protocol = cfg->protocol;
+	c->zero_mask = cfg->tls;
 	snprintf(c->host, sizeof(c->host), "%s", cfg->host);
 	snprintf(c->path, sizeof(c->path), "%s", cfg->path);
 	c->st = WSC_CONNECTING;

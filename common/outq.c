@@ -5,6 +5,35 @@
 
 #include "outq.h"
 
+/* Spare chunks of the queues' preferred sizes, newest first (see outq.h). */
+static _Thread_local struct outq_chunk *spare;
+static _Thread_local size_t spare_bytes;
+
+static struct outq_chunk *chunk_alloc(size_t size)
+{
+	for (struct outq_chunk **pp = &spare; *pp; pp = &(*pp)->next) {
+		struct outq_chunk *c = *pp;
+
+		if (c->size == size) {
+			*pp = c->next;
+			spare_bytes -= size;
+			return c;
+		}
+	}
+	return malloc(size);
+}
+
+static void chunk_release(struct outq_chunk *c, size_t preferred)
+{
+	if (c->size == preferred && spare_bytes + c->size <= OUTQ_SPARE_BYTES) {
+		c->next = spare;
+		spare = c;
+		spare_bytes += c->size;
+		return;
+	}
+	free(c);
+}
+
 void outq_init(struct outq *q, size_t headroom, size_t chunk_cap)
 {
 	q->head = q->tail = NULL;
@@ -21,9 +50,10 @@ uint8_t *outq_reserve(struct outq *q, size_t n)
 	if (c && c->cap - c->len >= n)
 		return c->buf + q->headroom + c->len;
 	cap = n > q->chunk_cap ? n : q->chunk_cap;
-	c = malloc(sizeof(*c) + q->headroom + cap);
+	c = chunk_alloc(sizeof(*c) + q->headroom + cap);
 	if (!c)
 		return NULL;
+	c->size = sizeof(*c) + q->headroom + cap;
 	c->next = NULL;
 	c->len = 0;
 	c->tag = 0;
@@ -73,7 +103,7 @@ void outq_pop(struct outq *q)
 	if (!q->head)
 		q->tail = NULL;
 	q->bytes -= c->len;
-	free(c);
+	chunk_release(c, sizeof(*c) + q->headroom + q->chunk_cap);
 }
 
 size_t outq_bytes(const struct outq *q)
@@ -85,4 +115,9 @@ void outq_free(struct outq *q)
 {
 	while (q->head)
 		outq_pop(q);
+}
+
+size_t outq_spare_bytes(void)
+{
+	return spare_bytes;
 }

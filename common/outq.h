@@ -6,6 +6,11 @@
  * free bytes before its data for the transport's header (LWS_PRE).  The
  * queue never limits itself: callers bound it by stopping their producers
  * when outq_bytes() passes their high watermark.
+ *
+ * Freed chunks of a queue's preferred size are kept for reuse, up to
+ * OUTQ_SPARE_BYTES per thread: a bulk transfer frees and allocates a chunk
+ * every 64-256 KiB, and malloc would return that memory to the kernel only
+ * to fault it in again (measured: 5% of the agent's CPU).
  */
 #ifndef RELAIS_COMMON_OUTQ_H
 #define RELAIS_COMMON_OUTQ_H
@@ -13,10 +18,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define OUTQ_SPARE_BYTES (4u * 1024u * 1024u)
+
 struct outq_chunk {
 	struct outq_chunk *next;
 	size_t len;   /* bytes of message data after the headroom */
 	size_t cap;   /* capacity of message data */
+	size_t size;  /* bytes allocated, header included */
 	uint64_t tag; /* caller's count carried with the chunk (e.g. credit) */
 	uint32_t tag_id;
 	uint8_t buf[]; /* headroom + data */
@@ -62,5 +70,8 @@ size_t outq_bytes(const struct outq *q);
 
 /** Free every chunk. */
 void outq_free(struct outq *q);
+
+/** Bytes this thread keeps in spare chunks. */
+size_t outq_spare_bytes(void);
 
 #endif

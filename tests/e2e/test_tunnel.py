@@ -4,9 +4,13 @@ clients on the agent endpoint, reconnects, dead paths and signals.
 Real relais-edge / relais-agent processes on 127.0.0.1; every wait is on a
 log line or on /status, never a fixed sleep.
 """
+import base64
+import hashlib
 import os
+import re
 import signal
 import socket
+import ssl
 import struct
 import time
 
@@ -441,3 +445,69 @@ def test_agent_sigterm_says_goaway_and_exits_0_promptly(env):
     assert time.monotonic() - t0 < 2 * SLOW  # no stream to finish
     e.proc.wait_log("agent 'home' is going away: agent shutting down", since=mark)
     wait_for(lambda: e.status()["sessions"] == [], 5, what="no sessions")
+
+
+# ---- WebSocket masking -------------------------------------------------------------
+
+
+def pong_masks(env, tls, pings=3):
+    """A hand-made edge that upgrades the agent's connection, sends WebSocket
+    PINGs and returns the masking key of each PONG the agent answers with
+    (after checking the unmasked payload echoes the PING)."""
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    lsock.settimeout(5 * SLOW)
+    port = lsock.getsockname()[1]
+    a = Agent(env, "home")
+    a.start("%s://localhost:%d/relais" % ("wss" if tls else "ws", port), wait=False)
+    s, _ = lsock.accept()
+    lsock.close()
+    s.settimeout(5 * SLOW)
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(env.pki.cert, env.pki.key)
+        s = ctx.wrap_socket(s, server_side=True)
+    req = b""
+    while b"\r\n\r\n" not in req:
+        chunk = s.recv(4096)
+        assert chunk, req
+        req += chunk
+    key = re.search(rb"(?i)sec-websocket-key: *(\S+)", req).group(1)
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Accept: " + accept + b"\r\nSec-WebSocket-Protocol: relais.v1\r\n\r\n")
+    masks = []
+    try:
+        for i in range(pings):
+            payload = b"probe %d" % i
+            s.sendall(bytes([0x89, len(payload)]) + payload)
+            hdr = recv_exact(s, 2)
+            assert hdr[0] == 0x8A and hdr[1] == 0x80 | len(payload), hdr  # masked PONG
+            mask = recv_exact(s, 4)
+            body = recv_exact(s, len(payload))
+            assert bytes(b ^ mask[j % 4] for j, b in enumerate(body)) == payload
+            masks.append(mask)
+    finally:
+        s.close()
+    return masks
+
+
+def recv_exact(s, n):
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        assert chunk, "connection closed after %r" % out
+        out += chunk
+    return out
+
+
+def test_agent_masks_with_a_zero_key_inside_tls(env):
+    # RFC 6455 masking guards intermediaries that read the bytes; inside TLS
+    # none can, and lws skips unmasking an all-zero key (docs/design.md).
+    assert pong_masks(env, tls=True) == [b"\0\0\0\0"] * 3
+
+
+def test_agent_masks_with_fresh_random_keys_without_tls(env):
+    masks = pong_masks(env, tls=False)
+    assert b"\0\0\0\0" not in masks and len(set(masks)) == 3, masks
