@@ -3,6 +3,7 @@
 Usage: bench.py BUILD SECONDS CONNECTIONS (see bench/run.sh).
 """
 import json
+import statistics
 import os
 import re
 import shutil
@@ -101,7 +102,11 @@ def bulk(port, path, tls=False, rounds=5):
 
 # ---- streams: iperf3 through relais (TCP/UDP stream port), a one-hop proxy, direct ----
 
-SDUR = max(1, min(DUR, 3))  # seconds per iperf3 run: 12 runs, about 45 s in all
+SDUR = max(1, min(DUR, 3))  # seconds per iperf3 run
+# TCP runs go round the targets TCP_ROUNDS times and report the median: the
+# shared machine's speed drifts over seconds, and a target measured alone in
+# a slow moment would skew a ratio.  About 2.5 minutes in all.
+TCP_ROUNDS = 3
 STREAM_RUNS = (("tcp", "TCP 1 stream", []), ("tcp4", "TCP -P 4", ["-P", "4"]),
                ("udp200", "UDP 200M", ["-u", "-b", "200M", "-l", "1400"]),
                ("udp1g", "UDP 1G", ["-u", "-b", "1G", "-l", "1400"]))
@@ -168,6 +173,12 @@ def cpu_seconds(pids, children=False):
         if v:
             total += int(v[11]) + int(v[12]) + ((int(v[13]) + int(v[14])) if children else 0)
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def mid(values):
+    """The median of the values that are not None, or None."""
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
 def iperf3(port, args):
@@ -268,24 +279,26 @@ def streams_bench(d, sp, edge, agent, nginx):
             wait_listen(port, "tcp")
         wait_listen(sp["socat"], "udp")
         wait_listen(sp["relais"], "udp")
-        rows = {}
-        for target in TARGETS:
-            for key, _, args in STREAM_RUNS:
-                if target in TCP_ONLY and "-u" in args:
-                    rows[target, key] = None
-                    continue
-                pids, kids = ([edge.pid, agent.pid], False) if target == "relais" else \
-                    ([p.pid for p in socat], True) if target in ("socat", "tls2") else \
-                    ([nginx.pid], True) if target == "nginx" else ([], False)
-                c0, t0 = cpu_seconds(pids, kids), time.time()
-                gbps, loss, err = iperf3(sp[target], args)
-                if kids:
-                    time.sleep(0.3)  # let socat reap its children: their CPU time counts
-                used = cpu_seconds(pids, kids) - c0
-                cpu = used / (time.time() - t0) * 100
-                # CPU seconds per GB moved: steadier than Gbit/s on a shared machine.
-                per_gb = used / (gbps / 8 * SDUR) if gbps else 0
-                rows[target, key] = (gbps, loss, cpu if pids else None, err, per_gb)
+        samples = {}
+        for rnd, target, key, args in [(r, t, k, a) for r in range(TCP_ROUNDS)
+                                       for k, _, a in STREAM_RUNS for t in TARGETS]:
+            if (target in TCP_ONLY or rnd) and "-u" in args:
+                continue
+            pids, kids = ([edge.pid, agent.pid], False) if target == "relais" else \
+                ([p.pid for p in socat], True) if target in ("socat", "tls2") else \
+                ([nginx.pid], True) if target == "nginx" else ([], False)
+            c0, t0 = cpu_seconds(pids, kids), time.time()
+            gbps, loss, err = iperf3(sp[target], args)
+            if kids:
+                time.sleep(0.3)  # let socat reap its children: their CPU time counts
+            used = cpu_seconds(pids, kids) - c0
+            cpu = used / (time.time() - t0) * 100
+            # CPU seconds per GB moved: steadier than Gbit/s on a shared machine.
+            per_gb = used / (gbps / 8 * SDUR) if gbps else 0
+            samples.setdefault((target, key), []).append(
+                (gbps, loss, cpu if pids else None, err, per_gb))
+        rows = {k: tuple(mid([x[i] for x in v]) if i != 3 else " ".join(x[3] for x in v).strip()
+                         for i in range(5)) for k, v in samples.items()}
     finally:
         for pid in children_of({p.pid for p in procs}):  # socat's, not orphaned
             try:
@@ -301,13 +314,15 @@ def streams_bench(d, sp, edge, agent, nginx):
                 p.kill()
 
     print()
-    print("streams: iperf3 -t %d direct, through socat and nginx (one-hop; nginx TCP only),"
+    print("streams: iperf3 -t %d (TCP: median of %d rounds) direct, through socat and nginx"
+          " (one-hop; nginx TCP only),"
           " through two socat joined by TLS (tls2, TCP only) and through relais (tcp/udp stream port);"
-          " UDP -l 1400; CPU = proxy processes (relais: edge + agent), %% of one core" % SDUR)
+          " UDP -l 1400; CPU = proxy processes (relais: edge + agent), %% of one core"
+          % (SDUR, TCP_ROUNDS))
     print("%-13s %-7s %9s %8s %7s %s" % ("test", "target", "Gbit/s", "loss %", "CPU %", "errors"))
     for key, label, _ in STREAM_RUNS:
         for target in TARGETS:
-            if not rows[target, key]:
+            if (target, key) not in rows:
                 continue
             gbps, loss, cpu, err, _ = rows[target, key]
             print("%-13s %-7s %9.2f %8s %7s %s" % (label, target, gbps,
@@ -321,7 +336,11 @@ def streams_bench(d, sp, edge, agent, nginx):
         ratios = []
         for key, label, _ in STREAM_RUNS[:2]:
             one, x = rows[base, key][0], rows["relais", key][0]
-            ratios.append("%s %.2fx" % (label, x / one if one else 0))
+            # and the ratio within each round, taken seconds apart
+            each = sorted(r[0] / b[0] if b[0] else 0
+                          for b, r in zip(samples[base, key], samples["relais", key]))
+            ratios.append("%s %.2fx (rounds %.2f-%.2fx)" % (label, x / one if one else 0,
+                                                          each[0], each[-1]))
         print("streams relais/%s: %s" % (what, "   ".join(ratios)))
     for key, label, _ in STREAM_RUNS[:2]:
         print("%s, CPU seconds per GB moved: %s" % (label, "   ".join(
