@@ -311,6 +311,17 @@ def test_download(net, size):
         assert r2.status == 200 and r2.body == b"".join(body_chunks(10, "after"))
 
 
+def test_records_read_ahead_are_delivered_at_once(net):
+    """The edge's TLS reads the tunnel ahead, several records per read; those
+    after the first must be delivered without more bytes arriving (nothing
+    else crosses the tunnel here until the next keepalive, 5 s away)."""
+    with Client(net.port, timeout=3) as c:
+        for i, size in enumerate([40 * KiB, 100 * KiB, 200 * KiB, 300 * KiB] * 3):
+            r = c.request("GET", "/bytes/%d?seed=ra%d" % (size, i), keep_body=False)
+            assert r.status == 200 and r.length == size, r
+            assert r.sha256 == body_sha256(size, "ra%d" % i)
+
+
 def send_body(sock, size, seed, chunked=False):
     for piece in body_chunks(size, seed):
         if chunked:
