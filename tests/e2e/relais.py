@@ -28,15 +28,10 @@ SLOW = 3.0 if ASAN else 1.0
 
 
 def free_port(kind=socket.SOCK_STREAM):
-    """A free port on 127.0.0.1, never one handed out before in this run."""
-    while True:
-        s = socket.socket(socket.AF_INET, kind)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+    """A free port on 127.0.0.1, never one handed out before in this run, and
+    below the ephemeral range: a port the kernel picked for bind(0) could be
+    taken by some outgoing connection's source port before the test binds it."""
+    return free_ports(1, kinds=(kind,))
 
 
 def wait_for(cond, timeout=5.0, interval=0.05, what="condition"):
