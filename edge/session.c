@@ -115,6 +115,65 @@ static const struct edge_agent *session_find_agent(const uint8_t *key)
 	return NULL;
 }
 
+/*
+ * TLS reads ahead into a 128 KiB buffer: one read(2) brings several records,
+ * where lws alone reads each record with two (header, then body) and polls
+ * between records.  lws does not see what TLS read ahead (it asks
+ * SSL_pending(), which counts decrypted bytes only), so session_receive()
+ * has session_rx_more() read on while TLS holds bytes.
+ */
+#define READ_AHEAD   (128u * 1024u)
+#define RX_MORE_MAX  16 /* records read from one kick, at most */
+
+static void session_read_ahead(struct lws *wsi)
+{
+	SSL *ssl = lws_get_ssl(wsi);
+
+	if (!ssl)
+		return;
+	SSL_set_default_read_buffer_len(ssl, READ_AHEAD);
+	SSL_free_buffers(ssl); /* the next read takes a READ_AHEAD buffer (fails if in use) */
+	SSL_set_read_ahead(ssl, 1);
+}
+
+/* The session session_rx_more() is reading for; NULL once it closed. */
+static struct esession *rx_more_cur;
+
+/*
+ * Read on while TLS holds bytes.  Stop when TLS asked the socket for more
+ * (the rest of a record is on its way: POLLIN will say), or after two reads
+ * that gave no message bytes (lws not reading, or bytes an agent never sends
+ * twice in a row: a frame header alone in a record, a control frame).
+ */
+static void session_rx_more(lws_sorted_usec_list_t *sul)
+{
+	struct esession *s = lws_container_of(sul, struct esession, sul_rx);
+	int idle = 0;
+
+	for (int i = 0; i < RX_MORE_MAX; i++) {
+		SSL *ssl = s->wsi && !s->closing ? lws_get_ssl(s->wsi) : NULL;
+		struct lws_pollfd pfd;
+		uint64_t calls = s->rx_calls;
+
+		if (!ssl || !SSL_has_pending(ssl))
+			return;
+		/* As if POLLIN came; the session may close meanwhile. */
+		pfd.fd = lws_get_socket_fd(s->wsi);
+		pfd.events = pfd.revents = LWS_POLLIN;
+		rx_more_cur = s;
+		lws_service_fd(edge.ctx, &pfd);
+		if (!rx_more_cur)
+			return;
+		rx_more_cur = NULL;
+		if (SSL_want_read(ssl))
+			return;
+		idle = calls == s->rx_calls ? idle + 1 : 0;
+		if (idle == 2)
+			return;
+	}
+	lws_sul_schedule(edge.ctx, 0, &s->sul_rx, session_rx_more, 1); /* others' turn */
+}
+
 static int session_on_auth(struct esession *s, const struct frame_auth *a)
 {
 	uint8_t msg[PROTO_AUTH_MSG_MAX];
@@ -140,6 +199,7 @@ static int session_on_auth(struct esession *s, const struct frame_auth *a)
 	memcpy(s->key, a->pubkey, KEY_PUB_LEN);
 	snprintf(s->agent, sizeof(s->agent), "%s", ag->name);
 	registry_add(s);
+	session_read_ahead(s->wsi); /* not before: 128 KiB per hostile connection */
 	log_info("agent '%s' authenticated from %s", s->agent, s->peer);
 	f.u.welcome.window = s->window;
 	f.u.welcome.ping_ms = PING_MS;
@@ -264,65 +324,6 @@ static int session_on_frame(void *arg, const struct frame *f)
 	}
 }
 
-/*
- * TLS reads ahead into a 128 KiB buffer: one read(2) brings several records,
- * where lws alone reads each record with two (header, then body) and polls
- * between records.  lws does not see what TLS read ahead (it asks
- * SSL_pending(), which counts decrypted bytes only), so session_receive()
- * has session_rx_more() read on while TLS holds bytes.
- */
-#define READ_AHEAD   (128u * 1024u)
-#define RX_MORE_MAX  16 /* records read from one kick, at most */
-
-static void session_read_ahead(struct lws *wsi)
-{
-	SSL *ssl = lws_get_ssl(wsi);
-
-	if (!ssl)
-		return;
-	SSL_set_default_read_buffer_len(ssl, READ_AHEAD);
-	SSL_free_buffers(ssl); /* the next read takes a READ_AHEAD buffer (fails if in use) */
-	SSL_set_read_ahead(ssl, 1);
-}
-
-/* The session session_rx_more() is reading for; NULL once it closed. */
-static struct esession *rx_more_cur;
-
-/*
- * Read on while TLS holds bytes.  Stop when TLS asked the socket for more
- * (the rest of a record is on its way: POLLIN will say), or after two reads
- * that gave no message bytes (lws not reading, or bytes an agent never sends
- * twice in a row: a frame header alone in a record, a control frame).
- */
-static void session_rx_more(lws_sorted_usec_list_t *sul)
-{
-	struct esession *s = lws_container_of(sul, struct esession, sul_rx);
-	int idle = 0;
-
-	for (int i = 0; i < RX_MORE_MAX; i++) {
-		SSL *ssl = s->wsi && !s->closing ? lws_get_ssl(s->wsi) : NULL;
-		struct lws_pollfd pfd;
-		uint64_t calls = s->rx_calls;
-
-		if (!ssl || !SSL_has_pending(ssl))
-			return;
-		/* As if POLLIN came; the session may close meanwhile. */
-		pfd.fd = lws_get_socket_fd(s->wsi);
-		pfd.events = pfd.revents = LWS_POLLIN;
-		rx_more_cur = s;
-		lws_service_fd(edge.ctx, &pfd);
-		if (!rx_more_cur)
-			return;
-		rx_more_cur = NULL;
-		if (SSL_want_read(ssl))
-			return;
-		idle = calls == s->rx_calls ? idle + 1 : 0;
-		if (idle == 2)
-			return;
-	}
-	lws_sul_schedule(edge.ctx, 0, &s->sul_rx, session_rx_more, 1); /* others' turn */
-}
-
 static int session_established(struct lws *wsi, struct esession **pss)
 {
 	struct esession *s = calloc(1, sizeof(*s));
@@ -337,7 +338,6 @@ static int session_established(struct lws *wsi, struct esession **pss)
 	s->window = INITIAL_WINDOW;
 	s->next_stream = 1;
 	s->connected_us = s->last_rx_us = (uint64_t)lws_now_usecs();
-	session_read_ahead(wsi);
 	lws_get_peer_simple(wsi, s->peer, sizeof(s->peer));
 	if (strncmp(s->peer, "::ffff:", 7) == 0)
 		memmove(s->peer, s->peer + 7, strlen(s->peer + 7) + 1);
