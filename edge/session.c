@@ -116,24 +116,55 @@ static const struct edge_agent *session_find_agent(const uint8_t *key)
 }
 
 /*
- * TLS reads ahead into a 128 KiB buffer: one read(2) brings several records,
- * where lws alone reads each record with two (header, then body) and polls
- * between records.  lws does not see what TLS read ahead (it asks
- * SSL_pending(), which counts decrypted bytes only), so session_receive()
- * has session_rx_more() read on while TLS holds bytes.
+ * Once the agent authenticated, its TLS is given larger buffers both ways.
+ *
+ * Reading: TLS reads ahead into a 128 KiB buffer, so one read(2) brings
+ * several records, where lws alone reads each record with two (header, then
+ * body) and polls between records.  lws does not see what TLS read ahead
+ * (it asks SSL_pending(), which counts decrypted bytes only), so
+ * session_receive() has session_rx_more() read on while TLS holds bytes.
+ *
+ * Writing: OpenSSL writes each 16 KiB record with its own write(2); a
+ * buffering BIO in front of the socket gathers them, and session_writeable()
+ * flushes it before it returns (and first thing, when the socket was full).
+ * TLS flushes it too before the close_notify alert, so lws's closing CLOSE
+ * frame is not left behind.
  */
 #define READ_AHEAD   (128u * 1024u)
 #define RX_MORE_MAX  16 /* records read from one kick, at most */
+#define WRITE_BUF    (256u * 1024u) /* records gathered for one write(2) */
 
-static void session_read_ahead(struct lws *wsi)
+static void session_tls_buffers(struct lws *wsi)
 {
 	SSL *ssl = lws_get_ssl(wsi);
+	BIO *sock, *buf;
 
 	if (!ssl)
 		return;
 	SSL_set_default_read_buffer_len(ssl, READ_AHEAD);
 	SSL_free_buffers(ssl); /* the next read takes a READ_AHEAD buffer (fails if in use) */
 	SSL_set_read_ahead(ssl, 1);
+	sock = SSL_get_wbio(ssl);
+	buf = BIO_new(BIO_f_buffer());
+	if (!sock || !buf || BIO_set_write_buffer_size(buf, WRITE_BUF) != 1 || !BIO_up_ref(sock)) {
+		BIO_free(buf);
+		return;
+	}
+	BIO_push(buf, sock);
+	SSL_set0_wbio(ssl, buf);
+}
+
+/* Write out what TLS buffered; 1 when nothing is left. */
+static int session_flush(struct esession *s)
+{
+	SSL *ssl = lws_get_ssl(s->wsi);
+	BIO *b = ssl ? SSL_get_wbio(ssl) : NULL;
+
+	if (!b || !BIO_wpending(b))
+		return 1;
+	if (BIO_flush(b) <= 0 && !BIO_should_retry(b))
+		return 1; /* the socket failed: lws will find out */
+	return !BIO_wpending(b);
 }
 
 /* The session session_rx_more() is reading for; NULL once it closed. */
@@ -199,7 +230,7 @@ static int session_on_auth(struct esession *s, const struct frame_auth *a)
 	memcpy(s->key, a->pubkey, KEY_PUB_LEN);
 	snprintf(s->agent, sizeof(s->agent), "%s", ag->name);
 	registry_add(s);
-	session_read_ahead(s->wsi); /* not before: 128 KiB per hostile connection */
+	session_tls_buffers(s->wsi); /* not before: 384 KiB per hostile connection */
 	log_info("agent '%s' authenticated from %s", s->agent, s->peer);
 	f.u.welcome.window = s->window;
 	f.u.welcome.ping_ms = PING_MS;
@@ -393,6 +424,10 @@ static int session_writeable(struct esession *s)
 	uint8_t *p = tunnel_next_message(&s->t, &len, &q);
 	int corked = 0;
 
+	if (!session_flush(s)) {
+		lws_callback_on_writable(s->wsi);
+		return 0;
+	}
 	if (!p)
 		return s->closing ? -1 : 0;
 	do {
@@ -409,10 +444,11 @@ static int session_writeable(struct esession *s)
 		done += len;
 	} while (done < WRITE_BUDGET && !lws_partial_buffered(s->wsi) &&
 	         (p = tunnel_next_message(&s->t, &len, &q)));
+	if ((!session_flush(s) || lws_partial_buffered(s->wsi) ||
+	     tunnel_next_message(&s->t, &len, &q) || s->closing))
+		lws_callback_on_writable(s->wsi);
 	if (corked)
 		session_cork(s, 0);
-	if (tunnel_next_message(&s->t, &len, &q) || s->closing)
-		lws_callback_on_writable(s->wsi);
 	stream_session_drained(s);
 	return 0;
 }
