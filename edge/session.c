@@ -413,9 +413,10 @@ static void session_cork(struct esession *s, int on)
 }
 
 /*
- * Several messages per WRITEABLE, with the socket corked meanwhile: TLS
- * writes one record (16 KiB) per send, and uncorked each would leave as its
- * own segment, to be received and acknowledged one by one.
+ * Several messages per WRITEABLE, with the socket corked meanwhile.  Before
+ * authentication TLS writes one record (16 KiB) per send, and uncorked each
+ * would leave as its own segment; after it, the write buffer's flushes
+ * (session_tls_buffers()) leave as full segments too.
  */
 static int session_writeable(struct esession *s)
 {
@@ -444,8 +445,9 @@ static int session_writeable(struct esession *s)
 		done += len;
 	} while (done < WRITE_BUDGET && !lws_partial_buffered(s->wsi) &&
 	         (p = tunnel_next_message(&s->t, &len, &q)));
-	if ((!session_flush(s) || lws_partial_buffered(s->wsi) ||
-	     tunnel_next_message(&s->t, &len, &q) || s->closing))
+	/* Flushed while still corked: the tail leaves with the uncork. */
+	if (!session_flush(s) || lws_partial_buffered(s->wsi) ||
+	    tunnel_next_message(&s->t, &len, &q) || s->closing)
 		lws_callback_on_writable(s->wsi);
 	if (corked)
 		session_cork(s, 0);
