@@ -17,7 +17,7 @@ import time
 import pytest
 import websockets.exceptions
 
-from relais import (AGENT_BIN, AUTH, GOAWAY, KIND_HTTP, PING, PONG, REJECT, ROUTE_ANSWER, SLOW,
+from relais import (AGENT_BIN, AUTH, GOAWAY, HELLO, KIND_HTTP, PING, PONG, REJECT, ROUTE_ANSWER, SLOW,
                     WELCOME, Agent, Edge, HandKey, RawTunnel, TcpRelay, code_reason, frame,
                     free_port, listening_pids, parse_frames, route_frame, run,
                     tls_client_context, wait_for)
@@ -154,6 +154,58 @@ def test_hand_made_auth_is_welcomed(hand):
         assert parse_frames(t.recv()) == [(PONG, 0, struct.pack(">Q", 0x1234))]
     finally:
         t.close()
+
+
+def ws_client_frame(payload):
+    """One masked binary WebSocket frame (payload < 64 KiB)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x82, 0x80 | n]) if n < 126 else bytes([0x82, 0x80 | 126]) + struct.pack(">H", n)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def ws_read_message(s):
+    """The payload of the next (unmasked, unfragmented) binary frame."""
+    hdr = recv_exact(s, 2)
+    n = hdr[1] & 0x7f
+    if n == 126:
+        n = struct.unpack(">H", recv_exact(s, 2))[0]
+    elif n == 127:
+        n = struct.unpack(">Q", recv_exact(s, 8))[0]
+    assert hdr[0] == 0x82 and not hdr[1] & 0x80, hdr
+    return recv_exact(s, n)
+
+
+def test_a_burst_of_small_messages_is_all_answered(hand):
+    # After AUTH the edge's TLS reads ahead: the burst's records arrive in
+    # one segment, one read takes them all and nothing more arrives, so every
+    # record after the first must be decoded without a POLLIN (edge/session.c,
+    # session_rx_more).
+    key, e = hand
+    raw = socket.create_connection(("127.0.0.1", e.tunnel_port), timeout=5 * SLOW)
+    s = tls_client_context(e.env.pki.ca).wrap_socket(raw, server_hostname="localhost")
+    try:
+        s.sendall(b"GET /relais HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: relais.v1\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += recv_exact(s, 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        (typ, _, p), = parse_frames(ws_read_message(s))
+        assert typ == HELLO
+        s.sendall(ws_client_frame(key.auth(p[2:])))
+        assert parse_frames(ws_read_message(s))[0][0] == WELCOME
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        for i in range(64):  # one TLS record each, held back by the cork
+            s.sendall(ws_client_frame(frame(PING, struct.pack(">Q", i))))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+        got = []
+        while len(got) < 64:
+            got += parse_frames(ws_read_message(s))
+        assert got == [(PONG, 0, struct.pack(">Q", i)) for i in range(64)]
+    finally:
+        s.close()
 
 
 def test_signature_over_a_stale_challenge_is_rejected(hand):
