@@ -105,11 +105,16 @@ def bulk(port, path, tls=False, rounds=5):
 SDUR = max(1, min(DUR, 3))  # seconds per iperf3 run
 # TCP runs go round the targets TCP_ROUNDS times and report the median: the
 # shared machine's speed drifts over seconds, and a target measured alone in
-# a slow moment would skew a ratio.  About 2.5 minutes in all.
+# a slow moment would skew a ratio.  About 3.5 minutes in all.
 TCP_ROUNDS = 3
+# TCP runs first; -R: the download direction (home service to client).
 STREAM_RUNS = (("tcp", "TCP 1 stream", []), ("tcp4", "TCP -P 4", ["-P", "4"]),
+               ("tcpR", "TCP -R", ["-R"]),
                ("udp200", "UDP 200M", ["-u", "-b", "200M", "-l", "1400"]),
                ("udp1g", "UDP 1G", ["-u", "-b", "1G", "-l", "1400"]))
+
+
+TCP_RUNS = tuple(r for r in STREAM_RUNS if "-u" not in r[2])
 
 
 def free_stream_port():
@@ -334,7 +339,7 @@ def streams_bench(d, sp, edge, agent, nginx):
         if base not in TARGETS:
             continue
         ratios = []
-        for key, label, _ in STREAM_RUNS[:2]:
+        for key, label, _ in TCP_RUNS:
             one, x = rows[base, key][0], rows["relais", key][0]
             # and the ratio within each round, taken seconds apart
             each = sorted(r[0] / b[0] if b[0] else 0
@@ -342,7 +347,7 @@ def streams_bench(d, sp, edge, agent, nginx):
             ratios.append("%s %.2fx (rounds %.2f-%.2fx)" % (label, x / one if one else 0,
                                                           each[0], each[-1]))
         print("streams relais/%s: %s" % (what, "   ".join(ratios)))
-    for key, label, _ in STREAM_RUNS[:2]:
+    for key, label, _ in TCP_RUNS:
         print("%s, CPU seconds per GB moved: %s" % (label, "   ".join(
             "%s %.2f" % (t, rows[t, key][4]) for t in TARGETS[1:])))
 
