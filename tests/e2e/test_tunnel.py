@@ -17,10 +17,10 @@ import time
 import pytest
 import websockets.exceptions
 
-from relais import (AGENT_BIN, AUTH, GOAWAY, HELLO, KIND_HTTP, PING, PONG, REJECT, ROUTE_ANSWER, SLOW,
-                    WELCOME, Agent, Edge, HandKey, RawTunnel, TcpRelay, code_reason, frame,
-                    free_port, listening_pids, parse_frames, route_frame, run,
-                    tls_client_context, wait_for)
+from relais import (AGENT_BIN, AUTH, GOAWAY, HELLO, KIND_HTTP, PING, PONG, REJECT,
+                    ROUTE_ANSWER, SLOW, WELCOME, Agent, Edge, HandKey, RawTunnel, TcpRelay,
+                    code_reason, frame, free_port, listening_pids, parse_frames, route_frame,
+                    run, tls_client_context, wait_for)
 
 CODE_PROTOCOL, CODE_AUTH = 1, 9
 BAD_SIGNATURE = "authentication failed: bad signature"
