@@ -130,9 +130,9 @@ static const struct edge_agent *session_find_agent(const uint8_t *key)
  * TLS flushes it too before the close_notify alert, so lws's closing CLOSE
  * frame is not left behind.
  */
-#define READ_AHEAD   (128u * 1024u)
-#define RX_MORE_MAX  16 /* records read from one kick, at most */
-#define WRITE_BUF    (256u * 1024u) /* records gathered for one write(2) */
+#define READ_AHEAD  (128u * 1024u)
+#define RX_MORE_MAX 16             /* records read from one kick, at most */
+#define WRITE_BUF   (256u * 1024u) /* records gathered for one write(2) */
 
 static void session_tls_buffers(struct lws *wsi)
 {

@@ -45,10 +45,10 @@ struct esession {
 	uint64_t last_rx_us;
 	struct probe probe; /* round-trip probe for window growth */
 	uint64_t connected_us;
-	lws_sorted_usec_list_t sul; /* auth deadline, then keepalive */
+	lws_sorted_usec_list_t sul;    /* auth deadline, then keepalive */
 	lws_sorted_usec_list_t sul_rx; /* reads what TLS read ahead */
 	uint64_t rx_calls;             /* RECEIVE callbacks so far */
-	struct esession *next;      /* registry list */
+	struct esession *next;         /* registry list */
 };
 
 /** The lws protocol callback of the agent endpoint (relais.v1 over wss). */
