@@ -17,8 +17,9 @@
 
 #include "conn.h"
 #include "log.h"
+#include "tlsbuf.h"
 
-/* TLS read buffer of outbound connections (read-ahead, several records). */
+/* TLS read buffer of outbound connections (several records per read(2)). */
 #define CONN_TLS_READ_BUF (128u * 1024u)
 
 enum conn_state { CONN_TCP, CONN_PEEK, CONN_TLS, CONN_UP, CONN_DEAD };
@@ -131,7 +132,7 @@ static void conn_kick(struct conn *c)
 {
 	/* After a read that ended in WANT_READ, what TLS holds is at most part of
 	 * a record: POLLIN brings the rest (no spinning on it meanwhile). */
-	if (c->ssl && c->st == CONN_UP && !c->paused && !c->tls_drained && SSL_has_pending(c->ssl))
+	if (c->ssl && c->st == CONN_UP && !c->paused && !c->tls_drained && tlsbuf_pending(c->ssl))
 		lws_sul_schedule(c->cx, 0, &c->sul_read, conn_read_cb, 1);
 }
 
@@ -415,11 +416,6 @@ static int conn_tls_setup(struct conn *c, const struct conn_tls *tls, const char
 			SSL_set1_host(c->ssl, tls->host);
 	}
 	SSL_set_connect_state(c->ssl);
-	/* Read whole records, several per read(2): half the syscalls of reading
-	 * each record's header first.  Outbound TLS is the tunnel and upstreams,
-	 * few connections that carry bulk, so the larger buffer is worth it. */
-	SSL_set_read_ahead(c->ssl, 1);
-	SSL_set_default_read_buffer_len(c->ssl, CONN_TLS_READ_BUF);
 	return 0;
 }
 
@@ -580,8 +576,15 @@ struct conn *conn_open(struct lws_vhost *vh, const struct addr *a, const struct 
 	}
 	c->local.len = sizeof(c->local.ss);
 	getsockname(c->fd, (struct sockaddr *)&c->local.ss, &c->local.len);
-	if (c->ssl)
-		SSL_set_fd(c->ssl, c->fd);
+	/* Read several records per read(2) (common/tlsbuf.h): a fraction of the
+	 * syscalls of reading each record's header first.  Outbound TLS is the
+	 * tunnel and upstreams, few connections that carry bulk, so the larger
+	 * buffer is worth it. */
+	if (c->ssl &&
+	    (!SSL_set_fd(c->ssl, c->fd) || tlsbuf_attach(c->ssl, CONN_TLS_READ_BUF, 0) < 0)) {
+		*err = "cannot create a TLS session";
+		goto fail;
+	}
 	if (conn_watch(c, vh, err) < 0)
 		goto fail;
 	c->st = CONN_TCP;

@@ -17,6 +17,7 @@
 
 #include "../common/keys.h"
 #include "../common/log.h"
+#include "../common/tlsbuf.h"
 #include "edge.h"
 #include "ports.h"
 #include "registry.h"
@@ -118,53 +119,37 @@ static const struct edge_agent *session_find_agent(const uint8_t *key)
 /*
  * Once the agent authenticated, its TLS is given larger buffers both ways.
  *
- * Reading: TLS reads ahead into a 128 KiB buffer, so one read(2) brings
- * several records, where lws alone reads each record with two (header, then
- * body) and polls between records.  lws does not see what TLS read ahead
- * (it asks SSL_pending(), which counts decrypted bytes only), so
- * session_receive() has session_rx_more() read on while TLS holds bytes.
+ * Reading: a buffering BIO in front of the socket (common/tlsbuf.h) takes
+ * up to 128 KiB per read(2), several records, where lws alone reads each
+ * record with two (header, then body) and polls between records.  lws does
+ * not see what is buffered (it asks SSL_pending(), which counts decrypted
+ * bytes only), so session_receive() has session_rx_more() read on while
+ * bytes wait.
  *
- * Writing: OpenSSL writes each 16 KiB record with its own write(2); a
- * buffering BIO in front of the socket gathers them, and session_writeable()
- * flushes it before it returns (and first thing, when the socket was full).
+ * Writing: OpenSSL writes each 16 KiB record with its own write(2); the same
+ * BIO gathers them, and session_writeable() flushes it before it returns
+ * (and first thing, when the socket was full).
  * TLS flushes it too before the close_notify alert, so lws's closing CLOSE
  * frame is not left behind.
  */
-#define READ_AHEAD  (128u * 1024u)
+#define READ_BUF    (128u * 1024u) /* bytes one read(2) may bring */
 #define RX_MORE_MAX 16             /* records read from one kick, at most */
 #define WRITE_BUF   (256u * 1024u) /* records gathered for one write(2) */
 
 static void session_tls_buffers(struct lws *wsi)
 {
 	SSL *ssl = lws_get_ssl(wsi);
-	BIO *sock, *buf;
 
-	if (!ssl)
-		return;
-	SSL_set_default_read_buffer_len(ssl, READ_AHEAD);
-	SSL_free_buffers(ssl); /* the next read takes a READ_AHEAD buffer (fails if in use) */
-	SSL_set_read_ahead(ssl, 1);
-	sock = SSL_get_wbio(ssl);
-	buf = BIO_new(BIO_f_buffer());
-	if (!sock || !buf || BIO_set_write_buffer_size(buf, WRITE_BUF) != 1 || !BIO_up_ref(sock)) {
-		BIO_free(buf);
-		return;
-	}
-	BIO_push(buf, sock);
-	SSL_set0_wbio(ssl, buf);
+	if (ssl && tlsbuf_attach(ssl, READ_BUF, WRITE_BUF) < 0)
+		log_warn("cannot buffer the tunnel's TLS: out of memory");
 }
 
 /* Write out what TLS buffered; 1 when nothing is left. */
 static int session_flush(struct esession *s)
 {
 	SSL *ssl = lws_get_ssl(s->wsi);
-	BIO *b = ssl ? SSL_get_wbio(ssl) : NULL;
 
-	if (!b || !BIO_wpending(b))
-		return 1;
-	if (BIO_flush(b) <= 0 && !BIO_should_retry(b))
-		return 1; /* the socket failed: lws will find out */
-	return !BIO_wpending(b);
+	return !ssl || tlsbuf_flush(ssl);
 }
 
 /* The session session_rx_more() is reading for; NULL once it closed. */
@@ -186,7 +171,7 @@ static void session_rx_more(lws_sorted_usec_list_t *sul)
 		struct lws_pollfd pfd;
 		uint64_t calls = s->rx_calls;
 
-		if (!ssl || !SSL_has_pending(ssl))
+		if (!ssl || !tlsbuf_pending(ssl))
 			return;
 		/* As if POLLIN came; the session may close meanwhile. */
 		pfd.fd = lws_get_socket_fd(s->wsi);
@@ -477,7 +462,7 @@ static int session_receive(struct esession *s, struct lws *wsi, void *in, size_t
 	                   session_on_frame, s, &err) < 0)
 		session_fail(s, err ? err : "protocol error");
 	s->rx_calls++;
-	if (rx_more_cur != s && lws_get_ssl(wsi) && SSL_has_pending(lws_get_ssl(wsi)))
+	if (rx_more_cur != s && lws_get_ssl(wsi) && tlsbuf_pending(lws_get_ssl(wsi)))
 		lws_sul_schedule(edge.ctx, 0, &s->sul_rx, session_rx_more, 1);
 	return 0;
 }

@@ -1,0 +1,32 @@
+/*
+ * common/tlsbuf.h - buffered TLS socket I/O for bulk connections (the
+ * tunnel, both ends).
+ *
+ * OpenSSL's own read-ahead (SSL_set_read_ahead) reads several records per
+ * read(2), but before each record it moves everything still buffered to the
+ * buffer's start (an alignment step in the 3.0 record layer): with a 128 KiB
+ * buffer that is about four copies of every byte.  A buffering BIO between
+ * TLS and the socket reads as much per read(2) and copies each byte once.
+ */
+#ifndef RELAIS_COMMON_TLSBUF_H
+#define RELAIS_COMMON_TLSBUF_H
+
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+/**
+ * Put a buffering BIO between ssl and its socket BIO (set with
+ * SSL_set_fd()): reads take up to rsize bytes per read(2); with wsize > 0,
+ * writes gather up to wsize bytes until tlsbuf_flush().  Turns OpenSSL's
+ * read-ahead off.  0, or -1 when out of memory (ssl unchanged then).
+ */
+int tlsbuf_attach(SSL *ssl, size_t rsize, size_t wsize);
+
+/** 1 when input waits in TLS or in its read buffer: no POLLIN will say so. */
+int tlsbuf_pending(const SSL *ssl);
+
+/** Write out what the write buffer holds: 1 when it is empty after. */
+int tlsbuf_flush(SSL *ssl);
+
+#endif
