@@ -99,7 +99,7 @@ static void agent_resolved(void *arg, const struct addr *a, const char *err)
 	cfg.protocol = AGENT_TUNNEL_PROTO;
 	cfg.tls = agent.cfg.edge_tls;
 	cfg.ca_file = agent.cfg.edge_ca;
-	if (tunnel_init(&agent.t, 0) < 0) {
+	if (tunnel_init(&agent.t, WSC_HEADROOM) < 0) {
 		why = "out of memory";
 	} else {
 		agent.ws = wsc_connect(agent.vh, &cfg, &agent_ws_ops, NULL, &why);

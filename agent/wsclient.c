@@ -18,7 +18,9 @@
 #define OUT_CAP  (2u * 1024u * 1024u)
 #define IN_CAP   (256u * 1024u)
 #define RESP_MAX 8192u
-#define WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+/* Messages from this size on are written from the caller's buffer. */
+#define DIRECT_MIN (16u * 1024u)
+#define WS_GUID    "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum wsc_state { WSC_CONNECTING, WSC_HANDSHAKE, WSC_OPEN, WSC_DEAD };
 
@@ -70,8 +72,9 @@ size_t wsc_queued(const struct wsc *c)
 	return c->out_end - c->out_start;
 }
 
-/* Write what the socket takes; conn asks for POLLOUT when it takes less. */
-static void wsc_flush(struct wsc *c)
+/* Write what the socket takes; conn asks for POLLOUT when it takes less.
+ * 1 when the buffer is empty after. */
+static int wsc_write_out(struct wsc *c)
 {
 	/* TLS sends one record (16 KiB) per write: corked, they leave as full
 	 * segments instead of one each. */
@@ -81,13 +84,19 @@ static void wsc_flush(struct wsc *c)
 
 		if (w <= 0) {
 			conn_cork(c->conn, 0);
-			return;
+			return 0;
 		}
 		c->out_start += (size_t)w;
 	}
 	conn_cork(c->conn, 0);
 	c->out_start = c->out_end = 0;
-	if (c->st == WSC_OPEN && c->want_write) {
+	return 1;
+}
+
+/* wsc_write_out(), then tell the owner who asked that there is room. */
+static void wsc_flush(struct wsc *c)
+{
+	if (wsc_write_out(c) && c->st == WSC_OPEN && c->want_write) {
 		c->want_write = 0;
 		c->ops->on_writable(c->arg);
 	}
@@ -136,7 +145,41 @@ static int wsc_frame(struct wsc *c, int opcode, const uint8_t *data, size_t len)
 	return 1;
 }
 
-int wsc_send(struct wsc *c, const uint8_t *data, size_t len)
+/*
+ * A large message with nothing queued before it: write header and payload
+ * from the caller's buffer, and keep only what the socket did not take.
+ * 1 when taken, 0 when not tried.
+ */
+static int wsc_send_direct(struct wsc *c, uint8_t *data, size_t len)
+{
+	uint8_t mask[4] = {0, 0, 0, 0};
+	size_t hl = wsf_header_len(len, 1), off = 0, total = hl + len;
+
+	if (len < DIRECT_MIN || c->out_start != c->out_end || OUT_CAP < total)
+		return 0;
+	if (!c->zero_mask)
+		wsc_mask_key(mask);
+	wsf_encode(data - hl, WSF_BINARY, 1, len, mask);
+	if (!c->zero_mask)
+		wsf_mask(data, data, len, mask, 0);
+	conn_cork(c->conn, 1);
+	while (off < total) {
+		ssize_t w = conn_write(c->conn, data - hl + off, total - off);
+
+		if (w < 0)
+			return 1; /* failed: on_close follows */
+		if (w == 0)
+			break; /* full: conn asked for POLLOUT */
+		off += (size_t)w;
+	}
+	conn_cork(c->conn, 0);
+	memcpy(c->out, data - hl + off, total - off);
+	c->out_start = 0;
+	c->out_end = total - off;
+	return 1;
+}
+
+int wsc_send(struct wsc *c, uint8_t *data, size_t len)
 {
 	int r;
 
@@ -144,6 +187,12 @@ int wsc_send(struct wsc *c, const uint8_t *data, size_t len)
 		return -1;
 	if (c->out_end - c->out_start >= OUT_CAP / 2)
 		return 0;
+	/* What is queued goes first (and no on_writable from here: the
+	 * caller's loop is running, data is its queue's head). */
+	if (len >= DIRECT_MIN && c->out_start != c->out_end)
+		wsc_write_out(c);
+	if (wsc_send_direct(c, data, len))
+		return 1;
 	r = wsc_frame(c, WSF_BINARY, data, len);
 	if (r && c->out_end - c->out_start >= 64 * 1024)
 		wsc_flush(c);

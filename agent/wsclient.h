@@ -45,12 +45,18 @@ struct wsc_cfg {
 struct wsc *wsc_connect(struct lws_vhost *vh, const struct wsc_cfg *cfg, const struct wsc_ops *ops,
                         void *arg, const char **err);
 
+/** Writable bytes wsc_send() needs before a message (its frame header). */
+#define WSC_HEADROOM 14
+
 /**
- * Queue one binary message (copied and masked into the client's buffer).
- * Returns 1 when queued, 0 when the buffer is full (wait for on_writable),
- * -1 when the connection is not open.
+ * Send one binary message.  data has WSC_HEADROOM writable bytes before it:
+ * a large message goes to the socket from there, header included, when
+ * nothing else waits (no copy; over ws:// the payload is masked in place);
+ * what the socket does not take, and smaller messages, are copied into the
+ * client's buffer.  Returns 1 when taken (data may be freed), 0 when the
+ * buffer is full (wait for on_writable), -1 when the connection is not open.
  */
-int wsc_send(struct wsc *c, const uint8_t *data, size_t len);
+int wsc_send(struct wsc *c, uint8_t *data, size_t len);
 
 /** Ask for on_writable once the buffer has room. */
 void wsc_want_write(struct wsc *c);

@@ -292,18 +292,22 @@ def streams_bench(d, sp, edge, agent, nginx):
             pids, kids = ([edge.pid, agent.pid], False) if target == "relais" else \
                 ([p.pid for p in socat], True) if target in ("socat", "tls2") else \
                 ([nginx.pid], True) if target == "nginx" else ([], False)
-            c0, t0 = cpu_seconds(pids, kids), time.time()
+            c0, t0 = [cpu_seconds([p], kids) for p in pids], time.time()
             gbps, loss, err = iperf3(sp[target], args)
             if kids:
                 time.sleep(0.3)  # let socat reap its children: their CPU time counts
-            used = cpu_seconds(pids, kids) - c0
+            each = [cpu_seconds([p], kids) - c for p, c in zip(pids, c0)]
+            used = sum(each)
             cpu = used / (time.time() - t0) * 100
-            # CPU seconds per GB moved: steadier than Gbit/s on a shared machine.
-            per_gb = used / (gbps / 8 * SDUR) if gbps else 0
+            # CPU seconds per GB moved: steadier than Gbit/s on a shared machine;
+            # and that of the busiest process (relais: edge or agent).
+            gb = gbps / 8 * SDUR
+            per_gb = used / gb if gbps else 0
+            busiest = max(each) / gb if gbps and each else 0
             samples.setdefault((target, key), []).append(
-                (gbps, loss, cpu if pids else None, err, per_gb))
+                (gbps, loss, cpu if pids else None, err, per_gb, busiest))
         rows = {k: tuple(mid([x[i] for x in v]) if i != 3 else " ".join(x[3] for x in v).strip()
-                         for i in range(5)) for k, v in samples.items()}
+                         for i in range(6)) for k, v in samples.items()}
     finally:
         for pid in children_of({p.pid for p in procs}):  # socat's, not orphaned
             try:
@@ -329,7 +333,7 @@ def streams_bench(d, sp, edge, agent, nginx):
         for target in TARGETS:
             if (target, key) not in rows:
                 continue
-            gbps, loss, cpu, err, _ = rows[target, key]
+            gbps, loss, cpu, err, _, _ = rows[target, key]
             print("%-13s %-7s %9.2f %8s %7s %s" % (label, target, gbps,
                                                    "-" if loss is None else "%.2f" % loss,
                                                    "-" if cpu is None else "%.0f" % cpu, err))
@@ -350,6 +354,15 @@ def streams_bench(d, sp, edge, agent, nginx):
     for key, label, _ in TCP_RUNS:
         print("%s, CPU seconds per GB moved: %s" % (label, "   ".join(
             "%s %.2f" % (t, rows[t, key][4]) for t in TARGETS[1:])))
+    # In use the edge and the agent run on different machines (the VPS, the
+    # home server): what one core carries is set by the busier of the two,
+    # where a one-hop proxy's is set by its one process.
+    if "nginx" in TARGETS:
+        for key, label, _ in TCP_RUNS:
+            n, r = (8 / rows[t, key][5] if rows[t, key][5] else 0 for t in ("nginx", "relais"))
+            print("%s, Gbit/s one core carries (8 / CPU s per GB of the busiest process: nginx's"
+                  " worker; relais's edge or agent, as on two machines): nginx %.1f   relais %.1f"
+                  "   relais/nginx %.2fx" % (label, n, r, r / n if n else 0))
 
 
 def main():

@@ -416,10 +416,13 @@ class RawTunnel:
 
 class TcpRelay:
     """A TCP relay on 127.0.0.1 towards target_port that can stop forwarding
-    (both directions) while keeping every socket open: a dead network path."""
+    (both directions) while keeping every socket open: a dead network path.
+    With tls (an ssl.SSLContext) it speaks TLS towards the target: plain in,
+    encrypted out."""
 
-    def __init__(self, target_port):
+    def __init__(self, target_port, tls=None):
         self.target = ("127.0.0.1", target_port)
+        self.tls = tls
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", 0))
@@ -442,12 +445,16 @@ class TcpRelay:
     def _run(self):
         while not self.stopping:
             watch = [self.lsock] + (list(self.peer) if self.forwarding else [])
-            r, _, _ = select.select(watch, [], [], 0.05)
-            for s in r:
+            # TLS may hold decrypted bytes select() does not see.
+            ready = [s for s in watch if isinstance(s, ssl.SSLSocket) and s.pending()]
+            r, _, _ = select.select(watch, [], [], 0 if ready else 0.05)
+            for s in set(r) | set(ready):
                 if s is self.lsock:
                     c, _ = self.lsock.accept()
                     try:
                         u = socket.create_connection(self.target, timeout=5)
+                        if self.tls:
+                            u = self.tls.wrap_socket(u, server_hostname="localhost")
                     except OSError:
                         c.close()
                         continue

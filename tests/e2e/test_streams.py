@@ -12,6 +12,7 @@ import resource
 import selectors
 import signal
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -355,7 +356,31 @@ class ShaService:
         self.service.close()
 
 
-def relayed_pair(env, closing, origin, make_relay):
+def download(port, size, block):
+    """Ask a ShaService for its size bytes of block through port; check them."""
+    s = connect("127.0.0.1", port, timeout=30)
+    try:
+        s.sendall(b"D")
+        got = recv_all(s)
+    finally:
+        s.close()
+    assert len(got) == size and got == block * (size // len(block))
+
+
+def upload(port, size):
+    """Send size random bytes to a ShaService through port; check its digest."""
+    data = os.urandom(size)
+    s = connect("127.0.0.1", port, timeout=30)
+    try:
+        s.sendall(b"U" + data)
+        s.shutdown(socket.SHUT_WR)
+        reply = recv_all(s)
+    finally:
+        s.close()
+    assert reply == b"%d %s" % (size, hashlib.sha256(data).hexdigest().encode())
+
+
+def relayed_pair(env, closing, origin, make_relay, scheme="wss"):
     """Agent and edge with one TCP stream to origin, the tunnel going through
     make_relay(tunnel_port).  Returns (agent, edge, stream port, relay)."""
     closing(origin)
@@ -367,7 +392,7 @@ def relayed_pair(env, closing, origin, make_relay):
     e.start()
     relay = make_relay(e.tunnel_port)
     closing(relay)
-    a.start("wss://localhost:%d/relais" % relay.port)
+    a.start("%s://localhost:%d/relais" % (scheme, relay.port))
     a.proc.wait_log("route tcp/%d accepted by the edge" % port)
     return a, e, port, relay
 
@@ -382,24 +407,10 @@ def test_window_grows_with_a_long_round_trip(env, closing):
 
     a, e, port, _ = relayed_pair(env, closing, ShaService(size, block),
                                  lambda tunnel_port: DelayRelay(tunnel_port, 0.05))
-    s = connect("127.0.0.1", port, timeout=30)
-    try:
-        s.sendall(b"D")
-        got = recv_all(s)
-    finally:
-        s.close()
-    assert len(got) == size and got == block * (size // len(block))
+    download(port, size, block)
     assert "window grown to" in e.log(), "the edge never grew a window"
 
-    data = os.urandom(size)
-    s = connect("127.0.0.1", port, timeout=30)
-    try:
-        s.sendall(b"U" + data)
-        s.shutdown(socket.SHUT_WR)
-        reply = recv_all(s)
-    finally:
-        s.close()
-    assert reply == b"%d %s" % (size, hashlib.sha256(data).hexdigest().encode())
+    upload(port, size)
     assert "window grown to" in a.log(), "the agent never grew a window"
     wait_streams_zero(e)
 
@@ -443,6 +454,24 @@ def test_tunnel_stalled_mid_transfer_loses_nothing(env, closing):
     for t in threads:
         t.join(60 * SLOW)
     assert got == [True] * 28, got
+    wait_streams_zero(e)
+
+
+def test_large_messages_over_plain_ws_are_masked(env, closing):
+    """Over ws:// (tests only) the agent masks every frame with a fresh key;
+    a large message is masked in place in its queue and written from there.
+    A relay takes the plain side and speaks TLS to the real edge, which
+    unmasks: 8 MiB down (large messages from the agent) and 8 MiB up arrive
+    whole.  A payload left unmasked would reach the edge scrambled."""
+    size = 8 << 20
+    block = hashlib.sha256(b"masked").digest() * 2048  # 64 KiB
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
+    a, e, port, _ = relayed_pair(env, closing, ShaService(size, block),
+                                 lambda tunnel_port: TcpRelay(tunnel_port, tls=tls), scheme="ws")
+    download(port, size, block)
+    upload(port, size)
     wait_streams_zero(e)
 
 
