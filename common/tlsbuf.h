@@ -1,6 +1,6 @@
 /*
  * common/tlsbuf.h - buffered TLS socket I/O for bulk connections (the
- * tunnel, both ends).
+ * tunnel at both ends, the agent's https:// upstreams).
  *
  * OpenSSL's own read-ahead (SSL_set_read_ahead) reads several records per
  * read(2), but before each record it moves everything still buffered to the
