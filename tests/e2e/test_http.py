@@ -22,7 +22,8 @@ import time
 import pytest
 
 from origin import body_chunks, body_sha256
-from relais import ASAN, SLOW, Agent, Edge, Env, free_port, recv_all, wait_for
+from relais import (ASAN, SLOW, Agent, Edge, Env, TlsOrigin, free_port, recv_all,
+                    tls_origin_sha256, wait_for)
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -1128,3 +1129,81 @@ def test_slow_reader(net):
         assert peak["edge"] < 64 * 1024, peak
         assert peak["agent"] < 64 * 1024, peak
     wait_for(lambda: net.streams() == 0, 5, what="streams back to 0")
+
+
+def test_https_upstream(env, pki):
+    """A route to an https:// service (a NAS's or a hypervisor's web UI): the
+    agent speaks TLS to it, reading through its TLS read buffer.  Verified by
+    default: this service's certificate is from the test CA, not one the
+    system trusts, so that route answers 502 and the agent says why.  With
+    tls_verify: false, a 32 MiB download read slowly at first (the agent
+    pauses reading the service, then resumes with bytes still buffered) and
+    an 8 MiB upload arrive whole, each well before the service gives up on
+    an idle connection (10 s): bytes left in the agent's buffer once the
+    service went quiet would wait for that."""
+    nas, strict = "nas.home.test", "strict.home.test"
+    o = TlsOrigin(pki, name="nas", sans=["DNS:" + nas, "IP:127.0.0.1"])
+    try:
+        to = "https://127.0.0.1:%d" % o.port
+        a = Agent(env, "home", routes=[{"host": nas, "to": to, "tls_verify": False},
+                                       {"host": strict, "to": to}])
+        edge = Edge(env, agents=[a.entry(hosts=[nas, strict])]).start()
+        a.start(edge.url())
+        wait_for(lambda: len(edge.routes()) == 2, 5, what="both routes")
+        port = edge.http_port
+
+        r = get(port, "/x", host=strict)
+        assert r.status == 502, r
+        a.proc.wait_log("TLS handshake: unable to get local issuer certificate", 5)
+
+        size = 32 * MiB
+        t0 = time.monotonic()
+        c = Client(port, timeout=30, rcvbuf=64 * KiB)
+        try:
+            c.send(build_request("GET", "/bytes/%d" % size, host=nas))
+            r = c.response(keep_body=False)
+            assert r.status == 200 and r.length == size, r
+            assert r.sha256 == tls_origin_sha256(size)
+        finally:
+            c.close()
+        assert time.monotonic() - t0 < 5 * SLOW, "the download stalled"
+
+        t0 = time.monotonic()
+        c = Client(port, timeout=30, rcvbuf=64 * KiB)
+        try:
+            c.send(build_request("GET", "/bytes/%d" % size, host=nas))
+            h = hashlib.sha256()
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += c.s.recv(1)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            got = 0
+            t_end = time.monotonic() + 1
+            while time.monotonic() < t_end:  # a trickle: the agent pauses
+                d = c.s.recv(4096)
+                assert d
+                h.update(d)
+                got += len(d)
+                time.sleep(0.01)
+            while got < size:
+                d = c.s.recv(MiB)
+                assert d, "closed after %d bytes" % got
+                h.update(d)
+                got += len(d)
+            assert got == size and h.hexdigest() == tls_origin_sha256(size)
+        finally:
+            c.close()
+        assert time.monotonic() - t0 < 6 * SLOW, "the slowly read download stalled"
+
+        t0 = time.monotonic()
+        with Client(port, timeout=60) as c:
+            c.send(build_request("POST", "/sha256", nas, [("Content-Length", str(8 * MiB))]))
+            send_body(c.s, 8 * MiB, "nas")
+            r = c.response()
+            assert r.status == 200, r
+            j = r.json()
+            assert j["length"] == 8 * MiB and j["sha256"] == body_sha256(8 * MiB, "nas"), j
+            assert j["origin"] == "nas"
+        assert time.monotonic() - t0 < 5 * SLOW, "the upload stalled"
+    finally:
+        o.close()
