@@ -296,14 +296,14 @@ def streams_bench(d, sp, edge, agent, nginx):
             gbps, loss, err = iperf3(sp[target], args)
             if kids:
                 time.sleep(0.3)  # let socat reap its children: their CPU time counts
-            each = [cpu_seconds([p], kids) - c for p, c in zip(pids, c0)]
-            used = sum(each)
+            per_pid = [cpu_seconds([p], kids) - c for p, c in zip(pids, c0)]
+            used = sum(per_pid)
             cpu = used / (time.time() - t0) * 100
             # CPU seconds per GB moved: steadier than Gbit/s on a shared machine;
             # and that of the busiest process (relais: edge or agent).
             gb = gbps / 8 * SDUR
             per_gb = used / gb if gbps else 0
-            busiest = max(each) / gb if gbps and each else 0
+            busiest = max(per_pid) / gb if gbps and per_pid else 0
             samples.setdefault((target, key), []).append(
                 (gbps, loss, cpu if pids else None, err, per_gb, busiest))
         rows = {k: tuple(mid([x[i] for x in v]) if i != 3 else " ".join(x[3] for x in v).strip()

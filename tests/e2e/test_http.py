@@ -1064,6 +1064,24 @@ def test_agent_killed_mid_download(env, origin):
 # ---- slow reader ------------------------------------------------------------------
 
 
+def trickle(c, h, seconds, pause):
+    """Read a 200 response's head, then its body 4 KiB at a time with a pause
+    between reads for `seconds`, hashing into h; returns the body bytes read."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += c.s.recv(1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    got = 0
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end:
+        d = c.s.recv(4096)
+        assert d
+        h.update(d)
+        got += len(d)
+        time.sleep(pause)
+    return got
+
+
 def test_slow_reader(net):
     edge_pid, agent_pid = net.edge.proc.pid, net.home.proc.pid
     peak = {"edge": rss_kib(edge_pid), "agent": rss_kib(agent_pid)}
@@ -1082,19 +1100,7 @@ def test_slow_reader(net):
     slow = Client(net.port, timeout=20, rcvbuf=64 * KiB)
     try:
         slow.send(build_request("GET", "/bytes/%d?seed=slow" % size))
-        # the head, then a trickle: 4 KiB every 20 ms for ~2 s
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += slow.s.recv(1)
-        assert head.startswith(b"HTTP/1.1 200"), head
-        got = 0
-        t_end = time.monotonic() + 2
-        while time.monotonic() < t_end:
-            d = slow.s.recv(4096)
-            assert d
-            h.update(d)
-            got += len(d)
-            time.sleep(0.02)
+        got = trickle(slow, h, 2, 0.02)
         # Reading stopped entirely: others are served fast meanwhile.
         lat = []
         for i in range(30):
@@ -1173,18 +1179,7 @@ def test_https_upstream(env, pki):
         try:
             c.send(build_request("GET", "/bytes/%d" % size, host=nas))
             h = hashlib.sha256()
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += c.s.recv(1)
-            assert head.startswith(b"HTTP/1.1 200"), head
-            got = 0
-            t_end = time.monotonic() + 1
-            while time.monotonic() < t_end:  # a trickle: the agent pauses
-                d = c.s.recv(4096)
-                assert d
-                h.update(d)
-                got += len(d)
-                time.sleep(0.01)
+            got = trickle(c, h, 1, 0.01)  # the agent pauses reading the service
             while got < size:
                 d = c.s.recv(MiB)
                 assert d, "closed after %d bytes" % got
