@@ -54,7 +54,7 @@ static void *resolve_thread(void *p)
 	return NULL;
 }
 
-static int resolve_numeric(const char *host, uint16_t port, struct addr *a)
+int resolve_numeric(const char *host, uint16_t port, struct addr *a)
 {
 	struct sockaddr_in *in = (struct sockaddr_in *)&a->ss;
 	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a->ss;
@@ -79,19 +79,12 @@ struct resolve *resolve_start(struct lws_context *ctx, const char *host, uint16_
                               resolve_fn fn, void *arg)
 {
 	struct resolve *r;
-	struct addr a;
 	pthread_attr_t at;
 	pthread_t t;
 
-	if (resolve_numeric(host, port, &a) == 0) {
-		fn(arg, &a, NULL);
-		return NULL;
-	}
 	r = calloc(1, sizeof(*r));
-	if (!r) {
-		fn(arg, NULL, "out of memory");
+	if (!r)
 		return NULL;
-	}
 	r->ctx = ctx;
 	snprintf(r->host, sizeof(r->host), "%s", host);
 	snprintf(r->port, sizeof(r->port), "%u", port);

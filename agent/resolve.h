@@ -4,7 +4,7 @@
  * getaddrinfo() blocks, and lws 4.1's async DNS is not built in Debian's
  * package, so each lookup runs in a short-lived thread; the answer is handed
  * back on the loop thread (lws_cancel_service + EVENT_WAIT_CANCELLED).
- * Numeric addresses are answered at once, without a thread.
+ * Numeric addresses need no lookup: resolve_numeric() answers them at once.
  */
 #ifndef RELAIS_AGENT_RESOLVE_H
 #define RELAIS_AGENT_RESOLVE_H
@@ -20,10 +20,16 @@ struct resolve;
 typedef void (*resolve_fn)(void *arg, const struct addr *a, const char *err);
 
 /**
- * Look up host:port (IPv4 or IPv6, first answer).  Returns a handle that
- * resolve_cancel() accepts until the callback has run, or NULL when the
- * answer was already delivered (numeric host) or nothing could start (the
- * callback then ran with an error).
+ * Fill *a when host is a numeric IPv4 or IPv6 address: 0, or -1 when it is a
+ * name (resolve_start() then).
+ */
+int resolve_numeric(const char *host, uint16_t port, struct addr *a);
+
+/**
+ * Look up host:port (IPv4 or IPv6, first answer).  The callback never runs
+ * before this returns (so it may free arg): it runs later from
+ * resolve_dispatch(), unless resolve_cancel() came first.  NULL when out of
+ * memory: the callback will not run.
  */
 struct resolve *resolve_start(struct lws_context *ctx, const char *host, uint16_t port,
                               resolve_fn fn, void *arg);

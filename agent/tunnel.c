@@ -115,13 +115,21 @@ static void agent_resolved(void *arg, const struct addr *a, const char *err)
 
 static void agent_connect(lws_sorted_usec_list_t *sul)
 {
+	struct addr a;
+
 	if (agent.interrupted || agent.ws || agent.state != AGENT_IDLE)
 		return;
 	agent.state = AGENT_CONNECTING;
 	agent.state_us = now_us();
 	log_debug("tunnel: connecting to %s", agent.cfg.edge);
+	if (resolve_numeric(agent.cfg.edge_host, agent.cfg.edge_port, &a) == 0) {
+		agent_resolved(NULL, &a, NULL);
+		return;
+	}
 	agent.resolving = resolve_start(agent.ctx, agent.cfg.edge_host, agent.cfg.edge_port,
 	                                agent_resolved, NULL);
+	if (!agent.resolving)
+		agent_resolved(NULL, NULL, "out of memory");
 }
 
 void agent_connect_soon(uint64_t delay_us)

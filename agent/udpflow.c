@@ -144,6 +144,7 @@ int udpflow_open(const struct frame *f)
 	size_t nr = agent.cfg.nroutes;
 	const struct agent_stream *s;
 	struct uflow *u;
+	struct addr a;
 	uint16_t port;
 
 	if (uf_find(f->stream))
@@ -185,8 +186,13 @@ int udpflow_open(const struct frame *f)
 		sweep_us = uf_sweep_period(u->idle_ms);
 		lws_sul_schedule(agent.ctx, 0, &sweep_sul, uf_sweep, sweep_us);
 	}
-	/* May call uf_resolved (and free u on failure) before returning. */
+	if (resolve_numeric(s->to_host, port, &a) == 0) {
+		uf_resolved(u, &a, NULL); /* may free u */
+		return 0;
+	}
 	u->resolving = resolve_start(agent.ctx, s->to_host, port, uf_resolved, u);
+	if (!u->resolving)
+		uf_end(u, FRAME_REFUSE, CODE_INTERNAL, "out of memory");
 	return 0;
 }
 
@@ -263,8 +269,12 @@ int udpflow_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 	if (u && reason == LWS_CALLBACK_RAW_RX_FILE)
 		uf_readable(u);
 	if (u && reason == LWS_CALLBACK_RAW_CLOSE_FILE) {
+		/* lws closed the socket (POLLERR: an ICMP error on the connected
+		 * socket, as when the service restarts).  End the flow: the edge
+		 * forgets it, and the client's next datagram opens a fresh one. */
 		u->wsi = NULL;
 		u->fd = -1;
+		uf_end(u, FRAME_RST, CODE_UNREACHABLE, "the service's socket failed");
 	}
 	return 0;
 }

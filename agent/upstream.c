@@ -349,6 +349,7 @@ static int us_proxy_header(struct ustream *u, const struct frame_open *o)
 static int us_open(const struct frame *f)
 {
 	struct ustream *u;
+	struct addr a;
 	int port;
 
 	if (us_find(f->stream)) {
@@ -384,8 +385,13 @@ static int us_open(const struct frame *f)
 	agent.nstreams++;
 	lws_sul_schedule(agent.ctx, 0, &u->sul, us_connect_timeout,
 	                 (lws_usec_t)agent.cfg.connect_timeout_ms * LWS_US_PER_MS);
-	/* May call us_resolved (and even free u) before returning. */
+	if (resolve_numeric(u->host, (uint16_t)port, &a) == 0) {
+		us_resolved(u, &a, NULL); /* may free u */
+		return 0;
+	}
 	u->resolving = resolve_start(agent.ctx, u->host, (uint16_t)port, us_resolved, u);
+	if (!u->resolving)
+		us_refuse(u, CODE_INTERNAL, "out of memory");
 	return 0;
 }
 

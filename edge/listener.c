@@ -13,6 +13,8 @@
 #include "edge.h"
 #include "listener.h"
 
+#define LISTENER_BACKOFF_MS 100 /* pause after running out of descriptors */
+
 struct listener *listener_open(const struct addr *addr, const char *name,
                                listener_accept_fn on_accept, void *arg, const char **err)
 {
@@ -62,6 +64,7 @@ void listener_close(struct listener *l)
 {
 	if (!l)
 		return;
+	lws_sul_cancel(&l->sul);
 	if (l->wsi) {
 		/* Closing the adopted wsi closes the fd too (LWS-NOTES). */
 		lws_set_opaque_user_data(l->wsi, NULL);
@@ -70,6 +73,41 @@ void listener_close(struct listener *l)
 		close(l->fd);
 	}
 	free(l);
+}
+
+static void listener_resume(lws_sorted_usec_list_t *sul)
+{
+	struct listener *l = lws_container_of(sul, struct listener, sul);
+
+	l->backoff = 0;
+	if (l->wsi)
+		lws_rx_flow_control(l->wsi, 1);
+}
+
+/*
+ * Out of descriptors or memory: the connection stays in the backlog and the
+ * socket stays readable, so polling on would spin.  Stop accepting for a
+ * while instead (the backlog holds the clients; the kernel drops what does
+ * not fit), and warn once a second at most.
+ */
+static void listener_starved(struct listener *l, int err)
+{
+	uint64_t now = (uint64_t)lws_now_usecs();
+
+	l->failures++;
+	if (now - l->warned_us >= LWS_US_PER_SEC) {
+		log_warn("%s listener: accept: %s (%llu times); not accepting for %d ms",
+		         l->name, strerror(err), (unsigned long long)l->failures,
+		         LISTENER_BACKOFF_MS);
+		l->warned_us = now;
+		l->failures = 0;
+	}
+	if (l->wsi && !l->backoff) {
+		l->backoff = 1;
+		lws_rx_flow_control(l->wsi, 0);
+		lws_sul_schedule(edge.ctx, 0, &l->sul, listener_resume,
+		                 (lws_usec_t)LISTENER_BACKOFF_MS * LWS_US_PER_MS);
+	}
 }
 
 static void listener_accept(struct listener *l)
@@ -83,8 +121,11 @@ static void listener_accept(struct listener *l)
 		fd = accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len,
 		             SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-			    errno != ECONNABORTED)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				listener_starved(l, errno);
+			else if (errno == ECONNABORTED || errno == EINTR)
+				continue;
+			else if (errno != EAGAIN && errno != EWOULDBLOCK)
 				log_warn("%s listener: accept: %s", l->name, strerror(errno));
 			return;
 		}

@@ -363,5 +363,12 @@ int udp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 
 	if (u && reason == LWS_CALLBACK_RAW_RX_FILE)
 		udp_readable(u);
+	if (u && reason == LWS_CALLBACK_RAW_CLOSE_FILE) {
+		/* Not ours to close: its listener stays down until the port is. */
+		log_warn("udp/%u: socket failed; its flows end", u->port);
+		u->wsi = NULL;
+		while (u->flows)
+			udp_flow_free(u->flows, CODE_CANCEL);
+	}
 	return 0;
 }
