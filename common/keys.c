@@ -127,7 +127,9 @@ int keys_load_private(const char *path, uint8_t secret[KEY_SECRET_LEN], uint8_t 
 		snprintf(err, errlen, "cannot initialise libsodium");
 		return -1;
 	}
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer.  Only a regular
+	 * file gets past the fstat below, and reading one never blocks anyway. */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		if (errno == ELOOP)
 			snprintf(err, errlen, "%s is a symbolic link; refusing to follow it", path);

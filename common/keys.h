@@ -26,9 +26,10 @@ int keys_init(void);
 int keys_generate_file(const char *path, uint8_t pub[KEY_PUB_LEN], char *err, size_t errlen);
 
 /**
- * Load a private key file.  Refuses a file readable or writable by group or
- * others, a malformed file, or a symlink-free path that cannot be read, with a
- * message in err.  Fills secret (caller wipes it with sodium_memzero) and pub.
+ * Load a private key file.  Refuses a symbolic link, anything but a regular
+ * file (a FIFO fails at once, never blocks), a file readable or writable by
+ * group or others, and a malformed file, with a message in err.  Fills secret
+ * (caller wipes it with sodium_memzero) and pub.
  */
 int keys_load_private(const char *path, uint8_t secret[KEY_SECRET_LEN], uint8_t pub[KEY_PUB_LEN],
                       char *err, size_t errlen);

@@ -4,12 +4,14 @@ import base64
 import os
 import re
 import stat
+import subprocess
+import time
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from relais import AGENT_BIN, EDGE_BIN, run
+from relais import AGENT_BIN, EDGE_BIN, SLOW, run
 
 PUBKEY_RE = re.compile(r"^ed25519:([A-Za-z0-9+/]{43}=)$")
 PERM_MSG = "is readable or writable by group/others (mode 0644); run: chmod 600"
@@ -99,3 +101,19 @@ def test_help_and_version(binary, name):
     # a wrong option is a usage error, not a start
     r = run([binary, "--no-such-option"])
     assert r.returncode != 0 and "usage:" in r.stderr
+
+
+def test_fifo_as_key_file_fails_at_once(tmp_path):
+    """Opening a FIFO blocks until a writer comes; the key is refused instead."""
+    path = str(tmp_path / "agent.key")
+    os.mkfifo(path, 0o600)
+    cfg = str(tmp_path / "agent.yaml")
+    with open(cfg, "w") as f:
+        f.write("edge: ws://127.0.0.1:9/relais\nkey: %s\n" % path)
+    for argv in ([AGENT_BIN, "pubkey", path], [AGENT_BIN, "-t", "-c", cfg],
+                 [AGENT_BIN, "-c", cfg]):
+        t0 = time.monotonic()
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10 * SLOW)
+        assert time.monotonic() - t0 < 1.0 * SLOW, argv
+        assert r.returncode == 1 and r.stdout == "", (argv, r.stdout, r.stderr)
+        assert "%s: not a regular file" % path in r.stderr, (argv, r.stderr)
