@@ -22,6 +22,7 @@
 #define RELAIS_VERSION "0.1.0"
 
 struct agent agent;
+static int debug_logging; /* -d: kept across reloads */
 
 static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                            size_t len);
@@ -101,7 +102,7 @@ static void agent_reload(void)
 	}
 	config_agent_free(&agent.cfg);
 	agent.cfg = n;
-	log_init("relais-agent", agent.cfg.log_level);
+	log_init("relais-agent", debug_logging ? LOG_DEBUG : agent.cfg.log_level);
 	log_info("configuration reloaded; reconnecting to declare the routes again");
 	if (agent.ws)
 		wsc_close(agent.ws, "configuration reloaded");
@@ -246,6 +247,7 @@ int main(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
+	debug_logging = debug;
 	log_init("relais-agent", debug ? LOG_DEBUG : agent.cfg.log_level);
 	lws_set_log_level(LLL_ERR | (debug ? LLL_WARN : 0), lws_log_emit);
 	if (agent_start() == 0) {

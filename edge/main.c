@@ -32,6 +32,7 @@
 struct edge edge;
 
 static int interrupted;
+static int debug_logging; /* -d: kept across reloads */
 static struct listener *admin_listener, *http_listener, *https_listener;
 static lws_sorted_usec_list_t certs_sul;
 static char tunnel_crt[4096], tunnel_key[4096];
@@ -138,7 +139,7 @@ static void edge_reload(void)
 	}
 	config_edge_free(&edge.cfg);
 	edge.cfg = n;
-	log_init("relais-edge", edge.cfg.log_level);
+	log_init("relais-edge", debug_logging ? LOG_DEBUG : edge.cfg.log_level);
 	certs_reload();
 	if (edge.cfg.tls.acme)
 		acme_reload(&edge.cfg);
@@ -434,6 +435,7 @@ int main(int argc, char **argv)
 		config_edge_free(&edge.cfg);
 		return 0;
 	}
+	debug_logging = debug;
 	log_init("relais-edge", debug ? LOG_DEBUG : edge.cfg.log_level);
 	lws_set_log_level(LLL_ERR | (debug ? LLL_WARN : 0), lws_log_emit);
 	if (edge_start() == 0) {

@@ -7,10 +7,12 @@ Each bad case is literal YAML so that its positions can be read off the text;
 not the one under test.
 """
 import os
+import signal
+import socket
 
 import pytest
 
-from relais import AGENT_BIN, EDGE_BIN, run
+from relais import AGENT_BIN, EDGE_BIN, Agent, Edge, run, wait_for, yaml_dump
 
 EDGE_OK = """\
 listen:
@@ -258,3 +260,38 @@ agents:
     assert r.returncode == 1
     assert [x.split(": ", 1)[0] for x in r.stderr.splitlines()] == \
         ["%s:2:11" % path, "%s:7:10" % path, "%s:8:5" % path], r.stderr
+
+
+# ---- SIGHUP on running processes ------------------------------------------------
+
+
+def bad_request(edge):
+    """Send a malformed request to the edge's HTTP listener: a DEBUG line."""
+    with socket.create_connection(("127.0.0.1", edge.http_port), timeout=5) as c:
+        c.sendall(b"NOT HTTP\r\n\r\n")
+        assert c.recv(100).startswith(b"HTTP/1.1 400")
+
+
+def test_edge_reload_keeps_debug_logging(env):
+    """-d wins over log_level (default info) after a reload too."""
+    e = Edge(env).start()
+    m = e.proc.mark()
+    e.reload()
+    e.proc.wait_log("configuration reloaded", since=m)
+    bad_request(e)
+    e.proc.wait_log("DEBUG: client 127.0.0.1: bad request", since=m)
+
+
+def write_agent(a):
+    with open(a.path, "w") as f:
+        f.write(yaml_dump(a.cfg))
+
+
+def test_agent_reload_keeps_debug_logging(env):
+    a = Agent(env, "home", extra={"log_level": "warn"})
+    e = Edge(env, agents=[a.entry()]).start()
+    a.start(e.url())
+    m = a.proc.mark()
+    a.proc.signal(signal.SIGHUP)
+    a.proc.wait_log("tunnel: connected to", since=m)
+    assert "DEBUG: tunnel: connecting to" in a.log()[m:]
