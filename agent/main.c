@@ -90,19 +90,40 @@ static void agent_stop(void)
 	lws_cancel_service(agent.ctx);
 }
 
-/* SIGHUP: swap in a new valid configuration and re-declare routes. */
+/*
+ * SIGHUP: load the configuration and its key into temporaries and swap both
+ * in only when both are good; any failure keeps the old pair.  The tunnel
+ * always reconnects, so new routes are declared and a new key (a rotation)
+ * is used at once: the edge must already list the new public key.
+ */
 static void agent_reload(void)
 {
+	uint8_t secret[KEY_SECRET_LEN], pub[KEY_PUB_LEN];
 	struct agent_config n;
+	char err[512], text[KEY_TEXT_MAX];
+	int rotated;
 
 	log_info("reloading %s", agent.cfg_file);
 	if (config_agent_load(agent.cfg_file, &n) != 0) {
 		log_error("reload failed: configuration has errors; keeping the old one");
 		return;
 	}
+	if (keys_load_private(n.key, secret, pub, err, sizeof(err)) < 0) {
+		log_error("reload failed: %s; keeping the old configuration and key", err);
+		config_agent_free(&n);
+		return;
+	}
+	rotated = memcmp(pub, agent.pub, KEY_PUB_LEN) != 0;
+	memcpy(agent.secret, secret, KEY_SECRET_LEN);
+	memcpy(agent.pub, pub, KEY_PUB_LEN);
+	sodium_memzero(secret, sizeof(secret));
 	config_agent_free(&agent.cfg);
 	agent.cfg = n;
 	log_init("relais-agent", debug_logging ? LOG_DEBUG : agent.cfg.log_level);
+	if (rotated) {
+		keys_format_public(agent.pub, text);
+		log_info("new agent key %s", text);
+	}
 	log_info("configuration reloaded; reconnecting to declare the routes again");
 	if (agent.ws)
 		wsc_close(agent.ws, "configuration reloaded");

@@ -295,3 +295,50 @@ def test_agent_reload_keeps_debug_logging(env):
     a.proc.signal(signal.SIGHUP)
     a.proc.wait_log("tunnel: connected to", since=m)
     assert "DEBUG: tunnel: connecting to" in a.log()[m:]
+
+
+def test_agent_reload_with_missing_key_keeps_the_old_config_and_key(env):
+    a = Agent(env, "home", routes=[{"host": "www.home.test", "to": "http://127.0.0.1:9"}])
+    e = Edge(env, agents=[a.entry(hosts=["*.home.test"])]).start()
+    a.start(e.url())
+    missing = os.path.join(env.dir, "missing.key")
+    a.cfg["key"] = missing
+    a.cfg["routes"].append({"host": "new.home.test", "to": "http://127.0.0.1:9"})
+    write_agent(a)
+    m = a.proc.mark()
+    a.proc.signal(signal.SIGHUP)
+    a.proc.wait_log("reload failed: %s: No such file or directory; keeping the old "
+                    "configuration and key" % missing, since=m)
+    assert "configuration reloaded" not in a.log()[m:]
+    # still connected with the old key and routes, no reconnect
+    assert e.agent_routes("home") == [("http", "www.home.test")]
+    assert a.proc.alive() and a.log()[m:].count("tunnel: connected to") == 0
+    # fixed file: the reload goes through
+    a.cfg["key"] = a.keyfile
+    write_agent(a)
+    a.proc.signal(signal.SIGHUP)
+    a.proc.wait_log("configuration reloaded", since=m)
+    wait_for(lambda: e.agent_routes("home") == [("http", "new.home.test"),
+                                                ("http", "www.home.test")])
+
+
+def test_agent_reload_with_a_new_key_reconnects_with_it(env):
+    """Key rotation: the edge lists the new public key; a SIGHUP on the agent
+    reconnects at once and authenticates with the new key."""
+    a = Agent(env, "home", routes=[{"host": "www.home.test", "to": "http://127.0.0.1:9"}])
+    newkey = os.path.join(env.dir, "new.key")
+    r = run([AGENT_BIN, "keygen", newkey])
+    assert r.returncode == 0, r.stderr
+    newpub = r.stdout.strip()
+    e = Edge(env, agents=[a.entry(hosts=["*.home.test"]),
+                          {"name": "rotated", "key": newpub, "hosts": ["*.home.test"]}]).start()
+    a.start(e.url())
+    assert e.agent_routes("home") == [("http", "www.home.test")]
+    a.cfg["key"] = newkey
+    write_agent(a)
+    m = a.proc.mark()
+    a.proc.signal(signal.SIGHUP)
+    a.proc.wait_log("new agent key %s" % newpub, since=m)
+    a.proc.wait_log("tunnel: connected to", since=m)
+    wait_for(lambda: e.routes() == [("rotated", "http", "www.home.test")],
+             what=lambda: "routes %r" % e.routes())
