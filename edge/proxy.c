@@ -68,6 +68,7 @@ struct hconn {
 	uint32_t hsts; /* Strict-Transport-Security max-age for this response, 0 = none */
 	enum http1_body resp_kind;
 	uint64_t resp_left;
+	uint32_t drop_code; /* not CODE_OK: end st with this code once the response is done */
 	struct http1_chunked resp_ch;
 	struct outq out; /* bytes for the client */
 	lws_sorted_usec_list_t sul;
@@ -194,10 +195,36 @@ static int hconn_out(struct hconn *c, const void *p, size_t n, size_t credit)
 
 static void hconn_drop_stream(struct hconn *c, uint32_t code)
 {
-	if (c->st) {
-		stream_close(c->st, code);
-		c->st = NULL;
-	}
+	struct outq_chunk *ch;
+
+	if (!c->st)
+		return;
+	/* Credit still queued for this stream must not be returned to the
+	 * next one: a chunk that also takes the next stream's bytes takes its
+	 * id (outq_tag). */
+	for (ch = c->out.head; ch; ch = ch->next)
+		if (ch->tag_id == c->st->id)
+			ch->tag = 0;
+	stream_close(c->st, code);
+	c->st = NULL;
+	c->drop_code = 0;
+}
+
+/* n bytes came from the origin beyond the end of its response, or with no
+ * request in flight (a body after a HEAD response, say): its framing and
+ * ours disagree.  Return their credit on the stream they came on, drop
+ * them, and never send another request on that stream: the next bytes it
+ * carries could not be framed either. */
+static void hconn_surplus(struct hconn *c, size_t n)
+{
+	log_info("client %s: %s sent %zu bytes after its response", c->ip, c->host, n);
+	if (!c->st)
+		return;
+	stream_consumed(c->st, n);
+	if (c->rs == RS_IDLE)
+		hconn_drop_stream(c, CODE_PROTOCOL);
+	else
+		c->drop_code = CODE_PROTOCOL;
 }
 
 /* Finish the exchange in an error: a small page if nothing of the response
@@ -344,27 +371,29 @@ static void hconn_response_done(struct hconn *c)
 		hconn_want_write(c);
 		return;
 	}
+	if (c->drop_code)
+		hconn_drop_stream(c, c->drop_code);
 	c->state = HC_HEAD;
 	c->method[0] = c->path[0] = '\0';
 	hconn_timer(c, T_IDLE, edge.cfg.http_limits.idle_timeout_ms);
 	hconn_pump(c);
 }
 
-/* Feed response body bytes; returns how many belong to this response. */
-static ssize_t hconn_resp_body(struct hconn *c, const uint8_t *p, size_t n)
+/* Feed response body bytes; returns how many belong to this response and
+ * sets *done when it is complete, or -1. */
+static ssize_t hconn_resp_body(struct hconn *c, const uint8_t *p, size_t n, int *done)
 {
 	size_t k = n;
-	int done = 0;
 	const char *err;
 
 	switch (c->resp_kind) {
 	case HTTP1_BODY_LENGTH:
 		k = n < c->resp_left ? n : (size_t)c->resp_left;
 		c->resp_left -= k;
-		done = c->resp_left == 0;
+		*done = c->resp_left == 0;
 		break;
 	case HTTP1_BODY_CHUNKED: {
-		ssize_t r = http1_chunked_feed(&c->resp_ch, (const char *)p, n, &done, &err);
+		ssize_t r = http1_chunked_feed(&c->resp_ch, (const char *)p, n, done, &err);
 
 		if (r < 0) {
 			log_info("client %s: bad chunked response from %s: %s", c->ip, c->host,
@@ -376,7 +405,7 @@ static ssize_t hconn_resp_body(struct hconn *c, const uint8_t *p, size_t n)
 	}
 	case HTTP1_BODY_NONE:
 		k = 0;
-		done = 1;
+		*done = 1;
 		break;
 	default: /* CLOSE, TUNNEL: until FIN */
 		break;
@@ -384,9 +413,30 @@ static ssize_t hconn_resp_body(struct hconn *c, const uint8_t *p, size_t n)
 	if (k && hconn_out(c, p, k, k) < 0)
 		return -1;
 	c->bytes_out += k;
-	if (done)
-		hconn_response_done(c);
 	return (ssize_t)k;
+}
+
+/*
+ * Response body bytes p[0..n), with `more` bytes of the same read after
+ * them.  Once the response is complete, whatever follows it is surplus: it
+ * is accounted on this stream before hconn_response_done() may move on to
+ * the next request, which can answer locally or switch streams.  Returns 1
+ * when the response is complete (all the bytes were used), 0 to go on
+ * (p[0..n) all used), -1 on a bad body.
+ */
+static int hconn_body_in(struct hconn *c, const uint8_t *p, size_t n, size_t more)
+{
+	int done = 0;
+	ssize_t used = hconn_resp_body(c, p, n, &done);
+
+	if (used < 0)
+		return -1;
+	if (!done)
+		return 0;
+	if ((size_t)used < n || more)
+		hconn_surplus(c, n - (size_t)used + more);
+	hconn_response_done(c);
+	return 1;
 }
 
 /* Insert Strict-Transport-Security before the blank line ending the head. */
@@ -408,6 +458,7 @@ static int hconn_resp_head(struct hconn *c)
 		return -1;
 	while (c->rs == RS_HEAD && c->resplen) {
 		struct http1_head h;
+		const struct http1_header *cl;
 		int status;
 		const char *err;
 		ssize_t n =
@@ -447,6 +498,13 @@ static int hconn_resp_head(struct hconn *c)
 			}
 			c->close_after = c->close_after || !c->req_keep || !http1_keep_alive(&h) ||
 			                 c->resp_kind == HTTP1_BODY_CLOSE;
+			/* A server that announces a body for HEAD may also send it
+			 * (RFC 9110 §9.3.2 forbids it): the next response on this
+			 * stream could start with those bytes.  Use a new stream. */
+			if (c->req_head && (http1_find(&h, "Transfer-Encoding") ||
+			                    ((cl = http1_find(&h, "Content-Length")) &&
+			                     !(cl->value_len == 1 && cl->value[0] == '0'))))
+				c->drop_code = CODE_CANCEL;
 			if (c->resp_kind == HTTP1_BODY_CHUNKED)
 				http1_chunked_init(&c->resp_ch);
 			wl = http1_write_response(&h, c->close_after, c->req_minor, w,
@@ -467,16 +525,6 @@ static int hconn_resp_head(struct hconn *c)
 		/* The head's bytes left our custody: return their credit. */
 		stream_consumed(c->st, (size_t)n);
 		used = (size_t)n;
-		/* No body ("Content-Length: 0" too): no more bytes will come to end it. */
-		if (c->rs == RS_BODY &&
-		    (c->resp_kind == HTTP1_BODY_NONE ||
-		     (c->resp_kind == HTTP1_BODY_LENGTH && c->resp_left == 0))) {
-			if (c->resplen > used)
-				c->close_after = 1; /* bytes after a bodiless response */
-			c->resplen = 0;
-			hconn_response_done(c);
-			break;
-		}
 		memmove(c->resp, c->resp + used, c->resplen - used);
 		c->resplen -= used;
 	}
@@ -487,6 +535,7 @@ static int hconn_resp_head(struct hconn *c)
 static int hconn_on_data(void *owner, const uint8_t *p, size_t n)
 {
 	struct hconn *c = owner;
+	int r;
 
 	while (n) {
 		switch (c->rs) {
@@ -515,59 +564,40 @@ static int hconn_on_data(void *owner, const uint8_t *p, size_t n)
 				return -1;
 			if (c->rs == RS_HEAD)
 				break;
-			/* Body bytes that arrived with the head go through the body path. */
+			/* Bytes that arrived with the head go through the body path
+			 * (with n more still in p: a bodiless response ends here). */
 			rest = (const uint8_t *)c->resp;
 			restlen = c->resplen;
 			c->resplen = 0;
-			if (restlen && c->rs == RS_TUNNEL) {
-				hconn_out(c, rest, restlen, restlen);
+			if (c->rs == RS_TUNNEL) {
+				if (restlen)
+					hconn_out(c, rest, restlen, restlen);
 				c->bytes_out += restlen;
-			} else if (restlen && c->rs == RS_BODY) {
-				ssize_t used = hconn_resp_body(c, rest, restlen);
-
-				if (used < 0) {
-					hconn_fail(c, 502);
-					return -1;
-				}
-				if ((size_t)used < restlen) {
-					stream_consumed(c->st, restlen - (size_t)used);
-					c->close_after = 1;
-				}
+				break;
 			}
-			break;
-		}
-		case RS_BODY: {
-			ssize_t used = hconn_resp_body(c, p, n);
-
-			if (used < 0) {
+			r = hconn_body_in(c, rest, restlen, n);
+			if (r < 0) {
 				hconn_fail(c, 502);
 				return -1;
 			}
-			p += used;
-			n -= (size_t)used;
-			if (n) {
-				/* Bytes beyond the response: the origin broke framing. */
-				log_info("client %s: %s sent bytes after its response", c->ip,
-				         c->host);
-				stream_consumed(c->st, n);
-				hconn_closing(c);
-				hconn_drop_stream(c, CODE_PROTOCOL);
-				hconn_want_write(c);
+			if (r > 0)
 				return 0;
-			}
 			break;
 		}
+		case RS_BODY:
+			if (hconn_body_in(c, p, n, 0) < 0) {
+				hconn_fail(c, 502);
+				return -1;
+			}
+			return 0;
 		case RS_TUNNEL:
 			hconn_out(c, p, n, n);
 			c->bytes_out += n;
 			n = 0;
 			break;
 		default:
-			/* Nothing was asked: unsolicited bytes end the connection. */
-			stream_consumed(c->st, n);
-			hconn_closing(c);
-			hconn_drop_stream(c, CODE_PROTOCOL);
-			hconn_want_write(c);
+			/* Nothing was asked. */
+			hconn_surplus(c, n);
 			return 0;
 		}
 	}

@@ -24,6 +24,10 @@ stdin closes or it gets SIGTERM.
     GET /bad, /garbage, /drop  a bad Content-Length, a non-HTTP answer, no answer
                                (the connection closes)
     GET /stats                 {"connections", "requests", "open"}
+    GET /surplus?extra=X&ms=N  "Content-Length: 2", "ok", then X more bytes (at once,
+                               or N milliseconds later): a server that breaks framing
+    HEAD /headbody?ms=N        a head announcing 5 bytes, then after N milliseconds
+                               the body a HEAD response must not have
     "Expect: 100-continue" gets "HTTP/1.1 100 Continue" before the body is read.
   ws      a WebSocket echo server (python websockets), any path
   silent  accepts connections and never reads or answers
@@ -318,6 +322,21 @@ class Conn:
         if path == "/slow":
             time.sleep(int(q.get("ms", "1000")) / 1000.0)
             self.respond(200, b"slow\n", head_only=head, keep=keep)
+            return True
+        if path == "/surplus":
+            ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Conn: %d\r\n\r\nok" % self.cid
+            extra = q.get("extra", "EXTRA").encode()
+            if int(q.get("ms", "0")):
+                self.send(ok)
+                time.sleep(int(q["ms"]) / 1000.0)
+                self.send(extra)
+            else:
+                self.send(ok + extra)
+            return True
+        if path == "/headbody":
+            self.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Conn: %d\r\n\r\n" % self.cid)
+            time.sleep(int(q.get("ms", "0")) / 1000.0)
+            self.send(b"HELLO")
             return True
         if path == "/stats":
             with self.server.lock:

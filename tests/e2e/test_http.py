@@ -540,6 +540,76 @@ def test_routing_per_request(net):
     wait_for(lambda: net.streams() == 0, 5, what="streams back to 0")
 
 
+# ---- origins that break framing -------------------------------------------------
+
+
+@pytest.mark.parametrize("nxt", ["unknown", "other", "same"])
+def test_surplus_after_response(net, nxt):
+    """An origin sends more than its Content-Length in one write while the
+    client's next request is already waiting (pipelined).  The surplus is
+    dropped and that stream is not reused; the next request is answered as if
+    nothing happened: a 404 from the edge itself, another route, or the same
+    route on a new stream."""
+    host, status = {"unknown": ("nowhere.test", 404), "other": (OTHER, 200),
+                    "same": (APP, 200)}[nxt]
+    mark = net.edge.proc.mark()
+    with Client(net.port, timeout=5) as c:
+        c.send(build_request("GET", "/surplus?extra=HTTP/1.1%20200%20OK%0D%0A%0D%0A") +
+               build_request("GET", "/bytes/9?seed=sp", host=host))
+        r = c.response()
+        assert r.status == 200 and r.body == b"ok", r
+        first = r.header("X-Conn")
+        r = c.response()
+        assert r.status == status, r
+        if status == 200:
+            assert r.body == body_chunks_bytes(9, "sp") and r.header("X-Conn") != first, r
+            r = c.request("GET", "/bytes/5?seed=sp2")
+            assert r.status == 200 and r.body == body_chunks_bytes(5, "sp2"), r
+        else:
+            assert c.at_eof()
+    net.edge.proc.wait_log("sent %d bytes after its response" % len("HTTP/1.1 200 OK\r\n\r\n"),
+                           since=mark)
+    assert net.edge.proc.alive()
+    wait_for(lambda: net.streams() == 0 or nxt == "same", 5, what="streams back to 0")
+    assert get(net.port, "/bytes/3?seed=alive").body == body_chunks_bytes(3, "alive")
+
+
+def test_surplus_while_idle(net):
+    """Surplus that arrives after the response, when no request is in flight,
+    is dropped with that stream; the next request gets a new one."""
+    mark = net.edge.proc.mark()
+    with Client(net.port, timeout=5) as c:
+        r = c.request("GET", "/surplus?extra=HTTP/1.1%20404%20X%0D%0A%0D%0A&ms=100")
+        assert r.status == 200 and r.body == b"ok", r
+        net.edge.proc.wait_log("after its response", since=mark)
+        r2 = c.request("GET", "/bytes/7?seed=idle")
+        assert r2.status == 200 and r2.body == body_chunks_bytes(7, "idle"), r2
+        assert r2.header("X-Conn") != r.header("X-Conn")
+    assert net.edge.proc.alive()
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["later", "pipelined"])
+def test_head_response_then_body(net, pipelined):
+    """A server that sends a body after its HEAD response: those bytes are
+    never read as the next response, whether the next request waits for the
+    late body or was pipelined behind the HEAD."""
+    with Client(net.port, timeout=5) as c:
+        head = build_request("HEAD", "/headbody?ms=200")
+        nxt = build_request("GET", "/bytes/6?seed=hb")
+        if pipelined:
+            c.send(head + nxt)
+            r = c.response("HEAD")
+        else:
+            r = c.request("HEAD", "/headbody?ms=50")
+            time.sleep(0.3)
+            c.send(nxt)
+        assert r.status == 200 and r.header("Content-Length") == "5" and r.length == 0, r
+        r2 = c.response()
+        assert r2.status == 200 and r2.body == body_chunks_bytes(6, "hb"), r2
+        assert r2.header("X-Conn") != r.header("X-Conn")
+    assert net.edge.proc.alive()
+
+
 # ---- connections ------------------------------------------------------------------
 
 
