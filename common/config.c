@@ -28,6 +28,8 @@
 
 #define CONFIG_FILE_MAX   (1u << 20) /* a config file larger than 1 MiB is a mistake */
 #define CFG_MAXKEYS       16
+#define CFG_DEPTH_MAX     64          /* relais files nest 4 deep; libyaml is slow past this */
+#define CFG_NODES_MAX     200000      /* scalars, lists and mappings in one file */
 #define CFG_DURATION_MAX  2147483647u /* ms; fits the int timers of event loops */
 #define CFG_HEADER_MIN    1024u
 #define CFG_HEADER_MAX    (1u << 20)
@@ -54,6 +56,7 @@ struct cfgp {
 	const yaml_node_t *listen_at[4]; /* edge: nodes of the EL_* addresses */
 	const yaml_node_t *tunnel_map;   /* edge: tunnel mapping, cert and key values */
 	const yaml_node_t *tunnel_cert_at, *tunnel_key_at;
+	int oom; /* an allocation failed: the load fails, the process goes on */
 };
 
 /* The edge's listening addresses, for the conflict check. */
@@ -92,21 +95,26 @@ static struct cfg_q cfg_quote(const char *in)
 	return q;
 }
 
-static void *cfg_calloc(size_t n, size_t size)
+/*
+ * Allocation failures are input errors here, not invariants: a reload of a
+ * huge file must fail and leave the running process alone.  They return
+ * NULL and mark the load failed ("out of memory" when errors are printed).
+ */
+static void *cfg_calloc(struct cfgp *p, size_t n, size_t size)
 {
-	void *p = calloc(n != 0 ? n : 1, size);
+	void *m = calloc(n != 0 ? n : 1, size);
 
-	if (p == NULL)
-		fatalx("config: out of memory");
-	return p;
+	if (m == NULL)
+		p->oom = 1;
+	return m;
 }
 
-static char *cfg_strdup(const char *s)
+static char *cfg_strdup(struct cfgp *p, const char *s)
 {
 	char *d = strdup(s);
 
 	if (d == NULL)
-		fatalx("config: out of memory");
+		p->oom = 1;
 	return d;
 }
 
@@ -121,17 +129,22 @@ static void cfg_verr_at(struct cfgp *p, size_t line, size_t col, const char *fmt
 		size_t ncap = p->cap != 0 ? p->cap * 2 : 8;
 
 		e = realloc(p->errs, ncap * sizeof(*e));
-		if (e == NULL)
-			fatalx("config: out of memory");
+		if (e == NULL) {
+			p->oom = 1;
+			return;
+		}
 		p->errs = e;
 		p->cap = ncap;
 	}
 	e = &p->errs[p->nerrs];
 	e->line = line;
 	e->col = col;
-	e->seq = p->nerrs++;
-	if (vasprintf(&e->msg, fmt, ap) < 0)
-		fatalx("config: out of memory");
+	e->seq = p->nerrs;
+	if (vasprintf(&e->msg, fmt, ap) < 0) {
+		p->oom = 1;
+		return;
+	}
+	p->nerrs++;
 }
 
 static void cfg_err_at(struct cfgp *p, size_t line, size_t col, const char *fmt, ...)
@@ -173,10 +186,16 @@ static int cfg_error_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : (x->seq > y->seq);
 }
 
+/* 1 when the load failed: errors were found or memory ran out. */
+static int cfg_failed(const struct cfgp *p)
+{
+	return p->nerrs > 0 || p->oom;
+}
+
 /* Print the collected errors in file order; returns how many there were. */
 static int cfg_flush(struct cfgp *p)
 {
-	int n = (int)p->nerrs;
+	int n = (int)p->nerrs + (p->oom != 0);
 
 	if (p->nerrs > 1)
 		qsort(p->errs, p->nerrs, sizeof(p->errs[0]), cfg_error_cmp);
@@ -185,6 +204,8 @@ static int cfg_flush(struct cfgp *p)
 		        p->errs[i].msg);
 		free(p->errs[i].msg);
 	}
+	if (p->oom)
+		fprintf(stderr, "%s:0:0: out of memory\n", p->file);
 	fflush(stderr);
 	free(p->errs);
 	p->errs = NULL;
@@ -216,7 +237,8 @@ static void cfg_yaml_error(struct cfgp *p, const yaml_parser_t *ps, const char *
 
 	switch (ps->error) {
 	case YAML_MEMORY_ERROR:
-		fatalx("config: out of memory");
+		p->oom = 1;
+		break;
 	case YAML_READER_ERROR:
 		cfg_offset_pos(buf, len, ps->problem_offset, &line, &col);
 		if (ps->problem_value != -1)
@@ -243,17 +265,28 @@ static int cfg_read_file(struct cfgp *p, char **bufp, size_t *lenp)
 	char *buf;
 	int fd;
 
-	fd = open(p->file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO must not hang the open; only regular files pass. */
+	fd = open(p->file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		cfg_err_at(p, 0, 0, "cannot open: %s", strerror(errno));
 		return -1;
 	}
-	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-		cfg_err_at(p, 0, 0, "cannot open: %s", strerror(EISDIR));
+	if (fstat(fd, &st) < 0) {
+		cfg_err_at(p, 0, 0, "cannot open: %s", strerror(errno));
 		close(fd);
 		return -1;
 	}
-	buf = cfg_calloc(CONFIG_FILE_MAX + 1, 1);
+	if (!S_ISREG(st.st_mode)) {
+		cfg_err_at(p, 0, 0, "cannot open: %s",
+		           S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
+		close(fd);
+		return -1;
+	}
+	buf = cfg_calloc(p, CONFIG_FILE_MAX + 1, 1);
+	if (buf == NULL) {
+		close(fd);
+		return -1;
+	}
 	for (;;) {
 		ssize_t n = read(fd, buf + len, CONFIG_FILE_MAX + 1 - len);
 
@@ -281,6 +314,84 @@ fail:
 	return -1;
 }
 
+/*
+ * The shape of the file, checked on parser events before a document is
+ * built: no anchors or aliases (an alias re-walks a subtree, so a few
+ * hundred bytes could make the walk copy strings billions of times), nesting
+ * at most CFG_DEPTH_MAX deep (libyaml's scanner is quadratic in the depth of
+ * flow collections) and at most CFG_NODES_MAX nodes.  The first violation
+ * stops the check, like a syntax error.  Returns 0 or -1 (reported).
+ */
+static int cfg_check_events(struct cfgp *p, const char *buf, size_t len)
+{
+	yaml_parser_t ps;
+	yaml_event_t ev;
+	size_t depth = 0, nodes = 0;
+	int rc = 1;
+
+	if (!yaml_parser_initialize(&ps)) {
+		p->oom = 1;
+		return -1;
+	}
+	yaml_parser_set_input_string(&ps, (const unsigned char *)buf, len);
+	while (rc > 0) {
+		const yaml_char_t *anchor = NULL;
+		size_t line, col;
+
+		if (!yaml_parser_parse(&ps, &ev)) {
+			cfg_yaml_error(p, &ps, buf, len);
+			rc = -1;
+			break;
+		}
+		line = ev.start_mark.line + 1;
+		col = ev.start_mark.column + 1;
+		switch (ev.type) {
+		case YAML_STREAM_END_EVENT:
+			rc = 0;
+			break;
+		case YAML_ALIAS_EVENT:
+			cfg_err_at(p, line, col, "aliases are not supported ('*%s')",
+			           cfg_quote((const char *)ev.data.alias.anchor).s);
+			rc = -1;
+			break;
+		case YAML_SCALAR_EVENT:
+			anchor = ev.data.scalar.anchor;
+			nodes++;
+			break;
+		case YAML_SEQUENCE_START_EVENT:
+		case YAML_MAPPING_START_EVENT:
+			anchor = ev.type == YAML_SEQUENCE_START_EVENT
+			             ? ev.data.sequence_start.anchor
+			             : ev.data.mapping_start.anchor;
+			nodes++;
+			if (++depth > CFG_DEPTH_MAX) {
+				cfg_err_at(p, line, col, "nesting deeper than %d levels",
+				           CFG_DEPTH_MAX);
+				rc = -1;
+			}
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			depth--;
+			break;
+		default:
+			break;
+		}
+		if (rc > 0 && anchor != NULL) {
+			cfg_err_at(p, line, col, "anchors and aliases are not supported ('&%s')",
+			           cfg_quote((const char *)anchor).s);
+			rc = -1;
+		}
+		if (rc > 0 && nodes > CFG_NODES_MAX) {
+			cfg_err_at(p, line, col, "more than %d values in the file", CFG_NODES_MAX);
+			rc = -1;
+		}
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&ps);
+	return rc;
+}
+
 /* Load the file's single YAML document into p->doc; returns 0 or -1 (reported). */
 static int cfg_load_doc(struct cfgp *p)
 {
@@ -292,8 +403,15 @@ static int cfg_load_doc(struct cfgp *p)
 
 	if (cfg_read_file(p, &buf, &len) < 0)
 		return -1;
-	if (!yaml_parser_initialize(&ps))
-		fatalx("config: out of memory");
+	if (cfg_check_events(p, buf, len) < 0) {
+		free(buf);
+		return -1;
+	}
+	if (!yaml_parser_initialize(&ps)) {
+		p->oom = 1;
+		free(buf);
+		return -1;
+	}
 	yaml_parser_set_input_string(&ps, (const unsigned char *)buf, len);
 	if (!yaml_parser_load(&ps, &p->doc)) {
 		cfg_yaml_error(p, &ps, buf, len);
@@ -730,7 +848,7 @@ static void cfg_get_strdup(struct cfgp *p, const struct cfg_map *m, int k, char 
 	if (cfg_str(p, m, k, &s) != 1)
 		return;
 	free(*out);
-	*out = cfg_strdup(s);
+	*out = cfg_strdup(p, s);
 }
 
 /* A path that must name a readable file; the error is at the key. */
@@ -754,7 +872,7 @@ static void cfg_get_readable(struct cfgp *p, const struct cfg_map *m, int k, cha
 	}
 	close(fd);
 	free(*out);
-	*out = cfg_strdup(s);
+	*out = cfg_strdup(p, s);
 }
 
 static void cfg_get_duration(struct cfgp *p, const struct cfg_map *m, int k, uint32_t *ms)
@@ -917,8 +1035,10 @@ static void edge_tunnel(struct cfgp *p, const struct cfg_map *top, struct edge_c
 		cfg_get_addr(p, &m, T_LISTEN, &cfg->tunnel.listen, NULL);
 	p->listen_at[EL_TUNNEL] = m.val[T_LISTEN];
 	if (cfg_str(p, &m, T_HOSTNAME, &s) == 1) {
-		char *h = cfg_strdup(s);
+		char *h = cfg_strdup(p, s);
 
+		if (h == NULL)
+			return;
 		host_normalize(h);
 		if (!host_valid(h)) {
 			cfg_err(p, m.val[T_HOSTNAME], "bad host name '%s'", cfg_quote(s).s);
@@ -1086,7 +1206,9 @@ static void edge_agent_hosts(struct cfgp *p, const struct cfg_map *m, struct edg
 
 	if (seq == NULL)
 		return;
-	ag->hosts = cfg_calloc(cfg_seq_len(seq), sizeof(char *));
+	ag->hosts = cfg_calloc(p, cfg_seq_len(seq), sizeof(char *));
+	if (ag->hosts == NULL)
+		return;
 	for (size_t i = 0; i < cfg_seq_len(seq); i++) {
 		yaml_node_t *item = cfg_seq_item(p, seq, i);
 		const char *s = cfg_list_str(p, m, AG_HOSTS, item);
@@ -1094,7 +1216,9 @@ static void edge_agent_hosts(struct cfgp *p, const struct cfg_map *m, struct edg
 
 		if (s == NULL)
 			continue;
-		h = cfg_strdup(s);
+		h = cfg_strdup(p, s);
+		if (h == NULL)
+			return;
 		host_normalize(h);
 		if (!hostpat_valid(h)) {
 			cfg_err(p, item, "bad host pattern '%s'", cfg_quote(s).s);
@@ -1111,7 +1235,9 @@ static void edge_agent_ports(struct cfgp *p, const struct cfg_map *m, struct edg
 
 	if (seq == NULL)
 		return;
-	ag->ports = cfg_calloc(cfg_seq_len(seq), sizeof(struct port_range));
+	ag->ports = cfg_calloc(p, cfg_seq_len(seq), sizeof(struct port_range));
+	if (ag->ports == NULL)
+		return;
 	for (size_t i = 0; i < cfg_seq_len(seq); i++) {
 		yaml_node_t *item = cfg_seq_item(p, seq, i);
 		const char *s = cfg_list_str(p, m, AG_PORTS, item);
@@ -1186,10 +1312,10 @@ static void edge_agents(struct cfgp *p, const struct cfg_map *top, struct edge_c
 	if (seq == NULL)
 		return;
 	n = cfg_seq_len(seq);
-	cfg->agents = cfg_calloc(n, sizeof(struct edge_agent));
-	name_at = cfg_calloc(n, sizeof(*name_at));
-	key_at = cfg_calloc(n, sizeof(*key_at));
-	for (size_t i = 0; i < n; i++) {
+	cfg->agents = cfg_calloc(p, n, sizeof(struct edge_agent));
+	name_at = cfg_calloc(p, n, sizeof(*name_at));
+	key_at = cfg_calloc(p, n, sizeof(*key_at));
+	for (size_t i = 0; i < n && !p->oom; i++) {
 		yaml_node_t *item = cfg_seq_item(p, seq, i);
 
 		/* count it first so that config_edge_free sees whatever it holds */
@@ -1246,8 +1372,8 @@ int config_edge_load(const char *file, struct edge_config *cfg)
 	struct cfg_map top;
 
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->file = cfg_strdup(file);
-	cfg->tunnel.path = cfg_strdup(DEFAULT_TUNNEL);
+	cfg->file = cfg_strdup(&p, file);
+	cfg->tunnel.path = cfg_strdup(&p, DEFAULT_TUNNEL);
 	cfg->log_level = LOG_INFO;
 	cfg->http_limits.header_timeout_ms = 60000;
 	cfg->http_limits.idle_timeout_ms = 75000;
@@ -1277,7 +1403,7 @@ int config_edge_load(const char *file, struct edge_config *cfg)
 	}
 	yaml_document_delete(&p.doc);
 out:
-	if (p.nerrs > 0)
+	if (cfg_failed(&p))
 		config_edge_free(cfg);
 	return cfg_flush(&p);
 }
@@ -1318,7 +1444,7 @@ enum { S_LISTEN, S_TO, S_PROXY, S_IDLE };
 static const char *const stream_keys[] = {"listen", "to", "proxy_protocol", "idle_timeout", NULL};
 
 /* "wss://host[:port][/path]" or "ws://..." into the edge_* fields. */
-static int agent_parse_url(const char *url, struct agent_config *cfg)
+static int agent_parse_url(struct cfgp *p, const char *url, struct agent_config *cfg)
 {
 	const char *rest, *slash;
 	uint16_t defport;
@@ -1344,7 +1470,7 @@ static int agent_parse_url(const char *url, struct agent_config *cfg)
 		slash = "/";
 	if (!cfg_path_valid(slash))
 		return -1;
-	cfg->edge_path = cfg_strdup(slash);
+	cfg->edge_path = cfg_strdup(p, slash);
 	return 0;
 }
 
@@ -1516,9 +1642,9 @@ static void agent_routes(struct cfgp *p, const struct cfg_map *top, struct agent
 	if (seq == NULL)
 		return;
 	n = cfg_seq_len(seq);
-	cfg->routes = cfg_calloc(n, sizeof(struct agent_route));
-	host_at = cfg_calloc(n, sizeof(*host_at));
-	for (size_t i = 0; i < n; i++) {
+	cfg->routes = cfg_calloc(p, n, sizeof(struct agent_route));
+	host_at = cfg_calloc(p, n, sizeof(*host_at));
+	for (size_t i = 0; i < n && !p->oom; i++) {
 		yaml_node_t *item = cfg_seq_item(p, seq, i);
 
 		cfg->nroutes = i + 1;
@@ -1539,9 +1665,9 @@ static void agent_streams(struct cfgp *p, const struct cfg_map *top, struct agen
 	if (seq == NULL)
 		return;
 	n = cfg_seq_len(seq);
-	cfg->streams = cfg_calloc(n, sizeof(struct agent_stream));
-	listen_at = cfg_calloc(n, sizeof(*listen_at));
-	for (size_t i = 0; i < n; i++) {
+	cfg->streams = cfg_calloc(p, n, sizeof(struct agent_stream));
+	listen_at = cfg_calloc(p, n, sizeof(*listen_at));
+	for (size_t i = 0; i < n && !p->oom; i++) {
 		yaml_node_t *item = cfg_seq_item(p, seq, i);
 
 		cfg->nstreams = i + 1;
@@ -1558,12 +1684,12 @@ static void agent_top(struct cfgp *p, const struct cfg_map *top, struct agent_co
 	const char *s;
 
 	if (cfg_required(p, top, A_EDGE, "at top level") == 0 && cfg_str(p, top, A_EDGE, &s) == 1) {
-		if (agent_parse_url(s, cfg) < 0)
+		if (agent_parse_url(p, s, cfg) < 0)
 			cfg_err(p, top->val[A_EDGE],
 			        "bad edge URL '%s' (expected wss://HOST[:PORT]/PATH)",
 			        cfg_quote(s).s);
 		else
-			cfg->edge = cfg_strdup(s);
+			cfg->edge = cfg_strdup(p, s);
 	}
 	if (cfg_required(p, top, A_KEY, "at top level") == 0)
 		cfg_get_strdup(p, top, A_KEY, &cfg->key);
@@ -1588,7 +1714,7 @@ int config_agent_load(const char *file, struct agent_config *cfg)
 	struct cfg_map top;
 
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->file = cfg_strdup(file);
+	cfg->file = cfg_strdup(&p, file);
 	cfg->log_level = LOG_INFO;
 	cfg->connect_timeout_ms = 5000;
 
@@ -1603,7 +1729,7 @@ int config_agent_load(const char *file, struct agent_config *cfg)
 	}
 	yaml_document_delete(&p.doc);
 out:
-	if (p.nerrs > 0)
+	if (cfg_failed(&p))
 		config_agent_free(cfg);
 	return cfg_flush(&p);
 }

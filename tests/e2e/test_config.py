@@ -6,13 +6,15 @@ Each bad case is literal YAML so that its positions can be read off the text;
 {cert}, {key}, {pub}, {pub2} and {keyfile} are filled in on lines that are
 not the one under test.
 """
+import json
 import os
 import signal
 import socket
+import time
 
 import pytest
 
-from relais import AGENT_BIN, EDGE_BIN, Agent, Edge, run, wait_for, yaml_dump
+from relais import AGENT_BIN, EDGE_BIN, SLOW, Agent, Edge, run, wait_for, yaml_dump
 
 EDGE_OK = """\
 listen:
@@ -126,6 +128,16 @@ tunnel:
     ("missing-tunnel", """\
 agents: []
 """, 1, 1, "missing required key 'tunnel' at top level"),
+    # aliases would multiply the walk ("billion laughs"): refused at the anchor
+    ("anchor-alias", """\
+tunnel:
+  listen: 127.0.0.1:8443
+  cert: {cert}
+  key: {key}
+agents:
+  - &a {{name: home, key: "{pub}", hosts: [&h x.home.test, *h, *h]}}
+  - *a
+""", 6, 5, "anchors and aliases are not supported ('&a')"),
 ]
 
 AGENT_BAD = [
@@ -183,6 +195,11 @@ edge: wss://edge.test/relais
 edge: wss://edge.test/relais
 routes: []
 """, 1, 1, "missing required key 'key' at top level"),
+    ("alias", """\
+edge: wss://edge.test/relais
+key: {keyfile}
+name: *x
+""", 3, 7, "aliases are not supported ('*x')"),
 ]
 
 
@@ -246,6 +263,18 @@ def test_missing_file(files, binary):
     assert_error(path, r, 0, 0, "cannot open: No such file or directory")
 
 
+@pytest.mark.parametrize("binary", [EDGE_BIN, AGENT_BIN], ids=["edge", "agent"])
+def test_deep_nesting_is_refused_quickly(files, binary):
+    """libyaml's scanner is quadratic in flow nesting: 64 levels at most."""
+    path = os.path.join(files["dir"], "deep.yaml")
+    with open(path, "w") as f:
+        f.write("name: " + "[" * 200000 + "]" * 200000 + "\n")
+    t0 = time.monotonic()
+    r = run([binary, "-t", "-c", path])
+    assert time.monotonic() - t0 < 1.0 * SLOW
+    assert_error(path, r, 1, 70, "nesting deeper than 64 levels")
+
+
 def test_all_errors_are_reported_in_file_order(files):
     path, r = check(EDGE_BIN, files, "edge-many.yaml", """\
 tunnel:
@@ -280,6 +309,34 @@ def test_edge_reload_keeps_debug_logging(env):
     e.proc.wait_log("configuration reloaded", since=m)
     bad_request(e)
     e.proc.wait_log("DEBUG: client 127.0.0.1: bad request", since=m)
+
+
+def test_edge_reload_with_aliases_keeps_running_with_the_old_config(env):
+    """An alias-amplified edge.yaml once made the reload copy strings until the
+    edge aborted; it is refused and the running configuration stays."""
+    a = Agent(env, "home", routes=[{"host": "www.home.test", "to": "http://127.0.0.1:9"}])
+    e = Edge(env, agents=[a.entry(hosts=["*.home.test"])]).start()
+    a.start(e.url())
+    lines = ["%s: %s" % (k, json.dumps(v)) for k, v in e.cfg.items() if k != "agents"]
+    lines.append("agents:")
+    lines.append("  - &a {name: home, key: \"%s\", hosts: [&h x.home.test%s]}"
+                 % (a.pubkey, ", *h" * 5000))
+    lines += ["  - *a"] * 5000
+    with open(e.path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    at = len(lines) - 5000
+    m = e.proc.mark()
+    e.proc.signal(signal.SIGHUP)
+    e.proc.wait_log("reload failed: configuration has errors; keeping the old one", since=m)
+    assert "%s:%d:5: anchors and aliases are not supported ('&a')" % (e.path, at) \
+        in e.log()[m:]
+    assert e.proc.alive()
+    assert e.agent_routes("home") == [("http", "www.home.test")]
+    # the old configuration still admits the agent after it reconnects
+    m = a.proc.mark()
+    a.proc.signal(signal.SIGHUP)
+    a.proc.wait_log("tunnel: connected to", since=m)
+    wait_for(lambda: e.agent_routes("home") == [("http", "www.home.test")])
 
 
 def write_agent(a):

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -489,9 +490,104 @@ static void test_syntax_errors(void)
 	BAD(EDGE, "tunnel:\n  listen: 0.0.0.0:443\n bad: 1\n", "3:2", "did not find expected key");
 	BAD(EDGE, "tunnel: \"unterminated\n", "2:1", "quoted scalar");
 	BAD(EDGE, "tunnel:\n\tlisten: 1\n", "2:1", "cannot start any token");
-	BAD(AGENT, "edge: *nope\n", "1:7", "undefined alias");
+	BAD(AGENT, "edge: *nope\n", "1:7", "aliases are not supported ('*nope')");
 	BAD(AGENT, "edge: \xff\n", "1:7", "invalid");
 	BAD(EDGE, EDGE_BASE "---\nother: 1\n", "6:1", "only one YAML document is allowed");
+}
+
+/* Anchors, aliases, deep nesting and huge node counts stop the check early. */
+static void test_shape_limits(void)
+{
+	char *big;
+	size_t o = 0;
+
+	BAD(EDGE,
+	    EDGE_BASE "agents:\n"
+	              "  - &a {name: n, key: \"" KEY0 "\", hosts: [&h a.example.com, *h]}\n"
+	              "  - *a\n",
+	    "6:5", "anchors and aliases are not supported ('&a')");
+	BAD(AGENT, AGENT_BASE "routes:\n  - host: &h a.example.com\n    to: *h\n", "4:11",
+	    "anchors and aliases are not supported ('&h')");
+	BAD(AGENT, AGENT_BASE "name: *x\n", "3:7", "aliases are not supported ('*x')");
+
+	/* depth 64 is allowed (the walk then reports the wrong type), 65 is not */
+	big = malloc(1u << 20);
+	CHECK(big != NULL);
+	if (big == NULL)
+		return;
+	o = (size_t)sprintf(big, "name: ");
+	for (int i = 0; i < 63; i++)
+		big[o++] = '[';
+	for (int i = 0; i < 63; i++)
+		big[o++] = ']';
+	big[o++] = '\n';
+	big[o] = '\0';
+	BAD(AGENT, big, "1:7", "'name' must be a string");
+	CHECK(!has_error("1:70", "nesting"));
+	o = (size_t)sprintf(big, "name: ");
+	for (int i = 0; i < 200000; i++)
+		big[o++] = '[';
+	big[o] = '\0';
+	BAD(AGENT, big, "1:70", "nesting deeper than 64 levels");
+
+	/* 200000 values at most: a list of 250000 */
+	o = (size_t)sprintf(big, "routes: [");
+	for (int i = 0; i < 250000; i++)
+		o += (size_t)sprintf(big + o, "a,");
+	sprintf(big + o, "a]\n");
+	BAD(AGENT, big, "1:400004", "more than 200000 values in the file");
+	free(big);
+}
+
+/* A FIFO as the configuration is refused, not waited on. */
+static void test_fifo(void)
+{
+	struct agent_config a;
+
+	snprintf(cfgpath, sizeof(cfgpath), "%s/fifo.yaml", dir);
+	CHECK(mkfifo(cfgpath, 0600) == 0);
+	CHECK(load_captured(AGENT, NULL, &a) == 1);
+	CHECK(has_error("0:0", "cannot open: not a regular file"));
+	CHECK(is_zero(&a, sizeof(a)));
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNIT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNIT_ASAN 1
+#endif
+#endif
+
+/* Running out of memory fails the load with an error; it never aborts (a
+ * reload must keep the running process).  Not under ASan, whose allocator
+ * aborts by itself. */
+static void test_out_of_memory(void)
+{
+#ifndef UNIT_ASAN
+	struct agent_config a;
+	struct rlimit old, low;
+	long pages = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	int n;
+
+	CHECK(f != NULL && fscanf(f, "%ld", &pages) == 1);
+	if (f != NULL)
+		fclose(f);
+	CHECK(getrlimit(RLIMIT_AS, &old) == 0);
+	write_cfg(AGENT_BASE);
+	low = old;
+	/* room for small allocations, none for the 1 MiB read buffer */
+	low.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + 512 * 1024;
+	capture_begin();
+	CHECK(setrlimit(RLIMIT_AS, &low) == 0);
+	n = config_agent_load(cfgpath, &a);
+	CHECK(setrlimit(RLIMIT_AS, &old) == 0);
+	capture_end();
+	CHECK(n == 1);
+	CHECK(has_error("0:0", "out of memory"));
+	CHECK(is_zero(&a, sizeof(a)));
+#endif
 }
 
 static void test_structure_errors(void)
@@ -807,6 +903,9 @@ int main(void)
 	RUN(test_port_ranges);
 	RUN(test_missing_file);
 	RUN(test_syntax_errors);
+	RUN(test_shape_limits);
+	RUN(test_fifo);
+	RUN(test_out_of_memory);
 	RUN(test_structure_errors);
 	RUN(test_value_errors);
 	RUN(test_duplicate_errors);
