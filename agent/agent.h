@@ -37,6 +37,7 @@ struct agent {
 	struct resolve *resolving; /* pending lookup of the edge's name */
 	struct tunnel t;
 	enum agent_state state;
+	int signed_hello; /* AUTH sent on this connection: one per connection */
 	unsigned attempt; /* connect attempts since the last success */
 	uint32_t window;  /* per-stream credit from WELCOME */
 	uint64_t last_rx_us, last_ping_us, state_us;

@@ -29,10 +29,16 @@ void agent_want_write(void)
 		wsc_want_write(agent.ws);
 }
 
+static void agent_kill(const char *why);
+
 int agent_send(const struct frame *f)
 {
 	if (!agent.ws || agent.state < AGENT_HELLO)
 		return -1;
+	if (tunnel_backlogged(&agent.t)) {
+		agent_kill("the edge does not read what is sent to it (16 MiB queued)");
+		return -1;
+	}
 	if (tunnel_send(&agent.t, f) < 0)
 		return -1;
 	agent_want_write();
@@ -41,7 +47,7 @@ int agent_send(const struct frame *f)
 
 static void agent_kill(const char *why)
 {
-	if (!agent.ws)
+	if (!agent.ws || wsc_closing(agent.ws))
 		return;
 	log_warn("tunnel: %s; reconnecting", why);
 	wsc_close(agent.ws, why);
@@ -200,6 +206,12 @@ static int agent_on_hello(const struct frame_hello *h)
 	uint8_t msg[PROTO_AUTH_MSG_MAX];
 	size_t mlen;
 
+	/* One signature per connection: never sign whatever challenge comes. */
+	if (agent.signed_hello) {
+		log_warn("tunnel: a second HELLO from the edge");
+		return -1;
+	}
+	agent.signed_hello = 1;
 	f.u.auth.version = PROTO_VERSION;
 	memcpy(f.u.auth.pubkey, agent.pub, KEY_PUB_LEN);
 	snprintf(f.u.auth.name, sizeof(f.u.auth.name), "%s", agent.cfg.name);
@@ -349,6 +361,7 @@ static int agent_on_data(void *arg, const uint8_t *p, size_t n, int last)
 
 static void agent_on_open(void *arg)
 {
+	agent.signed_hello = 0;
 	agent.state = AGENT_HELLO;
 	agent.state_us = agent.last_rx_us = now_us();
 }

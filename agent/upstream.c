@@ -246,10 +246,19 @@ static void us_on_writable(void *arg)
 static void us_on_close(void *arg, const char *why)
 {
 	struct ustream *u = arg;
+	int broken = u->conn && conn_broken(u->conn);
 
 	u->conn = NULL;
 	if (!u->connected) {
 		us_refuse(u, strstr(why, "refused") ? CODE_REFUSED : CODE_UNREACHABLE, why);
+		return;
+	}
+	if (broken) {
+		/* Reset, not finished: the client must see an error, not a clean
+		 * end (RST follows the DATA already queued, in order). */
+		log_debug("stream %u: %s failed: %s", u->id, u->target, why);
+		us_send_code(FRAME_RST, u->id, CODE_CANCEL, why);
+		us_free(u);
 		return;
 	}
 	/* The service is done: everything it sent is queued ahead of this FIN. */
@@ -264,7 +273,8 @@ static void us_on_close(void *arg, const char *why)
 		us_credit(u, dropped - (u->proxy_len < dropped ? u->proxy_len : dropped), 1);
 		u->proxy_len = 0;
 	}
-	us_send_code(FRAME_FIN, u->id, 0, NULL);
+	if (!u->fin_sent)
+		us_send_code(FRAME_FIN, u->id, 0, NULL);
 	u->fin_sent = 1;
 	if (u->fin_recv)
 		us_free(u);
@@ -515,6 +525,9 @@ int upstream_on_frame(const struct frame *f)
 			conn_want_write(u->conn);
 		return 0;
 	case FRAME_RST:
+		/* The client's connection was reset or failed: pass that on. */
+		if (u->conn)
+			conn_set_reset(u->conn);
 		us_free(u);
 		return 0;
 	default:

@@ -67,6 +67,11 @@ void wsc_close(struct wsc *c, const char *why)
 	wsc_fail(c, "%s", why);
 }
 
+int wsc_closing(const struct wsc *c)
+{
+	return c->st == WSC_DEAD;
+}
+
 size_t wsc_queued(const struct wsc *c)
 {
 	return c->out_end - c->out_start;

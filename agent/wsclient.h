@@ -61,6 +61,9 @@ int wsc_send(struct wsc *c, uint8_t *data, size_t len);
 /** Ask for on_writable once the buffer has room. */
 void wsc_want_write(struct wsc *c);
 
+/** wsc_close() (or a failure) ended c: its on_close is on its way. */
+int wsc_closing(const struct wsc *c);
+
 /** Bytes queued but not yet taken by the socket. */
 size_t wsc_queued(const struct wsc *c);
 

@@ -35,7 +35,8 @@ struct conn {
 	int in_wcb; /* inside lws's WRITEABLE callback */
 	int want_write;
 	int paused;
-	int eof; /* the peer shut its write side */
+	int eof;    /* the peer shut its write side */
+	int broken; /* failed: reset, broken pipe, hung up */
 	int notified;
 	int detached; /* lws closed the wsi at POLLHUP; input is read from a dup */
 	struct lws_context *cx;
@@ -84,6 +85,19 @@ static void conn_fail(struct conn *c, const char *fmt, ...)
 void conn_close(struct conn *c, const char *why)
 {
 	conn_fail(c, "%s", why);
+}
+
+int conn_broken(const struct conn *c)
+{
+	return c->broken;
+}
+
+void conn_set_reset(struct conn *c)
+{
+	struct linger l = {.l_onoff = 1, .l_linger = 0};
+
+	if (c->fd >= 0)
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
 }
 
 void conn_abort(struct conn *c)
@@ -225,6 +239,7 @@ ssize_t conn_read(struct conn *c, void *buf, size_t n)
 		return conn_eof(c);
 	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 		return 0;
+	c->broken = 1;
 	conn_fail(c, "%s", strerror(errno));
 	return -1;
 }
@@ -257,6 +272,7 @@ ssize_t conn_write(struct conn *c, const void *buf, size_t n)
 		conn_want_write(c);
 		return 0;
 	}
+	c->broken = 1;
 	conn_fail(c, "write: %s", strerror(errno));
 	return -1;
 }
@@ -673,8 +689,10 @@ int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		c->wsi = NULL;
 		if (conn_detach(c, wsi))
 			return 0;
-		if (c->st != CONN_DEAD)
+		if (c->st != CONN_DEAD) {
+			c->broken = 1;
 			conn_fail(c, "connection closed");
+		}
 		if (!c->notified) {
 			c->notified = 1;
 			c->ops->on_close(c->arg, c->why);

@@ -124,6 +124,13 @@ int conn_peer_shut(const struct conn *c);
 /** Send FIN (TLS close_notify first) once everything was written. */
 void conn_shutdown(struct conn *c);
 
+/** 1 when the connection failed (reset, broken pipe, hung up): not a clean end. */
+int conn_broken(const struct conn *c);
+
+/** The coming close sends a TCP RST (what is unsent is dropped): for passing
+ * on a reset, so the far side sees an error and not a clean end. */
+void conn_set_reset(struct conn *c);
+
 /** Close without any further callback (the owner is going away). */
 void conn_abort(struct conn *c);
 

@@ -29,8 +29,8 @@ int tunnel_init(struct tunnel *t, size_t headroom)
 	memset(t, 0, sizeof(*t));
 	outq_init(&t->ctl, headroom, 4096);
 	outq_init(&t->data, headroom, TUNNEL_MSG_CAP);
-	t->rx = malloc(FRAME_HEADER_LEN + FRAME_MAX_PAYLOAD);
-	return t->rx ? 0 : -1;
+	t->rx_max = FRAME_MAX_PAYLOAD;
+	return 0;
 }
 
 void tunnel_free(struct tunnel *t)
@@ -40,6 +40,37 @@ void tunnel_free(struct tunnel *t)
 	free(t->rx);
 	t->rx = NULL;
 	t->rxlen = 0;
+	t->rx_cap = 0;
+}
+
+/* A header (whole) announcing more payload than accepted now. */
+static int tunnel_rx_too_big(const struct tunnel *t, const uint8_t *hdr, const char **err)
+{
+	if (frame_get_len(hdr) <= t->rx_max)
+		return 0;
+	*err = t->rx_max < FRAME_MAX_PAYLOAD ? "frame too large before authentication"
+	                                     : "frame too large";
+	return 1;
+}
+
+/* Keep the start of a frame cut by the end of a fragment. */
+static int tunnel_rx_keep(struct tunnel *t, const uint8_t *in, size_t len, const char **err)
+{
+	size_t need = FRAME_HEADER_LEN + t->rx_max;
+
+	if (t->rx_cap < need) {
+		uint8_t *p = realloc(t->rx, need);
+
+		if (!p) {
+			*err = "out of memory";
+			return -1;
+		}
+		t->rx = p;
+		t->rx_cap = need;
+	}
+	memcpy(t->rx, in, len);
+	t->rxlen = len;
+	return 0;
 }
 
 /*
@@ -65,8 +96,9 @@ int tunnel_rx_feed(struct tunnel *t, const uint8_t *in, size_t len, int last,
 		if (!t->rxlen) {
 			r = frame_decode(in, len, &f, err);
 			if (r == FRAME_INCOMPLETE) { /* keep the start of a frame cut here */
-				memcpy(t->rx, in, len);
-				t->rxlen = len;
+				if ((len >= FRAME_HEADER_LEN && tunnel_rx_too_big(t, in, err)) ||
+				    tunnel_rx_keep(t, in, len, err) < 0)
+					return -1;
 				break;
 			}
 			if (r < 0)
@@ -86,8 +118,11 @@ int tunnel_rx_feed(struct tunnel *t, const uint8_t *in, size_t len, int last,
 		in += k;
 		len -= k;
 		r = frame_decode(t->rx, t->rxlen, &f, err);
-		if (r == FRAME_INCOMPLETE)
+		if (r == FRAME_INCOMPLETE) {
+			if (t->rxlen >= FRAME_HEADER_LEN && tunnel_rx_too_big(t, t->rx, err))
+				return -1;
 			continue;
+		}
 		if (r < 0)
 			return -1;
 		t->rxlen = 0;
@@ -106,6 +141,11 @@ int tunnel_rx_feed(struct tunnel *t, const uint8_t *in, size_t len, int last,
 	return rc;
 }
 
+int tunnel_backlogged(const struct tunnel *t)
+{
+	return outq_bytes(&t->ctl) + outq_bytes(&t->data) >= TUNNEL_QUEUE_MAX;
+}
+
 int tunnel_send(struct tunnel *t, const struct frame *f)
 {
 	struct outq *q = tunnel_is_control(f->type) ? &t->ctl : &t->data;
@@ -115,6 +155,8 @@ int tunnel_send(struct tunnel *t, const struct frame *f)
 
 	if (f->type != FRAME_DATA && f->type != FRAME_DATAGRAM)
 		need = FRAME_HEADER_LEN + 512;
+	if (tunnel_backlogged(t))
+		return -1;
 	p = outq_reserve(q, need);
 	if (!p)
 		return -1;
@@ -129,7 +171,7 @@ int tunnel_send_data(struct tunnel *t, uint8_t type, uint32_t stream, const void
 {
 	uint8_t *p;
 
-	if (len > FRAME_MAX_DATA)
+	if (len > FRAME_MAX_DATA || tunnel_backlogged(t))
 		return -1;
 	p = outq_reserve(&t->data, FRAME_HEADER_LEN + len);
 	if (!p)
@@ -144,7 +186,7 @@ uint8_t *tunnel_data_reserve(struct tunnel *t, size_t max)
 {
 	uint8_t *p;
 
-	if (max > FRAME_MAX_DATA)
+	if (max > FRAME_MAX_DATA || tunnel_backlogged(t))
 		return NULL;
 	p = outq_reserve(&t->data, FRAME_HEADER_LEN + max);
 	return p ? p + FRAME_HEADER_LEN : NULL;

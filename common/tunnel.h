@@ -15,6 +15,10 @@
 #include "../proto/frame.h"
 
 #define TUNNEL_MSG_CAP (256u * 1024u) /* preferred outgoing message size */
+/* Queued output beyond this means the peer does not read: stream data stops
+ * at a 4 MiB high-water mark, so only replies (PONG, RST...) to a flood of
+ * its own frames can get here.  Sending then fails (tunnel_backlogged()). */
+#define TUNNEL_QUEUE_MAX (16u * 1024u * 1024u)
 
 struct tunnel {
 	struct outq ctl;  /* WINDOW, PING, PONG, handshake */
@@ -22,6 +26,8 @@ struct tunnel {
 	/* Receiving: frames are decoded as the bytes come, not per message. */
 	uint8_t *rx;    /* a frame cut by a fragment end, being completed */
 	size_t rxlen;   /* bytes of it in rx */
+	size_t rx_cap;  /* bytes allocated for rx (allocated when first needed) */
+	size_t rx_max;  /* largest payload accepted now (less before authentication) */
 	size_t msg_len; /* bytes of the current message so far */
 };
 
@@ -36,13 +42,18 @@ void tunnel_free(struct tunnel *t);
  * the message) and call fn(arg, frame) for each frame as it completes; stops
  * when fn returns non-zero (returned as is).  Frames are decoded in place;
  * only one cut by the end of a fragment is copied.  Returns 0, or -1
- * with *err for a malformed frame, a message over FRAME_MAX_MESSAGE or a
+ * with *err for a malformed frame, a payload over t->rx_max (judged from the
+ * header, before the payload arrives), a message over FRAME_MAX_MESSAGE or a
  * frame cut at the message end.
  */
 int tunnel_rx_feed(struct tunnel *t, const uint8_t *in, size_t len, int last,
                    int (*fn)(void *arg, const struct frame *f), void *arg, const char **err);
 
-/** Queue a frame (control types on the control queue).  0, or -1 (encode error / memory). */
+/** The peer leaves TUNNEL_QUEUE_MAX or more queued for it: sending fails. */
+int tunnel_backlogged(const struct tunnel *t);
+
+/** Queue a frame (control types on the control queue).  0, or -1 (encode error /
+ * memory / backlogged). */
 int tunnel_send(struct tunnel *t, const struct frame *f);
 
 /** Queue a DATA (or DATAGRAM) frame copying len <= FRAME_MAX_DATA bytes. 0 or -1. */

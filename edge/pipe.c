@@ -21,6 +21,7 @@ struct pipe {
 	int client_eof;  /* client shut its write side (FIN sent on) */
 	int agent_fin;   /* agent finished sending */
 	int shut;        /* our write side to the client is shut */
+	int reset;       /* the agent reset the stream: reset the client once drained */
 	char ip[ADDR_TEXT_MAX];
 };
 
@@ -72,12 +73,24 @@ static void pipe_sent(void *arg, const struct outq_chunk *ch)
 		stream_consumed(p->st, (size_t)ch->tag);
 }
 
+/* The service's connection was reset (or the stream failed): the client
+ * gets what came before it, then a TCP RST, not a clean end. */
+static void pipe_reset(struct pipe *p)
+{
+	conn_set_reset(p->conn);
+	conn_close(p->conn, "stream reset");
+}
+
 static void pipe_on_writable(void *arg)
 {
 	struct pipe *p = arg;
 
 	if (conn_send_queue(p->conn, &p->out, &p->out_off, pipe_sent, p) <= 0)
 		return;
+	if (p->reset) {
+		pipe_reset(p);
+		return;
+	}
 	if (p->agent_fin && !p->shut) {
 		p->shut = 1;
 		conn_shutdown(p->conn);
@@ -168,7 +181,17 @@ static void pipe_st_reset(void *owner, uint32_t code)
 {
 	struct pipe *p = owner;
 
-	conn_close(p->conn, "stream reset");
+	if (code == CODE_TIMEOUT) { /* idle_timeout: a quiet end, as nginx's */
+		conn_close(p->conn, "idle timeout");
+		return;
+	}
+	if (!outq_bytes(&p->out)) {
+		pipe_reset(p);
+		return;
+	}
+	p->reset = 1;
+	conn_pause(p->conn, 1); /* nothing more goes to the agent */
+	conn_want_write(p->conn);
 }
 
 static void pipe_st_writable(void *owner)

@@ -30,6 +30,36 @@
 #define PING_MS           5000u
 #define INITIAL_WINDOW    (1024u * 1024u)
 #define CLOSE_GRACE_S     5 /* to write the last REJECT / GOAWAY to a peer */
+/* Before AUTH: frames are small (AUTH is at most 162 bytes), and sessions
+ * waiting to authenticate are few, per address and in all. */
+#define PREAUTH_FRAME_MAX 512u
+#define PREAUTH_MAX       256
+#define PREAUTH_PER_PEER  16
+
+static struct esession *preauth; /* sessions not yet authenticated */
+static int npreauth;
+
+static void preauth_remove(struct esession *s)
+{
+	for (struct esession **pp = &preauth; *pp; pp = &(*pp)->pnext)
+		if (*pp == s) {
+			*pp = s->pnext;
+			npreauth--;
+			return;
+		}
+}
+
+/* Room for one more unauthenticated session from s's address. */
+static int preauth_room(const struct esession *s)
+{
+	int same = 0;
+
+	if (npreauth >= PREAUTH_MAX)
+		return 0;
+	for (const struct esession *o = preauth; o; o = o->pnext)
+		same += strcmp(o->peer, s->peer) == 0;
+	return same < PREAUTH_PER_PEER;
+}
 
 void session_want_write(struct esession *s)
 {
@@ -39,6 +69,10 @@ void session_want_write(struct esession *s)
 
 int session_send(struct esession *s, const struct frame *f)
 {
+	if (tunnel_backlogged(&s->t)) {
+		session_kill(s, "the agent does not read what is sent to it (16 MiB queued)");
+		return -1;
+	}
 	if (tunnel_send(&s->t, f) < 0)
 		return -1;
 	session_want_write(s);
@@ -212,6 +246,8 @@ static int session_on_auth(struct esession *s, const struct frame_auth *a)
 	/* The challenge is single use: a replayed AUTH can never verify again. */
 	keys_random(s->challenge, sizeof(s->challenge));
 	s->authed = 1;
+	preauth_remove(s);
+	s->t.rx_max = FRAME_MAX_PAYLOAD;
 	memcpy(s->key, a->pubkey, KEY_PUB_LEN);
 	snprintf(s->agent, sizeof(s->agent), "%s", ag->name);
 	registry_add(s);
@@ -357,6 +393,19 @@ static int session_established(struct lws *wsi, struct esession **pss)
 	lws_get_peer_simple(wsi, s->peer, sizeof(s->peer));
 	if (strncmp(s->peer, "::ffff:", 7) == 0)
 		memmove(s->peer, s->peer + 7, strlen(s->peer + 7) + 1);
+	if (!preauth_room(s)) {
+		log_warn("agent session %s: too many connections waiting to authenticate; closing",
+		         s->peer);
+		s->wsi = NULL;
+		*pss = NULL;
+		tunnel_free(&s->t);
+		free(s);
+		return -1;
+	}
+	s->pnext = preauth;
+	preauth = s;
+	npreauth++;
+	s->t.rx_max = PREAUTH_FRAME_MAX;
 	keys_random(s->challenge, sizeof(s->challenge));
 	f.u.hello.version = PROTO_VERSION;
 	memcpy(f.u.hello.challenge, s->challenge, sizeof(s->challenge));
@@ -367,6 +416,8 @@ static int session_established(struct lws *wsi, struct esession **pss)
 
 static void session_closed(struct esession *s)
 {
+	if (!s->authed)
+		preauth_remove(s);
 	lws_sul_cancel(&s->sul);
 	lws_sul_cancel(&s->sul_rx);
 	if (rx_more_cur == s)

@@ -49,6 +49,7 @@ struct esession {
 	lws_sorted_usec_list_t sul_rx; /* reads what TLS read ahead */
 	uint64_t rx_calls;             /* RECEIVE callbacks so far */
 	struct esession *next;         /* registry list */
+	struct esession *pnext;        /* unauthenticated sessions */
 };
 
 /** The lws protocol callback of the agent endpoint (relais.v1 over wss). */

@@ -229,6 +229,18 @@ static void stream_reset(struct estream *st, uint32_t code)
 	st->ops->on_reset(st->owner, code);
 }
 
+/* The agent broke the stream's rules: reset it both ways (the agent's side
+ * would otherwise stay open, and its service connection with it). */
+static void stream_violation(struct estream *st, uint32_t code)
+{
+	struct frame f = {.type = FRAME_RST, .stream = st->id};
+
+	f.u.code.code = code;
+	session_send(st->sess, &f);
+	st->dead = 1;
+	st->ops->on_reset(st->owner, code);
+}
+
 /* Count received bytes for the probe in flight, or start one. */
 static void stream_probe_data(struct esession *s, struct estream *st, size_t n)
 {
@@ -293,8 +305,9 @@ int stream_on_frame(struct esession *s, const struct frame *f)
 		return 0;
 	case FRAME_DATA:
 		if (st->fin_recv || f->len > st->recv_credit) {
-			log_warn("agent '%s': stream %u exceeded its window", s->agent, st->id);
-			stream_reset(st, CODE_FLOW);
+			log_warn("agent '%s': stream %u: %s", s->agent, st->id,
+			         st->fin_recv ? "DATA after FIN" : "exceeded its window");
+			stream_violation(st, CODE_FLOW);
 			return 0;
 		}
 		st->recv_credit -= f->len;
@@ -305,7 +318,7 @@ int stream_on_frame(struct esession *s, const struct frame *f)
 	case FRAME_WINDOW:
 		st->send_credit += f->u.window;
 		if (st->send_credit > FRAME_MAX_WINDOW) {
-			stream_reset(st, CODE_FLOW);
+			stream_violation(st, CODE_FLOW);
 			return 0;
 		}
 		if (st->blocked) {

@@ -526,6 +526,7 @@ def test_tcp_range_maps_to_the_base_port(env, closing):
     for i in range(n):
         def handler(sock, info, i=i):
             sock.sendall(b"service %d port %d\n" % (i, base + i))
+            recv_all(sock)  # closing with the request unread would reset the connection
         services.append(TcpService(handler, port=base + i))
         closing(services[-1])
     lo = free_ports(n, kinds=(socket.SOCK_STREAM,))
