@@ -1,7 +1,9 @@
 /*
  * edge/registry.c - live agent sessions, route authorization and lookup.
  */
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/hostpat.h"
@@ -230,37 +232,94 @@ static const char *kind_name(uint8_t kind)
 	return "?";
 }
 
-#define APPEND(...)                                                                                \
-	do {                                                                                       \
-		if (n < cap) {                                                                     \
-			int w = snprintf(out + n, cap - n, __VA_ARGS__);                           \
-			n += w > 0 ? (size_t)w : 0;                                                \
-		}                                                                                  \
-	} while (0)
+/* The status document under construction: grows up to max bytes, always
+ * with STATUS_RESERVE bytes allocated and free for the closing brackets. */
+struct status_buf {
+	char *p;
+	size_t len, cap, max;
+};
 
-size_t registry_status_json(char *out, size_t cap)
+#define STATUS_RESERVE 64
+
+static int status_add(struct status_buf *b, int closing, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Append one element; 0, or -1 when it does not fit (the caller stops and
+ * closes what is open).  closing: the final brackets, which use the
+ * reserve and never need to grow the buffer.
+ */
+static int status_add(struct status_buf *b, int closing, const char *fmt, ...)
 {
-	size_t n = 0;
-	int first = 1;
+	size_t need, reserve = closing ? 0 : STATUS_RESERVE;
+	va_list ap;
+	int w;
 
+	va_start(ap, fmt);
+	w = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (w < 0)
+		return -1;
+	need = b->len + (size_t)w + 1 + reserve;
+	if (need > b->max)
+		return -1;
+	if (need > b->cap) {
+		size_t ncap = b->cap;
+		char *np;
+
+		while (ncap < need)
+			ncap *= 2;
+		if (ncap > b->max)
+			ncap = b->max;
+		np = realloc(b->p, ncap);
+		if (!np)
+			return -1;
+		b->p = np;
+		b->cap = ncap;
+	}
+	va_start(ap, fmt);
+	vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)w;
+	return 0;
+}
+
+char *registry_status_json(size_t max, size_t *len)
+{
+	struct status_buf b = {.cap = 16384, .max = max};
+	int truncated = 0;
+
+	if (b.max < b.cap)
+		b.max = b.cap;
+	b.p = malloc(b.cap);
+	if (!b.p)
+		return NULL;
 	/* Host names and agent names are validated printable text without quotes
 	 * or backslashes (config and frame decoder), so they need no escaping. */
-	APPEND("{\"streams\":%llu,\"udp_dropped\":%llu,\"sessions\":[",
-	       (unsigned long long)edge.streams_open, (unsigned long long)udp_dropped());
-	for (struct esession *s = sessions; s; s = s->next) {
-		APPEND("%s{\"agent\":\"%s\",\"peer\":\"%s\",\"streams\":%zu,\"routes\":[",
-		       first ? "" : ",", s->agent, s->peer, s->nstreams);
-		first = 0;
+	status_add(&b, 1, "{\"streams\":%llu,\"udp_dropped\":%llu,\"sessions\":[",
+	           (unsigned long long)edge.streams_open, (unsigned long long)udp_dropped());
+	for (struct esession *s = sessions; s && !truncated; s = s->next) {
+		if (status_add(&b, 0,
+		               "%s{\"agent\":\"%s\",\"peer\":\"%s\",\"streams\":%zu,\"routes\":[",
+		               s == sessions ? "" : ",", s->agent, s->peer, s->nstreams) < 0) {
+			truncated = 1;
+			break;
+		}
 		for (size_t i = 0; i < s->nroutes; i++) {
 			const struct eroute *r = &s->routes[i];
 
-			APPEND("%s{\"kind\":\"%s\",\"host\":\"%s\",\"port_lo\":%u,\"port_hi\":%u}",
-			       i ? "," : "", kind_name(r->kind), r->host, r->port_lo, r->port_hi);
+			if (status_add(&b, 0,
+			               "%s{\"kind\":\"%s\",\"host\":\"%s\",\"port_lo\":%u,"
+			               "\"port_hi\":%u}",
+			               i ? "," : "", kind_name(r->kind), r->host, r->port_lo,
+			               r->port_hi) < 0) {
+				truncated = 1;
+				break;
+			}
 		}
-		APPEND("]}");
+		status_add(&b, 1, "]}");
 	}
-	APPEND("]}\n");
-	if (n >= cap)
-		n = cap ? cap - 1 : 0;
-	return n;
+	status_add(&b, 1, "]%s}\n", truncated ? ",\"truncated\":true" : "");
+	*len = b.len;
+	return b.p;
 }

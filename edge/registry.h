@@ -45,7 +45,11 @@ struct esession *registry_lookup(uint8_t kind, const char *host, const struct er
 /** The least loaded session holding a TCP/UDP route that covers port, or NULL. */
 struct esession *registry_lookup_port(uint8_t kind, uint16_t port, const struct eroute **route);
 
-/** Write the status document (JSON) into out; returns its length (truncated at cap). */
-size_t registry_status_json(char *out, size_t cap);
+/**
+ * The status document (JSON) in a malloc'd buffer the caller frees, its
+ * length in *len; NULL when out of memory.  At most max bytes: sessions and
+ * routes that do not fit are left out and "truncated":true is added.
+ */
+char *registry_status_json(size_t max, size_t *len);
 
 #endif

@@ -1,0 +1,84 @@
+"""Operating a running edge: the /status document on admin.listen, and SIGTERM's
+drain."""
+import json
+import os
+import urllib.request
+
+from relais import (KIND_HTTP, ROUTE_ANSWER, WELCOME, Edge, HandKey, RawTunnel, code_reason,
+                    parse_frames, route_frame)
+
+LABEL = "a" * 60
+
+
+def long_hosts(n):
+    """n distinct host names of 253 characters under *.big.test."""
+    out = []
+    for i in range(n):
+        h = "h%05d%s.%s.%s.%s.big.test" % (i, LABEL[:55], LABEL, LABEL, LABEL)
+        assert len(h) == 253
+        out.append(h)
+    return out
+
+
+def declare(e, key, hosts):
+    """An authenticated session of key's agent holding a route for each host."""
+    t = RawTunnel(e)
+    t.send(key.auth(t.hello()))
+    assert parse_frames(t.recv())[0][0] == WELCOME
+    for i in range(0, len(hosts), 100):
+        t.send(b"".join(route_frame(i + j + 1, KIND_HTTP, h)
+                        for j, h in enumerate(hosts[i:i + 100])))
+    answered = 0
+    while answered < len(hosts):
+        for typ, _, p in parse_frames(t.recv()):
+            if typ == ROUTE_ANSWER:
+                assert code_reason(p) == (0, ""), code_reason(p)
+                answered += 1
+    return t
+
+
+def raw_status(e):
+    url = "http://127.0.0.1:%d/status" % e.admin_port
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read()
+
+
+def test_status_with_many_long_routes_is_complete_json(env):
+    """1000 routes of 253-byte names: well past the old fixed 256 KiB body."""
+    key = HandKey(os.path.join(env.dir, "big.key"))
+    e = Edge(env, agents=[key.entry("big", hosts=["*.big.test"])]).start()
+    hosts = long_hosts(1000)
+    t = declare(e, key, hosts)
+    try:
+        body = raw_status(e)
+        assert len(body) > 256 * 1024
+        doc = json.loads(body)
+        assert "truncated" not in doc
+        (s,) = doc["sessions"]
+        assert s["agent"] == "big"
+        assert sorted(r["host"] for r in s["routes"]) == hosts
+    finally:
+        t.close()
+
+
+def test_status_past_its_cap_is_cut_but_valid_json(env):
+    """Sessions of one agent may hold the same routes (HA): 30 sessions of
+    1000 long routes are over the 8 MiB cap, so the document is cut, whole
+    elements only, and says so."""
+    key = HandKey(os.path.join(env.dir, "big.key"))
+    e = Edge(env, agents=[key.entry("big", hosts=["*.big.test"])]).start()
+    hosts = long_hosts(1000)
+    tunnels = []
+    try:
+        for _ in range(30):
+            tunnels.append(declare(e, key, hosts))
+        body = raw_status(e)
+        assert 8 * 1024 * 1024 - 1024 < len(body) <= 8 * 1024 * 1024
+        doc = json.loads(body)
+        assert doc["truncated"] is True
+        assert 20 < len(doc["sessions"]) < 30
+        assert all(s["agent"] == "big" for s in doc["sessions"])
+        assert all(r["host"] in hosts for s in doc["sessions"] for r in s["routes"])
+    finally:
+        for t in tunnels:
+            t.close()
