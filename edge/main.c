@@ -25,6 +25,7 @@
 #include "proxy.h"
 #include "registry.h"
 #include "session.h"
+#include "stream.h"
 
 #define RELAIS_VERSION    "0.1.0"
 #define DRAIN_DEADLINE_US (10 * LWS_US_PER_SEC)
@@ -91,9 +92,25 @@ static int edge_sessions_flushed(void)
 	return 1;
 }
 
+/*
+ * Streams the drain waits for.  UDP flows (the streams with on_datagram)
+ * never finish on their own, they only idle out: they keep carrying
+ * datagrams during the drain but do not hold it.
+ */
+static uint64_t edge_streams_to_finish(void)
+{
+	uint64_t flows = 0;
+
+	for (struct esession *s = registry_first(); s; s = s->next)
+		for (struct estream *st = s->streams; st; st = st->next)
+			if (st->ops->on_datagram)
+				flows++;
+	return edge.streams_open > flows ? edge.streams_open - flows : 0;
+}
+
 static void edge_drain_tick(lws_sorted_usec_list_t *sul)
 {
-	if ((edge.streams_open == 0 && edge_sessions_flushed()) ||
+	if ((edge_streams_to_finish() == 0 && edge_sessions_flushed()) ||
 	    (uint64_t)lws_now_usecs() - drain_started > DRAIN_DEADLINE_US) {
 		interrupted = 1;
 		lws_cancel_service(edge.ctx);
@@ -111,7 +128,7 @@ static void edge_drain(void)
 		return;
 	edge.draining = 1;
 	log_info("draining: finishing %llu streams (at most 10 s)",
-	         (unsigned long long)edge.streams_open);
+	         (unsigned long long)edge_streams_to_finish());
 	f.u.code.code = CODE_SHUTDOWN;
 	snprintf(f.u.code.reason, sizeof(f.u.code.reason), "edge shutting down");
 	for (struct esession *s = registry_first(); s; s = s->next)

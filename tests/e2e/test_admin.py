@@ -2,10 +2,13 @@
 drain."""
 import json
 import os
+import signal
+import time
 import urllib.request
 
-from relais import (KIND_HTTP, ROUTE_ANSWER, WELCOME, Edge, HandKey, RawTunnel, code_reason,
-                    parse_frames, route_frame)
+from relais import (KIND_HTTP, ROUTE_ANSWER, SLOW, WELCOME, Edge, HandKey, RawTunnel, UdpEcho,
+                    code_reason, free_ports, parse_frames, route_frame, stream_pair, udp_ask,
+                    wait_for)
 
 LABEL = "a" * 60
 
@@ -82,3 +85,23 @@ def test_status_past_its_cap_is_cut_but_valid_json(env):
     finally:
         for t in tunnels:
             t.close()
+
+
+def test_sigterm_does_not_wait_for_udp_flows(env):
+    """A UDP flow never ends by itself: SIGTERM's drain must not wait the
+    full 10 s for it."""
+    echo = UdpEcho()
+    try:
+        port = free_ports(1)
+        a, e = stream_pair(env, [dict(listen="udp/%d" % port, to="127.0.0.1:%d" % echo.port)])
+        assert udp_ask("127.0.0.1", port, b"flow") == b"echo:flow"
+        wait_for(lambda: e.status()["streams"] == 1, what="the flow's stream")
+        m = e.proc.mark()
+        t0 = time.monotonic()
+        e.proc.signal(signal.SIGTERM)
+        e.proc.p.wait(10 * SLOW)
+        assert time.monotonic() - t0 < 2.0 * SLOW, e.log()[m:]
+        assert e.proc.p.returncode == 0
+        assert "draining: finishing 0 streams" in e.log()[m:]
+    finally:
+        echo.close()
