@@ -692,6 +692,7 @@ ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len,
 	size_t i = 0;
 
 	*done = 0;
+	c->trailer_len = 0;
 	if (c->state == CH_DONE) {
 		*done = 1;
 		return 0;
@@ -723,6 +724,13 @@ ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len,
 		} else if (c->state >= CH_TRAILER_START) {
 			if (++c->linelen > HTTP1_CHUNK_TRAILER_MAX)
 				return chunked_fail(c, err, "chunked trailer section too large");
+			/* Field lines precede the final CRLF: one run per feed. */
+			if (c->state < CH_FINAL_LF &&
+			    (c->state != CH_TRAILER_START || ch != '\r')) {
+				if (!c->trailer_len)
+					c->trailer_off = i - 1;
+				c->trailer_len++;
+			}
 		}
 
 		switch (c->state) {
@@ -955,6 +963,25 @@ static int is_hop_by_hop(const struct http1_header *f)
 	       name_is(f, "Proxy-Connection") || name_is(f, "TE") || name_is(f, "Trailer");
 }
 
+/*
+ * A client-sent field that could pass for one the edge vouches for: the
+ * client's address, scheme or host as a proxy saw them.  Forwarded (RFC
+ * 7239) and every X-Forwarded-*, the usual client-IP fields, and any name
+ * with '_': CGI and WSGI servers map '-' and '_' to the same variable
+ * (X_Real_IP becomes HTTP_X_REAL_IP), as nginx's underscores_in_headers
+ * off assumes.
+ */
+static int is_spoofable(const struct http1_header *f)
+{
+	static const char xf[] = "X-Forwarded-";
+
+	return memchr(f->name, '_', f->name_len) != NULL || name_is(f, "Forwarded") ||
+	       (f->name_len > sizeof(xf) - 1 && ieq(f->name, sizeof(xf) - 1, xf)) ||
+	       name_is(f, "X-Real-IP") || name_is(f, "True-Client-IP") ||
+	       name_is(f, "X-Client-IP") || name_is(f, "CF-Connecting-IP") ||
+	       name_is(f, "X-Cluster-Client-IP");
+}
+
 /* Named in Connection, so meant for this hop only (§7.6.1). */
 static int listed_in_connection(const struct http1_head *h, const struct http1_header *f)
 {
@@ -1051,9 +1078,7 @@ ssize_t http1_write_request(const struct http1_head *h, const struct http1_forwa
 				put_field(&w, f->name, f->name_len, f->value, f->value_len);
 			continue;
 		}
-		if (is_hop_by_hop(f) || name_is(f, "Proxy-Authorization") ||
-		    name_is(f, "X-Forwarded-For") || name_is(f, "X-Forwarded-Proto") ||
-		    name_is(f, "X-Forwarded-Host") || name_is(f, "X-Real-IP") ||
+		if (is_hop_by_hop(f) || name_is(f, "Proxy-Authorization") || is_spoofable(f) ||
 		    listed_in_connection(h, f))
 			continue;
 		put_field(&w, f->name, f->name_len, f->value, f->value_len);

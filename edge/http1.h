@@ -125,6 +125,10 @@ struct http1_chunked {
 	uint64_t remaining; /* chunk-size being read, then data bytes left */
 	size_t linelen;     /* bytes of the current size line / trailer section */
 	uint64_t total;     /* decoded payload bytes so far, for limits */
+	/* trailer field lines among the bytes the last feed consumed, at
+	 * buf[trailer_off .. trailer_off + trailer_len); the last-chunk line
+	 * and the final CRLF are not part of them */
+	size_t trailer_off, trailer_len;
 };
 
 /** Prepare *c for a new body. */
@@ -134,7 +138,8 @@ void http1_chunked_init(struct http1_chunked *c);
  * Feed buf[0..len).  Returns how many of these bytes belong to the body (all
  * of them unless the body ends inside buf) and sets *done to 1 once the
  * last-chunk, trailers and final CRLF are consumed (further feeds return 0);
- * -1 with *err on malformed input, overflow or a limit exceeded.
+ * -1 with *err on malformed input, overflow or a limit exceeded.  Sets
+ * c->trailer_off/trailer_len for a caller that drops trailer fields.
  */
 ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len, int *done,
                            const char **err);
@@ -150,7 +155,9 @@ struct http1_forward {
  * Write the head to forward upstream into out[0..cap): the request line as
  * received; headers minus hop-by-hop ones (Connection and those it names,
  * Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade unless upgrading,
- * Proxy-Authorization) and minus client X-Real-IP/X-Forwarded-*; a single
+ * Proxy-Authorization) and minus client fields that could pass for the
+ * edge's (Forwarded, X-Forwarded-*, X-Real-IP and other client-IP fields,
+ * any name with '_'); a single
  * normalized Content-Length / Transfer-Encoding; Host from an absolute-form
  * target; then X-Forwarded-For (appended), -Proto, -Host, X-Real-IP and
  * Connection (upgrade, or close when fw->close).  Returns bytes written, or

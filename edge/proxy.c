@@ -813,7 +813,19 @@ static int hconn_body(struct hconn *c)
 			return 0;
 		}
 	}
-	stream_send(c->st, c->in + c->in_start, k);
+	if (c->req_kind == HTTP1_BODY_CHUNKED && c->req_ch.trailer_len) {
+		/* Trailer fields are dropped, as nginx does: a service that
+		 * merges them into the header fields would take a client's
+		 * X-Forwarded-For there for the edge's. */
+		size_t off = c->req_ch.trailer_off, end = off + c->req_ch.trailer_len;
+
+		if (off)
+			stream_send(c->st, c->in + c->in_start, off);
+		if (k > end)
+			stream_send(c->st, c->in + c->in_start + end, k - end);
+	} else {
+		stream_send(c->st, c->in + c->in_start, k);
+	}
 	c->in_start += k;
 	c->bytes_in += k;
 	if (done) {

@@ -11,7 +11,7 @@ stdin closes or it gets SIGTERM.
     GET|HEAD /chunked/N?seed=S the same bytes, Transfer-Encoding: chunked
     POST|PUT /sha256           reads the body (Content-Length or chunked) and
                                answers {"sha256", "length", "headers", "seen",
-                               "continue"} as JSON
+                               "continue", "trailers"} as JSON
     GET /headers               {"headers": [[name, value]...], "method", "target"}
     GET /close?n=N             HTTP/1.0 style: N bytes, no Content-Length,
                                delimited by closing the connection
@@ -109,6 +109,7 @@ class Conn:
         self.s = sock
         self.cid = cid
         self.buf = bytearray()
+        self.trailers = []  # of the last chunked request body
 
     def fill(self, n=1 << 20):
         d = self.s.recv(n)
@@ -154,9 +155,11 @@ class Conn:
             line = self.readline()
             size = int(line.split(b";")[0].strip(), 16)
             if size == 0:
-                while self.readline() != b"":  # trailers
-                    pass
-                return
+                while True:  # trailers
+                    line = self.readline()
+                    if line == b"":
+                        return
+                    self.trailers.append(line.decode("latin-1"))
             yield from self.body_length(size)
             if self.readline() != b"":
                 raise ValueError("chunk not followed by CRLF")
@@ -223,6 +226,7 @@ class Conn:
             cont = True
 
         if path == "/sha256":
+            self.trailers = []
             h = hashlib.sha256()
             n = 0
             for piece in self.request_body(hmap):
@@ -230,7 +234,8 @@ class Conn:
                 n += len(piece)
             seen = {k: hmap[k] for k in SEEN if k in hmap}
             out = json.dumps({"sha256": h.hexdigest(), "length": n, "seen": seen,
-                              "headers": headers, "continue": cont, "conn": self.cid})
+                              "headers": headers, "continue": cont, "conn": self.cid,
+                              "trailers": self.trailers})
             self.respond(200, out.encode(), "application/json", keep=keep)
             return True
         # Every other endpoint ignores a request body, but must skip it.

@@ -957,6 +957,62 @@ def test_forwarded_headers(net, method):
         assert hop not in got, (hop, got)
 
 
+SPOOF = [("Forwarded", "for=6.6.6.6;proto=https;host=evil.test"),
+         ("X-Forwarded-Port", "443"), ("X-Forwarded-Ssl", "on"),
+         ("X-Forwarded-Scheme", "https"), ("X_Forwarded_For", "6.6.6.6"),
+         ("X-Real_IP", "6.6.6.6"), ("X_Real_IP", "6.6.6.6"), ("True-Client-IP", "6.6.6.6"),
+         ("X-Client-IP", "6.6.6.6"), ("CF-Connecting-IP", "6.6.6.6"),
+         ("X-Cluster-Client-IP", "6.6.6.6"), ("X-Real-IP", "6.6.6.6")]
+
+
+def test_spoofed_forwarding_headers(net):
+    """Every client field that could pass for the edge's word on the client's
+    address, scheme or host is removed, including names with '_' (which CGI
+    and WSGI servers read as if they had '-').  The service sees only the
+    edge's values."""
+    with Client(net.port) as c:
+        r = c.request("GET", "/headers", headers=SPOOF + [("X-Kept", "yes")])
+        assert r.status == 200, r
+        got = {}
+        for k, v in r.json()["headers"]:
+            got.setdefault(k.lower(), []).append(v)
+    assert got["x-forwarded-for"] == ["127.0.0.1"]
+    assert got["x-real-ip"] == ["127.0.0.1"]
+    assert got["x-forwarded-proto"] == ["http"]
+    assert got["x-forwarded-host"] == [APP]
+    assert got["x-kept"] == ["yes"]
+    names = set(got)
+    assert names == {"host", "x-kept", "x-forwarded-for", "x-forwarded-proto",
+                     "x-forwarded-host", "x-real-ip"}, got
+    assert not any("6.6.6.6" in v or "evil" in v for vs in got.values() for v in vs), got
+
+
+def test_request_trailers_dropped(net):
+    """Trailer fields of a chunked request body are not forwarded (a service
+    that merges them into the header fields would take them for the edge's);
+    the body and the chunked framing arrive intact."""
+    data = b"".join(body_chunks(70000, "tr"))
+    with Client(net.port) as c:
+        c.send(build_request("POST", "/sha256", headers=[("Transfer-Encoding", "chunked")]))
+        c.send(b"%x\r\n" % len(data) + data + b"\r\n0\r\n")
+        # the trailer section split across reads, the final CRLF too
+        c.send(b"X-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.")
+        time.sleep(0.05)
+        c.send(b"6.6.6\r\nX-Check: 1\r\n\r")
+        time.sleep(0.05)
+        c.send(b"\n")
+        r = c.response()
+        assert r.status == 200, r
+        j = r.json()
+        assert j["length"] == len(data) and j["sha256"] == hashlib.sha256(data).hexdigest()
+        assert j["trailers"] == [], j
+        # the next request on the connection is framed right
+        c.send(build_request("POST", "/sha256", headers=[("Transfer-Encoding", "chunked")]) +
+               b"3\r\nabc\r\n0\r\nX-A: 1\r\n\r\n")
+        j = c.response().json()
+        assert j["length"] == 3 and j["trailers"] == [], j
+
+
 def test_forwarded_for_without_client_header(net):
     with Client(net.port) as c:
         r = c.request("GET", "/headers")

@@ -562,6 +562,35 @@ static void test_chunked_ext_trailers(void)
 	http1_chunked_init(&c);
 	CHECK(http1_chunked_feed(&c, s, n, &done, &err) == (ssize_t)n);
 	CHECK(c.total == 4 + 5 + 14);
+	/* The trailer field lines, for a caller that drops them. */
+	CHECK(c.trailer_len == n - 2 - (size_t)(strstr(s, "Expires") - s));
+	CHECK(c.trailer_off == (size_t)(strstr(s, "Expires") - s));
+}
+
+static void test_chunked_trailer_span(void)
+{
+	const char *s = "3\r\nabc\r\n0\r\nX-A: 1\r\nX-B: 2\r\n\r\n";
+	const char *fields = strstr(s, "X-A");
+	size_t n = strlen(s), i, got = 0;
+	struct http1_chunked c;
+	const char *err;
+	int done = 0;
+
+	/* Byte by byte: exactly the field lines are marked, never the final CRLF. */
+	http1_chunked_init(&c);
+	for (i = 0; i < n; i++) {
+		CHECK(http1_chunked_feed(&c, s + i, 1, &done, &err) == 1);
+		if (c.trailer_len) {
+			CHECK(c.trailer_off == 0 && c.trailer_len == 1);
+			CHECK(s + i >= fields && s + i < s + n - 2);
+			got++;
+		}
+	}
+	CHECK(done && got == n - 2 - (size_t)(fields - s));
+	/* No trailers: nothing marked. */
+	http1_chunked_init(&c);
+	CHECK(http1_chunked_feed(&c, "0\r\n\r\n", 5, &done, &err) == 5 && done);
+	CHECK(c.trailer_len == 0);
 }
 
 static void test_chunked_pipelined(void)
@@ -703,11 +732,22 @@ static void test_rewrite_hop_by_hop(void)
 	                  "X-Forwarded-For: 10.0.0.1, 10.0.0.2\r\n"
 	                  "Cookie: a=b\r\n"
 	                  "X-Forwarded-For: 10.0.0.3\r\n"
+	                  "Forwarded: for=6.6.6.6\r\n"
+	                  "X-Forwarded-Port: 443\r\n"
+	                  "x-forwarded-ssl: on\r\n"
+	                  "X_Forwarded_For: 6.6.6.6\r\n"
+	                  "X-Real_IP: 6.6.6.6\r\n"
+	                  "True-Client-IP: 6.6.6.6\r\n"
+	                  "X-Client-IP: 6.6.6.6\r\n"
+	                  "CF-Connecting-IP: 6.6.6.6\r\n"
+	                  "X-Cluster-Client-IP: 6.6.6.6\r\n"
+	                  "X-Forwarded: kept\r\n"
 	                  "Content-Length: 3, 3\r\n"
 	                  "\r\n";
 	const char *want = "POST /x HTTP/1.1\r\n"
 	                   "Host: Example.com:8080\r\n"
 	                   "Cookie: a=b\r\n"
+	                   "X-Forwarded: kept\r\n"
 	                   "Content-Length: 3\r\n"
 	                   "X-Forwarded-For: 10.0.0.1, 10.0.0.2, 10.0.0.3, 203.0.113.7\r\n"
 	                   "X-Forwarded-Proto: https\r\n"
@@ -1014,6 +1054,7 @@ int main(void)
 	RUN(test_tokens);
 	RUN(test_chunked_basic);
 	RUN(test_chunked_ext_trailers);
+	RUN(test_chunked_trailer_span);
 	RUN(test_chunked_pipelined);
 	RUN(test_chunked_malformed);
 	RUN(test_chunked_limits);
