@@ -916,6 +916,16 @@ static void hconn_flow(struct hconn *c)
 	}
 }
 
+/* 1 when a complete request head waits in the input buffer. */
+static int hconn_head_buffered(struct hconn *c)
+{
+	struct http1_head h;
+
+	return c->in_end > c->in_start &&
+	       http1_parse_request(c->in + c->in_start, c->in_end - c->in_start,
+	                           edge.cfg.http_limits.max_header_bytes, &h, NULL, NULL) > 0;
+}
+
 /* The client shut its write side.  A request in progress still gets its
  * answer (then the connection closes); an upgraded connection passes the
  * FIN on; an idle one just closes. */
@@ -931,7 +941,10 @@ static void hconn_client_eof(struct hconn *c)
 		c->close_after = 1;
 		break;
 	case HC_HEAD:
-		if (c->rs == RS_IDLE && c->in_start == c->in_end) {
+		/* Nothing in flight and no complete request to answer (part of a
+		 * head at most, which can never be completed now): close at once
+		 * rather than hold the socket until header_timeout. */
+		if (c->rs == RS_IDLE && !hconn_head_buffered(c)) {
 			hconn_closing(c);
 			hconn_drop_stream(c, CODE_CANCEL);
 			hconn_want_write(c);

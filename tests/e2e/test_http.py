@@ -1090,6 +1090,36 @@ def test_client_vanishes_mid_upload(net):
     wait_for(net.idle, 5, what=lambda: "no stream left: %r" % net.edge.status())
 
 
+def edge_fds(edge):
+    return len(os.listdir("/proc/%d/fd" % edge.proc.pid))
+
+
+@pytest.mark.parametrize("sent", [b"GET / HTTP/1.1\r\nHost: app", b"\r\n",
+                                  b"POST /sha256 HTTP/1.1\r\nHost: %s\r\n"
+                                  b"Content-Length: 100\r\n\r\nabc" % APP.encode()],
+                         ids=["mid-head", "empty-line", "mid-body"])
+def test_client_closes_mid_request(net, sent):
+    """A client that sends part of a request and closes is gone at once: its
+    socket is not held until header_timeout (60 s here)."""
+    wait_for(lambda: net.streams() == 0, 5, what="no stream before the test")
+    base = edge_fds(net.edge)
+    for _ in range(20):
+        c = Client(net.port)
+        c.send(sent)
+        c.s.shutdown(socket.SHUT_WR)
+        assert c.at_eof()
+        c.close()
+    wait_for(lambda: edge_fds(net.edge) <= base, 2,
+             what=lambda: "edge fds back to %d, now %d" % (base, edge_fds(net.edge)))
+    # A complete request followed by the client's FIN still gets its answer.
+    with Client(net.port) as c:
+        c.send(build_request("GET", "/bytes/5?seed=fin"))
+        c.s.shutdown(socket.SHUT_WR)
+        r = c.response()
+        assert r.status == 200 and r.body == body_chunks_bytes(5, "fin"), r
+        assert c.at_eof()
+
+
 def test_client_vanishes_mid_download(net):
     wait_for(net.idle, 10, what="idle before the test")
     for how in ("abort", "close"):
