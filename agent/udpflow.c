@@ -272,6 +272,8 @@ int udpflow_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		/* lws closed the socket (POLLERR: an ICMP error on the connected
 		 * socket, as when the service restarts).  End the flow: the edge
 		 * forgets it, and the client's next datagram opens a fresh one. */
+		log_info("udp flow %u: the service's socket failed (ICMP error?); flow ended",
+		         u->id);
 		u->wsi = NULL;
 		u->fd = -1;
 		uf_end(u, FRAME_RST, CODE_UNREACHABLE, "the service's socket failed");

@@ -463,10 +463,18 @@ class TcpRelay:
                     continue
                 if s not in self.peer:
                     continue
+                tls = isinstance(s, ssl.SSLSocket)
                 try:
+                    if tls:  # readable may be only TLS records with no data (tickets)
+                        s.settimeout(0)
                     data = s.recv(65536)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    continue
                 except OSError:
                     data = b""
+                finally:
+                    if tls:
+                        s.settimeout(5)
                 if not data:
                     self._drop(s)
                     continue

@@ -20,8 +20,9 @@ import time
 import pytest
 
 from relais import (SLOW, Agent, DelayRelay, Edge, Iperf3Server, TcpRelay, TcpService, UdpEcho,
-                    free_ports, iperf3_client, proxy_v1, proxy_v2, read_proxy_header, recv_all,
-                    stream_pair, tcp_listening, udp_ask, udp_bound, wait_for)
+                    free_ports, iperf3_client, proc_cpu_seconds, proxy_v1, proxy_v2,
+                    read_proxy_header, recv_all, stream_pair, tcp_listening, udp_ask, udp_bound,
+                    wait_for)
 
 
 def tcp(port, to_port, **kw):
@@ -838,3 +839,150 @@ def test_idle_tcp_connection_is_closed(env, closing):
     assert 0.5 <= idle < 5, idle
     wait_streams_zero(e)
     wait_for(lambda: origin.open == 0, 5, what="origin connection closed")
+
+
+# ---- resets, failures and running out of descriptors ----------------------------------------
+
+
+def reset_close(sock):
+    """Close with a TCP RST (SO_LINGER 0), as a crashed or aborting peer does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_service_reset_reaches_the_client_as_a_reset(env, closing):
+    """A service that aborts mid-answer: the client gets what was sent, then a
+    reset, as over a direct connection, and never a clean end (truncation
+    would go unnoticed)."""
+    def aborting(sock, info):
+        sock.sendall(b"partial answer")
+        time.sleep(0.2)
+        reset_close(sock)
+    origin = TcpService(aborting)
+    closing(origin)
+    port = free_ports(1)
+    a, e = stream_pair(env, [tcp(port, origin.port)])
+    s = connect("127.0.0.1", port)
+    closing(s)
+    got = b""
+    with pytest.raises(ConnectionResetError):
+        while True:
+            d = s.recv(65536)
+            assert d, "a clean end after %r instead of a reset" % got
+            got += d
+    assert got == b"partial answer"
+    wait_streams_zero(e)
+
+
+def test_client_reset_reaches_the_service_as_a_reset(env, closing):
+    def reader(sock, info):
+        info["first"] = sock.recv(100)
+        try:
+            info["then"] = sock.recv(100)
+        except ConnectionResetError:
+            info["then"] = "reset"
+    origin = TcpService(reader)
+    closing(origin)
+    port = free_ports(1)
+    a, e = stream_pair(env, [tcp(port, origin.port)])
+    s = connect("127.0.0.1", port)
+    s.sendall(b"hello")
+    wait_for(lambda: origin.conns and origin.conns[0].get("first") == b"hello", 5,
+             what="the service got the first bytes")
+    reset_close(s)
+    wait_for(lambda: "then" in origin.conns[0], 5, what="the service saw the end")
+    assert origin.conns[0]["then"] == "reset"
+    wait_streams_zero(e)
+
+
+def test_udp_flow_survives_the_service_restarting(env, closing):
+    """An ICMP port unreachable (the service was down a moment) ends the
+    flow at the agent; the client's next datagrams open a new one."""
+    echo = UdpEcho()
+    port = free_ports(1)
+    a, e = stream_pair(env, [udp(port, echo.port)])
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.bind(("127.0.0.1", 0))
+    closing(c)
+    assert udp_ask("127.0.0.1", port, b"one", sock=c) == b"echo:one"
+    service_port = echo.port
+    echo.close()
+    mark = a.proc.mark()
+    c.sendto(b"into the void", ("127.0.0.1", port))
+    a.proc.wait_log("the service's socket failed", since=mark)
+    echo = UdpEcho(port=service_port)
+    closing(echo)
+    assert udp_ask("127.0.0.1", port, b"two", sock=c) == b"echo:two"
+    assert udp_ask("127.0.0.1", port, b"three", sock=c) == b"echo:three"
+
+
+def open_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def test_agent_out_of_descriptors_refuses_and_recovers(env, closing):
+    """New flows and connections fail at once (socket() or connect()) when the
+    agent has no descriptor left: refused cleanly, nothing else breaks, and
+    all works again once descriptors are back."""
+    echo = UdpEcho()
+    closing(echo)
+    origin = TcpService(echo_handler)
+    closing(origin)
+    uport, tport = free_ports(1), free_ports(1)
+    a, e = stream_pair(env, [udp(uport, echo.port), tcp(tport, origin.port)])
+    pid = a.proc.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_fds(pid), hard))
+    try:
+        mark = e.proc.mark()
+        clients = []
+        for i in range(6):
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            closing(c)
+            c.sendto(b"flow %d" % i, ("127.0.0.1", uport))
+            clients.append(c)
+        e.proc.wait_log("local service: Too many open files", since=mark)
+        s = connect("127.0.0.1", tport)
+        closing(s)
+        s.sendall(b"x")
+        try:
+            assert s.recv(10) == b""
+        except ConnectionResetError:
+            pass
+        assert a.proc.alive()
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    assert udp_ask("127.0.0.1", uport, b"back") == b"echo:back"
+    assert echo_roundtrip("127.0.0.1", tport, b"again") == b"again"
+    assert a.proc.alive() and e.proc.alive()
+
+
+def test_edge_out_of_descriptors_pauses_accepting(env, closing):
+    """accept() failing with EMFILE leaves the connection in the backlog: the
+    edge stops polling that listener for a while instead of spinning, warns
+    once a second at most, and serves the waiting clients once it can."""
+    origin = TcpService(echo_handler)
+    closing(origin)
+    port = free_ports(1)
+    a, e = stream_pair(env, [tcp(port, origin.port)])
+    pid = e.proc.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    mark = e.proc.mark()
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_fds(pid), hard))
+    waiting = []
+    try:
+        for _ in range(4):
+            waiting.append(connect("127.0.0.1", port))
+            closing(waiting[-1])
+        e.proc.wait_log("accept: Too many open files", since=mark)
+        cpu0 = proc_cpu_seconds(pid)
+        time.sleep(1.5)
+        busy = proc_cpu_seconds(pid) - cpu0
+        assert busy < 0.5, "the edge spun: %.2f s of CPU in 1.5 s" % busy
+        assert e.log()[mark:].count("accept: Too many open files") <= 3
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    for s in waiting:
+        s.sendall(b"waited")
+        s.shutdown(socket.SHUT_WR)
+        assert recv_all(s) == b"waited"

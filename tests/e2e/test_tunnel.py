@@ -17,7 +17,7 @@ import time
 import pytest
 import websockets.exceptions
 
-from relais import (AGENT_BIN, AUTH, GOAWAY, HELLO, KIND_HTTP, PING, PONG, REJECT,
+from relais import (AGENT_BIN, AUTH, GOAWAY, HELLO, KIND_HTTP, KIND_TCP, PING, PONG, REJECT,
                     ROUTE_ANSWER, SLOW, WELCOME, Agent, Edge, HandKey, RawTunnel, TcpRelay,
                     code_reason, frame, free_port, listening_pids, parse_frames, route_frame,
                     run, tls_client_context, wait_for)
@@ -352,6 +352,10 @@ HOSTILE = {
     "route-before-auth": (ws_attack(route_frame(1, KIND_HTTP, "www.home.test"),
                                     expect=rejected("expected AUTH")),
                           "ROUTE frame before authentication"),
+    # judged from the header: the edge does not wait for (or buffer) 64 KiB
+    "big-frame-before-auth": (ws_attack(frame(10, b"x" * 100, stream=1, length=65536),
+                                        expect=rejected("frame too large before authentication")),
+                              "(unauthenticated): closing: frame too large before authentication"),
     "text-message": (ws_attack("hello", expect=rejected("text message on the tunnel")),
                      "(unauthenticated): closing: text message on the tunnel"),
     "wrong-path": (wrong_path, "on a wrong path; closing"),
@@ -563,3 +567,104 @@ def test_agent_masks_with_a_zero_key_inside_tls(env):
 def test_agent_masks_with_fresh_random_keys_without_tls(env):
     masks = pong_masks(env, tls=False)
     assert b"\0\0\0\0" not in masks and len(set(masks)) == 3, masks
+
+
+# ---- limits on what a peer can make the edge hold -------------------------------------------
+
+OPEN, ACCEPT, FIN, RST, WINDOW = 7, 8, 12, 13, 11
+CODE_FLOW = 6
+
+
+def vm_hwm_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+
+
+def test_agent_that_does_not_read_is_closed(hand):
+    """PINGs in floods, never reading the PONGs: what is queued for the agent
+    stops at 16 MiB and the session is closed, instead of growing without end."""
+    key, e = hand
+    t = RawTunnel(e)
+    flood = frame(PING, b"\0" * 8) * 50000  # 900 KB in, 900 KB of PONGs out
+    sent = 0
+    try:
+        t.send(key.auth(t.hello()))
+        assert parse_frames(t.recv())[0][0] == WELCOME
+        try:
+            while sent < 300 * len(flood):
+                t.send(flood)
+                sent += len(flood)
+        except (t.closed_exc, OSError):
+            pass
+    finally:
+        t.close()
+    e.proc.wait_log("(hand): closing: the agent does not read what is sent to it (16 MiB queued)")
+    assert sent < 300 * len(flood), "the edge kept reading"
+    wait_for(lambda: e.status()["sessions"] == [], 5, what="no sessions")
+    if not SLOW > 1:  # (ASAN keeps freed memory in quarantine)
+        assert vm_hwm_kib(e.proc.pid) < 100 * 1024
+
+
+def test_sessions_waiting_to_authenticate_are_limited_per_address(hand):
+    key, e = hand
+    waiting = []
+    try:
+        for _ in range(16):
+            t = RawTunnel(e)
+            waiting.append((t, t.hello()))
+        extra = RawTunnel(e)
+        with pytest.raises(extra.closed_exc):
+            extra.recv()
+        extra.close()
+        e.proc.wait_log("too many connections waiting to authenticate; closing")
+        # one of them authenticates: that makes room for another
+        t, challenge = waiting[0]
+        t.send(key.auth(challenge))
+        assert parse_frames(t.recv())[0][0] == WELCOME
+        more = RawTunnel(e)
+        waiting.append((more, more.hello()))
+    finally:
+        for w, _ in waiting:
+            w.close()
+
+
+def test_stream_the_agent_breaks_is_reset_both_ways(env):
+    """DATA after FIN: the edge resets the stream, tells the agent (RST), and
+    the client's connection ends."""
+    key = HandKey(os.path.join(env.dir, "hand.key"))
+    port = free_port()
+    e = Edge(env, agents=[key.entry("hand", ports=["tcp/%d" % port])])
+    e.cfg["listen"]["streams"] = ["127.0.0.1"]
+    e.write()
+    e.start()
+    t = RawTunnel(e)
+    c = None
+    try:
+        t.send(key.auth(t.hello()))
+        assert parse_frames(t.recv())[0][0] == WELCOME
+        t.send(route_frame(1, KIND_TCP, lo=port, hi=port))
+        assert [f[0] for f in parse_frames(t.recv())] == [ROUTE_ANSWER]
+        c = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+        sid = next_frame(t, OPEN)[1]
+        t.send(frame(ACCEPT, stream=sid) + frame(FIN, stream=sid) + frame(10, b"late", stream=sid))
+        rst = next_frame(t, RST)
+        assert rst[1] == sid and struct.unpack(">I", rst[2][:4])[0] == CODE_FLOW
+        e.proc.wait_log("stream %d: DATA after FIN" % sid)
+        c.settimeout(5 * SLOW)
+        try:
+            assert c.recv(100) == b""
+        except ConnectionResetError:
+            pass
+    finally:
+        if c:
+            c.close()
+        t.close()
+
+
+def next_frame(t, ftype):
+    """Frames from the edge until one of ftype (PING and WINDOW are skipped)."""
+    while True:
+        for f in parse_frames(t.recv()):
+            if f[0] == ftype:
+                return f
+            assert f[0] in (PING, WINDOW), f
