@@ -96,9 +96,8 @@ static void listener_starved(struct listener *l, int err)
 
 	l->failures++;
 	if (now - l->warned_us >= LWS_US_PER_SEC) {
-		log_warn("%s listener: accept: %s (%llu times); not accepting for %d ms",
-		         l->name, strerror(err), (unsigned long long)l->failures,
-		         LISTENER_BACKOFF_MS);
+		log_warn("%s listener: accept: %s (%llu times); not accepting for %d ms", l->name,
+		         strerror(err), (unsigned long long)l->failures, LISTENER_BACKOFF_MS);
 		l->warned_us = now;
 		l->failures = 0;
 	}
@@ -121,7 +120,8 @@ static void listener_accept(struct listener *l)
 		fd = accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len,
 		             SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
 				listener_starved(l, errno);
 			else if (errno == ECONNABORTED || errno == EINTR)
 				continue;
