@@ -22,7 +22,7 @@ struct listener {
 	struct addr addr;
 	listener_accept_fn on_accept;
 	void *arg;
-	char name[32]; /* "http", "admin" ... for logs */
+	char name[32];              /* "http", "admin" ... for logs */
 	lws_sorted_usec_list_t sul; /* resumes accepting after a resource error */
 	int backoff;                /* not polled: out of descriptors or memory */
 	uint64_t warned_us;         /* last resource warning (one per second) */
