@@ -81,9 +81,12 @@ struct estream *stream_open(struct esession *s, const struct eroute *r, const st
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return NULL;
-	st->id = s->next_stream++;
-	if (s->next_stream == 0)
-		s->next_stream = 1;
+	/* Ids wrap after 2^32 streams: never hand out one still in use. */
+	do {
+		st->id = s->next_stream++;
+		if (s->next_stream == 0)
+			s->next_stream = 1;
+	} while (stream_find(s, st->id));
 	st->sess = s;
 	st->send_credit = s->window;
 	st->recv_credit = s->window;
