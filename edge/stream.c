@@ -310,7 +310,7 @@ int stream_on_frame(struct esession *s, const struct frame *f)
 		if (st->fin_recv || f->len > st->recv_credit) {
 			log_warn("agent '%s': stream %u: %s", s->agent, st->id,
 			         st->fin_recv ? "DATA after FIN" : "exceeded its window");
-			stream_violation(st, CODE_FLOW);
+			stream_violation(st, st->fin_recv ? CODE_PROTOCOL : CODE_FLOW);
 			return 0;
 		}
 		st->recv_credit -= f->len;

@@ -572,7 +572,6 @@ def test_agent_masks_with_fresh_random_keys_without_tls(env):
 # ---- limits on what a peer can make the edge hold -------------------------------------------
 
 OPEN, ACCEPT, FIN, RST, WINDOW = 7, 8, 12, 13, 11
-CODE_FLOW = 6
 
 
 def vm_hwm_kib(pid):
@@ -648,7 +647,7 @@ def test_stream_the_agent_breaks_is_reset_both_ways(env):
         sid = next_frame(t, OPEN)[1]
         t.send(frame(ACCEPT, stream=sid) + frame(FIN, stream=sid) + frame(10, b"late", stream=sid))
         rst = next_frame(t, RST)
-        assert rst[1] == sid and struct.unpack(">I", rst[2][:4])[0] == CODE_FLOW
+        assert rst[1] == sid and struct.unpack(">I", rst[2][:4])[0] == CODE_PROTOCOL
         e.proc.wait_log("stream %d: DATA after FIN" % sid)
         c.settimeout(5 * SLOW)
         try:
