@@ -30,6 +30,7 @@
 #define OUT_CHUNK      (64u * 1024u)
 #define LINGER_MS      5000u /* lingering close: longest wait for the client's FIN */
 #define WRITE_HEAD_MAX (RESP_HEAD_MAX + 1024u)
+#define INTERIM_MAX    16 /* 1xx responses to one request; more is a broken origin */
 
 /* HC_LINGER: our answer is out and our side shut; the client's bytes are
  * read and dropped until it closes or LINGER_MS pass (see hconn_linger). */
@@ -65,6 +66,7 @@ struct hconn {
 	char *resp;
 	size_t resplen;
 	int status, close_after, resp_started;
+	int interim;   /* 1xx responses so far */
 	uint32_t hsts; /* Strict-Transport-Security max-age for this response, 0 = none */
 	enum http1_body resp_kind;
 	uint64_t resp_left;
@@ -169,22 +171,24 @@ static void hconn_want_write(struct hconn *c)
 		conn_want_write(c->conn);
 }
 
-/* Queue bytes for the client; `credit` of them came from the stream and are
- * acknowledged to the agent once written to the socket. */
+/* Queue bytes for the client; `credit` bytes of the stream (n of them for a
+ * body, the received size for a rewritten head) are acknowledged to the
+ * agent once these bytes are written to the socket. */
 static int hconn_out(struct hconn *c, const void *p, size_t n, size_t credit)
 {
 	const uint8_t *b = p;
 
 	while (n) {
 		size_t k = n > OUT_CHUNK ? OUT_CHUNK : n;
+		size_t t = k == n || credit < k ? credit : k;
 		uint8_t *w = outq_reserve(&c->out, k);
 
 		if (!w)
 			return -1;
 		memcpy(w, b, k);
-		if (credit && c->st)
-			outq_tag(&c->out, c->st->id, credit < k ? credit : k);
-		credit -= credit < k ? credit : k;
+		if (t && c->st)
+			outq_tag(&c->out, c->st->id, t);
+		credit -= t;
 		outq_commit(&c->out, k);
 		b += k;
 		n -= k;
@@ -476,6 +480,13 @@ static int hconn_resp_head(struct hconn *c)
 		}
 		c->status = h.status;
 		if (h.status >= 100 && h.status < 200 && h.status != 101) {
+			if (++c->interim > INTERIM_MAX) {
+				log_info("client %s: %s sent more than %d interim responses", c->ip,
+				         c->host, INTERIM_MAX);
+				hconn_fail(c, 502);
+				rc = -1;
+				break;
+			}
 			wl = http1_write_response(&h, 0, c->req_minor, w, WRITE_HEAD_MAX);
 		} else if (h.status == 101) {
 			if (!c->req_upgrade) {
@@ -519,11 +530,18 @@ static int hconn_resp_head(struct hconn *c)
 			rc = -1;
 			break;
 		}
-		c->resp_started = 1;
-		hconn_out(c, w, (size_t)wl, 0);
+		/* After a 1xx the final answer may still be an error page. */
+		if (c->rs != RS_HEAD)
+			c->resp_started = 1;
+		/* The head's credit returns once the client took the rewritten
+		 * head, as for body bytes: an origin sending 1xx heads to a client
+		 * that doesn't read must not fill the edge's memory. */
+		if (hconn_out(c, w, (size_t)wl, (size_t)n) < 0) {
+			hconn_fail(c, 502);
+			rc = -1;
+			break;
+		}
 		c->bytes_out += (uint64_t)wl;
-		/* The head's bytes left our custody: return their credit. */
-		stream_consumed(c->st, (size_t)n);
 		used = (size_t)n;
 		memmove(c->resp, c->resp + used, c->resplen - used);
 		c->resplen -= used;
@@ -701,6 +719,7 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 	c->bytes_in = h->head_len;
 	c->bytes_out = 0;
 	c->resp_started = 0;
+	c->interim = 0;
 	c->close_after = 0;
 	c->host[0] = '\0';
 	if (http1_route_host(h, c->host, sizeof(c->host)) < 0) {

@@ -28,6 +28,8 @@ stdin closes or it gets SIGTERM.
                                or N milliseconds later): a server that breaks framing
     HEAD /headbody?ms=N        a head announcing 5 bytes, then after N milliseconds
                                the body a HEAD response must not have
+    GET /early?n=N&pad=P       N "103 Early Hints" heads (each with P bytes of
+                               X-Pad), then "200 OK" and "ok"
     "Expect: 100-continue" gets "HTTP/1.1 100 Continue" before the body is read.
   ws      a WebSocket echo server (python websockets), any path
   silent  accepts connections and never reads or answers
@@ -337,6 +339,14 @@ class Conn:
                 self.send(extra)
             else:
                 self.send(ok + extra)
+            return True
+        if path == "/early":
+            hint = (b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n" +
+                    (b"X-Pad: " + b"p" * int(q["pad"]) + b"\r\n" if "pad" in q else b"") +
+                    b"\r\n")
+            for _ in range(int(q.get("n", "1"))):
+                self.send(hint)
+            self.respond(200, b"ok", keep=keep)
             return True
         if path == "/headbody":
             self.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Conn: %d\r\n\r\n" % self.cid)

@@ -610,6 +610,42 @@ def test_head_response_then_body(net, pipelined):
     assert net.edge.proc.alive()
 
 
+def test_interim_responses(net):
+    """1xx heads reach the client before the final response, up to 16 per
+    request; an origin sending more is broken: 502, connection closed."""
+    with Client(net.port) as c:
+        r = c.request("GET", "/early?n=16")
+        assert r.status == 200 and r.body == b"ok" and r.interim == [103] * 16, r
+        r = c.request("GET", "/bytes/4?seed=e")
+        assert r.status == 200 and r.body == body_chunks_bytes(4, "e")
+    mark = net.edge.proc.mark()
+    with Client(net.port) as c:
+        r = c.request("GET", "/early?n=17")
+        assert r.status == 502 and r.interim == [103] * 16, r
+        assert c.at_eof()
+    net.edge.proc.wait_log("more than 16 interim responses", since=mark)
+    wait_for(lambda: net.streams() == 0, 5, what="streams back to 0")
+
+
+def test_interim_responses_to_a_client_not_reading(net):
+    """An origin that sends 1xx heads endlessly to a client that reads
+    nothing does not grow the edge's memory: their credit returns only as
+    the client takes them, and the 17th ends the exchange."""
+    pid = net.edge.proc.pid
+    before = rss_kib(pid)
+    with Client(net.port, rcvbuf=4096) as c:
+        c.send(build_request("GET", "/early?n=3000&pad=60000"))
+        peak = before
+        t_end = time.monotonic() + 2
+        while time.monotonic() < t_end:
+            peak = max(peak, rss_kib(pid))
+            time.sleep(0.05)
+    if not ASAN:
+        assert peak - before < 16 * 1024, (before, peak)
+    wait_for(lambda: net.streams() == 0, 5, what="streams back to 0")
+    assert net.edge.proc.alive()
+
+
 # ---- connections ------------------------------------------------------------------
 
 
