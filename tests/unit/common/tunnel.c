@@ -188,11 +188,78 @@ static void test_callback_stops(void)
 	tunnel_free(&t);
 }
 
+/* rx_max: a header announcing more is refused as soon as it is whole, and a
+ * smaller frame cut anywhere still arrives; raising it lets big ones in. */
+static void test_rx_max(void)
+{
+	struct tunnel t;
+	const char *err = NULL;
+	uint8_t hdr[FRAME_HEADER_LEN + 100];
+	struct frame f = {.type = FRAME_PING, .u.ping = 7};
+	size_t n;
+
+	CHECK(tunnel_init(&t, 0) == 0);
+	CHECK(t.rx == NULL); /* nothing allocated until a frame is cut */
+	t.rx_max = 512;
+	memset(&seen, 0, sizeof(seen));
+	frame_put_header(hdr, FRAME_DATA, 0, 1, 65536);
+	CHECK(tunnel_rx_feed(&t, hdr, sizeof(hdr), 0, on_frame, &seen, &err) == -1);
+	CHECK(err && strcmp(err, "frame too large before authentication") == 0);
+	tunnel_free(&t);
+
+	/* the same header byte by byte: refused at its tenth byte */
+	CHECK(tunnel_init(&t, 0) == 0);
+	t.rx_max = 512;
+	err = NULL;
+	for (size_t i = 0; i < FRAME_HEADER_LEN - 1; i++)
+		CHECK(tunnel_rx_feed(&t, hdr + i, 1, 0, on_frame, &seen, &err) == 0);
+	CHECK(tunnel_rx_feed(&t, hdr + 9, 1, 0, on_frame, &seen, &err) == -1);
+	CHECK(err != NULL);
+	tunnel_free(&t);
+
+	/* small frames pass, cut or not; then a raised limit lets 64 KiB in */
+	CHECK(tunnel_init(&t, 0) == 0);
+	t.rx_max = 512;
+	n = put(msg, &f);
+	CHECK(tunnel_rx_feed(&t, msg, 3, 0, on_frame, &seen, &err) == 0);
+	CHECK(t.rx_cap == FRAME_HEADER_LEN + 512);
+	CHECK(tunnel_rx_feed(&t, msg + 3, n - 3, 1, on_frame, &seen, &err) == 0);
+	CHECK(seen.nframes == 1 && seen.types[0] == FRAME_PING);
+	t.rx_max = FRAME_MAX_PAYLOAD;
+	n = build(msg, d1, d2);
+	CHECK(tunnel_rx_feed(&t, msg, 1000, 0, on_frame, &seen, &err) == 0);
+	CHECK(tunnel_rx_feed(&t, msg + 1000, n - 1000, 1, on_frame, &seen, &err) == 0);
+	CHECK(seen.data_len[1] == 65536 && memcmp(seen.data[1], d1, 65536) == 0);
+	tunnel_free(&t);
+}
+
+/* Sending fails once TUNNEL_QUEUE_MAX bytes wait for the peer. */
+static void test_backlogged(void)
+{
+	struct tunnel t;
+	struct frame f = {.type = FRAME_PONG};
+	size_t frames = 0;
+
+	CHECK(tunnel_init(&t, 0) == 0);
+	while (!tunnel_backlogged(&t) && frames < TUNNEL_QUEUE_MAX) {
+		CHECK(tunnel_send(&t, &f) == 0);
+		frames++;
+	}
+	CHECK(tunnel_backlogged(&t));
+	CHECK(frames * (FRAME_HEADER_LEN + 8) >= TUNNEL_QUEUE_MAX);
+	CHECK(tunnel_send(&t, &f) == -1);
+	CHECK(tunnel_send_data(&t, FRAME_DATA, 1, "x", 1) == -1);
+	CHECK(tunnel_data_reserve(&t, 100) == NULL);
+	tunnel_free(&t);
+}
+
 int main(void)
 {
 	RUN(test_any_split_same_frames);
 	RUN(test_frame_cut_at_message_end);
 	RUN(test_malformed_and_oversize);
 	RUN(test_callback_stops);
+	RUN(test_rx_max);
+	RUN(test_backlogged);
 	UNIT_END();
 }
