@@ -414,6 +414,94 @@ class RawTunnel:
         self.loop.close()
 
 
+class FakeEdge:
+    """A scripted edge for testing the agent: TLS (the test CA's certificate)
+    and the WebSocket handshake on 127.0.0.1, then raw frames by hand.
+    accept() waits for the agent; send() writes one binary message; recv()
+    returns the next message the agent sent (its frames are masked)."""
+
+    def __init__(self, env):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(env.pki.cert, env.pki.key)
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(4)
+        self.port = self.lsock.getsockname()[1]
+        self.sock = None
+        self.buf = b""
+
+    def url(self):
+        return "wss://localhost:%d/relais" % self.port
+
+    def accept(self, timeout=5):
+        self.lsock.settimeout(timeout * SLOW)
+        c, _ = self.lsock.accept()
+        c.settimeout(timeout * SLOW)
+        self.sock = self.ctx.wrap_socket(c, server_side=True)
+        while b"\r\n\r\n" not in self.buf:
+            d = self.sock.recv(4096)
+            assert d, "the agent closed during the WebSocket handshake"
+            self.buf += d
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        key = re.search(rb"Sec-WebSocket-Key: *(\S+)", head, re.I).group(1)
+        acc = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+                               .digest())
+        self.sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + acc +
+                          b"\r\nSec-WebSocket-Protocol: relais.v1\r\n\r\n")
+
+    def send(self, payload):
+        n = len(payload)
+        if n < 126:
+            h = struct.pack(">BB", 0x82, n)
+        elif n < 65536:
+            h = struct.pack(">BBH", 0x82, 126, n)
+        else:
+            h = struct.pack(">BBQ", 0x82, 127, n)
+        self.sock.sendall(h + payload)
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            d = self.sock.recv(65536)
+            if not d:
+                raise EOFError("the agent closed the connection")
+            self.buf += d
+
+    def recv(self):
+        """The next data message (control frames skipped); EOFError once closed."""
+        msg = b""
+        while True:
+            self._need(2)
+            b0, b1 = self.buf[0], self.buf[1]
+            n, off = b1 & 0x7f, 2
+            if n == 126:
+                self._need(4)
+                n, off = struct.unpack(">H", self.buf[2:4])[0], 4
+            elif n == 127:
+                self._need(10)
+                n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
+            mask = b""
+            if b1 & 0x80:
+                self._need(off + 4)
+                mask, off = self.buf[off:off + 4], off + 4
+            self._need(off + n)
+            p = self.buf[off:off + n]
+            self.buf = self.buf[off + n:]
+            if mask:
+                p = bytes(c ^ mask[i % 4] for i, c in enumerate(p))
+            if b0 & 0x0f == 8:
+                raise EOFError("the agent sent a WebSocket close")
+            if b0 & 0x0f in (1, 2, 0):
+                msg += p
+                if b0 & 0x80:
+                    return msg
+
+    def close(self):
+        for s in (self.sock, self.lsock):
+            if s is not None:
+                s.close()
+
+
 class TcpRelay:
     """A TCP relay on 127.0.0.1 towards target_port that can stop forwarding
     (both directions) while keeping every socket open: a dead network path.

@@ -17,7 +17,7 @@ import time
 import pytest
 import websockets.exceptions
 
-from relais import (AGENT_BIN, AUTH, GOAWAY, HELLO, KIND_HTTP, KIND_TCP, PING, PONG, REJECT,
+from relais import (AGENT_BIN, AUTH, GOAWAY, HELLO, KIND_HTTP, KIND_TCP, PING, FakeEdge, PONG, REJECT,
                     ROUTE_ANSWER, SLOW, WELCOME, Agent, Edge, HandKey, RawTunnel, TcpRelay,
                     code_reason, frame, free_port, listening_pids, parse_frames, route_frame,
                     run, tls_client_context, wait_for)
@@ -667,3 +667,58 @@ def next_frame(t, ftype):
             if f[0] == ftype:
                 return f
             assert f[0] in (PING, WINDOW), f
+
+
+# ---- an edge that misbehaves, seen from the agent ---------------------------------------
+
+
+def hello_frame():
+    return frame(HELLO, struct.pack(">H", 1) + os.urandom(32))
+
+
+def test_agent_signs_one_hello_per_connection(env):
+    """The agent answers the first HELLO only: a second one (a relay trying to
+    have it sign someone else's challenge) ends the connection."""
+    fake = FakeEdge(env)
+    a = Agent(env, "home", routes=[route("www.home.test")])
+    try:
+        a.start(fake.url(), wait=False)
+        fake.accept()
+        fake.send(hello_frame())
+        assert [f[0] for f in parse_frames(fake.recv())] == [AUTH]
+        fake.send(hello_frame())
+        with pytest.raises((EOFError, OSError)):
+            while True:
+                assert AUTH not in [f[0] for f in parse_frames(fake.recv())]
+        a.proc.wait_log("tunnel: a second HELLO from the edge")
+    finally:
+        fake.close()
+
+
+def test_edge_that_does_not_read_is_left(env):
+    """PINGs in floods, PONGs never read: the agent stops at 16 MiB queued,
+    closes the connection and will connect again."""
+    fake = FakeEdge(env)
+    a = Agent(env, "home", routes=[route("www.home.test")])
+    try:
+        a.start(fake.url(), wait=False)
+        fake.accept()
+        fake.send(hello_frame())
+        assert [f[0] for f in parse_frames(fake.recv())] == [AUTH]
+        fake.send(frame(WELCOME, struct.pack(">II", 1 << 20, 5000) + b"\x04home"))
+        fake.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        flood = frame(PING, b"\0" * 8) * 50000
+        sent = 0
+        try:
+            while sent < 300 * len(flood):
+                fake.send(flood)
+                sent += len(flood)
+        except OSError:
+            pass
+        a.proc.wait_log("the edge does not read what is sent to it (16 MiB queued)")
+        assert sent < 300 * len(flood), "the agent kept reading"
+        if not SLOW > 1:  # (ASAN keeps freed memory in quarantine)
+            assert vm_hwm_kib(a.proc.pid) < 100 * 1024
+        assert a.proc.alive()
+    finally:
+        fake.close()
