@@ -74,7 +74,8 @@ struct hconn {
 	struct http1_chunked resp_ch;
 	struct outq out; /* bytes for the client */
 	lws_sorted_usec_list_t sul;
-	enum { T_NONE, T_HEADER, T_IDLE, T_UPSTREAM, T_BODY, T_LINGER } timer;
+	uint64_t progress_us; /* last time response bytes moved (T_SEND) */
+	enum { T_NONE, T_HEADER, T_IDLE, T_UPSTREAM, T_BODY, T_SEND, T_LINGER } timer;
 };
 
 static void hconn_pump(struct hconn *c);
@@ -88,6 +89,21 @@ static uint64_t now_us(void)
 static const struct conn_ops hconn_conn_ops;
 static void hconn_timer(struct hconn *c, int kind, uint32_t ms);
 
+/* Response bytes moved (from the origin, or to the client): restart the
+ * no-progress clock of T_SEND. */
+static void hconn_progress(struct hconn *c)
+{
+	c->progress_us = now_us();
+}
+
+/* Watch a response body or a closing connection: it ends if no byte moves
+ * for idle_timeout (a client that stopped reading, an origin that stalled). */
+static void hconn_send_timer(struct hconn *c)
+{
+	hconn_progress(c);
+	hconn_timer(c, T_SEND, edge.cfg.http_limits.idle_timeout_ms);
+}
+
 /* Close once the output is written.  The client may still be sending
  * (a request head or body not all read, bytes not consumed): then linger. */
 static void hconn_closing(struct hconn *c)
@@ -96,6 +112,8 @@ static void hconn_closing(struct hconn *c)
 		return;
 	c->linger = c->state == HC_BODY || (c->state != HC_TUNNEL && c->in_end > c->in_start);
 	c->state = HC_CLOSING;
+	/* A client that never reads would keep the output, and us, forever. */
+	hconn_send_timer(c);
 }
 
 static struct hconn *hconn_new(struct conn *conn, int tls)
@@ -329,8 +347,11 @@ static int hconn_acme(struct hconn *c)
 static void hconn_timeout(lws_sorted_usec_list_t *sul)
 {
 	struct hconn *c = lws_container_of(sul, struct hconn, sul);
+	int kind = c->timer;
 
-	switch (c->timer) {
+	/* The handlers may arm the next timer. */
+	c->timer = T_NONE;
+	switch (kind) {
 	case T_HEADER:
 		log_debug("client %s: request head not complete in time", c->ip);
 		hconn_fail(c, 408);
@@ -353,13 +374,25 @@ static void hconn_timeout(lws_sorted_usec_list_t *sul)
 		hconn_closing(c);
 		hconn_want_write(c);
 		break;
+	case T_SEND: {
+		uint64_t ms = (now_us() - c->progress_us) / 1000;
+		uint32_t limit = edge.cfg.http_limits.idle_timeout_ms;
+
+		if (ms < limit) {
+			hconn_timer(c, T_SEND, limit - (uint32_t)ms);
+			return;
+		}
+		log_info("client %s: %s: nothing moved in %u ms, closing", c->ip,
+		         c->host[0] ? c->host : "-", limit);
+		conn_close(c->conn, "response stalled");
+		return;
+	}
 	case T_LINGER:
 		conn_close(c->conn, "lingering close: time is up");
 		return;
 	default:
 		break;
 	}
-	c->timer = T_NONE;
 }
 
 static void hconn_response_done(struct hconn *c)
@@ -523,7 +556,7 @@ static int hconn_resp_head(struct hconn *c)
 			if (wl > 4 && c->hsts && !http1_find(&h, "Strict-Transport-Security"))
 				wl = hconn_add_hsts(c, w, wl);
 			c->rs = RS_BODY;
-			hconn_timer(c, T_NONE, 0);
+			hconn_send_timer(c);
 		}
 		if (wl < 0) {
 			hconn_fail(c, 502);
@@ -555,6 +588,7 @@ static int hconn_on_data(void *owner, const uint8_t *p, size_t n)
 	struct hconn *c = owner;
 	int r;
 
+	hconn_progress(c);
 	while (n) {
 		switch (c->rs) {
 		case RS_HEAD: {
@@ -851,6 +885,8 @@ static int hconn_body(struct hconn *c)
 		c->state = HC_WAIT;
 		if (c->rs == RS_HEAD)
 			hconn_timer(c, T_UPSTREAM, edge.cfg.http_limits.upstream_timeout_ms);
+		else if (c->rs == RS_BODY) /* answered early: T_BODY is over */
+			hconn_send_timer(c);
 	}
 	return 1;
 }
@@ -1060,8 +1096,12 @@ static void hconn_sent(void *arg, const struct outq_chunk *ch)
 static void hconn_conn_writable(void *arg)
 {
 	struct hconn *c = arg;
+	size_t pending = outq_bytes(&c->out) - c->out_off;
+	int r = conn_send_queue(c->conn, &c->out, &c->out_off, hconn_sent, c);
 
-	if (conn_send_queue(c->conn, &c->out, &c->out_off, hconn_sent, c) <= 0)
+	if (r >= 0 && outq_bytes(&c->out) - c->out_off < pending)
+		hconn_progress(c);
+	if (r <= 0)
 		return;
 	if (c->state == HC_CLOSING) {
 		if (c->client_eof || !c->linger)

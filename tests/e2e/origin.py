@@ -30,6 +30,7 @@ stdin closes or it gets SIGTERM.
                                the body a HEAD response must not have
     GET /early?n=N&pad=P       N "103 Early Hints" heads (each with P bytes of
                                X-Pad), then "200 OK" and "ok"
+    GET /stall?n=N&send=M&ms=T announces N bytes, sends M, waits T ms, sends the rest
     "Expect: 100-continue" gets "HTTP/1.1 100 Continue" before the body is read.
   ws      a WebSocket echo server (python websockets), any path
   silent  accepts connections and never reads or answers
@@ -339,6 +340,14 @@ class Conn:
                 self.send(extra)
             else:
                 self.send(ok + extra)
+            return True
+        if path == "/stall":
+            n, send = int(q.get("n", "100000")), int(q.get("send", "1000"))
+            data = body_bytes(n, q.get("seed", "0"))
+            self.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Conn: %d\r\n\r\n" %
+                      (n, self.cid) + data[:send])
+            time.sleep(int(q.get("ms", "1000")) / 1000.0)
+            self.send(data[send:])
             return True
         if path == "/early":
             hint = (b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n" +

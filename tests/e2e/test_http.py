@@ -1329,6 +1329,70 @@ def test_slow_reader(net):
     wait_for(lambda: net.streams() == 0, 5, what="streams back to 0")
 
 
+def test_response_stalls_time_out(tmp_path, pki, origin):
+    """Once the response head is out, the connection ends when nothing moves
+    for http.idle_timeout: a client that stopped reading, an origin that
+    stalled mid-body.  A client reading slowly but steadily is not cut."""
+    n = Net(str(tmp_path / "stall"), pki, origin, http={"idle_timeout": "1s"})
+    try:
+        size = 256 * MiB
+        # the client stops reading
+        mark = n.edge.proc.mark()
+        c = Client(n.port, timeout=10, rcvbuf=4096)
+        c.send(build_request("GET", "/bytes/%d?seed=nr" % size))
+        t0 = time.monotonic()
+        n.edge.proc.wait_log("nothing moved in 1000 ms", 5, since=mark)
+        took = time.monotonic() - t0
+        assert 1 <= took <= 1 + 3 * SLOW, took
+        wait_for(lambda: n.streams() == 0, 5, what="the stream ended")
+        got = 0
+        try:
+            while True:
+                d = c.s.recv(MiB)
+                if not d:
+                    break
+                got += len(d)
+        except ConnectionResetError:
+            pass
+        c.close()
+        assert got < 16 * MiB, got
+        # the origin stalls mid-body
+        with Client(n.port, timeout=10) as c:
+            t0 = time.monotonic()
+            with pytest.raises(EOFError):
+                c.request("GET", "/stall?n=100000&send=30000&ms=4000")
+            took = time.monotonic() - t0
+            assert 1 <= took <= 1 + 3 * SLOW, took
+        # Slow but steady, for longer than the timeout: the edge writes every
+        # time the client has taken enough of its socket buffer (a client too
+        # slow for the edge to write anything in idle_timeout is cut, as by
+        # nginx's send_timeout).
+        h = hashlib.sha256()
+        size = 16 * MiB
+        with Client(n.port, timeout=10, rcvbuf=64 * KiB) as c:
+            c.send(build_request("GET", "/bytes/%d?seed=steady" % size))
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += c.s.recv(1)
+            got = 0
+            t_end = time.monotonic() + 2.5
+            while time.monotonic() < t_end:
+                d = c.s.recv(256 * KiB)
+                assert d, "steady reader cut after %d bytes" % got
+                h.update(d)
+                got += len(d)
+                time.sleep(0.1)
+            while got < size:
+                d = c.s.recv(MiB)
+                assert d, "steady reader cut after %d bytes" % got
+                h.update(d)
+                got += len(d)
+        assert h.hexdigest() == body_sha256(size, "steady")
+        assert n.edge.proc.alive()
+    finally:
+        n.close()
+
+
 def test_https_upstream(env, pki):
     """A route to an https:// service (a NAS's or a hypervisor's web UI): the
     agent speaks TLS to it, reading through its TLS read buffer.  Verified by
