@@ -52,6 +52,7 @@ struct hconn {
 	int linger;     /* the client may still be sending: lingering close */
 	char *in;       /* client bytes not yet forwarded */
 	size_t in_start, in_end, in_cap;
+	size_t head_scan; /* bytes after in_start searched for a head's end */
 	struct estream *st;
 	uint32_t route_id; /* route of st */
 	struct esession *route_sess;
@@ -823,6 +824,7 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 	stream_send(c->st, w, (size_t)wl);
 	free(w);
 	c->in_start += h->head_len;
+	c->head_scan = 0;
 	c->rs = RS_HEAD;
 	c->resplen = 0;
 	c->state = c->req_kind == HTTP1_BODY_NONE ? HC_WAIT : HC_BODY;
@@ -832,6 +834,30 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 	else
 		hconn_timer(c, T_BODY, edge.cfg.http_limits.header_timeout_ms);
 	return 1;
+}
+
+/*
+ * 1 when the buffered bytes may hold a complete request head: an empty line
+ * ("\n\n" or "\n\r\n") after the bytes searched before, or the size limit
+ * reached (431).  Parsing only then keeps a head sent in tiny pieces from
+ * costing a parse of everything so far per piece.
+ */
+static int hconn_head_may_end(struct hconn *c, size_t avail)
+{
+	const char *p = c->in + c->in_start;
+	size_t i = c->head_scan > 2 ? c->head_scan - 2 : 0;
+	const char *nl;
+
+	if (avail >= edge.cfg.http_limits.max_header_bytes)
+		return 1;
+	while (i < avail && (nl = memchr(p + i, '\n', avail - i)) != NULL) {
+		i = (size_t)(nl - p) + 1;
+		if (i < avail &&
+		    (p[i] == '\n' || (p[i] == '\r' && i + 1 < avail && p[i + 1] == '\n')))
+			return 1;
+	}
+	c->head_scan = avail;
+	return 0;
 }
 
 /* Forward request body bytes; returns 1 to continue pumping, 0 to wait. */
@@ -911,10 +937,16 @@ static void hconn_pump(struct hconn *c)
 			}
 			if (c->timer == T_IDLE || c->timer == T_NONE)
 				hconn_timer(c, T_HEADER, edge.cfg.http_limits.header_timeout_ms);
+			if (!hconn_head_may_end(c, avail)) {
+				go = 0;
+				break;
+			}
 			n = http1_parse_request(c->in + c->in_start, avail,
 			                        edge.cfg.http_limits.max_header_bytes, &h, &status,
 			                        &err);
 			if (n == HTTP1_INCOMPLETE) {
+				/* empty lines before the start line, say */
+				c->head_scan = avail;
 				go = 0;
 				break;
 			}
