@@ -101,7 +101,7 @@ int tunnel_rx_feed(struct tunnel *t, const uint8_t *in, size_t len, int last,
 					return -1;
 				break;
 			}
-			if (r < 0)
+			if (r < 0 || tunnel_rx_too_big(t, in, err))
 				return -1;
 			in += r;
 			len -= (size_t)r;
@@ -123,7 +123,7 @@ int tunnel_rx_feed(struct tunnel *t, const uint8_t *in, size_t len, int last,
 				return -1;
 			continue;
 		}
-		if (r < 0)
+		if (r < 0 || tunnel_rx_too_big(t, t->rx, err))
 			return -1;
 		t->rxlen = 0;
 		rc = fn(arg, &f);

@@ -2,7 +2,8 @@
  * tests/fuzz/fuzz_tunnel.c - libFuzzer target for tunnel_rx_feed()
  * (common/tunnel.c), which decodes a received message fragment by fragment.
  *
- * The first input byte seeds the fragment sizes, the rest is one message.
+ * The first input byte seeds the fragment sizes (and, by its top bit, the
+ * limit before authentication: 512-byte payloads), the rest is one message.
  * Fed in those fragments, the message must give exactly what decoding it
  * whole, frame after frame, gives: the same frames (re-encoded byte for
  * byte) in the same order, and an error exactly when the whole decode hits
@@ -43,7 +44,7 @@ static int log_frame(void *arg, const struct frame *f)
 }
 
 /* The reference: the whole message decoded in place.  0, or -1 on error. */
-static int decode_whole(const uint8_t *m, size_t n)
+static int decode_whole(const uint8_t *m, size_t n, size_t rx_max)
 {
 	size_t off = 0;
 
@@ -52,8 +53,8 @@ static int decode_whole(const uint8_t *m, size_t n)
 		const char *err = NULL;
 		ssize_t r = frame_decode(m + off, n - off, &f, &err);
 
-		if (r <= 0)
-			return -1; /* malformed, or cut at the end */
+		if (r <= 0 || f.len > rx_max)
+			return -1; /* malformed, cut at the end, or over the limit */
 		log_frame(&want, &f);
 		off += (size_t)r;
 	}
@@ -75,9 +76,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	n = size - 1;
 	want.len = got.len = 0;
 	want.overflow = got.overflow = 0;
-	rc_want = decode_whole(m, n);
+	rc_want = decode_whole(m, n, seed & 0x80 ? 512 : FRAME_MAX_PAYLOAD);
 	if (tunnel_init(&t, 0) < 0)
 		abort();
+	if (seed & 0x80)
+		t.rx_max = 512;
 	do {
 		/* Fragment sizes from 1 to 4096, varied by the seed. */
 		size_t k;
