@@ -457,11 +457,32 @@ int http1_keep_alive(const struct http1_head *h)
 	return http1_has_token(h, "Connection", "keep-alive");
 }
 
+/*
+ * 1 when an Upgrade element names h2c (RFC 9113 §3.1, RFC 7540 §3.2), with
+ * or without a "/version" (RFC 9110 §7.8).  After a 101 the edge relays raw
+ * bytes, so an HTTP/2 connection to the service would carry requests whose
+ * heads the edge never sees nor rewrites (X-Forwarded-For, X-Real-IP).
+ */
+static int upgrade_to_h2c(const struct http1_head *h)
+{
+	struct list_iter it;
+	const char *el, *slash;
+	size_t elen;
+
+	list_begin(&it, h, "Upgrade");
+	while (list_next(&it, &el, &elen)) {
+		slash = elen ? memchr(el, '/', elen) : NULL;
+		if (ieq(el, slash ? (size_t)(slash - el) : elen, "h2c"))
+			return 1;
+	}
+	return 0;
+}
+
 int http1_is_upgrade(const struct http1_head *h)
 {
 	/* RFC 9110 §7.8: Upgrade is ignored in HTTP/1.0 and needs "Connection: upgrade". */
 	return h->minor == 1 && http1_find(h, "Upgrade") != NULL &&
-	       http1_has_token(h, "Connection", "upgrade");
+	       http1_has_token(h, "Connection", "upgrade") && !upgrade_to_h2c(h);
 }
 
 /* ----------------------------------------------------------------- framing */
@@ -956,11 +977,17 @@ static int safe_value(const char *s)
 	return 1;
 }
 
-/* RFC 9110 §7.6.1: hop-by-hop fields never forwarded (Upgrade handled by callers). */
+/*
+ * RFC 9110 §7.6.1: hop-by-hop fields never forwarded (Upgrade handled by
+ * callers).  HTTP2-Settings belongs to an h2c upgrade of one connection
+ * (RFC 7540 §3.2.1), which the edge never forwards, even when a client
+ * forgot to list it in Connection.
+ */
 static int is_hop_by_hop(const struct http1_header *f)
 {
 	return name_is(f, "Connection") || name_is(f, "Keep-Alive") ||
-	       name_is(f, "Proxy-Connection") || name_is(f, "TE") || name_is(f, "Trailer");
+	       name_is(f, "Proxy-Connection") || name_is(f, "TE") || name_is(f, "Trailer") ||
+	       name_is(f, "HTTP2-Settings");
 }
 
 /*

@@ -112,7 +112,11 @@ int http1_has_token(const struct http1_head *h, const char *name, const char *to
  */
 int http1_keep_alive(const struct http1_head *h);
 
-/** 1 when the request is an HTTP/1.1 upgrade (Connection: upgrade and an Upgrade field). */
+/**
+ * 1 when the request is an HTTP/1.1 upgrade the edge forwards (Connection:
+ * upgrade and an Upgrade field), 0 when one of its protocols is h2c: that
+ * request is forwarded as an ordinary one, without Upgrade.
+ */
 int http1_is_upgrade(const struct http1_head *h);
 
 /*
@@ -154,8 +158,8 @@ struct http1_forward {
 /**
  * Write the head to forward upstream into out[0..cap): the request line as
  * received; headers minus hop-by-hop ones (Connection and those it names,
- * Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade unless upgrading,
- * Proxy-Authorization) and minus client fields that could pass for the
+ * Keep-Alive, Proxy-Connection, TE, Trailer, HTTP2-Settings, Upgrade unless
+ * upgrading, Proxy-Authorization) and minus client fields that could pass for the
  * edge's (Forwarded, X-Forwarded-*, X-Real-IP and other client-IP fields,
  * any name with '_'); a single
  * normalized Content-Length / Transfer-Encoding; Host from an absolute-form

@@ -523,7 +523,12 @@ static int hconn_resp_head(struct hconn *c)
 			}
 			wl = http1_write_response(&h, 0, c->req_minor, w, WRITE_HEAD_MAX);
 		} else if (h.status == 101) {
+			/* Only a request forwarded as an upgrade may switch (RFC
+			 * 9110 §15.2.2): an h2c request went out as an ordinary one,
+			 * and raw bytes now would pass around the edge's rewriting. */
 			if (!c->req_upgrade) {
+				log_info("client %s: %s switched protocols unasked", c->ip,
+				         c->host);
 				hconn_fail(c, 502);
 				rc = -1;
 				break;

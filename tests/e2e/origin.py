@@ -31,6 +31,9 @@ stdin closes or it gets SIGTERM.
     GET /early?n=N&pad=P       N "103 Early Hints" heads (each with P bytes of
                                X-Pad), then "200 OK" and "ok"
     GET /stall?n=N&send=M&ms=T announces N bytes, sends M, waits T ms, sends the rest
+    GET /switch                "101 Switching Protocols" whatever was asked, with the
+                               request's Upgrade (h2c if none), then echoes raw bytes
+                               until the connection closes
     "Expect: 100-continue" gets "HTTP/1.1 100 Continue" before the body is read.
   ws      a WebSocket echo server (python websockets), any path
   silent  accepts connections and never reads or answers
@@ -362,6 +365,18 @@ class Conn:
             time.sleep(int(q.get("ms", "0")) / 1000.0)
             self.send(b"HELLO")
             return True
+        if path == "/switch":
+            up = ", ".join(hmap.get("upgrade", [])) or "h2c"
+            self.send(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                      b"Upgrade: %s\r\nX-Conn: %d\r\n\r\n" % (up.encode(), self.cid))
+            data = bytes(self.buf)
+            self.buf.clear()
+            while True:
+                if data:
+                    self.send(data)
+                data = self.s.recv(65536)
+                if not data:
+                    return False
         if path == "/stats":
             with self.server.lock:
                 out = json.dumps({"connections": self.server.connections,

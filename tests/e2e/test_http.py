@@ -793,6 +793,61 @@ def test_websocket_echo(net):
     wait_for(lambda: net.streams() == 0, 5, what="ws stream closed")
 
 
+H2C_UPGRADE = [("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
+               ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")]
+
+
+def test_h2c_upgrade_is_an_ordinary_request(net):
+    """An upgrade to h2c is not forwarded: after a 101 the edge relays raw
+    bytes, and HTTP/2 requests on them would reach the service around the
+    edge's rewriting (X-Forwarded-For, X-Real-IP).  The request goes out
+    without Upgrade, HTTP2-Settings and their Connection tokens, and the
+    client gets the ordinary answer on a connection that stays HTTP/1.1."""
+    with Client(net.port, timeout=5) as c:
+        for up in H2C_UPGRADE, [("Connection", "upgrade"), ("Upgrade", "foo/1, H2C"),
+                                ("HTTP2-Settings", "AAMA")]:
+            r = c.request("GET", "/headers", headers=up + [("X-Real-IP", "6.6.6.6")])
+            assert r.status == 200 and r.header("Upgrade") is None, r
+            names = {k.lower(): v for k, v in r.json()["headers"]}
+            assert "upgrade" not in names and "http2-settings" not in names, names
+            assert "connection" not in names, names
+            assert names["x-real-ip"] == "127.0.0.1", names
+        r = c.request("GET", "/bytes/10?seed=h2c")
+        assert r.status == 200 and r.body == body_chunks_bytes(10, "h2c"), r
+
+
+def test_origin_switching_unasked_502(net):
+    """An origin that answers 101 to a request the edge did not forward as
+    an upgrade (an h2c upgrade, or none) is broken: 502, connection closed,
+    none of its raw bytes reach the client."""
+    mark = net.edge.proc.mark()
+    r, _ = error_answer(net.port, build_request("GET", "/switch", headers=H2C_UPGRADE), 502)
+    assert r.header("Upgrade") is None, r
+    error_answer(net.port, build_request("GET", "/switch"), 502)
+    net.edge.proc.wait_log("switched protocols unasked", since=mark)
+    wait_for(lambda: net.streams() == 0, 5, what="streams back to 0")
+
+
+def test_other_upgrade_passes(net):
+    """Upgrades other than h2c (here a made-up protocol) still switch: the
+    origin's 101 reaches the client, then raw bytes pass both ways."""
+    with Client(net.port, timeout=5) as c:
+        c.send(build_request("GET", "/switch", headers=[("Connection", "Upgrade"),
+                                                       ("Upgrade", "relais-test/1")]))
+        r = c.response()
+        assert r.status == 101 and r.header("Upgrade") == "relais-test/1", r
+        assert (r.header("Connection") or "").lower() == "upgrade", r
+        raw = b"raw \x00\xff bytes"
+        c.send(raw)
+        got = b""
+        while len(got) < len(raw):
+            d = c.rf.read1(65536)
+            assert d, got
+            got += d
+        assert got == raw
+    wait_for(lambda: net.streams() == 0, 5, what="streams back to 0")
+
+
 def test_expect_100_continue(net):
     body = body_chunks_bytes(MiB, "cont")
     with Client(net.port, timeout=5) as c:

@@ -478,6 +478,21 @@ static void test_tokens(void)
 	CHECK(preq("GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", &st) > 0);
 	CHECK(!http1_is_upgrade(&H)); /* Upgrade is ignored in HTTP/1.0 */
 	CHECK(!http1_keep_alive(&H));
+	CHECK(preq("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
+	           &st) > 0);
+	CHECK(!http1_is_upgrade(&H)); /* h2c would bypass the edge's rewriting */
+	CHECK(preq("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+	           "Upgrade: foo/2, H2C/1.0\r\n\r\n",
+	           &st) > 0);
+	CHECK(!http1_is_upgrade(&H));
+	CHECK(preq("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
+	           "Upgrade: h2c\r\n\r\n",
+	           &st) > 0);
+	CHECK(!http1_is_upgrade(&H));
+	CHECK(preq("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+	           "Upgrade: h2c-like, h2, TLS/1.2\r\n\r\n",
+	           &st) > 0);
+	CHECK(http1_is_upgrade(&H));
 	CHECK(presp("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", &st) > 0);
 	CHECK(!http1_keep_alive(&H));
 	CHECK(presp("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", &st) > 0);
@@ -834,6 +849,19 @@ static void test_rewrite_upgrade(void)
 	n = rewrite("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n", &FW, out,
 	            sizeof(out));
 	CHECK(n > 0 && !has(out, n, "Upgrade") && !has(out, n, "Connection"));
+
+	/* h2c is never an upgrade: an ordinary request, nothing of h2c left. */
+	n = rewrite("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+	            "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+	            &FW, out, sizeof(out));
+	CHECK(n > 0 && !has(out, n, "Upgrade") && !has(out, n, "Connection") &&
+	      !has(out, n, "HTTP2-Settings") && !has(out, n, "AAMAAABkAAR"));
+	/* HTTP2-Settings is dropped even when Connection does not list it. */
+	n = rewrite("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+	            "Upgrade: websocket, H2C/1\r\nHTTP2-Settings: AAMA\r\n\r\n",
+	            &FW, out, sizeof(out));
+	CHECK(n > 0 && !has(out, n, "Upgrade") && !has(out, n, "Connection") &&
+	      !has(out, n, "AAMA"));
 }
 
 static void test_rewrite_absolute(void)
