@@ -1394,6 +1394,10 @@ static int store(struct acme_worker *w, const char *host, const char *keypem, si
 		unlink(tc);
 		return -1;
 	}
+	/* The key's rename is on disk before the certificate's can be: after a
+	 * crash in between, the edge finds a key that does not match and falls
+	 * back (edge/main.c, edge/certs.c), and the next check replaces both. */
+	fsync_dir(w->cert_dir);
 	snprintf(path, sizeof(path), "%s/%s.crt", w->cert_dir, host);
 	if (rename(tc, path) < 0) {
 		errf(err, errlen, "cannot replace %s: %s", path, strerror(errno));

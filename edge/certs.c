@@ -612,6 +612,27 @@ void certs_reload(void)
 			(void)cert_refresh(&store.v[i], 0, err, sizeof(err));
 }
 
+int certs_check_pair(const char *name, const char *crt, const char *key, char *err, size_t errlen)
+{
+	struct stat cst, kst;
+	SSL_CTX *ctx;
+	long not_after = 0;
+
+	if (stat(crt, &cst) < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", crt, strerror(errno));
+		return -1;
+	}
+	if (stat(key, &kst) < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", key, strerror(errno));
+		return -1;
+	}
+	ctx = pair_load(name, crt, key, &cst, &kst, &not_after, err, errlen);
+	if (!ctx)
+		return -1;
+	SSL_CTX_free(ctx);
+	return 0;
+}
+
 struct ssl_ctx_st *certs_lookup(const char *sni)
 {
 	struct cert *c = cert_lookup(sni);

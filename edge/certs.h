@@ -57,6 +57,14 @@ void certs_reload(void);
  */
 struct ssl_ctx_st *certs_lookup(const char *sni);
 
+/**
+ * Check the pair crt/key as the store would before serving it for name:
+ * regular files of sane size, key not accessible by others, key matching
+ * the certificate, certificate not expired.  Nothing is kept.  Returns 0
+ * when the pair is usable, else -1 with the reason in err[0..errlen).
+ */
+int certs_check_pair(const char *name, const char *crt, const char *key, char *err, size_t errlen);
+
 /** 1 when certs_lookup(host) would find a certificate, else 0. */
 int certs_covers(const char *host);
 

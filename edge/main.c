@@ -272,12 +272,25 @@ static int edge_tunnel_cert(void)
 	         edge.cfg.tunnel.hostname);
 	snprintf(tunnel_key, sizeof(tunnel_key), "%s/%s.key", edge.cfg.tls.cert_dir,
 	         edge.cfg.tunnel.hostname);
-	if (access(tunnel_crt, R_OK) == 0 && access(tunnel_key, R_OK) == 0) {
-		acme_want(edge.cfg.tunnel.hostname); /* renewals */
-		return 0;
+	/* lws refuses to create the vhost with a broken pair (a crash between
+	 * ACME's two renames leaves a new key beside the old certificate): the
+	 * edge would exit, and ACME would never run to repair it.  Check the
+	 * pair as the certificate store would, and start on the placeholder
+	 * when it is not usable. */
+	if (access(tunnel_crt, F_OK) == 0 || access(tunnel_key, F_OK) == 0) {
+		if (certs_check_pair(edge.cfg.tunnel.hostname, tunnel_crt, tunnel_key, err,
+		                     sizeof(err)) == 0) {
+			acme_want(edge.cfg.tunnel.hostname); /* renewals */
+			return 0;
+		}
+		log_warn("certificate for %s in %s is not usable (%s): replacing it with a "
+		         "self-signed placeholder until ACME has a new one",
+		         edge.cfg.tunnel.hostname, edge.cfg.tls.cert_dir, err);
+	} else {
+		log_info("no certificate for %s yet: using a self-signed placeholder until ACME "
+		         "has one",
+		         edge.cfg.tunnel.hostname);
 	}
-	log_info("no certificate for %s yet: using a self-signed placeholder until ACME has one",
-	         edge.cfg.tunnel.hostname);
 	if (certs_make_selfsigned(edge.cfg.tunnel.hostname, tunnel_crt, tunnel_key, 2, err,
 	                          sizeof(err)) < 0) {
 		log_error("%s", err);

@@ -2,12 +2,15 @@
 accepted route needs one, and for tunnel.hostname when tunnel.cert is not
 set; HTTP-01 is answered on listen.http; the new certificate is served on
 the TLS port without a restart.  Pebble (Debian) is the CA."""
+import datetime
 import os
 import shutil
 import socket
 import ssl
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from relais import Agent, Edge, Pebble, free_port, wait_for
 
@@ -90,3 +93,36 @@ def test_tunnel_hostname_gets_a_certificate(env):
     e.proc.wait_log("acme: edge.example.org: certificate issued", 30)
     wait_for(lambda: _verifies(e.tunnel_port, "edge.example.org", root), 10,
              what="the tunnel endpoint serving the ACME certificate")
+
+
+def test_mismatched_tunnel_pair_falls_back_to_the_placeholder(env):
+    """A crash between ACME's two renames leaves a new key beside the old
+    certificate: the edge still starts, says so, serves the placeholder on the
+    agent endpoint, and ACME replaces it with a real certificate."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from test_acme import plant
+
+    a = Agent(env, "home")
+    e, pebble = acme_edge(env, a, ["x.example.org"], tunnel_hostname="edge.example.org")
+    plant(e.cert_dir, "edge.example.org", datetime.datetime.utcnow() - datetime.timedelta(days=1),
+          datetime.datetime.utcnow() + datetime.timedelta(days=60))
+    key = os.path.join(e.cert_dir, "edge.example.org.key")
+    with open(key, "wb") as f:
+        f.write(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+    e.start()
+    e.proc.wait_log("certificate for edge.example.org in %s is not usable (the private key "
+                    "does not match the certificate" % e.cert_dir, 5)
+    e.proc.wait_log("replacing it with a self-signed placeholder", 5)
+    leaf = x509.load_der_x509_certificate(served_cert(e.tunnel_port, "edge.example.org"))
+    assert leaf.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == \
+        "relais placeholder"
+    e.proc.wait_log("acme: edge.example.org: requesting a certificate (self-signed placeholder)",
+                    10)
+    e.proc.wait_log("acme: edge.example.org: certificate issued", 30)
+    root = pebble_root(env, pebble)
+    wait_for(lambda: _verifies(e.tunnel_port, "edge.example.org", root), 10,
+             what="the tunnel endpoint serving the ACME certificate")
+    assert e.proc.alive()

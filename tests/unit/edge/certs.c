@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -365,6 +366,31 @@ static void test_bad_pairs_keep_old(void)
 	CHECK(lookup_serial("a.example.com") == 0x1008);
 }
 
+static void test_check_pair(void)
+{
+	char crt[400], key[400], other[400], err[512];
+
+	snprintf(crt, sizeof(crt), "%s/p1.crt", work);
+	snprintf(key, sizeof(key), "%s/p1.key", work);
+	snprintf(other, sizeof(other), "%s/p2.key", work);
+	CHECK(mkpair("p1", "p.example.com", 0x5001, 30) == 0);
+	CHECK(mkpair("p2", "p.example.com", 0x5002, 30) == 0);
+	CHECK(certs_check_pair("p.example.com", crt, key, err, sizeof(err)) == 0);
+	/* a new key beside the old certificate (a crash between two renames) */
+	CHECK(certs_check_pair("p.example.com", crt, other, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "does not match") != NULL);
+	CHECK(certs_check_pair("p.example.com", crt, "/nonexistent.key", err, sizeof(err)) == -1);
+	CHECK(strstr(err, "cannot read /nonexistent.key") != NULL);
+	CHECK(sh("chmod 644 %s", key) == 0);
+	CHECK(certs_check_pair("p.example.com", crt, key, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "accessible by others") != NULL);
+	CHECK(mkpair("p3", "p.example.com", 0x5003, -1) == 0);
+	snprintf(crt, sizeof(crt), "%s/p3.crt", work);
+	snprintf(key, sizeof(key), "%s/p3.key", work);
+	CHECK(certs_check_pair("p.example.com", crt, key, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "expired") != NULL);
+}
+
 static void test_new_and_expired_hosts(void)
 {
 	/* a new pair appears */
@@ -494,6 +520,7 @@ int main(void)
 	RUN(test_handshakes);
 	RUN(test_replace);
 	RUN(test_bad_pairs_keep_old);
+	RUN(test_check_pair);
 	RUN(test_new_and_expired_hosts);
 	RUN(test_expiry);
 	RUN(test_removal);
