@@ -1286,6 +1286,10 @@ ssize_t http1_error_response(int status, int close, char *out, size_t cap)
 	put_str(&w, "\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: ");
 	put_u64(&w, b.len);
 	put(&w, "\r\n", 2);
+	/* RFC 9110 §15.5.6: a 405 lists the methods that are allowed.  The
+	 * edge sends it for CONNECT only and forwards the usual methods. */
+	if (status == 405)
+		put_str(&w, "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n");
 	if (close)
 		put_str(&w, "Connection: close\r\n");
 	put_str(&w, "Cache-Control: no-store\r\n\r\n");

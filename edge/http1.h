@@ -182,8 +182,9 @@ ssize_t http1_write_response(const struct http1_head *h, int close, int client_m
 
 /**
  * Write a complete small error response (status 200..599 except 204/304)
- * into out[0..cap): headers (text/html, Content-Length, Connection: close
- * when close, Cache-Control: no-store) and an HTML page naming the status.
+ * into out[0..cap): headers (text/html, Content-Length, Allow for a 405,
+ * Connection: close when close, Cache-Control: no-store) and an HTML page
+ * naming the status.
  * Returns bytes written or -1.
  */
 ssize_t http1_error_response(int status, int close, char *out, size_t cap);

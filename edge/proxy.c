@@ -766,6 +766,14 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 		hconn_fail(c, 400);
 		return -1;
 	}
+	/* A reverse proxy is the origin server to its clients and tunnels
+	 * nothing (RFC 9110 §9.3.6): forwarded, CONNECT would get the service's
+	 * 2xx read as a close-delimited body, the tunnel's bytes never sent. */
+	if (h->method_len == 7 && memcmp(h->method, "CONNECT", 7) == 0) {
+		log_debug("client %s: CONNECT %s refused", c->ip, c->path);
+		hconn_fail(c, 405);
+		return -1;
+	}
 	if (http1_request_body(h, &c->req_kind, &c->req_left, &status, &err) < 0) {
 		log_debug("client %s: %s", c->ip, err);
 		hconn_fail(c, status);

@@ -929,6 +929,24 @@ def test_malformed_400(net, data):
     error_answer(net.port, data, 400)
 
 
+@pytest.mark.parametrize("target,host", [(APP + ":80", APP + ":80"),
+                                         (APP + ":443", APP),
+                                         ("nowhere.test:443", "nowhere.test:443")])
+def test_connect_405(net, target, host):
+    """A reverse proxy tunnels nothing: CONNECT is answered at the edge with
+    405 and Allow, whatever its host, and never reaches the service.  The
+    bytes a client sends for its tunnel right behind the head are dropped
+    with the connection."""
+    before = net.origin.stats()["requests"]
+    r, _ = error_answer(net.port, build_request("CONNECT", target, host=host) +
+                        b"\x16\x03\x01 tunnel bytes", 405)
+    assert "GET" in r.header("Allow", "") and "CONNECT" not in r.header("Allow"), r
+    # only the second /stats request itself, no CONNECT
+    assert net.origin.stats()["requests"] - before == 1
+    assert get(net.port, "/bytes/7?seed=cn").body == body_chunks_bytes(7, "cn")
+    wait_for(lambda: net.streams() == 0, 5, what="streams back to 0")
+
+
 def test_bad_chunked_body_400(net):
     with Client(net.port, timeout=5) as c:
         c.send(build_request("POST", "/sha256", headers=[("Transfer-Encoding", "chunked")]) +

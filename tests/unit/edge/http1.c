@@ -938,7 +938,8 @@ static void test_write_response(void)
 
 static void test_error_response(void)
 {
-	static const int codes[] = {400, 404, 413, 421, 431, 500, 501, 502, 503, 504, 505, 299};
+	static const int codes[] = {400, 404, 405, 413, 421, 431, 500,
+	                            501, 502, 503, 504, 505, 299};
 	char out[2048];
 	size_t i;
 
@@ -976,7 +977,9 @@ static void test_error_response(void)
 	}
 	{
 		ssize_t n = http1_error_response(404, 0, out, sizeof(out));
-		CHECK(n > 0 && !has(out, n, "Connection"));
+		CHECK(n > 0 && !has(out, n, "Connection") && !has(out, n, "Allow"));
+		n = http1_error_response(405, 1, out, sizeof(out));
+		CHECK(has(out, n, "\r\nAllow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n"));
 	}
 	CHECK(http1_error_response(99, 1, out, sizeof(out)) == -1);
 	CHECK(http1_error_response(600, 1, out, sizeof(out)) == -1);
