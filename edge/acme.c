@@ -69,11 +69,13 @@
 #define ACME_PATH_MAX       (ACME_DIR_MAX + 300)
 #define ACME_ACCOUNT_FILE   "acme-account.key"
 #define ACME_ERROR_PREFIX   "urn:ietf:params:acme:error:"
+#define ACME_MIN_GAP_MS     (10u * 60u * 1000u) /* between two issuances for one host */
 
 struct acme_host {
 	char name[256];
 	uint64_t due;      /* CLOCK_MONOTONIC ms of the next look */
 	unsigned failures; /* consecutive failed issuances */
+	uint64_t issued;   /* CLOCK_MONOTONIC ms the CA last issued for it, 0 = not yet */
 };
 
 struct acme_chal {
@@ -91,6 +93,7 @@ static struct {
 	char *cert_dir, *directory, *email, *ca;
 	uint32_t renew_days;
 	uint32_t backoff_ms;
+	uint32_t min_gap_ms; /* between two issuances for one host */
 	unsigned generation; /* bumped when directory/ca/email change */
 	struct acme_host *hosts;
 	size_t nhosts;
@@ -481,8 +484,9 @@ static struct acme_host *host_find(const char *name)
 	return NULL;
 }
 
-/* Record when to look at host next (worker side). */
-static void host_schedule(const char *name, uint64_t due, unsigned failures)
+/* Record when to look at host next, and when the CA last issued for it
+ * (issued 0: unchanged); worker side. */
+static void host_schedule(const char *name, uint64_t due, unsigned failures, uint64_t issued)
 {
 	struct acme_host *h;
 
@@ -491,6 +495,8 @@ static void host_schedule(const char *name, uint64_t due, unsigned failures)
 	if (h != NULL) {
 		h->due = due;
 		h->failures = failures;
+		if (issued != 0)
+			h->issued = issued;
 	}
 	pthread_mutex_unlock(&acme.lock);
 }
@@ -1291,13 +1297,17 @@ static int order_wait(struct acme_worker *w, const char *host, const char *order
 
 /*
  * Check the downloaded chain: PEM certificates, the first one for our key
- * and naming host.  Returns how many certificates it holds, or -1.
+ * and naming host, not expired and not already due for renewal (else we
+ * would order again at once, in a loop).  Returns how many certificates it
+ * holds, or -1.
  */
-static int chain_check(const char *pem, size_t len, EVP_PKEY *key, const char *host, time_t *nb,
-                       time_t *na, char *err, size_t errlen)
+static int chain_check(const char *pem, size_t len, EVP_PKEY *key, const char *host,
+                       uint32_t renew_days, time_t *nb, time_t *na, char *err, size_t errlen)
 {
 	BIO *b = BIO_new_mem_buf(pem, (int)len);
 	X509 *x, *leaf = NULL;
+	char t1[32], t2[32];
+	time_t now = time(NULL);
 	int n = 0, rc = -1;
 
 	if (b == NULL)
@@ -1320,6 +1330,20 @@ static int chain_check(const char *pem, size_t len, EVP_PKEY *key, const char *h
 	if (asn1_time(X509_get0_notBefore(leaf), nb) < 0 ||
 	    asn1_time(X509_get0_notAfter(leaf), na) < 0) {
 		errf(err, errlen, "the certificate has unreadable dates");
+		goto out;
+	}
+	if (*na <= now) {
+		errf(err, errlen,
+		     "the CA sent a certificate that has already expired (valid until %s)",
+		     fmt_time(*na, t1, sizeof(t1)));
+		goto out;
+	}
+	if (acme_renew_at(*nb, *na, renew_days) <= now) {
+		errf(err, errlen,
+		     "the CA sent a certificate already due for renewal (valid until %s, renewal "
+		     "from %s)",
+		     fmt_time(*na, t1, sizeof(t1)),
+		     fmt_time(acme_renew_at(*nb, *na, renew_days), t2, sizeof(t2)));
 		goto out;
 	}
 	rc = n;
@@ -1408,9 +1432,10 @@ static int store(struct acme_worker *w, const char *host, const char *keypem, si
 	return 0;
 }
 
-/* One complete issuance for host; 0, or -1 with err. */
-static int acme_issue(struct acme_worker *w, const char *host, time_t *nb, time_t *na, char *err,
-                      size_t errlen)
+/* One complete issuance for host; 0, or -1 with err.  *issued is set once
+ * the CA has issued a certificate (even one we then refuse). */
+static int acme_issue(struct acme_worker *w, const char *host, time_t *nb, time_t *na, int *issued,
+                      char *err, size_t errlen)
 {
 	struct acme_http_res res = {0};
 	struct json_doc d;
@@ -1486,13 +1511,14 @@ static int acme_issue(struct acme_worker *w, const char *host, time_t *nb, time_
 		goto out;
 	acme_http_res_free(&res);
 
+	*issued = 1; /* counts against the CA's limits whatever happens next */
 	if (acme_post(w, cert_url, NULL, &res, "certificate download", err, errlen) < 0)
 		goto out;
 	chainlen = res.body_len;
 	chain = res.body;
 	res.body = NULL;
 	snprintf(up, sizeof(up), "%s", res.link_up);
-	n = chain_check(chain, chainlen, key, host, nb, na, err, errlen);
+	n = chain_check(chain, chainlen, key, host, w->renew_days, nb, na, err, errlen);
 	if (n < 0)
 		goto out;
 	if (n == 1 && up[0] != '\0') {
@@ -1546,12 +1572,15 @@ static void worker_settings(struct acme_worker *w)
 	pthread_mutex_unlock(&acme.lock);
 }
 
-static void acme_process(struct acme_worker *w, const char *host, unsigned failures,
-                         uint32_t backoff)
+static void acme_process(struct acme_worker *w, const struct acme_host *h, uint32_t backoff,
+                         uint32_t min_gap)
 {
 	char why[ACME_ERR_MAX], err[ACME_ERR_MAX], t1[32], t2[32], d1[32];
+	const char *host = h->name;
 	time_t renew = 0, nb = 0, na = 0;
-	uint64_t now = now_ms(), wait;
+	uint64_t now = now_ms(), wait, issued_at = 0;
+	unsigned failures = h->failures;
+	int issued = 0;
 
 	if (cert_check(w, host, &renew, &na, why, sizeof(why)) == 1) {
 		time_t left = renew - time(NULL);
@@ -1563,11 +1592,23 @@ static void acme_process(struct acme_worker *w, const char *host, unsigned failu
 		else
 			log_debug("acme: %s: certificate valid until %s, renewal from %s", host,
 			          fmt_time(na, t2, sizeof(t2)), fmt_time(renew, t1, sizeof(t1)));
-		host_schedule(host, now + (wait < ACME_HOUR_MS ? wait : ACME_HOUR_MS), 0);
+		host_schedule(host, now + (wait < ACME_HOUR_MS ? wait : ACME_HOUR_MS), 0, 0);
+		return;
+	}
+	/* However short the certificates a CA hands out, one host gets at most
+	 * one every min_gap: a CA (or clock) that makes each new certificate
+	 * due at once must not make us order in a loop. */
+	if (h->issued != 0 && now - h->issued < min_gap) {
+		wait = h->issued + min_gap - now;
+		log_info("acme: %s: a certificate is needed (%s), but the last one was issued %s "
+		         "ago; next request in %s",
+		         host, why, fmt_delay(now - h->issued, t1, sizeof(t1)),
+		         fmt_delay(wait, d1, sizeof(d1)));
+		host_schedule(host, now + wait, failures, 0);
 		return;
 	}
 	log_info("acme: %s: requesting a certificate (%s)", host, why);
-	if (acme_issue(w, host, &nb, &na, err, sizeof(err)) < 0) {
+	if (acme_issue(w, host, &nb, &na, &issued, err, sizeof(err)) < 0) {
 		if (acme_sleep(0) < 0) {
 			log_info("acme: %s: certificate request abandoned: stopping", host);
 			return;
@@ -1579,16 +1620,23 @@ static void acme_process(struct acme_worker *w, const char *host, unsigned failu
 		w->nonce[0] = '\0';
 		failures++;
 		wait = acme_backoff_ms(backoff, failures);
+		now = now_ms();
+		if (issued) {
+			issued_at = now;
+			if (wait < min_gap)
+				wait = min_gap;
+		}
 		log_error("acme: %s: certificate request failed: %s; retrying in %s", host, err,
 		          fmt_delay(wait, d1, sizeof(d1)));
-		host_schedule(host, now_ms() + wait, failures);
+		host_schedule(host, now + wait, failures, issued_at);
 		return;
 	}
 	renew = acme_renew_at(nb, na, w->renew_days);
 	log_info("acme: %s: certificate issued, valid until %s, renewal from %s", host,
 	         fmt_time(na, t1, sizeof(t1)), fmt_time(renew, t2, sizeof(t2)));
 	wait = renew > time(NULL) ? (uint64_t)(renew - time(NULL)) * 1000u : 0;
-	host_schedule(host, now_ms() + (wait < ACME_HOUR_MS ? wait : ACME_HOUR_MS), 0);
+	now = now_ms();
+	host_schedule(host, now + (wait < ACME_HOUR_MS ? wait : ACME_HOUR_MS), 0, now);
 	atomic_store(&acme.updated, 1);
 	pthread_mutex_lock(&acme.lock);
 	if (acme.ctx != NULL)
@@ -1601,10 +1649,9 @@ static void *acme_main(void *arg)
 	struct acme_worker *w = arg;
 
 	for (;;) {
-		char host[256];
+		struct acme_host host;
 		uint64_t now = now_ms(), next = now + ACME_HOUR_MS;
-		unsigned failures = 0;
-		uint32_t backoff;
+		uint32_t backoff, min_gap;
 		struct pollfd p[2];
 		int found = 0;
 		uint64_t drain;
@@ -1612,10 +1659,10 @@ static void *acme_main(void *arg)
 		worker_settings(w);
 		pthread_mutex_lock(&acme.lock);
 		backoff = acme.backoff_ms;
+		min_gap = acme.min_gap_ms;
 		for (size_t i = 0; i < acme.nhosts; i++) {
 			if (!found && acme.hosts[i].due <= now) {
-				memcpy(host, acme.hosts[i].name, sizeof(host));
-				failures = acme.hosts[i].failures;
+				host = acme.hosts[i];
 				/* not due again until acme_process reschedules it */
 				acme.hosts[i].due = now + ACME_HOUR_MS;
 				found = 1;
@@ -1627,7 +1674,7 @@ static void *acme_main(void *arg)
 		if (acme_sleep(0) < 0)
 			break;
 		if (found) {
-			acme_process(w, host, failures, backoff);
+			acme_process(w, &host, backoff, min_gap);
 			continue;
 		}
 		p[0] = (struct pollfd){acme.stop_fd, POLLIN, 0};
@@ -1657,20 +1704,20 @@ static int str_differs(const char *a, const char *b)
 	return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
 }
 
-static uint32_t backoff_base(void)
+/* A delay in ms from the environment (for tests), def when unset or bad. */
+static uint32_t env_ms(const char *name, uint32_t def)
 {
-	const char *s = getenv("RELAIS_ACME_BACKOFF_MS");
+	const char *s = getenv(name);
 	char *end;
 	unsigned long v;
 
 	if (s == NULL || *s == '\0')
-		return 60000;
+		return def;
 	errno = 0;
 	v = strtoul(s, &end, 10);
 	if (errno != 0 || *end != '\0' || v == 0 || v > ACME_BACKOFF_MAX_MS) {
-		log_warn("acme: ignoring RELAIS_ACME_BACKOFF_MS=%s (1..%u)", s,
-		         ACME_BACKOFF_MAX_MS);
-		return 60000;
+		log_warn("acme: ignoring %s=%s (1..%u)", name, s, ACME_BACKOFF_MAX_MS);
+		return def;
 	}
 	return (uint32_t)v;
 }
@@ -1721,7 +1768,8 @@ int acme_start(const struct edge_config *cfg, struct lws_context *ctx)
 		goto fail;
 	}
 	acme.renew_days = cfg->tls.acme_renew_days ? cfg->tls.acme_renew_days : 30;
-	acme.backoff_ms = backoff_base();
+	acme.backoff_ms = env_ms("RELAIS_ACME_BACKOFF_MS", 60000);
+	acme.min_gap_ms = env_ms("RELAIS_ACME_MIN_INTERVAL_MS", ACME_MIN_GAP_MS);
 	acme.ctx = ctx;
 	acme.generation++;
 	atomic_store(&acme.updated, 0);

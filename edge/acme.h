@@ -17,7 +17,9 @@
  * lifetime), i.e. 30 days before expiry for 90-day certificates and at two
  * thirds of the lifetime for short-lived ones; certificates are re-examined
  * at least hourly.  Failures are retried after RELAIS_ACME_BACKOFF_MS
- * (default 60000 ms), doubling up to 6 hours.
+ * (default 60000 ms), doubling up to 6 hours.  One host gets at most one
+ * certificate per RELAIS_ACME_MIN_INTERVAL_MS (default 10 min), and a
+ * certificate that arrives expired or already due for renewal is refused.
  */
 #ifndef RELAIS_EDGE_ACME_H
 #define RELAIS_EDGE_ACME_H

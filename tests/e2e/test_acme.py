@@ -43,11 +43,14 @@ class Driver:
     """tests/acme_driver: edge/acme.c plus a tiny HTTP-01 server on http_port."""
 
     def __init__(self, env, hosts, directory, ca, http_port, cert_dir=None, renew_days=None,
-                 fail_file=None, backoff_ms=1000):
+                 fail_file=None, backoff_ms=1000, min_interval_ms=None):
         self.env = env
         self.http_port = http_port
         self.cert_dir = cert_dir or os.path.join(env.dir, "certs")
-        argv = ["/usr/bin/env", "RELAIS_ACME_BACKOFF_MS=%d" % backoff_ms, DRIVER, "-v",
+        argv = ["/usr/bin/env", "RELAIS_ACME_BACKOFF_MS=%d" % backoff_ms]
+        if min_interval_ms is not None:
+            argv.append("RELAIS_ACME_MIN_INTERVAL_MS=%d" % min_interval_ms)
+        argv += [DRIVER, "-v",
                 "-d", self.cert_dir, "-D", directory, "-C", ca, "-e", "admin@example.org",
                 "-p", str(http_port)]
         if renew_days is not None:
@@ -192,9 +195,10 @@ def test_issue_then_keep(env):
 
 def test_short_lived_certificate_renewed_at_two_thirds(env):
     """pebble issues 9-second certificates: the driver renews each one after
-    two thirds of its lifetime by itself, with a fresh key."""
+    two thirds of its lifetime by itself, with a fresh key (the minimum gap
+    between two issuances, 10 min by default, is cut to 1 s)."""
     pebble = Pebble(env, free_port(), validity=9, authz_reuse=100)
-    d = Driver.on(env, pebble, [HOST])
+    d = Driver.on(env, pebble, [HOST], min_interval_ms=1000)
     d.wait_log("acme: %s: certificate issued" % HOST, 20)
     first = check_issued(env, pebble, d, HOST)
     first_key = read(d.path(HOST + ".key"))
@@ -210,6 +214,36 @@ def test_short_lived_certificate_renewed_at_two_thirds(env):
     na = first.not_valid_after.replace(tzinfo=datetime.timezone.utc).timestamp()
     renewed = log_times(d.log(), "requesting a certificate (renewal due")[0]
     assert nb + (na - nb) * 2 // 3 <= renewed < na, (nb, na, renewed)
+
+
+def test_certificate_already_due_is_refused_without_a_loop(env):
+    """pebble issues 1-second certificates, due for renewal (or expired) as
+    soon as they arrive: each is refused as a failure, and the next order
+    waits for the minimum gap between two issuances (10 min), so 10 s see one
+    order, not one a second."""
+    pebble = Pebble(env, free_port(), validity=1, authz_reuse=100)
+    d = Driver.on(env, pebble, [HOST])
+    d.wait_log("acme: %s: certificate request failed: the CA sent a certificate " % HOST, 20)
+    time.sleep(10)
+    log = d.log()
+    assert re.search(r"certificate request failed: the CA sent a certificate (that has already "
+                     r"expired|already due for renewal) \(valid until [^)]*\); retrying in 10 min",
+                     log), log
+    assert log.count("requesting a certificate") == 1, log
+    assert "certificate issued" not in log
+    assert not os.path.exists(d.path(HOST + ".crt"))
+
+
+def test_short_lived_certificates_not_reissued_within_the_gap(env):
+    """9-second certificates are due after 6 s, but one host gets at most one
+    certificate per 10 min: the renewal waits, with a log line."""
+    pebble = Pebble(env, free_port(), validity=9, authz_reuse=100)
+    d = Driver.on(env, pebble, [HOST])
+    d.wait_log("acme: %s: certificate issued" % HOST, 20)
+    d.wait_log("acme: %s: a certificate is needed (renewal due, expires" % HOST, 15)
+    assert re.search(r"but the last one was issued \d+ s ago; next request in (9|10) min",
+                     d.log()), d.log()
+    assert d.log().count("requesting a certificate") == 1
 
 
 def test_expiring_broken_and_fresh_certificates(env):
