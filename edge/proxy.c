@@ -31,6 +31,10 @@
 #define LINGER_MS      5000u /* lingering close: longest wait for the client's FIN */
 #define WRITE_HEAD_MAX (RESP_HEAD_MAX + 1024u)
 #define INTERIM_MAX    16 /* 1xx responses to one request; more is a broken origin */
+/* No next request while more than this is queued for the client: the
+ * edge's initial stream window (session.c), what one response may queue
+ * before its credit stops the origin.  See hconn_pump. */
+#define OUT_HOLD (1024u * 1024u)
 
 /* HC_LINGER: our answer is out and our side shut; the client's bytes are
  * read and dropped until it closes or LINGER_MS pass (see hconn_linger). */
@@ -50,6 +54,7 @@ struct hconn {
 	size_t out_off; /* bytes of the first output chunk already written */
 	int shut_after; /* tunnel: shutdown(SHUT_WR) once out drained */
 	int linger;     /* the client may still be sending: lingering close */
+	int held;       /* the next request waits for c->out to drain (OUT_HOLD) */
 	char *in;       /* client bytes not yet forwarded */
 	size_t in_start, in_end, in_cap;
 	size_t head_scan; /* bytes after in_start searched for a head's end */
@@ -948,7 +953,26 @@ static void hconn_pump(struct hconn *c)
 				go = 0;
 				break;
 			}
-			if (c->timer == T_IDLE || c->timer == T_NONE)
+			/*
+			 * A client that pipelines and doesn't read: a request for
+			 * another route gets a new stream, with a fresh window, so
+			 * answering it now would queue one more window for the
+			 * client per route switch.  Wait until the output is down
+			 * to OUT_HOLD (hconn_conn_writable resumes): c->out stays
+			 * under OUT_HOLD plus one stream window.  Meanwhile the
+			 * response's no-progress clock runs, not the idle one: a
+			 * client reading slowly is not cut, one that stopped is.
+			 */
+			if (outq_bytes(&c->out) > OUT_HOLD) {
+				c->held = 1;
+				if (c->timer != T_SEND)
+					hconn_timer(c, T_SEND,
+					            edge.cfg.http_limits.idle_timeout_ms);
+				go = 0;
+				break;
+			}
+			c->held = 0;
+			if (c->timer == T_IDLE || c->timer == T_NONE || c->timer == T_SEND)
 				hconn_timer(c, T_HEADER, edge.cfg.http_limits.header_timeout_ms);
 			if (!hconn_head_may_end(c, avail)) {
 				go = 0;
@@ -1146,6 +1170,11 @@ static void hconn_conn_writable(void *arg)
 
 	if (r >= 0 && outq_bytes(&c->out) - c->out_off < pending)
 		hconn_progress(c);
+	if (r >= 0 && c->held && c->state == HC_HEAD && outq_bytes(&c->out) <= OUT_HOLD) {
+		/* What it queues asks for the next writable callback. */
+		hconn_pump(c);
+		return;
+	}
 	if (r <= 0)
 		return;
 	if (c->state == HC_CLOSING) {

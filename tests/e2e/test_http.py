@@ -1329,6 +1329,60 @@ def test_agent_killed_mid_download(env, origin):
 # ---- slow reader ------------------------------------------------------------------
 
 
+def vm_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.parametrize("size", [2 * MiB, 600 * KiB])
+def test_pipelined_route_switches_not_read(tmp_path, pki, origin, size):
+    """A client that pipelines requests alternating between two routes and
+    reads nothing: each switch opens a stream with a fresh window, so the
+    edge would queue one more window for the client per switch.  It starts
+    the next request only once the output queued for the client is small,
+    so its memory stays bounded; once the client reads, every response
+    arrives complete and in order.  Responses under the 1 MiB stream
+    window show the growth (about one response per request without the
+    limit); a 2 MiB one stops on its window already and checks that
+    responses cut by it still resume in order.  A fresh edge: VmHWM is its
+    own peak."""
+    n = 128
+    net = Net(str(tmp_path), pki, origin)
+    try:
+        pid = net.edge.proc.pid
+        before = vm_kib(pid, "VmHWM")
+        hosts = [APP if i % 2 == 0 else OTHER for i in range(n)]
+        with Client(net.port, timeout=30, rcvbuf=4096) as c:
+            c.send(b"".join(build_request("GET", "/bytes/%d?seed=ps%d" % (size, i % 4), host=h)
+                            for i, h in enumerate(hosts)))
+            # wait until the edge stops moving: nothing more queued for a while
+            last, still = -1, 0
+            t_end = time.monotonic() + 10 * SLOW
+            while still < 10 and time.monotonic() < t_end:
+                rss = vm_kib(pid, "VmRSS")
+                still = still + 1 if rss == last else 0
+                last = rss
+                time.sleep(0.05)
+            peak = vm_kib(pid, "VmHWM")
+            print("VmHWM before %d KiB, after %d KiB" % (before, peak))
+            if not ASAN:
+                assert peak - before < 64 * 1024, (before, peak)
+            for i in range(n):
+                r = c.response(keep_body=False)
+                assert r.status == 200 and r.length == size, (i, r)
+                assert r.sha256 == body_sha256(size, "ps%d" % (i % 4)), i
+            assert net.edge.proc.alive()
+        wait_for(lambda: net.streams() == 0, 5, what="streams back to 0")
+    finally:
+        net.close()
+
+
+# ---- slow reader ------------------------------------------------------------------
+
+
 def trickle(c, h, seconds, pause):
     """Read a 200 response's head, then its body 4 KiB at a time with a pause
     between reads for `seconds`, hashing into h; returns the body bytes read."""
