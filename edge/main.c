@@ -143,23 +143,58 @@ static void edge_drain(void)
 	edge_drain_tick(&drain_sul);
 }
 
+static int str_differs(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+/*
+ * The ACME worker after a reload from old to edge.cfg.  Turned off: stopped
+ * at once, so nothing is ordered that the HTTP-01 responder (which follows
+ * edge.cfg) would no longer answer.  Turned on, or cert_dir changed: the
+ * certificate store and the agent endpoint were set up from the old
+ * directory at start, so that takes a restart; until then the worker keeps
+ * the directory it started with (or stays off).
+ */
+static void edge_acme_reload(const struct edge_config *old)
+{
+	if (old->tls.acme && !edge.cfg.tls.acme) {
+		acme_stop();
+		log_info("acme: tls.acme removed: the ACME client is stopped; certificates in %s "
+		         "are still served",
+		         old->tls.cert_dir);
+		return;
+	}
+	if (!edge.cfg.tls.acme)
+		return;
+	if (!old->tls.acme) {
+		log_warn("acme: tls.acme was added: restart relais-edge to start the ACME client");
+		return;
+	}
+	if (str_differs(old->tls.cert_dir, edge.cfg.tls.cert_dir))
+		log_warn("acme: tls.cert_dir changed: restart relais-edge to use %s; until then "
+		         "certificates are read and written in %s",
+		         edge.cfg.tls.cert_dir, old->tls.cert_dir);
+	acme_reload(&edge.cfg);
+}
+
 /* SIGHUP: build a complete new configuration; swap it in only when valid.
  * Sessions whose key was removed are closed; listeners need a restart. */
 static void edge_reload(void)
 {
-	struct edge_config n;
+	struct edge_config n, old;
 
 	log_info("reloading %s", edge.cfg_file);
 	if (config_edge_load(edge.cfg_file, &n) != 0) {
 		log_error("reload failed: configuration has errors; keeping the old one");
 		return;
 	}
-	config_edge_free(&edge.cfg);
+	old = edge.cfg;
 	edge.cfg = n;
 	log_init("relais-edge", debug_logging ? LOG_DEBUG : edge.cfg.log_level);
 	certs_reload();
-	if (edge.cfg.tls.acme)
-		acme_reload(&edge.cfg);
+	edge_acme_reload(&old);
+	config_edge_free(&old);
 	if (accesslog_open(edge.cfg.access_log) < 0)
 		log_error("cannot open access_log %s: %s", edge.cfg.access_log, strerror(errno));
 	/* Sessions keep running only if every route they hold is still allowed;
@@ -229,11 +264,11 @@ void edge_need_cert(const char *host)
 {
 	char path[4096];
 
-	if (!edge.cfg.tls.acme || host[0] == '*')
+	if (!edge.cfg.tls.acme || host[0] == '*' || certs_dir() == NULL)
 		return;
 	/* A user's own wildcard certificate is theirs to renew; an exact pair in
 	 * cert_dir (ours or theirs) is kept renewed. */
-	snprintf(path, sizeof(path), "%s/%s.crt", edge.cfg.tls.cert_dir, host);
+	snprintf(path, sizeof(path), "%s/%s.crt", certs_dir(), host);
 	if (access(path, F_OK) != 0 && certs_covers(host))
 		return;
 	acme_want(host);

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import ssl
+import time
 
 import pytest
 from cryptography import x509
@@ -125,4 +126,46 @@ def test_mismatched_tunnel_pair_falls_back_to_the_placeholder(env):
     root = pebble_root(env, pebble)
     wait_for(lambda: _verifies(e.tunnel_port, "edge.example.org", root), 10,
              what="the tunnel endpoint serving the ACME certificate")
+    assert e.proc.alive()
+
+
+def test_reload_turning_acme_off_stops_ordering(env, monkeypatch):
+    """pebble's 9-second certificates would be renewed every 6 s (the minimum
+    gap between two is cut to 1 s): after a reload without tls.acme the
+    worker is stopped, nothing more is ordered, and the edge keeps serving.
+    Adding tls.acme back asks for a restart."""
+    monkeypatch.setenv("RELAIS_ACME_MIN_INTERVAL_MS", "1000")
+    a = Agent(env, "home", routes=[route("app.example.org")])
+    e = Edge(env, agents=[a.entry(hosts=["app.example.org"])])
+    pebble = Pebble(env, e.http_port, validity=9, authz_reuse=100)
+    e.https_port = free_port()
+    e.cfg["listen"]["https"] = "127.0.0.1:%d" % e.https_port
+    e.cert_dir = os.path.join(env.dir, "certs")
+    acme = {"directory": pebble.directory(), "ca": env.pki.ca, "email": "admin@example.org",
+            "accept_terms": True}
+    e.cfg["tls"] = {"cert_dir": e.cert_dir, "acme": acme}
+    e.write()
+    e.start()
+    a.start(e.url())
+    e.proc.wait_log("acme: app.example.org: certificate issued", 30)
+    issued = served_cert(e.https_port, "app.example.org")
+
+    mark = e.proc.mark()
+    del e.cfg["tls"]["acme"]
+    e.reload()
+    e.proc.wait_log("acme: tls.acme removed: the ACME client is stopped", 5, since=mark)
+    time.sleep(10)
+    tail = e.log()[mark:]
+    assert "requesting a certificate" not in tail, tail
+    assert e.proc.alive() and e.routes() == [("home", "http", "app.example.org")]
+    assert served_cert(e.https_port, "app.example.org") == issued
+
+    mark = e.proc.mark()
+    e.cfg["tls"]["acme"] = acme
+    e.reload()
+    e.proc.wait_log("acme: tls.acme was added: restart relais-edge to start the ACME client",
+                    5, since=mark)
+    e.proc.wait_log("configuration reloaded", 5, since=mark)
+    time.sleep(1)
+    assert "requesting a certificate" not in e.log()[mark:]
     assert e.proc.alive()
