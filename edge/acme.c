@@ -70,6 +70,9 @@
 #define ACME_ACCOUNT_FILE   "acme-account.key"
 #define ACME_ERROR_PREFIX   "urn:ietf:params:acme:error:"
 #define ACME_MIN_GAP_MS     (10u * 60u * 1000u) /* between two issuances for one host */
+#define ACME_PAUSE_MIN_MS   (60u * 1000u)       /* rate limited: Retry-After clamped */
+#define ACME_PAUSE_MAX_MS   (24u * 3600u * 1000u)
+#define ACME_PAUSE_DEF_MS   (3600u * 1000u) /* ... or this without one */
 
 struct acme_host {
 	char name[256];
@@ -119,6 +122,9 @@ struct acme_worker {
 	int have_dir;
 	char new_nonce[ACME_HTTP_URL_MAX], new_account[ACME_HTTP_URL_MAX];
 	char new_order[ACME_HTTP_URL_MAX];
+	uint64_t pause_ms;     /* set by the last failure when the CA limits us */
+	uint64_t paused_until; /* CLOCK_MONOTONIC ms: no request to the CA before */
+	int account_stale;     /* the CA does not know the account: newAccount again */
 	struct json_tok toks[ACME_JSON_TOKENS];
 };
 
@@ -428,6 +434,21 @@ uint32_t acme_backoff_ms(uint32_t base_ms, unsigned failures)
 	for (unsigned i = 1; i < failures && d < ACME_BACKOFF_MAX_MS; i++)
 		d *= 2;
 	return d > ACME_BACKOFF_MAX_MS ? ACME_BACKOFF_MAX_MS : (uint32_t)d;
+}
+
+uint64_t acme_rate_pause_ms(int status, const char *type, uint32_t retry_after)
+{
+	uint64_t ms = (uint64_t)retry_after * 1000u;
+
+	/* RFC 8555 §6.6: rateLimited, with Retry-After; RFC 9110 §15.5.30, §15.6.4 */
+	if (status != 429 && status != 503 &&
+	    (type == NULL || strcmp(type, ACME_ERROR_PREFIX "rateLimited") != 0))
+		return 0;
+	if (retry_after == 0)
+		return ACME_PAUSE_DEF_MS;
+	if (ms < ACME_PAUSE_MIN_MS)
+		return ACME_PAUSE_MIN_MS;
+	return ms > ACME_PAUSE_MAX_MS ? ACME_PAUSE_MAX_MS : ms;
 }
 
 /* "detail (type)" from the problem object at token obj of doc. */
@@ -888,6 +909,34 @@ static void http_error(const struct acme_http_res *res, const char *what, char *
 		errf(err, errlen, "%s: HTTP %d from the CA", what, res->status);
 }
 
+/*
+ * Take note of an error answer: a rate limit pauses the whole worker
+ * (w->pause_ms, applied by acme_process), and an account the CA does not
+ * know (any more) is registered again on the next attempt.  Other failures
+ * keep the directory and the account: re-registering on every failure
+ * would only add to the requests the CA counts.
+ */
+static void note_error(struct acme_worker *w, const struct acme_http_res *res)
+{
+	char type[128] = "";
+	struct json_doc d;
+	uint64_t pause;
+
+	if (res->body != NULL &&
+	    json_parse(&d, res->body, res->body_len, w->toks, ACME_JSON_TOKENS, NULL) > 0 &&
+	    json_type(&d, 0) == JSON_OBJECT)
+		json_get_string(&d, 0, "type", type, sizeof(type));
+	pause = acme_rate_pause_ms(res->status, type, res->retry_after);
+	if (pause > w->pause_ms)
+		w->pause_ms = pause;
+	if (strcmp(type, ACME_ERROR_PREFIX "accountDoesNotExist") == 0 ||
+	    strcmp(type, ACME_ERROR_PREFIX "unauthorized") == 0)
+		w->account_stale = 1;
+	/* the CA moved an endpoint: read the directory again */
+	if (res->status == 404)
+		w->have_dir = 0;
+}
+
 static int acme_directory(struct acme_worker *w, char *err, size_t errlen)
 {
 	struct acme_http_res res;
@@ -900,6 +949,7 @@ static int acme_directory(struct acme_worker *w, char *err, size_t errlen)
 	if (acme_http_request(&w->http, "GET", w->directory, NULL, NULL, 0, &res, err, errlen) < 0)
 		return -1;
 	if (res.status != 200) {
+		note_error(w, &res);
 		http_error(&res, "directory", err, errlen);
 		goto out;
 	}
@@ -930,9 +980,10 @@ static int acme_new_nonce(struct acme_worker *w, char *err, size_t errlen)
 
 	if (acme_http_request(&w->http, "HEAD", w->new_nonce, NULL, NULL, 0, &res, err, errlen) < 0)
 		return -1;
-	if (res.nonce[0] == '\0')
+	if (res.nonce[0] == '\0') {
+		note_error(w, &res);
 		errf(err, errlen, "newNonce: no Replay-Nonce from the CA (HTTP %d)", res.status);
-	else {
+	} else {
 		memcpy(w->nonce, res.nonce, sizeof(w->nonce));
 		rc = 0;
 	}
@@ -988,6 +1039,7 @@ static int acme_post(struct acme_worker *w, const char *url, const char *payload
 			acme_http_res_free(&r);
 			continue;
 		}
+		note_error(w, &r);
 		http_error(&r, what, err, errlen);
 		acme_http_res_free(&r);
 		return -1;
@@ -1565,6 +1617,7 @@ static void worker_settings(struct acme_worker *w)
 		w->have_dir = 0;
 		w->kid[0] = '\0';
 		w->nonce[0] = '\0';
+		w->paused_until = 0; /* another CA: its own limits */
 		EVP_PKEY_free(w->account);
 		w->account = NULL;
 	}
@@ -1613,11 +1666,13 @@ static void acme_process(struct acme_worker *w, const struct acme_host *h, uint3
 			log_info("acme: %s: certificate request abandoned: stopping", host);
 			return;
 		}
-		/* Start the next attempt from the directory and newAccount again:
-		 * the CA may have moved its endpoints or forgotten the account. */
-		w->have_dir = 0;
-		w->kid[0] = '\0';
+		/* The directory and the account are kept (note_error() drops
+		 * them when the CA says they are stale); the nonce may be. */
 		w->nonce[0] = '\0';
+		if (w->account_stale) {
+			w->kid[0] = '\0';
+			w->account_stale = 0;
+		}
 		failures++;
 		wait = acme_backoff_ms(backoff, failures);
 		now = now_ms();
@@ -1626,8 +1681,20 @@ static void acme_process(struct acme_worker *w, const struct acme_host *h, uint3
 			if (wait < min_gap)
 				wait = min_gap;
 		}
-		log_error("acme: %s: certificate request failed: %s; retrying in %s", host, err,
-		          fmt_delay(wait, d1, sizeof(d1)));
+		if (w->pause_ms > 0) {
+			/* RFC 8555 §6.6: the limit is the account's or the CA's, not
+			 * this host's: nothing at all goes to the CA until then. */
+			w->paused_until = now + w->pause_ms;
+			if (wait < w->pause_ms)
+				wait = w->pause_ms;
+			log_error("acme: %s: certificate request failed: %s; the CA is limiting "
+			          "requests: no request to it for %s",
+			          host, err, fmt_delay(w->pause_ms, d1, sizeof(d1)));
+			w->pause_ms = 0;
+		} else {
+			log_error("acme: %s: certificate request failed: %s; retrying in %s", host,
+			          err, fmt_delay(wait, d1, sizeof(d1)));
+		}
 		host_schedule(host, now + wait, failures, issued_at);
 		return;
 	}
@@ -1660,7 +1727,10 @@ static void *acme_main(void *arg)
 		pthread_mutex_lock(&acme.lock);
 		backoff = acme.backoff_ms;
 		min_gap = acme.min_gap_ms;
-		for (size_t i = 0; i < acme.nhosts; i++) {
+		/* rate limited: no host is looked at (nor ordered) until the pause ends */
+		if (now < w->paused_until)
+			next = w->paused_until;
+		for (size_t i = 0; now >= w->paused_until && i < acme.nhosts; i++) {
 			if (!found && acme.hosts[i].due <= now) {
 				host = acme.hosts[i];
 				/* not due again until acme_process reschedules it */

@@ -20,6 +20,9 @@
  * (default 60000 ms), doubling up to 6 hours.  One host gets at most one
  * certificate per RELAIS_ACME_MIN_INTERVAL_MS (default 10 min), and a
  * certificate that arrives expired or already due for renewal is refused.
+ * A rate limit (429, 503, rateLimited) pauses every request until the CA's
+ * Retry-After.  The account is registered once per run (again only when the
+ * CA says it does not know it).
  */
 #ifndef RELAIS_EDGE_ACME_H
 #define RELAIS_EDGE_ACME_H
@@ -117,6 +120,14 @@ time_t acme_renew_at(time_t not_before, time_t not_after, uint32_t renew_days);
 
 /** Backoff after failures consecutive failures (>= 1): base doubling, at most 6 h. */
 uint32_t acme_backoff_ms(uint32_t base_ms, unsigned failures);
+
+/**
+ * How long every request to the CA pauses after an error answer with this
+ * HTTP status, problem type (full URN, may be NULL) and Retry-After
+ * (seconds, 0 when absent): for 429, 503 or rateLimited (RFC 8555 §6.6)
+ * Retry-After clamped to 1 min..24 h, 1 h without one; else 0.
+ */
+uint64_t acme_rate_pause_ms(int status, const char *type, uint32_t retry_after);
 
 /**
  * Summarise an ACME problem document (RFC 7807, RFC 8555 §6.7) as

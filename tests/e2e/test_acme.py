@@ -284,7 +284,8 @@ def test_expiring_broken_and_fresh_certificates(env):
 def test_failed_challenge_retried_with_backoff(env):
     """The token server answers 404 at first: the failure is logged with what
     the CA said, retried after 1 s, then 2 s (a repeated acme_want() does not
-    cut the backoff short), and succeeds once the token is served."""
+    cut the backoff short) with the same account, and succeeds once the token
+    is served."""
     fail = os.path.join(env.dir, "fail")
     open(fail, "w").close()
     pebble = Pebble(env, free_port())
@@ -306,6 +307,9 @@ def test_failed_challenge_retried_with_backoff(env):
     failed = log_times(log, "certificate request failed")
     assert len(asked) == 3 and len(failed) == 2, log
     assert asked[1] - failed[0] >= 0.99 and asked[2] - failed[1] >= 1.99, (asked, failed)
+    # One account for all three attempts: a failure does not register again.
+    assert pebble.log().count("POST /sign-me-up") == 1, pebble.log()
+    assert log.count("acme: registered account") == 1
 
 
 def test_untrusted_ca_refused(env, tmp_path):

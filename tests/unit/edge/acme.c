@@ -264,6 +264,26 @@ static void test_backoff(void)
 	CHECK(acme_backoff_ms(0, 1) >= 1);
 }
 
+static void test_rate_pause(void)
+{
+	const char *rl = "urn:ietf:params:acme:error:rateLimited";
+
+	/* not a rate limit: no pause, whatever Retry-After says */
+	CHECK(acme_rate_pause_ms(400, "urn:ietf:params:acme:error:badCSR", 30) == 0);
+	CHECK(acme_rate_pause_ms(500, NULL, 0) == 0);
+	CHECK(acme_rate_pause_ms(403, "urn:ietf:params:acme:error:unauthorized", 100) == 0);
+	/* 429, 503, or the rateLimited type under any status */
+	CHECK(acme_rate_pause_ms(429, NULL, 120) == 120000);
+	CHECK(acme_rate_pause_ms(503, "", 300) == 300000);
+	CHECK(acme_rate_pause_ms(400, rl, 7200) == 7200000);
+	/* no Retry-After: one hour; clamped to 1 min .. 24 h */
+	CHECK(acme_rate_pause_ms(429, rl, 0) == 3600000);
+	CHECK(acme_rate_pause_ms(429, rl, 1) == 60000);
+	CHECK(acme_rate_pause_ms(503, NULL, 59) == 60000);
+	CHECK(acme_rate_pause_ms(429, NULL, 86400) == 86400000);
+	CHECK(acme_rate_pause_ms(429, NULL, 0xffffffffu) == 86400000);
+}
+
 static void test_problem(void)
 {
 	char out[256];
@@ -304,6 +324,7 @@ int main(void)
 	RUN(test_jws_structure);
 	RUN(test_renew_at);
 	RUN(test_backoff);
+	RUN(test_rate_pause);
 	RUN(test_problem);
 	RUN(test_not_running);
 	UNIT_END();
