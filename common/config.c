@@ -970,8 +970,9 @@ enum { H_HEADER_TIMEOUT, H_IDLE_TIMEOUT, H_UPSTREAM_TIMEOUT, H_MAX_HEADER, H_MAX
 static const char *const http_keys[] = {"header_timeout",  "idle_timeout",  "upstream_timeout",
                                         "max_header_size", "max_body_size", NULL};
 
-enum { AG_NAME, AG_KEY, AG_HOSTS, AG_PORTS };
-static const char *const agent_entry_keys[] = {"name", "key", "hosts", "ports", NULL};
+enum { AG_NAME, AG_KEY, AG_HOSTS, AG_PORTS, AG_MAX_CERTS };
+static const char *const agent_entry_keys[] = {"name", "key", "hosts", "ports", "max_certificates",
+                                               NULL};
 
 /* listen.streams: the IP addresses TCP/UDP stream ports are opened on. */
 static void edge_listen_streams(struct cfgp *p, const struct cfg_map *m, struct edge_config *cfg)
@@ -1301,6 +1302,18 @@ static void edge_agent(struct cfgp *p, yaml_node_t *n, size_t idx, struct edge_c
 	}
 	edge_agent_hosts(p, &m, ag);
 	edge_agent_ports(p, &m, ag);
+	ag->max_certificates = CFG_MAX_CERTIFICATES_DEFAULT;
+	if (cfg_has(&m, AG_MAX_CERTS) && cfg_scalar(p, &m, AG_MAX_CERTS, "a number", &s) == 1) {
+		if (strspn(s, "0123456789") == strlen(s) && strlen(s) <= 5 &&
+		    atoi(s) <= CFG_MAX_CERTIFICATES_MAX)
+			ag->max_certificates = (uint32_t)atoi(s);
+		else
+			cfg_err(
+			    p, m.val[AG_MAX_CERTS],
+			    "'max_certificates' must be a number (0..%d; 0: no ACME certificates "
+			    "for this agent)",
+			    CFG_MAX_CERTIFICATES_MAX);
+	}
 }
 
 static void edge_agents(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)

@@ -37,6 +37,9 @@ struct http_limits {
 	                                 default 60000 */
 };
 
+#define CFG_MAX_CERTIFICATES_DEFAULT 50   /* agents[].max_certificates */
+#define CFG_MAX_CERTIFICATES_MAX     4096 /* the ACME client's host table */
+
 struct edge_agent {
 	char name[PROTO_MAX_NAME + 1];
 	uint8_t key[KEY_PUB_LEN];
@@ -44,6 +47,7 @@ struct edge_agent {
 	size_t nhosts;
 	struct port_range *ports;
 	size_t nports;
+	uint32_t max_certificates; /* hosts ACME manages for this agent, 0 = none; default 50 */
 };
 
 struct edge_config {

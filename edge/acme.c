@@ -79,6 +79,7 @@ struct acme_host {
 	uint64_t due;      /* CLOCK_MONOTONIC ms of the next look */
 	unsigned failures; /* consecutive failed issuances */
 	uint64_t issued;   /* CLOCK_MONOTONIC ms the CA last issued for it, 0 = not yet */
+	char owner[64];    /* the agent whose route asked for it first, "" = the edge */
 };
 
 struct acme_chal {
@@ -522,16 +523,17 @@ static void host_schedule(const char *name, uint64_t due, unsigned failures, uin
 	pthread_mutex_unlock(&acme.lock);
 }
 
-void acme_want(const char *host)
+/* acme_want() counting against owner (NULL: the edge itself, no cap). */
+static int want(const char *host, const char *owner, uint32_t cap)
 {
 	char name[256];
 	struct acme_host *h;
 	const char *last;
-	size_t n = strlen(host);
+	size_t n = strlen(host), owned = 0;
 
 	if (n == 0 || n >= sizeof(name)) {
 		log_warn("acme: refusing a certificate for an empty or overlong host name");
-		return;
+		return -1;
 	}
 	memcpy(name, host, n + 1);
 	host_normalize(name);
@@ -541,37 +543,47 @@ void acme_want(const char *host)
 		log_warn("acme: %s: wildcard certificates need DNS-01; put one in the certificate "
 		         "directory with an external client",
 		         name);
-		return;
+		return -1;
 	}
 	if (!host_valid(name) || strspn(last, "0123456789") == strlen(last)) {
 		log_warn("acme: refusing a certificate for '%s': not a DNS name", name);
-		return;
+		return -1;
 	}
 	pthread_mutex_lock(&acme.lock);
 	if (!acme.running) {
 		pthread_mutex_unlock(&acme.lock);
-		return;
+		return -1;
 	}
 	h = host_find(name);
 	if (h == NULL) {
 		struct acme_host *nh;
 
+		if (owner != NULL) {
+			for (size_t i = 0; i < acme.nhosts; i++)
+				if (strcmp(acme.hosts[i].owner, owner) == 0)
+					owned++;
+			if (owned >= cap) {
+				pthread_mutex_unlock(&acme.lock);
+				return 1;
+			}
+		}
 		if (acme.nhosts >= ACME_MAX_HOSTS) {
 			pthread_mutex_unlock(&acme.lock);
 			log_warn("acme: %s: more than %d managed hosts; ignored", name,
 			         ACME_MAX_HOSTS);
-			return;
+			return -1;
 		}
 		nh = realloc(acme.hosts, (acme.nhosts + 1) * sizeof(*nh));
 		if (nh == NULL) {
 			pthread_mutex_unlock(&acme.lock);
 			log_error("acme: %s: out of memory", name);
-			return;
+			return -1;
 		}
 		acme.hosts = nh;
 		h = &acme.hosts[acme.nhosts++];
 		memset(h, 0, sizeof(*h));
 		memcpy(h->name, name, strlen(name) + 1);
+		snprintf(h->owner, sizeof(h->owner), "%s", owner != NULL ? owner : "");
 	}
 	/* Look now, unless a failure is being backed off: routes that keep asking
 	 * must not make us hammer the CA. */
@@ -579,6 +591,79 @@ void acme_want(const char *host)
 		h->due = 0;
 	pthread_mutex_unlock(&acme.lock);
 	wake(acme.wake_fd);
+	return 0;
+}
+
+void acme_want(const char *host)
+{
+	(void)want(host, NULL, 0);
+}
+
+int acme_want_for(const char *host, const char *owner, uint32_t cap)
+{
+	return want(host, owner != NULL ? owner : "", cap);
+}
+
+/* 1 when host has never had a certificate file in cert_dir (under lock). */
+static int never_issued(const char *host)
+{
+	char path[ACME_PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s.crt", acme.cert_dir, host);
+	return access(path, F_OK) != 0 && errno == ENOENT;
+}
+
+static void host_drop(size_t i)
+{
+	log_debug("acme: %s: no route needs it any more: not managed", acme.hosts[i].name);
+	acme.hosts[i] = acme.hosts[--acme.nhosts];
+}
+
+void acme_forget(const char *host)
+{
+	char name[256];
+
+	if (strlen(host) >= sizeof(name))
+		return;
+	snprintf(name, sizeof(name), "%s", host);
+	host_normalize(name);
+	pthread_mutex_lock(&acme.lock);
+	for (size_t i = 0; acme.running && i < acme.nhosts; i++)
+		if (strcmp(acme.hosts[i].name, name) == 0) {
+			if (acme.hosts[i].owner[0] != '\0' && never_issued(name))
+				host_drop(i);
+			break;
+		}
+	pthread_mutex_unlock(&acme.lock);
+}
+
+size_t acme_prune(int (*needed)(const char *host, void *arg), void *arg)
+{
+	size_t dropped = 0;
+
+	pthread_mutex_lock(&acme.lock);
+	for (size_t i = 0; acme.running && i < acme.nhosts;) {
+		struct acme_host *h = &acme.hosts[i];
+
+		if (h->owner[0] != '\0' && !needed(h->name, arg) && never_issued(h->name)) {
+			host_drop(i);
+			dropped++;
+		} else {
+			i++;
+		}
+	}
+	pthread_mutex_unlock(&acme.lock);
+	return dropped;
+}
+
+int acme_managed(const char *host)
+{
+	int found;
+
+	pthread_mutex_lock(&acme.lock);
+	found = acme.running && host_find(host) != NULL;
+	pthread_mutex_unlock(&acme.lock);
+	return found;
 }
 
 int acme_challenge(const char *token, char *out, size_t cap)

@@ -65,6 +65,33 @@ void acme_reload(const struct edge_config *cfg);
 void acme_want(const char *host);
 
 /**
+ * acme_want() for a host an agent's route needs, counted against that
+ * agent (owner, its name): an owner has at most cap hosts managed at once
+ * (cap 0: none), counting only the hosts it added first.  A host already
+ * managed is only checked again.  Returns 0 when host is managed, 1 when
+ * refused because owner is at its cap (the caller logs it), -1 when refused
+ * for another reason (logged).
+ */
+int acme_want_for(const char *host, const char *owner, uint32_t cap);
+
+/**
+ * No route needs host any more (thread-safe): when an agent added it and
+ * cert_dir has no <host>.crt (never issued), stop managing it, so it no
+ * longer takes a place in its agent's cap.  Issued hosts stay, to be renewed.
+ */
+void acme_forget(const char *host);
+
+/**
+ * acme_forget() every agent-added host for which needed(host, arg) returns
+ * 0; returns how many were dropped.  needed is called with the module's
+ * lock held: it must not call back into this module.
+ */
+size_t acme_prune(int (*needed)(const char *host, void *arg), void *arg);
+
+/** 1 when host (lower case) is managed by the running worker, else 0. */
+int acme_managed(const char *host);
+
+/**
  * The key authorization to serve for an HTTP-01 token being validated, as
  * the body of GET /.well-known/acme-challenge/<token> (thread-safe).
  * Returns 1 with it in out[0..cap) (ACME_KEYAUTH_MAX suffices), 0 when the

@@ -25,6 +25,10 @@ extern struct edge edge;
  *  for it exists and stays renewed (unless the user's wildcard covers it). */
 void edge_need_cert(const char *host);
 
+/** No route serves host any more (call after removing it): with ACME on, a
+ *  host never issued stops being managed and counting against its agent. */
+void edge_forget_cert(const char *host);
+
 /** The key authorization for an HTTP-01 token ACME is being validated
  *  with; 1 found (copied to out), 0 unknown. */
 int edge_acme_challenge(const char *token, char *out, size_t cap);

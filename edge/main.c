@@ -43,6 +43,8 @@ static lws_sorted_usec_list_t drain_sul;
 static uint64_t drain_started;
 
 static void edge_acme_updated(void);
+static int edge_route_needs(const char *host, void *arg);
+static void edge_need_unmanaged_certs(void);
 static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                            size_t len);
 
@@ -257,11 +259,34 @@ static int edge_signals(void)
 static void edge_certs_tick(lws_sorted_usec_list_t *sul)
 {
 	certs_reload();
+	/* hosts whose routes are gone, never issued, stop counting against
+	 * their agent's max_certificates */
+	if (edge.cfg.tls.acme && acme_prune(edge_route_needs, NULL) > 0)
+		edge_need_unmanaged_certs();
 	lws_sul_schedule(edge.ctx, 0, &certs_sul, edge_certs_tick, CERTS_RESCAN_US);
+}
+
+/* The session holding an HTTP route for exactly host, or NULL. */
+static const struct esession *edge_route_owner(const char *host)
+{
+	for (const struct esession *s = registry_first(); s; s = s->next)
+		for (size_t i = 0; i < s->nroutes; i++)
+			if (s->routes[i].kind == ROUTE_KIND_HTTP &&
+			    strcmp(s->routes[i].host, host) == 0)
+				return s;
+	return NULL;
+}
+
+static int edge_route_needs(const char *host, void *arg)
+{
+	(void)arg;
+	return edge_route_owner(host) != NULL;
 }
 
 void edge_need_cert(const char *host)
 {
+	const struct esession *s;
+	uint32_t cap = CFG_MAX_CERTIFICATES_DEFAULT;
 	char path[4096];
 
 	if (!edge.cfg.tls.acme || host[0] == '*' || certs_dir() == NULL)
@@ -271,7 +296,40 @@ void edge_need_cert(const char *host)
 	snprintf(path, sizeof(path), "%s/%s.crt", certs_dir(), host);
 	if (access(path, F_OK) != 0 && certs_covers(host))
 		return;
-	acme_want(host);
+	/* Each certificate counts against the CA's limits for the whole
+	 * registered domain: an agent allowed *.example.com gets at most its
+	 * agents[].max_certificates names managed, so it can neither exhaust
+	 * them nor fill the ACME client's table for the other agents. */
+	s = edge_route_owner(host);
+	if (s == NULL) {
+		acme_want(host);
+		return;
+	}
+	for (size_t i = 0; i < edge.cfg.nagents; i++)
+		if (strcmp(edge.cfg.agents[i].name, s->agent) == 0)
+			cap = edge.cfg.agents[i].max_certificates;
+	if (acme_want_for(host, s->agent, cap) == 1)
+		log_warn("acme: %s: no certificate requested: agent '%s' is at its limit of %u "
+		         "(agents[].max_certificates); the route is served with whatever "
+		         "certificate covers it",
+		         host, s->agent, cap);
+}
+
+void edge_forget_cert(const char *host)
+{
+	if (edge.cfg.tls.acme && edge_route_owner(host) == NULL)
+		acme_forget(host);
+}
+
+/* Places under the agents' caps were freed: routes refused earlier may
+ * have one now. */
+static void edge_need_unmanaged_certs(void)
+{
+	for (const struct esession *s = registry_first(); s; s = s->next)
+		for (size_t i = 0; i < s->nroutes; i++)
+			if (s->routes[i].kind == ROUTE_KIND_HTTP && s->routes[i].host[0] != '*' &&
+			    !acme_managed(s->routes[i].host))
+				edge_need_cert(s->routes[i].host);
 }
 
 int edge_acme_challenge(const char *token, char *out, size_t cap)

@@ -169,3 +169,71 @@ def test_reload_turning_acme_off_stops_ordering(env, monkeypatch):
     time.sleep(1)
     assert "requesting a certificate" not in e.log()[mark:]
     assert e.proc.alive()
+
+
+def _acme_to_nowhere(env, agents):
+    """An edge with ACME towards a CA that refuses connections: every order
+    fails at once, and the log shows which hosts were asked for."""
+    e = Edge(env, agents=agents)
+    e.cert_dir = os.path.join(env.dir, "certs")
+    e.cfg["tls"] = {"cert_dir": e.cert_dir,
+                    "acme": {"directory": "https://127.0.0.1:%d/dir" % free_port(),
+                             "ca": env.pki.ca, "accept_terms": True}}
+    e.write()
+    return e.start()
+
+
+def test_agent_wildcard_capped_at_max_certificates(env, monkeypatch):
+    """An agent allowed *.x.test declaring 60 routes gets at most 50 hosts
+    managed by ACME (agents[].max_certificates, default 50): the other 10
+    routes are accepted, with a log line and no order; another agent's host
+    still gets its certificate requested."""
+    monkeypatch.setenv("RELAIS_ACME_BACKOFF_MS", "600000")
+    wild = Agent(env, "wild", routes=[route("h%d.x.test" % i) for i in range(60)])
+    other = Agent(env, "other", routes=[route("app.example.org")])
+    e = _acme_to_nowhere(env, [wild.entry(hosts=["*.x.test"]),
+                               other.entry(hosts=["app.example.org"])])
+    wild.start(e.url())
+    wait_for(lambda: len(e.routes()) == 60, 10, what="60 routes")
+    e.proc.wait_log("no certificate requested: agent 'wild' is at its limit of 50 "
+                    "(agents[].max_certificates)", 5, count=10)
+    other.start(e.url())
+    e.proc.wait_log("acme: app.example.org: requesting a certificate (none yet)", 10)
+    e.proc.wait_log(".x.test: requesting a certificate", 10, count=50)
+    time.sleep(1)
+    log = e.log()
+    assert log.count(".x.test: requesting a certificate") == 50, log[-3000:]
+    assert log.count("is at its limit of 50") == 10
+    for i in range(50, 60):
+        assert "acme: h%d.x.test: no certificate requested: agent 'wild'" % i in log
+        assert "h%d.x.test: requesting" % i not in log
+
+
+def test_max_certificates_zero_and_routes_gone(env, monkeypatch):
+    """max_certificates: 0 orders nothing for that agent.  Hosts that were
+    never issued stop counting once their routes are gone: an agent that
+    comes back with other names gets those managed."""
+    monkeypatch.setenv("RELAIS_ACME_BACKOFF_MS", "600000")
+    none = Agent(env, "none", routes=[route("n.y.test")])
+    wild = Agent(env, "wild", routes=[route("a.x.test"), route("b.x.test")])
+    entry = wild.entry(hosts=["*.x.test"])
+    entry["max_certificates"] = 2
+    zero = none.entry(hosts=["*.y.test"])
+    zero["max_certificates"] = 0
+    e = _acme_to_nowhere(env, [entry, zero])
+    none.start(e.url())
+    e.proc.wait_log("acme: n.y.test: no certificate requested: agent 'none' is at its limit "
+                    "of 0", 5)
+    wild.start(e.url())
+    e.proc.wait_log("acme: b.x.test: requesting a certificate", 10)
+    wild.proc.stop()
+    wait_for(lambda: ("wild", "http", "a.x.test") not in e.routes(), 5, what="routes gone")
+    wild.cfg["routes"] = [route("c.x.test"), route("d.x.test"), route("e.x.test")]
+    time.sleep(6)  # the next certificate rescan forgets a.x.test and b.x.test
+    mark = e.proc.mark()
+    wild.start(e.url())
+    e.proc.wait_log("acme: c.x.test: requesting a certificate", 10, since=mark)
+    e.proc.wait_log("acme: d.x.test: requesting a certificate", 10, since=mark)
+    e.proc.wait_log("acme: e.x.test: no certificate requested: agent 'wild' is at its limit "
+                    "of 2", 10, since=mark)
+    assert "n.y.test: requesting" not in e.log()

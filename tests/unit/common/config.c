@@ -204,6 +204,7 @@ static void test_edge_full(void)
 	          "    key: \"" KEY0 "\"\n"
 	          "    hosts: [\"*.Home.example.com\", home.example.com]\n"
 	          "    ports: [tcp/25565, udp/51820, tcp/30000-30100]\n"
+	          "    max_certificates: 0\n"
 	          "  - name: office.2\n"
 	          "    key: " KEY1 "\n"
 	          "access_log: \"-\"\n"
@@ -252,6 +253,8 @@ static void test_edge_full(void)
 	CHECK(strcmp(c.agents[1].name, "office.2") == 0);
 	CHECK(c.agents[1].key[0] == 1 && c.agents[1].key[31] == 1);
 	CHECK(c.agents[1].nhosts == 0 && c.agents[1].nports == 0);
+	CHECK(c.agents[0].max_certificates == 0);
+	CHECK(c.agents[1].max_certificates == 50);
 
 	CHECK(strcmp(c.access_log, "-") == 0);
 	CHECK(c.log_level == LOG_DEBUG);
@@ -646,6 +649,18 @@ static void test_value_errors(void)
 	    "8:21", "bad port range 'tcp/0' (expected tcp/PORT, udp/PORT or tcp/LOW-HIGH)");
 	BAD(EDGE, EDGE_BASE "agents:\n  - name: \"my home\"\n    key: " KEY0 "\n", "6:11",
 	    "bad agent name 'my home'");
+	BAD(EDGE,
+	    EDGE_BASE "agents:\n  - name: home\n    key: " KEY0 "\n    max_certificates: -1\n",
+	    "8:23", "'max_certificates' must be a number (0..4096; 0: no ACME certificates");
+	BAD(EDGE,
+	    EDGE_BASE "agents:\n  - name: home\n    key: " KEY0 "\n    max_certificates: 4097\n",
+	    "8:23", "'max_certificates' must be a number (0..4096");
+	BAD(EDGE,
+	    EDGE_BASE "agents:\n  - name: home\n    key: " KEY0 "\n    max_certificates: 5x\n",
+	    "8:23", "'max_certificates' must be a number");
+	BAD(EDGE,
+	    EDGE_BASE "agents:\n  - name: home\n    key: " KEY0 "\n    max_certificates: [1]\n",
+	    "8:23", "'max_certificates' must be a number");
 	BAD(EDGE, EDGE_BASE "log_level: verbose\n", "5:12", "bad log_level 'verbose'");
 	BAD(EDGE, EDGE_BASE "http:\n  header_timeout: 10x\n", "6:19",
 	    "bad duration '10x' for 'header_timeout'");
