@@ -86,6 +86,7 @@ struct hconn {
 
 static void hconn_pump(struct hconn *c);
 static void hconn_flow(struct hconn *c);
+static int hconn_head_buffered(struct hconn *c);
 
 static uint64_t now_us(void)
 {
@@ -236,6 +237,16 @@ static void hconn_drop_stream(struct hconn *c, uint32_t code)
 	stream_close(c->st, code);
 	c->st = NULL;
 	c->drop_code = 0;
+}
+
+/* The client shut its side and nothing it sent can be answered any more
+ * (all answered, or a head or body it cut): close once the output is out,
+ * rather than hold the socket until header_timeout or idle_timeout. */
+static void hconn_eof_close(struct hconn *c)
+{
+	hconn_closing(c);
+	hconn_drop_stream(c, CODE_CANCEL);
+	hconn_want_write(c);
 }
 
 /* n bytes came from the origin beyond the end of its response, or with no
@@ -553,6 +564,10 @@ static int hconn_resp_head(struct hconn *c)
 			}
 			c->close_after = c->close_after || !c->req_keep || !http1_keep_alive(&h) ||
 			                 c->resp_kind == HTTP1_BODY_CLOSE;
+			/* The client shut its side and this is the last request
+			 * it sent: say that the connection ends with it. */
+			if (c->client_eof && c->state == HC_WAIT && !hconn_head_buffered(c))
+				c->close_after = 1;
 			/* A server that announces a body for HEAD may also send it
 			 * (RFC 9110 §9.3.2 forbids it): the next response on this
 			 * stream could start with those bytes.  Use a new stream. */
@@ -887,6 +902,11 @@ static int hconn_body(struct hconn *c)
 	int done = 0;
 	const char *err;
 
+	if (!avail && c->client_eof) {
+		/* The body can never be completed. */
+		hconn_eof_close(c);
+		return 0;
+	}
 	if (!avail || !room)
 		return 0;
 	k = avail < room ? avail : room;
@@ -949,6 +969,14 @@ static void hconn_pump(struct hconn *c)
 			const char *err;
 			ssize_t n;
 
+			/* After the client's FIN, every complete request it sent
+			 * is answered, then the connection closes.  Part of a head
+			 * can never be completed now: it is dropped. */
+			if (c->client_eof && !hconn_head_buffered(c)) {
+				hconn_eof_close(c);
+				go = 0;
+				break;
+			}
 			if (!avail) {
 				go = 0;
 				break;
@@ -1040,19 +1068,26 @@ static void hconn_flow(struct hconn *c)
 	}
 }
 
-/* 1 when a complete request head waits in the input buffer. */
+/* 1 when a complete request head waits in the input buffer, or one that
+ * can be told bad already (it gets its error answer). */
 static int hconn_head_buffered(struct hconn *c)
 {
 	struct http1_head h;
 
 	return c->in_end > c->in_start &&
 	       http1_parse_request(c->in + c->in_start, c->in_end - c->in_start,
-	                           edge.cfg.http_limits.max_header_bytes, &h, NULL, NULL) > 0;
+	                           edge.cfg.http_limits.max_header_bytes, &h, NULL,
+	                           NULL) != HTTP1_INCOMPLETE;
 }
 
-/* The client shut its write side.  A request in progress still gets its
- * answer (then the connection closes); an upgraded connection passes the
- * FIN on; an idle one just closes. */
+/*
+ * The client shut its write side (`printf 'GET /a ...GET /b ...' | nc`).
+ * Every complete request it sent before still gets its answer, in order;
+ * hconn_pump closes the connection once none is left, at once if there
+ * was none (or a head or body cut by the FIN).  An upgraded connection
+ * passes the FIN on.  No close_after here: hconn_request resets it for
+ * each request, and it would drop the requests pipelined after this one.
+ */
 static void hconn_client_eof(struct hconn *c)
 {
 	c->client_eof = 1;
@@ -1061,28 +1096,12 @@ static void hconn_client_eof(struct hconn *c)
 		if (c->st)
 			stream_fin(c->st);
 		break;
-	case HC_WAIT:
-		c->close_after = 1;
-		break;
 	case HC_HEAD:
-		/* Nothing in flight and no complete request to answer (part of a
-		 * head at most, which can never be completed now): close at once
-		 * rather than hold the socket until header_timeout. */
-		if (c->rs == RS_IDLE && !hconn_head_buffered(c)) {
-			hconn_closing(c);
-			hconn_drop_stream(c, CODE_CANCEL);
-			hconn_want_write(c);
-			break;
-		}
-		c->close_after = 1;
-		break;
 	case HC_BODY:
-		/* The body can never be completed. */
-		hconn_closing(c);
-		hconn_drop_stream(c, CODE_CANCEL);
-		hconn_want_write(c);
+		hconn_pump(c);
 		break;
 	default:
+		/* HC_WAIT: after the answer, hconn_response_done pumps. */
 		break;
 	}
 }

@@ -1229,6 +1229,97 @@ def test_client_closes_mid_request(net, sent):
         assert c.at_eof()
 
 
+# idle_timeout short enough for a connection held open by mistake to show,
+# long enough for a test to set up what it needs within it
+IDLE_S = 5 * SLOW
+
+
+@pytest.fixture(scope="module")
+def idle(tmp_path_factory, pki, origin):
+    n = Net(str(tmp_path_factory.mktemp("idle")), pki, origin,
+            http={"idle_timeout": "%ds" % IDLE_S})
+    yield n
+    n.close()
+
+
+def closes_promptly(c):
+    """The edge closes c now, not after idle_timeout (IDLE_S)."""
+    t0 = time.monotonic()
+    assert c.at_eof()
+    took = time.monotonic() - t0
+    assert took < IDLE_S / 3, took
+
+
+@pytest.mark.parametrize("tail", [b"", b"GET /bytes/7 HTTP/1.1\r\nHo"], ids=["all", "cut-head"])
+def test_pipelined_then_fin_all_answered(idle, tail):
+    """`printf 'GET /a ...GET /b ...' | nc`: the client sends its requests and
+    shuts its side while the first answer is still on its way.  Every
+    complete request is answered, in order (a body already received is
+    forwarded too), the last answer says Connection: close and the edge
+    closes right after it.  A head cut by the FIN is dropped."""
+    body = body_chunks_bytes(20000, "finbody")
+    reqs = [build_request("GET", "/slow?ms=300"),
+            build_request("GET", "/bytes/5000?seed=fin1"),
+            build_request("POST", "/sha256", body=body),
+            build_request("HEAD", "/bytes/5000?seed=fin2"),
+            build_request("GET", "/chunked/70000?seed=fin3")]
+    with Client(idle.port) as c:
+        c.send(b"".join(reqs) + tail)
+        c.s.shutdown(socket.SHUT_WR)
+        r = c.response()
+        assert r.status == 200 and r.body == b"slow\n", r
+        r = c.response()
+        assert r.status == 200 and r.body == body_chunks_bytes(5000, "fin1"), r
+        r = c.response("POST")
+        assert r.status == 200 and r.json()["sha256"] == hashlib.sha256(body).hexdigest(), r
+        r = c.response("HEAD")
+        assert r.status == 200 and r.header("Content-Length") == "5000" and r.length == 0, r
+        assert r.header("Connection") is None, r
+        r = c.response()
+        assert r.status == 200 and r.sha256 == body_sha256(70000, "fin3"), r
+        assert r.header("Connection") == "close", r
+        closes_promptly(c)
+    wait_for(lambda: idle.streams() == 0, 5, what="no stream left")
+
+
+def test_fin_while_next_request_held(idle, origin):
+    """Over OUT_HOLD (1 MiB) queued for a client that doesn't read, the edge
+    holds its next pipelined request back (responses alternate between two
+    routes, so more than a stream window can be queued).  The client shuts
+    its side while one is held: once it reads, every request is answered
+    in order and the connection closes right after the last answer, not
+    after idle_timeout."""
+    # small enough that each response completes within its stream's window
+    # (the other route's last one is in the queue too): the edge waits in
+    # HC_HEAD, not mid-response
+    size = 150 * KiB
+    reqs = [(APP if i % 2 == 0 else OTHER, size) for i in range(24)] + [(APP, 100), (OTHER, 200)]
+    before = origin.stats()["requests"]
+    with Client(idle.port, timeout=10, rcvbuf=4096) as c:
+        c.send(b"".join(build_request("GET", "/bytes/%d?seed=held%d" % (n, i), host=h)
+                        for i, (h, n) in enumerate(reqs)))
+        # held: the origin's request count (each /stats counts itself) stops
+        # short of all of them
+        last, still, calls = -1, 0, 0
+        t_end = time.monotonic() + IDLE_S / 2
+        while still < 6 and time.monotonic() < t_end:
+            calls += 1
+            seen = origin.stats()["requests"] - before - calls
+            still = still + 1 if seen == last else 0
+            last = seen
+            time.sleep(0.05)
+        assert 0 < last < len(reqs), last
+        print("%d of %d requests sent before the FIN" % (last, len(reqs)))
+        c.s.shutdown(socket.SHUT_WR)
+        for i, (h, n) in enumerate(reqs):
+            r = c.response(keep_body=False)
+            assert r.status == 200 and r.length == n, (i, r)
+            assert r.sha256 == body_sha256(n, "held%d" % i), i
+        closes_promptly(c)
+        assert r.header("Connection") == "close", r
+    wait_for(lambda: idle.streams() == 0, 5, what="no stream left")
+
+
 def test_client_vanishes_mid_download(net):
     wait_for(net.idle, 10, what="idle before the test")
     for how in ("abort", "close"):
