@@ -686,22 +686,40 @@ void certs_free(void)
 	memset(&store, 0, sizeof(store));
 }
 
-/* Write pem_fn's output for obj to path through a temporary file (mode). */
+/*
+ * Write write()'s output for obj to path through a new temporary file in the
+ * same directory (mkostemp: never an old file, whatever its mode), set to
+ * mode, flushed to disk, renamed into place, and the directory flushed.
+ */
 static int certs_write_pem(const char *path, int mode, int (*write)(FILE *, void *), void *obj)
 {
-	char tmp[4096];
+	char tmp[4096], dir[4096];
+	const char *slash = strrchr(path, '/');
 	FILE *f;
-	int fd, ok;
+	int fd, ok, e;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
 		return -1;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	f = fdopen(fd, "w");
-	if (!f) {
+	if (fchmod(fd, (mode_t)mode) < 0) {
+		e = errno;
 		close(fd);
 		unlink(tmp);
+		errno = e;
+		return -1;
+	}
+	f = fdopen(fd, "w");
+	if (!f) {
+		e = errno;
+		close(fd);
+		unlink(tmp);
+		errno = e;
 		return -1;
 	}
 	ok = write(f, obj) == 1;
@@ -709,8 +727,15 @@ static int certs_write_pem(const char *path, int mode, int (*write)(FILE *, void
 	ok = fsync(fileno(f)) == 0 && ok;
 	ok = fclose(f) == 0 && ok;
 	if (!ok || rename(tmp, path) < 0) {
+		e = errno;
 		unlink(tmp);
+		errno = e;
 		return -1;
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)fsync(fd);
+		close(fd);
 	}
 	return 0;
 }

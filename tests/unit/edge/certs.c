@@ -391,6 +391,33 @@ static void test_check_pair(void)
 	CHECK(strstr(err, "expired") != NULL);
 }
 
+static void test_selfsigned_files(void)
+{
+	char crt[400], key[400], err[512];
+	struct stat st;
+	mode_t old = umask(0);
+
+	snprintf(crt, sizeof(crt), "%s/ph.crt", work);
+	snprintf(key, sizeof(key), "%s/ph.key", work);
+	/* an old key file readable by all is replaced by a 0600 one */
+	CHECK(sh("mkdir -p %s && echo x > %s && chmod 644 %s", work, key, key) == 0);
+	/* ... and so is a leftover temporary file under an old, guessable name */
+	CHECK(sh("echo x > %s.tmp.%d && chmod 644 %s.tmp.%d", key, (int)getpid(), key,
+	         (int)getpid()) == 0);
+	CHECK(certs_make_selfsigned("ph.example.com", crt, key, 2, err, sizeof(err)) == 0);
+	CHECK(sh("rm %s.tmp.%d", key, (int)getpid()) == 0);
+	umask(old);
+	CHECK(stat(key, &st) == 0 && (st.st_mode & 0777) == 0600);
+	CHECK(stat(crt, &st) == 0 && (st.st_mode & 0777) == 0644);
+	CHECK(certs_check_pair("ph.example.com", crt, key, err, sizeof(err)) == 0);
+	/* no temporary file left behind */
+	CHECK(sh("ls %s | grep -q '^ph\\..*\\.tmp'", work) != 0);
+	/* a directory that cannot be written: an error, nothing created */
+	CHECK(certs_make_selfsigned("ph.example.com", "/nonexistent/ph.crt", "/nonexistent/ph.key",
+	                            2, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "cannot write") != NULL);
+}
+
 static void test_new_and_expired_hosts(void)
 {
 	/* a new pair appears */
@@ -521,6 +548,7 @@ int main(void)
 	RUN(test_replace);
 	RUN(test_bad_pairs_keep_old);
 	RUN(test_check_pair);
+	RUN(test_selfsigned_files);
 	RUN(test_new_and_expired_hosts);
 	RUN(test_expiry);
 	RUN(test_removal);
