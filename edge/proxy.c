@@ -338,13 +338,21 @@ static void hconn_redirect(struct hconn *c, const struct http1_head *h)
 	free(resp);
 }
 
-/* GET /.well-known/acme-challenge/TOKEN on plain HTTP: answer from ACME. */
+/*
+ * GET /.well-known/acme-challenge/TOKEN on plain HTTP while the edge runs
+ * ACME: answer from it, or 404 for a token it doesn't know.  An unknown token
+ * never reaches the service: an agent must not pass HTTP-01 for names the
+ * edge manages.  Without tls.acme the path is the service's own (its ACME
+ * client answering for itself).  Returns 1 when answered here.
+ */
 static int hconn_acme(struct hconn *c)
 {
 	static const char prefix[] = "/.well-known/acme-challenge/";
 	const char *token = c->path + sizeof(prefix) - 1;
 	char keyauth[512], resp[1024];
 
+	if (!edge.cfg.tls.acme)
+		return 0;
 	if (c->tls || strncmp(c->path, prefix, sizeof(prefix) - 1) != 0 || !token[0] ||
 	    strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
 	        strlen(token))

@@ -34,6 +34,8 @@ stdin closes or it gets SIGTERM.
     GET /switch                "101 Switching Protocols" whatever was asked, with the
                                request's Upgrade (h2c if none), then echoes raw bytes
                                until the connection closes
+    GET /.well-known/acme-challenge/T  "origin token T": the service answering HTTP-01
+                               for itself
     "Expect: 100-continue" gets "HTTP/1.1 100 Continue" before the body is read.
   ws      a WebSocket echo server (python websockets), any path
   silent  accepts connections and never reads or answers
@@ -383,6 +385,10 @@ class Conn:
                                   "requests": self.server.requests,
                                   "open": self.server.open})
             self.respond(200, out.encode(), "application/json", head_only=head, keep=keep)
+            return True
+        if path.startswith("/.well-known/acme-challenge/"):
+            token = path[len("/.well-known/acme-challenge/"):]
+            self.respond(200, b"origin token %s\n" % token.encode(), head_only=head, keep=keep)
             return True
         self.respond(404, b"no such endpoint\n", head_only=head, keep=keep)
         return True

@@ -238,7 +238,7 @@ class Net:
     """An edge, agent 'home' (app/ws/refused/silent), agent 'other' (other) and
     an allowed agent 'offline' that never connects."""
 
-    def __init__(self, d, pki, origin, http=None):
+    def __init__(self, d, pki, origin, http=None, extra=None):
         os.makedirs(d, exist_ok=True)
         self.env = Env(d, pki)
         self.origin = origin
@@ -252,12 +252,14 @@ class Net:
         ])
         self.other = Agent(self.env, "other", routes=[{"host": OTHER, "to": o % origin.http}])
         offline = Agent(self.env, "offline")
-        extra = {"http": http} if http else None
+        extra = dict(extra or {})
+        if http:
+            extra["http"] = http
         self.edge = Edge(self.env, agents=[
             self.home.entry(hosts=[APP, WS, REFUSED, SILENT]),
             self.other.entry(hosts=[OTHER]),
             offline.entry(hosts=[OFFLINE]),
-        ], extra=extra)
+        ], extra=extra or None)
         self.access_log = self.edge.cfg["access_log"]
         self.edge.start()
         self.home.start(self.edge.url())
@@ -913,6 +915,35 @@ def test_local_service_silent_504(lim):
     r = get(lim.port, "/slow?ms=300")
     assert r.status == 200 and r.body == b"slow\n"
     wait_for(lambda: lim.streams() == 0, 5, what="streams back to 0")
+
+
+def test_acme_challenge_path_reaches_the_service(net):
+    """The edge runs no ACME here: /.well-known/acme-challenge/ is the
+    service's own path (its ACME client answering HTTP-01 for itself)."""
+    r = get(net.port, "/.well-known/acme-challenge/abc")
+    assert r.status == 200 and r.body == b"origin token abc\n", r
+    assert r.header("X-Conn") is not None, r
+
+
+def test_acme_challenge_path_kept_when_the_edge_runs_acme(tmp_path, pki, origin):
+    """With tls.acme the edge answers the path itself, and a token it doesn't
+    know gets its own 404: an agent can't answer HTTP-01 for names the edge
+    gets certificates for.  Its CA is a closed port here (no pebble needed);
+    other paths still reach the service."""
+    acme = {"cert_dir": str(tmp_path / "certs"),
+            "acme": {"directory": "https://127.0.0.1:%d/dir" % free_port(), "ca": pki.ca,
+                     "email": "admin@example.org", "accept_terms": True}}
+    n = Net(str(tmp_path / "acme"), pki, origin, extra={"tls": acme})
+    try:
+        before = origin.stats()["requests"]
+        r = get(n.port, "/.well-known/acme-challenge/abc")
+        assert r.status == 404 and r.header("Cache-Control") == "no-store", r
+        assert r.header("X-Conn") is None, r
+        assert origin.stats()["requests"] == before + 1  # only the /stats calls
+        r = get(n.port, "/bytes/10?seed=acme")
+        assert r.status == 200 and r.body == body_chunks_bytes(10, "acme"), r
+    finally:
+        n.close()
 
 
 @pytest.mark.parametrize("data", [
