@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../common/hostpat.h"
 #include "edge.h"
@@ -76,6 +77,13 @@ int registry_authorize(const struct esession *s, const struct edge_agent *a,
 		if (!registry_host_allowed(a, r->host)) {
 			snprintf(reason, cap, "host '%s' is not allowed for agent '%s'", r->host,
 			         a->name);
+			return -1;
+		}
+		/* The agent endpoint's name is the edge's own: a route for it
+		 * would take its HTTP traffic and its ACME certificate. */
+		if (edge.cfg.tunnel.hostname != NULL &&
+		    strcasecmp(r->host, edge.cfg.tunnel.hostname) == 0) {
+			snprintf(reason, cap, "host '%s' is the edge's tunnel hostname", r->host);
 			return -1;
 		}
 	} else {
