@@ -352,6 +352,16 @@ static void edge_acme_updated(void)
  * for tunnel.hostname in cert_dir -- a self-signed placeholder until ACME
  * has the real one (lws needs files when the vhost is created).
  */
+/* Keep a file the placeholder would overwrite: it may be the user's own. */
+static void edge_set_aside(const char *path)
+{
+	char to[4200];
+
+	snprintf(to, sizeof(to), "%s.unusable", path);
+	if (rename(path, to) < 0 && errno != ENOENT)
+		log_warn("cannot rename %s to %s: %s", path, to, strerror(errno));
+}
+
 static int edge_tunnel_cert(void)
 {
 	char err[512];
@@ -376,9 +386,11 @@ static int edge_tunnel_cert(void)
 			acme_want(edge.cfg.tunnel.hostname); /* renewals */
 			return 0;
 		}
-		log_warn("certificate for %s in %s is not usable (%s): replacing it with a "
-		         "self-signed placeholder until ACME has a new one",
+		log_warn("certificate for %s in %s is not usable (%s): kept as .unusable; a "
+		         "self-signed placeholder stands in until ACME has a new one",
 		         edge.cfg.tunnel.hostname, edge.cfg.tls.cert_dir, err);
+		edge_set_aside(tunnel_crt);
+		edge_set_aside(tunnel_key);
 	} else {
 		log_info("no certificate for %s yet: using a self-signed placeholder until ACME "
 		         "has one",

@@ -116,7 +116,8 @@ def test_mismatched_tunnel_pair_falls_back_to_the_placeholder(env):
     e.start()
     e.proc.wait_log("certificate for edge.example.org in %s is not usable (the private key "
                     "does not match the certificate" % e.cert_dir, 5)
-    e.proc.wait_log("replacing it with a self-signed placeholder", 5)
+    e.proc.wait_log("kept as .unusable; a self-signed placeholder stands in", 5)
+    assert os.path.exists(key + ".unusable")  # the files it would overwrite are kept
     leaf = x509.load_der_x509_certificate(served_cert(e.tunnel_port, "edge.example.org"))
     assert leaf.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == \
         "relais placeholder"
