@@ -272,10 +272,15 @@ int udpflow_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		/* lws closed the socket (POLLERR: an ICMP error on the connected
 		 * socket, as when the service restarts).  End the flow: the edge
 		 * forgets it, and the client's next datagram opens a fresh one. */
-		log_info("udp flow %u: the service's socket failed (ICMP error?); flow ended",
-		         u->id);
+		lws_set_opaque_user_data(wsi, NULL); /* lws may call again for this wsi */
 		u->wsi = NULL;
 		u->fd = -1;
+		if (agent.interrupted) { /* the loop is going away with everything */
+			uf_free(u);
+			return 0;
+		}
+		log_info("udp flow %u: the service's socket failed (ICMP error?); flow ended",
+		         u->id);
 		uf_end(u, FRAME_RST, CODE_UNREACHABLE, "the service's socket failed");
 	}
 	return 0;
