@@ -43,8 +43,8 @@ void tunnel_free(struct tunnel *t);
  * when fn returns non-zero (returned as is).  Frames are decoded in place;
  * only one cut by the end of a fragment is copied.  Returns 0, or -1
  * with *err for a malformed frame, a payload over t->rx_max (judged from the
- * header, before the payload arrives, however the message is cut), a message over FRAME_MAX_MESSAGE or a
- * frame cut at the message end.
+ * header, before the payload arrives, however the message is cut), a
+ * message over FRAME_MAX_MESSAGE or a frame cut at the message end.
  */
 int tunnel_rx_feed(struct tunnel *t, const uint8_t *in, size_t len, int last,
                    int (*fn)(void *arg, const struct frame *f), void *arg, const char **err);
