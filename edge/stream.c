@@ -240,8 +240,7 @@ static void stream_violation(struct estream *st, uint32_t code)
 
 	f.u.code.code = code;
 	session_send(st->sess, &f);
-	st->dead = 1;
-	st->ops->on_reset(st->owner, code);
+	stream_reset(st, code);
 }
 
 /* Count received bytes for the probe in flight, or start one. */

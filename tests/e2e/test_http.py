@@ -1073,6 +1073,17 @@ def test_body_stalled_408(lim):
 # ---- forwarding headers -----------------------------------------------------------
 
 
+def origin_saw(port, method, path, headers, body=None):
+    """The request's header fields as the origin saw them: {lower name: [values]}."""
+    with Client(port) as c:
+        r = c.request(method, path, headers=headers, body=body)
+        assert r.status == 200, r
+        got = {}
+        for k, v in r.json()["headers"]:
+            got.setdefault(k.lower(), []).append(v)
+    return got
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_forwarded_headers(net, method):
     hs = [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-For", "198.51.100.1"),
@@ -1081,12 +1092,7 @@ def test_forwarded_headers(net, method):
           ("X-Hop", "secret"), ("Keep-Alive", "timeout=5"), ("Proxy-Connection", "keep-alive"),
           ("TE", "trailers"), ("X-Kept", "yes")]
     path = "/headers" if method == "GET" else "/sha256"
-    with Client(net.port) as c:
-        r = c.request(method, path, headers=hs, body=b"data" if method == "POST" else None)
-        assert r.status == 200, r
-        got = {}
-        for k, v in r.json()["headers"]:
-            got.setdefault(k.lower(), []).append(v)
+    got = origin_saw(net.port, method, path, hs, b"data" if method == "POST" else None)
     assert got["x-forwarded-for"] == ["203.0.113.7, 198.51.100.1, 127.0.0.1"]
     assert got["x-real-ip"] == ["127.0.0.1"]
     assert got["x-forwarded-proto"] == ["http"]
@@ -1110,12 +1116,7 @@ def test_spoofed_forwarding_headers(net):
     address, scheme or host is removed, including names with '_' (which CGI
     and WSGI servers read as if they had '-').  The service sees only the
     edge's values."""
-    with Client(net.port) as c:
-        r = c.request("GET", "/headers", headers=SPOOF + [("X-Kept", "yes")])
-        assert r.status == 200, r
-        got = {}
-        for k, v in r.json()["headers"]:
-            got.setdefault(k.lower(), []).append(v)
+    got = origin_saw(net.port, "GET", "/headers", SPOOF + [("X-Kept", "yes")])
     assert got["x-forwarded-for"] == ["127.0.0.1"]
     assert got["x-real-ip"] == ["127.0.0.1"]
     assert got["x-forwarded-proto"] == ["http"]

@@ -676,9 +676,8 @@ def hello_frame():
     return frame(HELLO, struct.pack(">H", 1) + os.urandom(32))
 
 
-def test_agent_signs_one_hello_per_connection(env):
-    """The agent answers the first HELLO only: a second one (a relay trying to
-    have it sign someone else's challenge) ends the connection."""
+def agent_at_fake_edge(env):
+    """An agent connected to a FakeEdge that sent HELLO and got its AUTH."""
     fake = FakeEdge(env)
     a = Agent(env, "home", routes=[route("www.home.test")])
     try:
@@ -686,6 +685,17 @@ def test_agent_signs_one_hello_per_connection(env):
         fake.accept()
         fake.send(hello_frame())
         assert [f[0] for f in parse_frames(fake.recv())] == [AUTH]
+    except BaseException:
+        fake.close()
+        raise
+    return fake, a
+
+
+def test_agent_signs_one_hello_per_connection(env):
+    """The agent answers the first HELLO only: a second one (a relay trying to
+    have it sign someone else's challenge) ends the connection."""
+    fake, a = agent_at_fake_edge(env)
+    try:
         fake.send(hello_frame())
         with pytest.raises((EOFError, OSError)):
             while True:
@@ -698,13 +708,8 @@ def test_agent_signs_one_hello_per_connection(env):
 def test_edge_that_does_not_read_is_left(env):
     """PINGs in floods, PONGs never read: the agent stops at 16 MiB queued,
     closes the connection and will connect again."""
-    fake = FakeEdge(env)
-    a = Agent(env, "home", routes=[route("www.home.test")])
+    fake, a = agent_at_fake_edge(env)
     try:
-        a.start(fake.url(), wait=False)
-        fake.accept()
-        fake.send(hello_frame())
-        assert [f[0] for f in parse_frames(fake.recv())] == [AUTH]
         fake.send(frame(WELCOME, struct.pack(">II", 1 << 20, 5000) + b"\x04home"))
         fake.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         flood = frame(PING, b"\0" * 8) * 50000
