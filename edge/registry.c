@@ -61,8 +61,10 @@ static int ranges_overlap(const struct eroute *r, const struct frame_route *d)
 }
 
 int registry_authorize(const struct esession *s, const struct edge_agent *a,
-                       const struct frame_route *r, char *reason, size_t cap)
+                       const struct frame_route *r, char *reason, size_t cap,
+                       const char **holder)
 {
+	*holder = NULL;
 	int is_host = r->kind == ROUTE_KIND_HTTP || r->kind == ROUTE_KIND_TLS;
 
 	if (s->nroutes >= SESSION_MAX_ROUTES) {
@@ -111,14 +113,17 @@ int registry_authorize(const struct esession *s, const struct edge_agent *a,
 				         is_host ? r->host : "port range");
 				return -1;
 			}
-			/* The same agent may hold a route over several connections (HA). */
+			/* The same agent may hold a route over several connections
+			 * (HA).  The reason goes to the agent: it does not name the
+			 * other one (the edge's log does, from *holder). */
 			if (strcmp(o->agent, s->agent) != 0) {
 				if (is_host)
-					snprintf(reason, cap, "host '%s' is held by agent '%s'",
-					         r->host, o->agent);
+					snprintf(reason, cap, "host '%s' is held by another agent",
+					         r->host);
 				else
-					snprintf(reason, cap, "port %u is held by agent '%s'",
-					         er->port_lo, o->agent);
+					snprintf(reason, cap, "port %u is held by another agent",
+					         er->port_lo);
+				*holder = o->agent;
 				return -1;
 			}
 		}

@@ -18,10 +18,12 @@ struct esession *registry_first(void);
 
 /**
  * Decide a route declared by session s of agent a.  Returns 0 to accept, or
- * -1 with a reason for the agent in reason[0..cap).
+ * -1 with a reason for the agent in reason[0..cap); when another agent holds
+ * the host or port, *holder names it, for the edge's log only.
  */
 int registry_authorize(const struct esession *s, const struct edge_agent *a,
-                       const struct frame_route *r, char *reason, size_t cap);
+                       const struct frame_route *r, char *reason, size_t cap,
+                       const char **holder);
 
 /**
  * After a reload: 0 when session s's agent is still configured under the

@@ -281,6 +281,7 @@ static int session_on_route(struct esession *s, const struct frame *in)
 	struct frame f = {.type = FRAME_ROUTE_ANSWER, .stream = in->stream};
 	char reason[PROTO_MAX_REASON + 1];
 	const struct frame_route *r = &in->u.route;
+	const char *holder = NULL;
 
 	if (!ag) {
 		session_kill(s, "agent removed from the configuration");
@@ -294,14 +295,18 @@ static int session_on_route(struct esession *s, const struct frame *in)
 			return 1;
 		}
 	}
-	if (registry_authorize(s, ag, r, reason, sizeof(reason)) < 0 ||
+	if (registry_authorize(s, ag, r, reason, sizeof(reason), &holder) < 0 ||
 	    session_open_ports(r, reason, sizeof(reason)) < 0) {
+		char who[PROTO_MAX_NAME + 16] = "";
+
+		if (holder)
+			snprintf(who, sizeof(who), " (agent '%s')", holder);
 		if (r->host[0])
-			log_warn("agent '%s': route %s refused: %s", s->agent, r->host, reason);
+			log_warn("agent '%s': route %s refused: %s%s", s->agent, r->host, reason, who);
 		else
-			log_warn("agent '%s': route %s/%u-%u refused: %s", s->agent,
+			log_warn("agent '%s': route %s/%u-%u refused: %s%s", s->agent,
 			         r->kind == ROUTE_KIND_UDP ? "udp" : "tcp", r->port_lo, r->port_hi,
-			         reason);
+			         reason, who);
 		f.u.code.code = ROUTE_REFUSED;
 		snprintf(f.u.code.reason, sizeof(f.u.code.reason), "%s", reason);
 		return session_send(s, &f);

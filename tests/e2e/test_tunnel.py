@@ -100,10 +100,14 @@ def test_route_held_by_another_agent_is_refused(env):
     home.proc.wait_log("route shared.test accepted by the edge")
     home.proc.wait_log("route tcp/%d accepted by the edge" % port)
     other.start(e.url())
+    # The agent learns why, not who: the holder's name is in the edge's log only.
     other.proc.wait_log("route shared.test refused by the edge: "
-                        "host 'shared.test' is held by agent 'home'")
-    other.proc.wait_log("route tcp/%d refused by the edge: port %d is held by agent 'home'"
+                        "host 'shared.test' is held by another agent")
+    other.proc.wait_log("route tcp/%d refused by the edge: port %d is held by another agent"
                         % (port, port))
+    e.proc.wait_log("agent 'other': route shared.test refused: "
+                    "host 'shared.test' is held by another agent (agent 'home')")
+    assert "'home'" not in other.proc.log()
     other.proc.wait_log("route other.test accepted by the edge")
     assert e.routes() == sorted([("home", "http", "shared.test"), ("home",) + ports(port),
                                  ("other", "http", "other.test")])
