@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../common/log.h"
+#include "../common/nofile.h"
 #include "agent.h"
 #include "resolve.h"
 #include "udpflow.h"
@@ -178,6 +179,7 @@ static int agent_start(void)
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.pt_serv_buf_size = 128 * 1024;
 	info.timeout_secs = 10;
+	nofile_raise(); /* before lws sizes its tables from the limit */
 	agent.ctx = lws_create_context(&info);
 	if (!agent.ctx) {
 		log_error("cannot create the event loop");

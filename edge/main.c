@@ -14,6 +14,7 @@
 #include "../common/conn.h"
 #include "../common/keys.h"
 #include "../common/log.h"
+#include "../common/nofile.h"
 #include "accesslog.h"
 #include "acme.h"
 #include "admin.h"
@@ -416,6 +417,7 @@ static int edge_start(void)
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.pt_serv_buf_size = 128 * 1024;
 	info.fd_limit_per_thread = 0;
+	nofile_raise(); /* before lws sizes its tables from the limit */
 	edge.ctx = lws_create_context(&info);
 	if (!edge.ctx) {
 		log_error("cannot create the event loop");

@@ -920,6 +920,43 @@ def open_fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def test_soft_limit_of_open_files_is_raised_at_start(env, closing):
+    """Started from a shell's low soft limit, edge and agent raise it towards
+    the hard limit (at most 65536) and then carry more connections than the
+    old limit allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if want < 1024:
+        pytest.skip("RLIMIT_NOFILE hard limit %d too low" % hard)
+    origin = TcpService(echo_handler, backlog=512)
+    closing(origin)
+    port = free_ports(1)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))  # inherited by both
+    try:
+        a, e = stream_pair(env, [tcp(port, origin.port)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    for proc in (a.proc, e.proc):
+        assert resource.prlimit(proc.pid, resource.RLIMIT_NOFILE) == (want, hard)
+    # 200 clients at once: each is two descriptors at the edge (client, and
+    # the agent's connection to the service), past the limit of 128 they had.
+    socks = []
+    for i in range(200):
+        c = connect("127.0.0.1", port)
+        closing(c)
+        socks.append(c)
+    for i, c in enumerate(socks):
+        c.sendall(b"n%d" % i)
+    for i, c in enumerate(socks):
+        want, got = b"n%d" % i, b""
+        while len(got) < len(want):
+            d = c.recv(len(want) - len(got))
+            assert d, "connection %d closed early" % i
+            got += d
+        assert got == want
+    assert a.proc.alive() and e.proc.alive()
+
+
 def test_agent_out_of_descriptors_refuses_and_recovers(env, closing):
     """New flows and connections fail at once (socket() or connect()) when the
     agent has no descriptor left: refused cleanly, nothing else breaks, and
