@@ -17,6 +17,7 @@ struct edge {
 	int draining;          /* SIGTERM received */
 	int tunnel_shared;     /* tunnel.listen == listen.https: agents found by SNI */
 	uint64_t streams_open; /* live streams, all sessions */
+	long fd_cap;           /* public clients get descriptors below this (listener.h) */
 };
 
 extern struct edge edge;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -85,19 +86,20 @@ static void listener_resume(lws_sorted_usec_list_t *sul)
 }
 
 /*
- * Out of descriptors or memory: the connection stays in the backlog and the
- * socket stays readable, so polling on would spin.  Stop accepting for a
- * while instead (the backlog holds the clients; the kernel drops what does
- * not fit), and warn once a second at most.
+ * Out of descriptors or memory, or at the public clients' share of them: the
+ * connection stays in the backlog and the socket stays readable, so polling
+ * on would spin.  Stop accepting for a while instead (the backlog holds the
+ * clients; the kernel drops what does not fit), and warn once a second at
+ * most.
  */
-static void listener_starved(struct listener *l, int err)
+static void listener_pause(struct listener *l, const char *why)
 {
 	uint64_t now = (uint64_t)lws_now_usecs();
 
 	l->failures++;
 	if (now - l->warned_us >= LWS_US_PER_SEC) {
-		log_warn("%s listener: accept: %s (%llu times); not accepting for %d ms", l->name,
-		         strerror(err), (unsigned long long)l->failures, LISTENER_BACKOFF_MS);
+		log_warn("%s listener: %s (%llu times); not accepting for %d ms", l->name, why,
+		         (unsigned long long)l->failures, LISTENER_BACKOFF_MS);
 		l->warned_us = now;
 		l->failures = 0;
 	}
@@ -121,12 +123,26 @@ static void listener_accept(struct listener *l)
 		             SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM)
-				listener_starved(l, errno);
-			else if (errno == ECONNABORTED || errno == EINTR)
+			    errno == ENOMEM) {
+				char why[96];
+
+				snprintf(why, sizeof(why), "accept: %s", strerror(errno));
+				listener_pause(l, why);
+			} else if (errno == ECONNABORTED || errno == EINTR)
 				continue;
 			else if (errno != EAGAIN && errno != EWOULDBLOCK)
 				log_warn("%s listener: accept: %s", l->name, strerror(errno));
+			return;
+		}
+		if (fd >= edge.fd_cap && !l->reserve_ok) {
+			char why[128];
+
+			close(fd);
+			snprintf(why, sizeof(why),
+			         "client refused: %ld descriptors in use, the rest "
+			         "kept for agents",
+			         edge.fd_cap);
+			listener_pause(l, why);
 			return;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

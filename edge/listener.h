@@ -27,7 +27,19 @@ struct listener {
 	int backoff;                /* not polled: out of descriptors or memory */
 	uint64_t warned_us;         /* last resource warning (one per second) */
 	uint64_t failures;          /* resource errors since that warning */
+	int reserve_ok;             /* may use the reserved descriptors (admin) */
 };
+
+/**
+ * Public clients never get the last descriptors: an accepted connection whose
+ * descriptor is edge.fd_cap or above (the kernel hands out the lowest free
+ * one, so every descriptor below it is in use) is closed at once and its
+ * listener pauses, unless the listener is reserve_ok.  What is kept serves
+ * the tunnel's agents, stream ports reopened for them, certificate and log
+ * files, and the ACME client: a flood of public connections cannot keep a
+ * reconnecting agent out.
+ */
+#define LISTENER_RESERVE_MAX 512 /* kept: min(this, a quarter of the limit) */
 
 /**
  * Bind and listen on addr (SO_REUSEADDR, non-blocking) and add it to the

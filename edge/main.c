@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -412,12 +413,16 @@ static int edge_start(void)
 	struct lws_context_creation_info info;
 	char iface[ADDR_TEXT_MAX];
 	const char *err;
+	long nofile, reserve;
 
 	memset(&info, 0, sizeof(info));
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.pt_serv_buf_size = 128 * 1024;
 	info.fd_limit_per_thread = 0;
-	nofile_raise(); /* before lws sizes its tables from the limit */
+	/* Before lws sizes its tables from the limit. */
+	nofile = nofile_raise();
+	reserve = nofile / 4 < LISTENER_RESERVE_MAX ? nofile / 4 : LISTENER_RESERVE_MAX;
+	edge.fd_cap = nofile < 0 ? LONG_MAX : nofile - reserve;
 	edge.ctx = lws_create_context(&info);
 	if (!edge.ctx) {
 		log_error("cannot create the event loop");
@@ -521,6 +526,7 @@ static int edge_start(void)
 			log_error("cannot listen on admin %s: %s", at, err);
 			return -1;
 		}
+		admin_listener->reserve_ok = 1; /* the operator's, not the public's */
 	}
 	return 0;
 }

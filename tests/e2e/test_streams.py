@@ -19,10 +19,10 @@ import time
 
 import pytest
 
-from relais import (SLOW, Agent, DelayRelay, Edge, Iperf3Server, TcpRelay, TcpService, UdpEcho,
-                    free_ports, iperf3_client, proc_cpu_seconds, proxy_v1, proxy_v2,
-                    read_proxy_header, recv_all, stream_pair, tcp_listening, udp_ask, udp_bound,
-                    wait_for)
+from relais import (EDGE_BIN, SLOW, Agent, DelayRelay, Edge, Iperf3Server, Proc, TcpRelay,
+                    TcpService, UdpEcho, free_ports, iperf3_client, proc_cpu_seconds, proxy_v1,
+                    proxy_v2, read_proxy_header, recv_all, stream_pair, tcp_listening, udp_ask,
+                    udp_bound, wait_for)
 
 
 def tcp(port, to_port, **kw):
@@ -992,6 +992,48 @@ def test_agent_out_of_descriptors_refuses_and_recovers(env, closing):
     assert udp_ask("127.0.0.1", uport, b"back") == b"echo:back"
     assert echo_roundtrip("127.0.0.1", tport, b"again") == b"again"
     assert a.proc.alive() and e.proc.alive()
+
+
+def test_public_clients_leave_descriptors_for_agents(env, closing):
+    """A flood of public connections cannot take the edge's last descriptors:
+    with a limit of 600 the edge keeps 150 (a quarter, at most 512), refuses
+    clients past that with a warning, and a reconnecting agent still gets in
+    and has its stream port reopened."""
+    origin = TcpService(echo_handler)
+    closing(origin)
+    port = free_ports(1)
+    a = Agent(env, "home", streams=[tcp(port, origin.port)])
+    e = Edge(env, agents=[a.entry(ports=["tcp/%d" % port])])
+    e.cfg["listen"]["streams"] = ["127.0.0.1"]
+    e.write()
+    # The edge alone runs with soft = hard = 600 (prlimit execs it: same pid).
+    e.proc = Proc(["prlimit", "--nofile=600:600", EDGE_BIN, "-d", "-c", e.path],
+                  os.path.join(env.dir, "edge.log"))
+    env.procs.append(e.proc)
+    wait_for(e.ready, 5, what="edge admin endpoint")
+    a.start(e.url())
+    a.proc.wait_log("route tcp/%d accepted by the edge" % port)
+    # 600 idle HTTP clients (no request head: they wait for header_timeout).
+    flood = []
+    for _ in range(600):
+        c = socket.socket()
+        closing(c)
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", e.http_port))
+        flood.append(c)
+    e.proc.wait_log("descriptors in use, the rest kept for agents", timeout=10)
+    assert e.proc.alive()
+    # The agent goes and comes back: a tunnel connection and a new listener.
+    a.proc.stop()
+    mark = e.proc.mark()
+    a.start(e.url(), wait=False)
+    e.proc.wait_log("agent 'home': route tcp/%d-%d accepted" % (port, port), timeout=10,
+                    since=mark)
+    assert "Too many open files" not in e.log()
+    for c in flood:
+        c.close()
+    assert echo_roundtrip("127.0.0.1", port, b"after") == b"after"
+    assert e.proc.alive()
 
 
 def test_edge_out_of_descriptors_pauses_accepting(env, closing):
