@@ -175,6 +175,22 @@ int addr_equal(const struct addr *a, const struct addr *b)
 	return 0;
 }
 
+void addr_unmap(struct addr *a)
+{
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
+	struct sockaddr_in sin;
+
+	if (a->ss.ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr))
+		return;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = sin6->sin6_port;
+	memcpy(&sin.sin_addr, &sin6->sin6_addr.s6_addr[12], 4);
+	memset(&a->ss, 0, sizeof(a->ss));
+	memcpy(&a->ss, &sin, sizeof(sin));
+	a->len = sizeof(sin);
+}
+
 int addr_is_any(const struct addr *a)
 {
 	if (a->ss.ss_family == AF_INET)

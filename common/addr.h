@@ -40,6 +40,14 @@ int addr_equal(const struct addr *a, const struct addr *b);
 int addr_is_any(const struct addr *a);
 
 /**
+ * An IPv4-mapped IPv6 address (::ffff:1.2.3.4, how a dual-stack socket
+ * names an IPv4 peer) becomes the AF_INET address it is, port kept; any
+ * other address is left alone.  What relais passes on (PROXY headers, the
+ * OPEN frame) then says TCP4 for an IPv4 client.
+ */
+void addr_unmap(struct addr *a);
+
+/**
  * Split "host:port" / "[v6]:port" into host (no brackets) and port, for
  * targets that may be names.  Returns 0 or -1 (missing or bad port, host too
  * long for hostcap).

@@ -485,6 +485,8 @@ struct conn *conn_adopt(struct lws_vhost *vh, int fd, int peek, const struct con
 	getpeername(fd, (struct sockaddr *)&c->peer.ss, &c->peer.len);
 	c->local.len = sizeof(c->local.ss);
 	getsockname(fd, (struct sockaddr *)&c->local.ss, &c->local.len);
+	addr_unmap(&c->peer); /* from a dual-stack listener */
+	addr_unmap(&c->local);
 	if (conn_watch(c, vh, err) < 0) {
 		close(fd);
 		conn_free(c);

@@ -16,7 +16,7 @@
 
 #define LISTENER_BACKOFF_MS 100 /* pause after running out of descriptors */
 
-struct listener *listener_open(const struct addr *addr, const char *name,
+struct listener *listener_open(const struct addr *addr, const char *name, int flags,
                                listener_accept_fn on_accept, void *arg, const char **err)
 {
 	struct listener *l;
@@ -30,8 +30,11 @@ struct listener *listener_open(const struct addr *addr, const char *name,
 		return NULL;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (addr->ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (addr->ss.ss_family == AF_INET6) {
+		int v6only = !((flags & LISTENER_DUAL_STACK) && addr_is_any(addr));
+
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+	}
 	if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 || listen(fd, 511) < 0) {
 		*err = strerror(errno);
 		close(fd);
@@ -149,6 +152,8 @@ static void listener_accept(struct listener *l)
 		local.len = sizeof(local.ss);
 		if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) < 0)
 			local = l->addr;
+		addr_unmap(&peer);
+		addr_unmap(&local);
 		l->on_accept(l, fd, &peer, &local);
 	}
 }

@@ -41,12 +41,17 @@ struct listener {
  */
 #define LISTENER_RESERVE_MAX 512 /* kept: min(this, a quarter of the limit) */
 
+/* listener_open() flags */
+#define LISTENER_DUAL_STACK 1 /* "::" takes IPv4 clients too (else IPv6 only) */
+
 /**
  * Bind and listen on addr (SO_REUSEADDR, non-blocking) and add it to the
- * loop.  Returns a listener the caller frees with listener_close(), or NULL
- * with *err set to a strerror() text.
+ * loop.  An IPv6 address is IPv6 only, except the wildcard with
+ * LISTENER_DUAL_STACK; IPv4 clients of such a listener are handed over with
+ * AF_INET addresses.  Returns a listener the caller frees with
+ * listener_close(), or NULL with *err set to a strerror() text.
  */
-struct listener *listener_open(const struct addr *addr, const char *name,
+struct listener *listener_open(const struct addr *addr, const char *name, int flags,
                                listener_accept_fn on_accept, void *arg, const char **err);
 
 /** Stop listening and free l. */

@@ -498,7 +498,8 @@ static int edge_start(void)
 		return -1;
 	}
 	if (edge.cfg.has_http) {
-		http_listener = listener_open(&edge.cfg.http, "http", proxy_accept, NULL, &err);
+		http_listener = listener_open(&edge.cfg.http, "http", LISTENER_DUAL_STACK,
+		                              proxy_accept, NULL, &err);
 		if (!http_listener) {
 			char at[ADDR_TEXT_MAX];
 
@@ -508,7 +509,8 @@ static int edge_start(void)
 		}
 	}
 	if (edge.cfg.has_https) {
-		https_listener = listener_open(&edge.cfg.https, "https", https_accept, NULL, &err);
+		https_listener = listener_open(&edge.cfg.https, "https", LISTENER_DUAL_STACK,
+		                               https_accept, NULL, &err);
 		if (!https_listener) {
 			char at[ADDR_TEXT_MAX];
 
@@ -518,7 +520,8 @@ static int edge_start(void)
 		}
 	}
 	if (edge.cfg.has_admin) {
-		admin_listener = listener_open(&edge.cfg.admin, "admin", admin_accept, NULL, &err);
+		admin_listener = listener_open(&edge.cfg.admin, "admin", LISTENER_DUAL_STACK,
+		                               admin_accept, NULL, &err);
 		if (!admin_listener) {
 			char at[ADDR_TEXT_MAX];
 

@@ -90,7 +90,7 @@ static struct sport *ports_bind(uint8_t kind, uint16_t port, char *why, size_t c
 		else
 			((struct sockaddr_in6 *)&a.ss)->sin6_port = htons(port);
 		if (kind == ROUTE_KIND_TCP)
-			sp->tcp[i] = listener_open(&a, name, ports_tcp_accept, sp, &err);
+			sp->tcp[i] = listener_open(&a, name, 0, ports_tcp_accept, sp, &err);
 		else
 			sp->udp[i] = udp_open(&a, port, &err);
 		if (err) {

@@ -759,21 +759,23 @@ def test_udp_on_wildcard_answers_from_the_address_asked(env, closing):
     assert e.status()["udp_dropped"] == 0
 
 
-def test_proxy_protocol_v1_on_an_http_route(env, closing):
-    def handler(sock, info):
-        info["header"] = read_proxy_header(sock)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            d = sock.recv(65536)
-            if not d:
-                return
-            buf += d
-        info["request"] = buf
-        body = info["header"]
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
-                     % len(body) + body)
+def proxy_http_handler(sock, info):
+    """An HTTP origin behind PROXY: answers one request with the header it got."""
+    info["header"] = read_proxy_header(sock)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = sock.recv(65536)
+        if not d:
+            return
+        buf += d
+    info["request"] = buf
+    body = info["header"]
+    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                 % len(body) + body)
 
-    origin = TcpService(handler)
+
+def test_proxy_protocol_v1_on_an_http_route(env, closing):
+    origin = TcpService(proxy_http_handler)
     closing(origin)
     routes = [{"host": "pp.home.test", "to": "http://127.0.0.1:%d" % origin.port,
                "proxy_protocol": "v1"}]
@@ -793,6 +795,35 @@ def test_proxy_protocol_v1_on_an_http_route(env, closing):
                  what="origin got request %d" % i)
         assert origin.conns[i]["header"] == expected
         assert origin.conns[i]["request"].startswith(b"GET /x HTTP/1.1\r\n")
+    wait_streams_zero(e)
+
+
+def test_http_on_the_ipv6_wildcard_takes_ipv4_clients_too(env, closing):
+    """listen.http "[::]:PORT" serves IPv4 and IPv6 clients, and an IPv4
+    client is passed on as IPv4 (PROXY TCP4 127.0.0.1), not ::ffff:127.0.0.1."""
+    origin = TcpService(proxy_http_handler)
+    closing(origin)
+    routes = [{"host": "pp.home.test", "to": "http://127.0.0.1:%d" % origin.port,
+               "proxy_protocol": "v1"}]
+    a = Agent(env, "home", routes=routes)
+    e = Edge(env, agents=[a.entry(hosts=["*.home.test"])])
+    e.cfg["listen"]["http"] = "[::]:%d" % e.http_port
+    e.write()
+    e.start()
+    a.start(e.url())
+    a.proc.wait_log("route pp.home.test accepted by the edge")
+    for i, host in enumerate(("127.0.0.1", "::1")):
+        s = connect(host, e.http_port)
+        try:
+            src = s.getsockname()[:2]
+            s.sendall(b"GET / HTTP/1.1\r\nHost: pp.home.test\r\nConnection: close\r\n\r\n")
+            resp = recv_all(s)
+        finally:
+            s.close()
+        expected = proxy_v1(src, (host, e.http_port))
+        assert expected.startswith(b"PROXY TCP4 127.0.0.1 " if i == 0 else b"PROXY TCP6 ::1 ")
+        assert resp.startswith(b"HTTP/1.1 200"), resp[:200]
+        assert resp.endswith(b"\r\n\r\n" + expected), resp
     wait_streams_zero(e)
 
 
