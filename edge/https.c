@@ -3,6 +3,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../common/conn.h"
@@ -21,10 +22,13 @@
 /* A connection whose ClientHello is still being read. */
 struct sniwait {
 	struct conn *conn;
+	int fd; /* the conn's socket (owned by the conn), for SO_RCVLOWAT */
 	char ip[ADDR_TEXT_MAX];
 	uint64_t started;
 	lws_sorted_usec_list_t sul_retry;
 	lws_sorted_usec_list_t sul_deadline;
+	ssize_t seen; /* bytes peeked at the last look */
+	int lowat;    /* SO_RCVLOWAT raised above 1 */
 };
 
 static uint8_t hello_buf[CH_MAX_BYTES];
@@ -42,6 +46,20 @@ static void sni_deadline(lws_sorted_usec_list_t *sul)
 
 	log_info("https: %s: no complete ClientHello within 10 s; closing", w->ip);
 	conn_close(w->conn, "ClientHello too slow");
+}
+
+/*
+ * Wake up only when the socket holds at least n bytes (or the peer shut its
+ * side, or failed): peeked bytes stay in the socket, so with the default mark
+ * of 1 POLLIN would be raised again at once.  Linux honours SO_RCVLOWAT in
+ * poll() for TCP (socket(7)).  Returns 0, or -1 when the mark was not set.
+ */
+static int sni_lowat(struct sniwait *w, int n)
+{
+	if (setsockopt(w->fd, SOL_SOCKET, SO_RCVLOWAT, &n, sizeof(n)) < 0)
+		return -1;
+	w->lowat = n > 1;
+	return 0;
 }
 
 static void sni_retry(lws_sorted_usec_list_t *sul)
@@ -122,12 +140,25 @@ static void sni_on_peek(void *arg)
 		return;
 	}
 	if (r == CH_INCOMPLETE) {
-		/* The bytes stay in the socket (peek), so POLLIN would fire at once
-		 * again: look again a little later instead of spinning. */
+		ssize_t before = w->seen;
+
+		if (!before)
+			log_debug("https: %s: ClientHello incomplete (%zd bytes); waiting", w->ip,
+			          n);
+		w->seen = n;
+		/* Sleep until more than these n bytes are there.  The kernel may
+		 * still raise POLLIN below the mark (memory pressure), and then
+		 * nothing new came: look again a little later instead of
+		 * spinning, as when the mark cannot be set. */
+		if (n > before && sni_lowat(w, (int)n + 1) == 0)
+			return;
 		conn_pause(w->conn, 1);
 		lws_sul_schedule(edge.ctx, 0, &w->sul_retry, sni_retry, HELLO_RETRY_US);
 		return;
 	}
+	/* Whoever reads the socket next must see every byte as it comes. */
+	if (w->lowat)
+		sni_lowat(w, 1);
 	if (r < 0) {
 		log_info("https: %s: %s; closing", w->ip, err);
 		conn_close(w->conn, err);
@@ -174,6 +205,7 @@ void https_accept(struct listener *l, int fd, const struct addr *peer, const str
 		return;
 	}
 	addr_format_ip((const struct sockaddr *)&peer->ss, w->ip);
+	w->fd = fd;
 	w->conn = conn_adopt(edge.raw_vh, fd, 1, &sni_ops, w, &err);
 	if (!w->conn) {
 		log_warn("https: cannot adopt a connection: %s", err);
