@@ -36,7 +36,7 @@ struct edge edge;
 
 static int interrupted;
 static int debug_logging; /* -d: kept across reloads */
-static struct listener *admin_listener, *http_listener, *https_listener;
+static struct listener *admin_listener, *http_listener, *https_listener, *tunnel_listener;
 static lws_sorted_usec_list_t certs_sul;
 static char tunnel_crt[4096], tunnel_key[4096];
 
@@ -408,10 +408,21 @@ static int edge_tunnel_cert(void)
 	return 0;
 }
 
+/* An agent on tunnel.listen: to lws's agent endpoint (TLS, then WebSocket). */
+static void tunnel_accept(struct listener *l, int fd, const struct addr *peer,
+                          const struct addr *local)
+{
+	char ip[ADDR_TEXT_MAX];
+
+	if (!lws_adopt_socket_vhost(edge.tunnel_vh, fd)) { /* lws closed fd */
+		addr_format_ip((const struct sockaddr *)&peer->ss, ip);
+		log_warn("tunnel: %s: cannot hand the connection to the agent endpoint", ip);
+	}
+}
+
 static int edge_start(void)
 {
 	struct lws_context_creation_info info;
-	char iface[ADDR_TEXT_MAX];
 	const char *err;
 	long nofile, reserve;
 
@@ -449,12 +460,10 @@ static int edge_start(void)
 
 	memset(&info, 0, sizeof(info));
 	info.vhost_name = "tunnel";
-	addr_format_ip((const struct sockaddr *)&edge.cfg.tunnel.listen.ss, iface);
-	/* Sharing the TLS port: https.c accepts and hands agents over by SNI. */
-	info.port =
-	    edge.tunnel_shared ? CONTEXT_PORT_NO_LISTEN_SERVER : addr_port(&edge.cfg.tunnel.listen);
-	if (strcmp(iface, "0.0.0.0") != 0 && strcmp(iface, "::") != 0)
-		info.iface = iface;
+	/* No listener of lws's own: given "127.0.0.1" as iface, lws 4.1 listened
+	 * on every address.  Ours (tunnel_accept) binds exactly tunnel.listen;
+	 * sharing the TLS port, https.c hands agents over by SNI instead. */
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = tunnel_protocols;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.ssl_cert_filepath = tunnel_crt;
@@ -470,8 +479,7 @@ static int edge_start(void)
 		char at[ADDR_TEXT_MAX];
 
 		addr_format(&edge.cfg.tunnel.listen, at);
-		log_error("cannot open the tunnel endpoint on %s (address in use, or bad "
-		          "tunnel.cert/tunnel.key)",
+		log_error("cannot set up the tunnel endpoint on %s (bad tunnel.cert/tunnel.key?)",
 		          at);
 		return -1;
 	}
@@ -530,6 +538,18 @@ static int edge_start(void)
 			return -1;
 		}
 		admin_listener->reserve_ok = 1; /* the operator's, not the public's */
+	}
+	if (!edge.tunnel_shared) {
+		tunnel_listener = listener_open(&edge.cfg.tunnel.listen, "tunnel",
+		                                LISTENER_DUAL_STACK, tunnel_accept, NULL, &err);
+		if (!tunnel_listener) {
+			char at[ADDR_TEXT_MAX];
+
+			addr_format(&edge.cfg.tunnel.listen, at);
+			log_error("cannot listen on tunnel %s: %s", at, err);
+			return -1;
+		}
+		tunnel_listener->reserve_ok = 1; /* agents get the reserve (listener.h) */
 	}
 	return 0;
 }
@@ -599,6 +619,7 @@ int main(int argc, char **argv)
 	listener_close(admin_listener);
 	listener_close(http_listener);
 	listener_close(https_listener);
+	listener_close(tunnel_listener);
 	lws_sul_cancel(&certs_sul);
 	acme_stop(); /* its thread wakes the loop: stop it before the loop goes */
 	conn_exiting();
