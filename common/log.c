@@ -3,7 +3,8 @@
  *
  * Each line is formatted in full first and written with a single fprintf so
  * that lines from several threads do not interleave (stdio locks the stream
- * for the duration of one call).
+ * for the duration of one call).  Control bytes and invalid UTF-8 in a
+ * message are escaped, so that no text from outside can forge a line.
  */
 #include "log.h"
 
@@ -60,14 +61,82 @@ static void log_timestamp(char *out, size_t cap)
 static void log_vemit(const char *level, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
+/*
+ * Length of the UTF-8 sequence at s that may be shown as it is, or 0: it is
+ * not valid UTF-8 (RFC 3629: overlong, surrogate, above U+10FFFF, cut), or
+ * it is a C1 control (U+0080..U+009F: 8-bit CSI and friends), a line or
+ * paragraph separator (U+2028, U+2029) or a bidirectional override
+ * (U+202A..U+202E, U+2066..U+2069) that would forge or reorder a line.
+ */
+static size_t log_utf8_ok(const unsigned char *s)
+{
+	unsigned cp;
+	size_t n;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1fu;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0fu;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07u;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3fu);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp <= 0x9f || cp == 0x2028 || cp == 0x2029 ||
+	    (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))
+		return 0;
+	return n;
+}
+
+/*
+ * Copy msg into out (cap bytes, NUL-terminated) with every byte that could
+ * end the line, drive a terminal or break a reader written as \xHH.
+ * Messages carry text from peers (a client's request path, an agent's
+ * reason, an ACME server's error, a WebSocket handshake's status line), so
+ * this keeps each message on one line of harmless text whatever a caller
+ * passed.  A message cut by cap is cut between characters.
+ */
+static void log_escape(const char *msg, char *out, size_t cap)
+{
+	const unsigned char *s = (const unsigned char *)msg;
+	size_t o = 0, n;
+
+	while (*s) {
+		if (*s >= 0x20 && *s < 0x7f)
+			n = 1;
+		else
+			n = *s >= 0x80 ? log_utf8_ok(s) : 0;
+		if (n > 0) {
+			if (o + n >= cap)
+				break;
+			memcpy(out + o, s, n);
+			o += n;
+			s += n;
+			continue;
+		}
+		if (o + 4 >= cap)
+			break;
+		snprintf(out + o, cap - o, "\\x%02x", *s);
+		o += 4;
+		s++;
+	}
+	out[o] = '\0';
+}
+
 static void log_vemit(const char *level, const char *fmt, va_list ap)
 {
-	char msg[LOG_LINE_MAX];
+	char msg[LOG_LINE_MAX], line[LOG_LINE_MAX];
 	char ts[48];
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	log_escape(msg, line, sizeof(line));
 	log_timestamp(ts, sizeof(ts));
-	fprintf(stderr, "%s %s[%ld] %s: %s\n", ts, log_prog, (long)getpid(), level, msg);
+	fprintf(stderr, "%s %s[%ld] %s: %s\n", ts, log_prog, (long)getpid(), level, line);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

@@ -12,7 +12,11 @@ void log_init(const char *prog, enum log_level level);
 /** Parse "error", "warn", "info", "debug"; returns -1 for anything else. */
 int log_level_parse(const char *s);
 
-/** Print "YYYY-mm-ddTHH:MM:SS.mmmZ prog[pid] LEVEL: message" when level is enabled. */
+/**
+ * Print "YYYY-mm-ddTHH:MM:SS.mmmZ prog[pid] LEVEL: message" when level is
+ * enabled; in the message, control characters (C0, DEL, C1), invalid UTF-8,
+ * U+2028/U+2029 and bidi overrides are written as \xHH, one per byte.
+ */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
