@@ -97,3 +97,97 @@ def test_agent_log_escapes_the_status_line_of_a_refused_handshake(env):
     assert not re.search(rb"(^|\n)FORGED", log)
     assert not re.search(rb"[\x00-\x09\x0b-\x1f\x7f]", log)
     log.decode("utf-8")  # strictly valid
+
+
+# ---- the access log -----------------------------------------------------------------------
+
+def test_access_log_is_created_without_access_for_others(env):
+    """Client addresses are personal data: under a umask of 022 (a container,
+    a shell) the file must still not be readable by every local user."""
+    old = os.umask(0o022)
+    try:
+        e = Edge(env).start()
+    finally:
+        os.umask(old)
+    get(e, "/x")
+    mode = os.stat(e.cfg["access_log"]).st_mode & 0o777
+    assert mode == 0o640, oct(mode)
+
+
+def test_reload_does_not_follow_a_symlink_planted_at_the_access_log(env):
+    """Whoever can write the log directory must not get the edge to append
+    to another file: after rotation a symbolic link sits where access.log
+    was; the reload refuses it and lines keep going to the file open before."""
+    e = Edge(env).start()
+    path = e.cfg["access_log"]
+    victim = os.path.join(env.dir, "victim")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    get(e, "/before")
+    wait_for(lambda: b"/before" in read(path), what="the first line")
+    os.rename(path, path + ".1")
+    os.symlink(victim, path)
+    m = e.proc.mark()
+    e.reload()
+    e.proc.wait_log("configuration reloaded", since=m)
+    get(e, "/after")
+    get(e, "/after2")
+    assert read(victim) == b"precious\n"
+    wait_for(lambda: b"/after2" in read(path + ".1"), what="the lines in the file open before")
+    assert "cannot open access_log %s: Too many levels of symbolic links" % path in e.log()[m:]
+
+
+def test_a_fifo_nobody_reads_at_the_access_log_does_not_hang_the_edge(env):
+    """open() of a FIFO for writing waits for a reader: the edge would hang
+    at start (or in a reload) instead of saying what is wrong."""
+    e = Edge(env)
+    os.mkfifo(e.cfg["access_log"])
+    p = subprocess.Popen([EDGE_BIN, "-c", e.path], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    try:
+        out, _ = p.communicate(timeout=5 * SLOW)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise AssertionError("the edge hangs opening a FIFO nobody reads")
+    assert p.returncode != 0
+    assert b"cannot open access_log %s: No such device or address" % e.cfg[
+        "access_log"].encode() in out, out
+
+
+def test_access_log_write_errors_are_warned_and_requests_still_served(env):
+    """Disk full: each line is lost, requests go on, the process log says so
+    once (not once per request)."""
+    e = Edge(env, extra={"access_log": "/dev/full"}).start()
+    for p in ("/a", "/b", "/c"):
+        get(e, p)
+    e.proc.wait_log("access_log: cannot write: No space left on device (1 lines lost)")
+    assert e.status()["streams"] == 0
+    assert e.log().count("access_log: cannot write") == 1
+
+
+def test_a_line_cut_by_a_full_disk_is_ended_before_the_next(env):
+    """A file size limit stands in for a full disk: the kernel writes part of
+    a line; once there is room again, the next line must start a line of its
+    own, not be glued to the fragment."""
+    e = Edge(env)
+    path = e.cfg["access_log"]
+    with open(path, "wb") as f:
+        f.write((b"#" * 99 + b"\n") * 10000)  # far larger than edge.log will get
+    start_tuned(env, e, lambda: signal.signal(signal.SIGXFSZ, signal.SIG_IGN))
+    get(e, "/first")
+    wait_for(lambda: b"/first" in read(path), what="the first line")
+    size = os.path.getsize(path)
+    resource.prlimit(e.proc.pid, resource.RLIMIT_FSIZE, (size + 30, resource.RLIM_INFINITY))
+    get(e, "/second")
+    wait_for(lambda: os.path.getsize(path) == size + 30, what="the cut line")
+    resource.prlimit(e.proc.pid, resource.RLIMIT_FSIZE,
+                     (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    get(e, "/third")
+    wait_for(lambda: b"/third" in read(path), what="the line after the cut")
+    lines = read(path)[1000000:].decode().split("\n")
+    assert LINE.match(lines[0]) and "/first" in lines[0], lines
+    assert len(lines[1]) == 30 and re.match(r"\d{4}-\d\d-\d\dT", lines[1]), lines  # the cut one
+    assert LINE.match(lines[2]) and "/third" in lines[2], lines
+    assert lines[3:] == [""], lines
+    e.proc.wait_log("access_log: cannot write: File too large")
