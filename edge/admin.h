@@ -1,7 +1,9 @@
 /*
  * edge/admin.h - the local status endpoint (admin.listen): GET /status
  * answers a JSON document of sessions, routes and stream counts.  Meant for
- * loopback; it exposes host names and agent addresses, never keys.
+ * loopback; it exposes host names and agent addresses, never keys.  A Host
+ * header must be an IP address or localhost (403 otherwise), and at most 16
+ * connections are served at a time (more get 503).
  */
 #ifndef RELAIS_EDGE_ADMIN_H
 #define RELAIS_EDGE_ADMIN_H
@@ -22,6 +24,8 @@ struct admin_conn {
 	size_t reqlen;
 	char *resp; /* LWS_PRE + response, malloc'd */
 	size_t resplen;
+	int sent;    /* the response was handed to lws */
+	int counted; /* in the count of open admin connections */
 };
 
 #endif

@@ -191,3 +191,70 @@ def test_a_line_cut_by_a_full_disk_is_ended_before_the_next(env):
     assert LINE.match(lines[2]) and "/third" in lines[2], lines
     assert lines[3:] == [""], lines
     e.proc.wait_log("access_log: cannot write: File too large")
+
+
+# ---- the admin endpoint -------------------------------------------------------------------
+
+def test_admin_connections_cannot_take_the_descriptors_kept_for_agents(env):
+    """The admin listener may use the descriptors kept for agents; a local
+    process opening hundreds of connections to it must not lock agents out
+    (nor make the tunnel listener spin on EMFILE)."""
+    key = HandKey(os.path.join(env.dir, "a.key"))
+    e = Edge(env, agents=[key.entry("a", hosts=["*.a.test"])])
+    start_tuned(env, e, lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)))
+    socks = []
+    try:
+        for _ in range(300):
+            socks.append(socket.create_connection(("127.0.0.1", e.admin_port), 5 * SLOW))
+        # refused past the limit (fixed), or out of descriptors (not)
+        wait_for(lambda: "admin: 16 connections open, refused" in e.log()
+                 or "admin listener: accept: Too many open files" in e.log(),
+                 what="the edge to have taken the admin connections")
+        t = RawTunnel(e)
+        t.send(key.auth(t.hello()))
+        assert parse_frames(t.recv())[0][0] == WELCOME
+        t.close()
+        assert socks[-1].recv(100).startswith(b"HTTP/1.1 503 ")
+        assert len(os.listdir("/proc/%d/fd" % e.proc.pid)) < 100
+    finally:
+        for s in socks:
+            s.close()
+    # the slots are given back as connections close
+    wait_for(e.ready, what="the admin endpoint answering again")
+    assert e.log().count("lws: accept: errno 24") == 0
+
+
+def admin(e, head):
+    r = exchange(e.admin_port, head)
+    status = int(r.split(b" ", 2)[1])
+    return status, r
+
+
+def test_admin_answers_only_requests_naming_it_by_address(env):
+    """No authentication: a web page that got its name resolved to 127.0.0.1
+    (DNS rebinding) would read /status with its own name in Host."""
+    e = Edge(env).start()
+    p = e.admin_port
+    for host in (b"evil.example", b"evil.example:%d" % p, b"127.0.0.1.evil.example",
+                 b"localhost.evil.example", b"1.2.3"):
+        st, r = admin(e, b"GET /status HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
+        assert st == 403, (host, r)
+        assert r.endswith(b'{"error":"Host must be an IP address or localhost"}\n')
+    for host in (b"127.0.0.1", b"127.0.0.1:%d" % p, b"localhost:%d" % p, b"LocalHost",
+                 b"[::1]:%d" % p, b" 127.0.0.1 "):
+        st, r = admin(e, b"GET /status HTTP/1.1\r\nHost: %s\r\n\r\n" % host)
+        assert st == 200, (host, r)
+    st, _ = admin(e, b"GET /status HTTP/1.0\r\n\r\n")
+    assert st == 200
+    st, _ = admin(e, b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nhost: evil.example\r\n\r\n")
+    assert st == 400
+
+
+def test_admin_answers_405_to_methods_other_than_get(env):
+    e = Edge(env).start()
+    st, r = admin(e, b"POST /status HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
+    assert st == 405 and b"\r\nAllow: GET\r\n" in r, r
+    st, _ = admin(e, b"GET /statusx HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert st == 404
+    st, _ = admin(e, b"GET /status\r\n\r\n")
+    assert st == 400
