@@ -420,10 +420,26 @@ static void tunnel_accept(struct listener *l, int fd, const struct addr *peer,
 	}
 }
 
+/* One of the edge's own ports ("[::]" takes IPv4 too), or NULL, logged. */
+static struct listener *edge_listen(const struct addr *a, const char *name,
+                                    listener_accept_fn on_accept)
+{
+	struct listener *l;
+	const char *err;
+
+	l = listener_open(a, name, LISTENER_DUAL_STACK, on_accept, NULL, &err);
+	if (!l) {
+		char at[ADDR_TEXT_MAX];
+
+		addr_format(a, at);
+		log_error("cannot listen on %s %s: %s", name, at, err);
+	}
+	return l;
+}
+
 static int edge_start(void)
 {
 	struct lws_context_creation_info info;
-	const char *err;
 	long nofile, reserve;
 
 	memset(&info, 0, sizeof(info));
@@ -505,52 +521,24 @@ static int edge_start(void)
 		log_error("cannot open access_log %s: %s", edge.cfg.access_log, strerror(errno));
 		return -1;
 	}
-	if (edge.cfg.has_http) {
-		http_listener = listener_open(&edge.cfg.http, "http", LISTENER_DUAL_STACK,
-		                              proxy_accept, NULL, &err);
-		if (!http_listener) {
-			char at[ADDR_TEXT_MAX];
-
-			addr_format(&edge.cfg.http, at);
-			log_error("cannot listen on http %s: %s", at, err);
-			return -1;
-		}
-	}
-	if (edge.cfg.has_https) {
-		https_listener = listener_open(&edge.cfg.https, "https", LISTENER_DUAL_STACK,
-		                               https_accept, NULL, &err);
-		if (!https_listener) {
-			char at[ADDR_TEXT_MAX];
-
-			addr_format(&edge.cfg.https, at);
-			log_error("cannot listen on https %s: %s", at, err);
-			return -1;
-		}
-	}
-	if (edge.cfg.has_admin) {
-		admin_listener = listener_open(&edge.cfg.admin, "admin", LISTENER_DUAL_STACK,
-		                               admin_accept, NULL, &err);
-		if (!admin_listener) {
-			char at[ADDR_TEXT_MAX];
-
-			addr_format(&edge.cfg.admin, at);
-			log_error("cannot listen on admin %s: %s", at, err);
-			return -1;
-		}
-		admin_listener->reserve_ok = 1; /* the operator's, not the public's */
-	}
-	if (!edge.tunnel_shared) {
-		tunnel_listener = listener_open(&edge.cfg.tunnel.listen, "tunnel",
-		                                LISTENER_DUAL_STACK, tunnel_accept, NULL, &err);
-		if (!tunnel_listener) {
-			char at[ADDR_TEXT_MAX];
-
-			addr_format(&edge.cfg.tunnel.listen, at);
-			log_error("cannot listen on tunnel %s: %s", at, err);
-			return -1;
-		}
-		tunnel_listener->reserve_ok = 1; /* agents get the reserve (listener.h) */
-	}
+	if (edge.cfg.has_http &&
+	    !(http_listener = edge_listen(&edge.cfg.http, "http", proxy_accept)))
+		return -1;
+	if (edge.cfg.has_https &&
+	    !(https_listener = edge_listen(&edge.cfg.https, "https", https_accept)))
+		return -1;
+	if (edge.cfg.has_admin &&
+	    !(admin_listener = edge_listen(&edge.cfg.admin, "admin", admin_accept)))
+		return -1;
+	if (!edge.tunnel_shared &&
+	    !(tunnel_listener = edge_listen(&edge.cfg.tunnel.listen, "tunnel", tunnel_accept)))
+		return -1;
+	/* The operator's and the agents' ports may use the descriptors kept
+	 * from public clients (listener.h). */
+	if (admin_listener)
+		admin_listener->reserve_ok = 1;
+	if (tunnel_listener)
+		tunnel_listener->reserve_ok = 1;
 	return 0;
 }
 
