@@ -4,11 +4,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "../common/log.h"
+#include "../common/nofile.h"
 #include "../common/proxyproto.h"
 #include "agent.h"
 #include "resolve.h"
@@ -33,10 +35,49 @@ struct uflow {
 };
 
 static struct uflow *flows, *hash[UF_HASH];
+static size_t nflows;
+static struct uf_ratelog {
+	uint64_t next_us;
+	unsigned skipped;
+} log_full, log_failed; /* see uf_log_ok() */
 static lws_sorted_usec_list_t sweep_sul;
 static int sweeping;
 static lws_usec_t sweep_us; /* the period scheduled */
 static uint8_t buf[65536 + PROXYPROTO_MAX];
+
+/*
+ * Lines any client can cause, one per datagram (a service that is down
+ * answers each new flow with an ICMP error), are logged at most once a
+ * second each; more gets " (and N more like this)" when some were left out.
+ */
+static int uf_log_ok(struct uf_ratelog *r, char more[48])
+{
+	uint64_t now = (uint64_t)lws_now_usecs();
+
+	if (now < r->next_us) {
+		r->skipped++;
+		return 0;
+	}
+	r->next_us = now + LWS_US_PER_SEC;
+	more[0] = '\0';
+	if (r->skipped)
+		snprintf(more, 48, " (and %u more like this)", r->skipped);
+	r->skipped = 0;
+	return 1;
+}
+
+/* The hard limit, not the soft one: that is what the agent raised the soft
+ * limit to at start (common/nofile.h). */
+static size_t uf_max_flows(void)
+{
+	struct rlimit rl;
+	rlim_t n = NOFILE_CEILING;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY && rl.rlim_max < n)
+		n = rl.rlim_max;
+	n /= 2;
+	return n < UF_MAX_FLOWS ? (size_t)n : UF_MAX_FLOWS;
+}
 
 static struct uflow *uf_find(uint32_t id)
 {
@@ -61,6 +102,7 @@ static void uf_free(struct uflow *u)
 		flows = u->next;
 	if (u->next)
 		u->next->prev = u->prev;
+	nflows--;
 	resolve_cancel(u->resolving);
 	if (u->wsi) {
 		lws_set_opaque_user_data(u->wsi, NULL);
@@ -146,6 +188,7 @@ int udpflow_open(const struct frame *f)
 	struct uflow *u;
 	struct addr a;
 	uint16_t port;
+	char more[48];
 
 	if (uf_find(f->stream))
 		return -1;
@@ -157,6 +200,16 @@ int udpflow_open(const struct frame *f)
 
 		r.u.code.code = CODE_NO_ROUTE;
 		snprintf(r.u.code.reason, sizeof(r.u.code.reason), "no such UDP route");
+		return agent_send(&r) < 0 ? -1 : 0;
+	}
+	if (nflows >= uf_max_flows()) {
+		struct frame r = {.type = FRAME_REFUSE, .stream = f->stream};
+
+		if (uf_log_ok(&log_full, more))
+			log_warn("udp: %zu flows open, the most allowed: new ones refused%s",
+			         nflows, more);
+		r.u.code.code = CODE_REFUSED;
+		snprintf(r.u.code.reason, sizeof(r.u.code.reason), "too many UDP flows");
 		return agent_send(&r) < 0 ? -1 : 0;
 	}
 	s = &agent.cfg.streams[o->route - nr - 1];
@@ -181,6 +234,7 @@ int udpflow_open(const struct frame *f)
 	if (flows)
 		flows->prev = u;
 	flows = u;
+	nflows++;
 	if (!sweeping || uf_sweep_period(u->idle_ms) < sweep_us) {
 		sweeping = 1;
 		sweep_us = uf_sweep_period(u->idle_ms);
@@ -272,6 +326,8 @@ int udpflow_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		/* lws closed the socket (POLLERR: an ICMP error on the connected
 		 * socket, as when the service restarts).  End the flow: the edge
 		 * forgets it, and the client's next datagram opens a fresh one. */
+		char more[48];
+
 		lws_set_opaque_user_data(wsi, NULL); /* lws may call again for this wsi */
 		u->wsi = NULL;
 		u->fd = -1;
@@ -279,8 +335,10 @@ int udpflow_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 			uf_free(u);
 			return 0;
 		}
-		log_info("udp flow %u: the service's socket failed (ICMP error?); flow ended",
-		         u->id);
+		if (uf_log_ok(&log_failed, more))
+			log_info("udp flow %u: the service's socket failed (ICMP error?); flow "
+			         "ended%s",
+			         u->id, more);
 		uf_end(u, FRAME_RST, CODE_UNREACHABLE, "the service's socket failed");
 	}
 	return 0;

@@ -11,7 +11,13 @@
 
 #define AGENT_PROTO_UDP "relais-udp"
 
-/** OPEN of kind UDP: create the flow.  0, or -1 to drop the tunnel. */
+/* Flows (one socket each) at most: half the hard limit of open files (as
+ * raised at start, at most NOFILE_CEILING), never more than this, so that
+ * datagrams from the internet cannot take the descriptors TCP streams need. */
+#define UF_MAX_FLOWS 16384
+
+/** OPEN of kind UDP: create the flow (REFUSE when the route is unknown or
+ * UF_MAX_FLOWS are open).  0, or -1 to drop the tunnel. */
 int udpflow_open(const struct frame *f);
 
 /** DATAGRAM / RST / other frames for stream f->stream: 1 when a flow took it, else 0. */

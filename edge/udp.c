@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -18,8 +19,16 @@
 #define UDP_BATCH    64 /* datagrams per wakeup, for fairness */
 #define UDP_SWEEP_US (5 * LWS_US_PER_SEC)
 
+/* How many flows one client source (IPv4 address, IPv6 /64) holds. */
+struct usrc {
+	uint8_t key[9]; /* 4 or 6, then the address or the /64 prefix, zero-padded */
+	unsigned n;
+	struct usrc *next;
+};
+
 struct uflow {
 	struct udpsock *u;
+	struct usrc *src;
 	struct addr peer;
 	struct addr local; /* the address the client sent to (replies come from it) */
 	int ifindex;       /* interface it came in on (IPv6 link-local replies) */
@@ -37,7 +46,12 @@ struct udpsock {
 	int wild; /* bound to the wildcard address: learn each datagram's destination */
 	struct uflow *flows;
 	struct uflow *hash[UDP_HASH];
+	struct usrc *srcs[UDP_HASH];
 	size_t nflows;
+	struct udp_ratelog {
+		uint64_t next_us;
+		unsigned skipped;
+	} log_refused, log_src; /* see udp_log_ok() */
 	lws_sorted_usec_list_t sul;
 };
 
@@ -49,6 +63,27 @@ uint64_t udp_dropped(void)
 	return dropped;
 }
 
+/*
+ * Lines any client can cause, one per datagram (a service refusing every new
+ * flow, a source over its limit), are logged at most once a second per
+ * socket and kind; more gets " (and N more like this)" when some were left out.
+ */
+static int udp_log_ok(struct udp_ratelog *r, char more[48])
+{
+	uint64_t now = (uint64_t)lws_now_usecs();
+
+	if (now < r->next_us) {
+		r->skipped++;
+		return 0;
+	}
+	r->next_us = now + LWS_US_PER_SEC;
+	more[0] = '\0';
+	if (r->skipped)
+		snprintf(more, 48, " (and %u more like this)", r->skipped);
+	r->skipped = 0;
+	return 1;
+}
+
 static unsigned udp_hash(const struct addr *a)
 {
 	const uint8_t *p = (const uint8_t *)&a->ss;
@@ -57,6 +92,73 @@ static unsigned udp_hash(const struct addr *a)
 	for (socklen_t i = 0; i < a->len; i++)
 		h = (h ^ p[i]) * 16777619u;
 	return h % UDP_HASH;
+}
+
+/*
+ * A client's source for the per-source limit: its IPv4 address, or the /64
+ * of its IPv6 address (one host gets a whole /64 and picks addresses from
+ * it at will, RFC 8981).
+ */
+static void udp_src_key(const struct addr *a, uint8_t key[9])
+{
+	memset(key, 0, 9);
+	if (a->ss.ss_family == AF_INET) {
+		key[0] = 4;
+		memcpy(key + 1, &((const struct sockaddr_in *)&a->ss)->sin_addr, 4);
+	} else {
+		key[0] = 6;
+		memcpy(key + 1, ((const struct sockaddr_in6 *)&a->ss)->sin6_addr.s6_addr, 8);
+	}
+}
+
+static unsigned udp_src_hash(const uint8_t key[9])
+{
+	unsigned h = 2166136261u;
+
+	for (int i = 0; i < 9; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h % UDP_HASH;
+}
+
+/* Count one more flow for a's source; NULL when that source holds
+ * UDP_MAX_FLOWS_PER_SRC flows already (or out of memory). */
+static struct usrc *udp_src_take(struct udpsock *u, const struct addr *a)
+{
+	uint8_t key[9];
+	unsigned h;
+	struct usrc *s;
+
+	udp_src_key(a, key);
+	h = udp_src_hash(key);
+	for (s = u->srcs[h]; s; s = s->next)
+		if (memcmp(s->key, key, sizeof(key)) == 0)
+			break;
+	if (s && s->n >= UDP_MAX_FLOWS_PER_SRC)
+		return NULL;
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return NULL;
+		memcpy(s->key, key, sizeof(key));
+		s->next = u->srcs[h];
+		u->srcs[h] = s;
+	}
+	s->n++;
+	return s;
+}
+
+static void udp_src_put(struct udpsock *u, struct usrc *s)
+{
+	struct usrc **pp;
+
+	if (--s->n)
+		return;
+	for (pp = &u->srcs[udp_src_hash(s->key)]; *pp; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	free(s);
 }
 
 static struct uflow *udp_find(struct udpsock *u, const struct addr *a)
@@ -84,6 +186,7 @@ static void udp_flow_free(struct uflow *f, uint32_t code)
 	if (f->next)
 		f->next->prev = f->prev;
 	u->nflows--;
+	udp_src_put(u, f->src);
 	if (f->st)
 		stream_close(f->st, code);
 	free(f);
@@ -96,8 +199,10 @@ static void udp_st_nop(void *owner)
 static void udp_st_refuse(void *owner, uint32_t code, const char *reason)
 {
 	struct uflow *f = owner;
+	char more[48];
 
-	log_info("udp/%u: local service: %s", f->u->port, reason);
+	if (udp_log_ok(&f->u->log_refused, more))
+		log_info("udp/%u: local service: %s%s", f->u->port, reason, more);
 	udp_flow_free(f, CODE_OK);
 }
 
@@ -192,12 +297,25 @@ static struct uflow *udp_flow_new(struct udpsock *u, const struct addr *peer,
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return NULL;
+	f->src = udp_src_take(u, peer);
+	if (!f->src) {
+		char at[ADDR_TEXT_MAX], more[48];
+
+		if (udp_log_ok(&u->log_src, more)) {
+			addr_format_ip((const struct sockaddr *)&peer->ss, at);
+			log_warn("udp/%u: client %s holds %d flows: its new ones are dropped%s",
+			         u->port, at, UDP_MAX_FLOWS_PER_SRC, more);
+		}
+		free(f);
+		return NULL;
+	}
 	f->u = u;
 	f->peer = *peer;
 	f->local = *local;
 	f->ifindex = ifindex;
 	f->st = stream_open(s, r, peer, local, 0, &udp_stream_ops, f);
 	if (!f->st) {
+		udp_src_put(u, f->src);
 		free(f);
 		return NULL;
 	}

@@ -17,6 +17,9 @@
 
 #define UDP_IDLE_MS   600000u /* safety net; the agent's idle_timeout decides */
 #define UDP_MAX_FLOWS 4096    /* per port and address */
+/* Per client IPv4 address or IPv6 /64 (what one host holds), per port and
+ * address: one host cycling source ports cannot take the whole table. */
+#define UDP_MAX_FLOWS_PER_SRC 256
 
 struct udpsock;
 
@@ -30,7 +33,8 @@ void udp_close(struct udpsock *u);
 int udp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                  size_t len);
 
-/** Datagrams dropped so far (queue full, no agent, too many flows). */
+/** Datagrams dropped so far (queue full, no agent, too many flows in all or
+ * from one client address, reply not sent). */
 uint64_t udp_dropped(void);
 
 #endif

@@ -1,0 +1,175 @@
+"""UDP flows and PROXY headers under attack: a public client cycling source
+ports, floods of new flows, a local service that is down, odd datagrams.
+
+Real relais-edge / relais-agent processes on loopback (127.0.0.0/8 and ::1);
+waits are on replies, log lines and /status, never a fixed sleep.
+"""
+import resource
+import socket
+
+import pytest
+
+from relais import (SLOW, TcpService, UdpEcho, free_ports, stream_pair, udp_ask, wait_for)
+
+UDP_MAX_FLOWS = 4096  # edge/udp.h, per port and address
+UDP_MAX_FLOWS_PER_SRC = 256  # edge/udp.h
+
+
+def udp(port, to_port, **kw):
+    return dict(listen="udp/%d" % port, to="127.0.0.1:%d" % to_port, **kw)
+
+
+def tcp(port, to_port, **kw):
+    return dict(listen="tcp/%d" % port, to="127.0.0.1:%d" % to_port, **kw)
+
+
+@pytest.fixture
+def closing():
+    """Things with .close() to close at the end of the test."""
+    items = []
+    yield items.append
+    for x in reversed(items):
+        x.close()
+
+
+def streams_open(edge):
+    return edge.status()["streams"]
+
+
+def send_from(src_ip, src_port, data, dst):
+    """One datagram from src_ip:src_port (a socket bound just for it)."""
+    s = socket.socket(socket.AF_INET6 if ":" in src_ip else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((src_ip, src_port))
+        s.sendto(data, dst)
+    finally:
+        s.close()
+
+
+def udp_rx_queued(port):
+    """Bytes waiting in the receive queues of the UDP sockets bound to port
+    (/proc/net/udp, udp6): 0 once the edge has read every datagram."""
+    total = 0
+    for path in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(path) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    total += int(fields[4].split(":")[1], 16)
+    return total
+
+
+def echo_handler(sock, info):
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            break
+        sock.sendall(d)
+
+
+def tcp_echo(port, data):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+    try:
+        s.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        return got
+    finally:
+        s.close()
+
+
+# ---- flow table --------------------------------------------------------------------------------
+
+
+def test_one_client_cycling_source_ports_cannot_fill_the_flow_table(env, closing):
+    """One host sending from 4,200 source ports (each a new flow) used to take
+    all 4,096 flows of the port in a fraction of a second and lock every other
+    client out for the idle timeout.  Now one IPv4 address (or IPv6 /64)
+    holds at most 256 flows: its extra datagrams are dropped and counted,
+    and other clients are served."""
+    echo = UdpEcho()
+    closing(echo)
+    port = free_ports(1)
+    a, e = stream_pair(env, [udp(port, echo.port)])
+    mark = e.proc.mark()
+    n = UDP_MAX_FLOWS + 104
+    for i in range(n):
+        send_from("127.0.0.2", 40000 + i, b"x", ("127.0.0.1", port))
+    # the attacker's first flow still answers, after all its datagrams (one socket, in order)
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closing(c)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    c.bind(("127.0.0.2", 40000))
+    assert udp_ask("127.0.0.1", port, b"first", sock=c) == b"echo:first"
+    assert streams_open(e) <= UDP_MAX_FLOWS_PER_SRC
+    assert e.status()["udp_dropped"] >= n - UDP_MAX_FLOWS_PER_SRC - 50  # the kernel may drop some
+    e.proc.wait_log("udp/%d: client 127.0.0.2 holds %d flows: its new ones are dropped"
+                    % (port, UDP_MAX_FLOWS_PER_SRC), since=mark)
+    # at most one such line a second, however many datagrams
+    assert e.log()[mark:].count("its new ones are dropped") < 10
+    # another client is served
+    assert udp_ask("127.0.0.1", port, b"other host") == b"echo:other host"
+    assert a.proc.alive() and e.proc.alive()
+
+
+def test_udp_flood_leaves_the_agent_descriptors_for_tcp(env, closing):
+    """Each UDP flow is a socket at the agent.  Datagrams from the internet
+    (several hosts, many source ports) used to open flows until the agent had
+    no descriptor left, and then every TCP stream and HTTP request through
+    it failed with "Too many open files" for as long as the flood went on.
+    Now UDP flows take at most half the agent's hard limit of open files:
+    beyond, new flows are refused, and TCP still works."""
+    echo = UdpEcho()
+    closing(echo)
+    origin = TcpService(echo_handler)
+    closing(origin)
+    uport, tport = free_ports(1), free_ports(1)
+    a, e = stream_pair(env, [udp(uport, echo.port), tcp(tport, origin.port)])
+    limit = 1024
+    resource.prlimit(a.proc.pid, resource.RLIMIT_NOFILE, (limit, limit))
+    mark = e.proc.mark()
+    # six hosts, 220 ports each: under the edge's per-source limit, 1,320 flows in all
+    for h in range(6):
+        for i in range(220):
+            send_from("127.0.0.%d" % (10 + h), 40000 + i, b"x", ("127.0.0.1", uport))
+    # the first flow answers after every datagram before it was handled
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closing(c)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    c.bind(("127.0.0.10", 40000))
+    assert udp_ask("127.0.0.1", uport, b"first", sock=c) == b"echo:first"
+    assert tcp_echo(tport, b"tcp still works") == b"tcp still works"
+    assert streams_open(e) <= limit // 2 + 1  # and the TCP stream, maybe not ended yet
+    e.proc.wait_log("udp/%d: local service: too many UDP flows" % uport, since=mark)
+    assert e.log()[mark:].count("local service:") < 10  # one line a second at most
+    a.proc.wait_log("flows open, the most allowed: new ones refused")
+    assert a.proc.alive() and e.proc.alive()
+
+
+# ---- a local service that is down ---------------------------------------------------------
+
+
+def test_service_down_does_not_flood_the_log(env, closing):
+    """With the service down, every new flow ends with an ICMP error at the
+    agent; the agent used to log one line per flow, so any client on the
+    internet could write to its log at the rate it sends datagrams."""
+    echo = UdpEcho()
+    port = free_ports(1)
+    a, e = stream_pair(env, [udp(port, echo.port)])
+    echo.close()
+    mark = a.proc.mark()
+    for i in range(300):
+        send_from("127.0.0.2", 40000 + i, b"into the void", ("127.0.0.1", port))
+    a.proc.wait_log("the service's socket failed", since=mark)
+    # the edge read every datagram, then every flow they opened ended
+    wait_for(lambda: udp_rx_queued(port) == 0 and streams_open(e) == 0, 10,
+             what=lambda: "all flows ended: %r" % e.status())
+    lines = a.log()[mark:].count("the service's socket failed")
+    assert 1 <= lines < 10, lines
+    assert a.proc.alive() and e.proc.alive()
