@@ -8,10 +8,9 @@ import signal
 import socket
 import ssl
 import subprocess
-import time
 
-from relais import (EDGE_BIN, SLOW, WELCOME, Agent, Edge, HandKey, Proc, RawTunnel, parse_frames,
-                    wait_for)
+from relais import (EDGE_BIN, SLOW, WELCOME, Agent, Edge, HandKey, Proc, RawTunnel, free_port,
+                    parse_frames, wait_for)
 
 LINE = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z 127\.0\.0\.1 nothing\.test '
                   r'"GET /[a-z]+" 404 in=\d+ out=\d+ ms=\d+$')
@@ -97,6 +96,73 @@ def test_agent_log_escapes_the_status_line_of_a_refused_handshake(env):
     assert not re.search(rb"(^|\n)FORGED", log)
     assert not re.search(rb"[\x00-\x09\x0b-\x1f\x7f]", log)
     log.decode("utf-8")  # strictly valid
+
+
+class FakeAcme:
+    """An ACME directory on https://127.0.0.1 (the test CA's certificate) with
+    the given terms-of-service URL; every other request gets 500."""
+
+    def __init__(self, env, tos):
+        import http.server
+        import json
+        import threading
+        body = None
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if self.path == "/dir":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                else:
+                    self.send_error(500)
+
+            do_HEAD = do_POST = do_GET
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(env.pki.cert, env.pki.key)
+        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
+        self.url = "https://127.0.0.1:%d/dir" % self.srv.server_address[1]
+        base = self.url[:-4]
+        body = json.dumps({"newNonce": base + "/nonce", "newAccount": base + "/acct",
+                           "newOrder": base + "/order",
+                           "meta": {"termsOfService": tos}}).encode()
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_edge_log_escapes_what_an_acme_server_sent(env):
+    """The edge logs the CA's terms-of-service URL as the directory gave it:
+    JSON escapes decode to a newline, ESC and a C1 CSI."""
+    acme = FakeAcme(env, "https://ca.test/tos\nFORGED relais-edge[1] ERROR: \x1b[2J\x9b")
+    try:
+        e = Edge(env)
+        e.cfg["tunnel"]["hostname"] = "edge.test"  # no tunnel.cert: ordered at start
+        del e.cfg["tunnel"]["cert"]
+        del e.cfg["tunnel"]["key"]
+        e.cfg["listen"]["https"] = "127.0.0.1:%d" % free_port()
+        e.cfg["tls"] = {"cert_dir": os.path.join(env.dir, "certs"),
+                        "acme": {"directory": acme.url, "ca": env.pki.ca,
+                                 "email": "admin@example.org", "accept_terms": True}}
+        e.write()
+        e.start()
+        e.proc.wait_log("acme: terms of service of")
+    finally:
+        acme.close()
+    log = read(e.proc.logpath)
+    assert (b"acme: terms of service of %s: https://ca.test/tos\\x0aFORGED relais-edge[1] "
+            b"ERROR: \\x1b[2J\\xc2\\x9b (accepted in edge.yaml)" % acme.url.encode()) in log, log
+    assert not re.search(rb"(^|\n)FORGED", log)
+    assert not re.search(rb"[\x00-\x09\x0b-\x1f\x7f]", log)
 
 
 # ---- the access log -----------------------------------------------------------------------
