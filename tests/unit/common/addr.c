@@ -136,9 +136,32 @@ static void test_is_any(void)
 	}
 }
 
+/* a dual-stack socket's IPv4 peer becomes AF_INET; nothing else changes */
+static void test_unmap(void)
+{
+	static const char *same[] = {"[::1]:53", "[::]:80", "127.0.0.1:9", "[fe80::1]:2"};
+	struct addr a, b;
+	char out[ADDR_TEXT_MAX];
+
+	CHECK(addr_parse("[::ffff:192.0.2.7]:4433", &a) == 0);
+	CHECK(a.ss.ss_family == AF_INET6);
+	addr_unmap(&a);
+	CHECK(a.ss.ss_family == AF_INET);
+	CHECK(a.len == sizeof(struct sockaddr_in));
+	addr_format(&a, out);
+	CHECK(strcmp(out, "192.0.2.7:4433") == 0);
+	for (size_t i = 0; i < 4; i++) {
+		CHECK(addr_parse(same[i], &a) == 0);
+		b = a;
+		addr_unmap(&a);
+		CHECK(a.len == b.len && memcmp(&a.ss, &b.ss, a.len) == 0);
+	}
+}
+
 int main(void)
 {
 	RUN(test_parse_ok);
+	RUN(test_unmap);
 	RUN(test_is_any);
 	RUN(test_parse_bad);
 	RUN(test_format_ip);
