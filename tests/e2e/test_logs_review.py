@@ -324,3 +324,46 @@ def test_admin_answers_405_to_methods_other_than_get(env):
     assert st == 404
     st, _ = admin(e, b"GET /status\r\n\r\n")
     assert st == 400
+
+
+def test_public_port_never_reaches_the_admin_endpoint(env):
+    """Guard: Host, absolute-form targets and paths naming the admin address
+    on the public HTTP port are routed like any unknown host."""
+    e = Edge(env).start()
+    a = b"127.0.0.1:%d" % e.admin_port
+    for head in (b"GET /status HTTP/1.1\r\nHost: %s\r\n\r\n" % a,
+                 b"GET http://%s/status HTTP/1.1\r\nHost: %s\r\n\r\n" % (a, a),
+                 b"GET /status HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                 b"GET //%s/status HTTP/1.1\r\nHost: x.test\r\n\r\n" % a):
+        r = exchange(e.http_port, head)
+        assert r.startswith(b"HTTP/1.1 404 ") and b'"sessions"' not in r, (head, r[:200])
+
+
+def test_status_is_json_whatever_an_agent_declares(env):
+    """Guard: /status prints route hosts without escaping; the edge must
+    refuse every host that would need it (the frame decoder refuses bytes
+    that are not printable ASCII), and the document stays JSON."""
+    import json
+    from relais import KIND_HTTP, ROUTE_ANSWER, code_reason, route_frame
+    key = HandKey(os.path.join(env.dir, "a.key"))
+    e = Edge(env, agents=[key.entry("a", hosts=["*.a.test"])]).start()
+    t = RawTunnel(e)
+    t.send(key.auth(t.hello()))
+    assert parse_frames(t.recv())[0][0] == WELCOME
+    hosts = ['q"x.a.test', "b\\x.a.test", "UP.a.test", "s p.a.test", "x</script>.a.test",
+             "ok.a.test"]
+    t.send(b"".join(route_frame(i + 1, KIND_HTTP, h) for i, h in enumerate(hosts)))
+    answers = {}
+    while len(answers) < len(hosts):
+        for typ, sid, p in parse_frames(t.recv()):
+            if typ == ROUTE_ANSWER:
+                answers[hosts[sid - 1]] = code_reason(p)[0]
+    assert [h for h, code in answers.items() if code == 0] == ["ok.a.test"], answers
+    doc = json.loads(raw_status(e))
+    assert [r["host"] for s in doc["sessions"] for r in s["routes"]] == ["ok.a.test"]
+    t.close()
+
+
+def raw_status(e):
+    return exchange(e.admin_port, b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").split(
+        b"\r\n\r\n", 1)[1]
