@@ -143,7 +143,7 @@ static void uf_sweep(lws_sorted_usec_list_t *sul)
 	for (u = flows; u; u = next) {
 		next = u->next;
 		if (now - u->last_us > (uint64_t)u->idle_ms * LWS_US_PER_MS)
-			uf_end(u, FRAME_RST, CODE_OK, NULL);
+			uf_end(u, FRAME_RST, CODE_TIMEOUT, NULL); /* PROTOCOL.md section 9 */
 		else if (uf_sweep_period(u->idle_ms) < period)
 			period = uf_sweep_period(u->idle_ms);
 	}

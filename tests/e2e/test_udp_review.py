@@ -4,12 +4,19 @@ ports, floods of new flows, a local service that is down, odd datagrams.
 Real relais-edge / relais-agent processes on loopback (127.0.0.0/8 and ::1);
 waits are on replies, log lines and /status, never a fixed sleep.
 """
+import os
 import resource
 import socket
+import struct
 
 import pytest
 
-from relais import (SLOW, TcpService, UdpEcho, free_ports, stream_pair, udp_ask, wait_for)
+from relais import (AUTH, HELLO, ROUTE, ROUTE_ANSWER, SLOW, WELCOME, Agent, FakeEdge, TcpService,
+                    UdpEcho, frame, free_ports, parse_frames, stream_pair, udp_ask, wait_for)
+
+OPEN, REFUSE, FIN, RST, DATAGRAM = 7, 9, 12, 13, 14
+KIND_UDP = 4
+CODE_PROTOCOL, CODE_REFUSED, CODE_TIMEOUT, CODE_SHUTDOWN = 1, 2, 4, 10
 
 UDP_MAX_FLOWS = 4096  # edge/udp.h, per port and address
 UDP_MAX_FLOWS_PER_SRC = 256  # edge/udp.h
@@ -173,3 +180,60 @@ def test_service_down_does_not_flood_the_log(env, closing):
     lines = a.log()[mark:].count("the service's socket failed")
     assert 1 <= lines < 10, lines
     assert a.proc.alive() and e.proc.alive()
+
+
+# ---- the agent, seen from a scripted edge -------------------------------------------------
+
+
+def agent_at_fake_edge_with(env, streams):
+    """An agent with these streams, welcomed by a FakeEdge (no pings) that
+    accepted every route it declared.  Returns (fake, agent, route ids)."""
+    fake = FakeEdge(env)
+    a = Agent(env, "home", streams=streams)
+    try:
+        a.start(fake.url(), wait=False)
+        fake.accept()
+        fake.send(frame(HELLO, struct.pack(">H", 1) + os.urandom(32)))
+        assert [f[0] for f in parse_frames(fake.recv())] == [AUTH]
+        fake.send(frame(WELCOME, struct.pack(">II", 1 << 20, 0) + b"\x04home"))
+        routes = []
+        while len(routes) < len(streams):
+            routes += [sid for t, sid, _ in parse_frames(fake.recv()) if t == ROUTE]
+        for r in routes:
+            fake.send(frame(ROUTE_ANSWER, struct.pack(">IB", 0, 0), stream=r))
+        for st in streams:
+            a.proc.wait_log("route %s accepted by the edge" % st["listen"])
+    except BaseException:
+        fake.close()
+        raise
+    return fake, a, routes
+
+
+def open_frame(stream, route, port, client=("127.0.0.1", 40000)):
+    """OPEN of a UDP flow from client to the edge's 127.0.0.1:port."""
+    return frame(OPEN, struct.pack(">IBB16sHB16sH", route, KIND_UDP, 4,
+                                   socket.inet_aton(client[0]), client[1], 4,
+                                   socket.inet_aton("127.0.0.1"), port), stream=stream)
+
+
+def next_frame(fake, types):
+    """The next frame the agent sends whose type is in types: (type, stream, payload)."""
+    while True:
+        for f in parse_frames(fake.recv()):
+            if f[0] in types:
+                return f
+
+
+def test_idle_udp_flow_ends_with_code_timeout(env, closing):
+    """PROTOCOL.md section 9: a flow ended by its idle timeout ends with RST
+    CODE_TIMEOUT (it was CODE_OK)."""
+    echo = UdpEcho()
+    closing(echo)
+    port = free_ports(1)
+    fake, a, routes = agent_at_fake_edge_with(env, [udp(port, echo.port, idle_timeout="1s")])
+    closing(fake)
+    fake.send(open_frame(5, routes[0], port) + frame(DATAGRAM, b"ping", stream=5))
+    assert next_frame(fake, (DATAGRAM, RST, REFUSE)) == (DATAGRAM, 5, b"echo:ping")
+    t, sid, payload = next_frame(fake, (DATAGRAM, RST, REFUSE))
+    assert (t, sid) == (RST, 5)
+    assert struct.unpack(">I", payload)[0] == CODE_TIMEOUT
