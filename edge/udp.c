@@ -161,10 +161,22 @@ static void udp_src_put(struct udpsock *u, struct usrc *s)
 	free(s);
 }
 
-static struct uflow *udp_find(struct udpsock *u, const struct addr *a)
+static int udp_same(const struct addr *a, const struct addr *b)
 {
-	for (struct uflow *f = u->hash[udp_hash(a)]; f; f = f->hnext)
-		if (f->peer.len == a->len && memcmp(&f->peer.ss, &a->ss, a->len) == 0)
+	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/*
+ * The flow of a datagram from peer to local.  On a wildcard socket the
+ * address the client sent to is part of the key (as nginx keys UDP
+ * sessions): a client asking two addresses of the host from one port gets
+ * each answer from the address it asked, and the service's PROXY header
+ * names the right one.
+ */
+static struct uflow *udp_find(struct udpsock *u, const struct addr *peer, const struct addr *local)
+{
+	for (struct uflow *f = u->hash[udp_hash(peer)]; f; f = f->hnext)
+		if (udp_same(&f->peer, peer) && (!u->wild || udp_same(&f->local, local)))
 			return f;
 	return NULL;
 }
@@ -383,7 +395,7 @@ static void udp_readable(struct udpsock *u)
 
 		if (n < 0)
 			return;
-		f = udp_find(u, &peer);
+		f = udp_find(u, &peer, &local);
 		if (!f)
 			f = udp_flow_new(u, &peer, &local, ifindex);
 		if (!f || (size_t)n > FRAME_MAX_DATA ||

@@ -1,6 +1,7 @@
 /*
  * edge/udp.h - UDP stream ports.  Datagrams are grouped into flows by client
- * address (IPv4 and IPv6); each flow is one stream on an agent session,
+ * address (IPv4 and IPv6) and, on a wildcard socket, the address it sent
+ * to; each flow is one stream on an agent session,
  * opened once and then carried as DATAGRAM frames with no per-packet setup.
  * The agent ends idle flows (its idle_timeout, default 60 s, like conntrack)
  * with RST; UDP_IDLE_MS is only the edge's safety net, longer than any

@@ -159,6 +159,39 @@ def test_udp_flood_leaves_the_agent_descriptors_for_tcp(env, closing):
     assert a.proc.alive() and e.proc.alive()
 
 
+def test_wildcard_flow_per_address_asked(env, closing):
+    """listen.streams 0.0.0.0 (the default): one client socket asking two
+    addresses of the edge from the same port used to be one flow, keyed by
+    the client's address alone, so the answer to 127.0.0.2 came from
+    127.0.0.1 (a connected client socket or a NAT drops it) and the service's
+    PROXY v2 header named 127.0.0.1.  Each (client, address asked) pair is
+    now its own flow, as in nginx."""
+    echo = UdpEcho()
+    closing(echo)
+    port = free_ports(1, hosts=("0.0.0.0",))
+    a, e = stream_pair(env, [udp(port, echo.port, proxy_protocol="v2")], listen=("0.0.0.0",))
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closing(c)
+    c.bind(("127.0.0.5", 0))
+    c.settimeout(2 * SLOW)
+    for dst in ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.1"):
+        msg = b"to " + dst.encode()
+        for _ in range(5):  # the first datagram of a flow may be lost while it is set up
+            c.sendto(msg, (dst, port))
+            try:
+                reply, src = c.recvfrom(65536)
+                break
+            except socket.timeout:
+                continue
+        assert src == (dst, port), (dst, src)
+        # echo: + the PROXY v2 header (src 127.0.0.5, dst as asked) + msg
+        assert reply[:5] == b"echo:" and reply[5 + 12:5 + 14] == b"\x21\x12", reply
+        assert reply[5 + 20:5 + 24] == socket.inet_aton(dst), reply
+        assert reply.endswith(msg)
+    assert streams_open(e) == 3
+    assert e.status()["udp_dropped"] == 0
+
+
 # ---- a local service that is down ---------------------------------------------------------
 
 
