@@ -147,3 +147,205 @@ def test_stalled_client_hellos_do_not_keep_the_edge_busy(net):
     finally:
         for s in socks:
             s.close()
+
+
+# ---- ClientHellos taken apart and put together again ----------------------------------
+
+
+def hello_message(record):
+    """The handshake message (type, length, body) in a one-record first flight."""
+    assert record[0] == 0x16 and len(record) == 5 + int.from_bytes(record[3:5], "big")
+    return record[5:]
+
+
+def as_records(msg, sizes, version=b"\x03\x01"):
+    """msg cut into handshake records of the given sizes (the last one repeats)."""
+    out, i, k = b"", 0, 0
+    while i < len(msg):
+        n = sizes[min(k, len(sizes) - 1)]
+        frag = msg[i:i + n]
+        out += b"\x16" + version + len(frag).to_bytes(2, "big") + frag
+        i += n
+        k += 1
+    return out
+
+
+def with_extensions(msg, edit):
+    """msg (a ClientHello) with its extension list replaced by edit(list of
+    (type, data)), every length recomputed."""
+    body = msg[4:]
+    p = 2 + 32
+    p += 1 + body[p]                                   # legacy_session_id
+    p += 2 + int.from_bytes(body[p:p + 2], "big")      # cipher_suites
+    p += 1 + body[p]                                   # legacy_compression_methods
+    head, exts, q = body[:p], [], p + 2
+    while q < len(body):
+        t, n = int.from_bytes(body[q:q + 2], "big"), int.from_bytes(body[q + 2:q + 4], "big")
+        exts.append((t, body[q + 4:q + 4 + n]))
+        q += 4 + n
+    raw = b"".join(t.to_bytes(2, "big") + len(d).to_bytes(2, "big") + d for t, d in edit(exts))
+    body = head + len(raw).to_bytes(2, "big") + raw
+    return b"\x01" + len(body).to_bytes(3, "big") + body
+
+
+def server_name(*names):
+    """A server_name extension's data with these (type, name) entries."""
+    lst = b"".join(bytes([t]) + len(n).to_bytes(2, "big") + n for t, n in names)
+    return len(lst).to_bytes(2, "big") + lst
+
+
+def replace_sni(*names, extra=()):
+    def edit(exts):
+        return [(0, server_name(*names)) if t == 0 else (t, d) for t, d in exts] + list(extra)
+    return edit
+
+
+def handshake_over(port, sni, ctx, send_first_flight):
+    """A TLS client over a plain socket whose first flight goes out through
+    send_first_flight(sock, record); the rest of the handshake as usual.
+    Returns (sock, sslobj, inc, out) ready for app data."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname=sni)
+    first = True
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            data = out.read()
+            if first:
+                send_first_flight(raw, data)
+                first = False
+            elif data:
+                raw.sendall(data)
+            data = raw.recv(65536)
+            if not data:
+                raise ConnectionError("closed during the handshake")
+            inc.write(data)
+    data = out.read()
+    if data:
+        raw.sendall(data)
+    return raw, obj, inc, out
+
+
+def request_over(raw, obj, inc, out, host, path):
+    """GET path with Connection: close over a handshake_over() connection;
+    the whole response (up to the server's close_notify or FIN)."""
+    obj.write(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+               % (path, host)).encode())
+    raw.sendall(out.read())
+    resp = b""
+    while True:
+        data = raw.recv(65536)
+        if not data:
+            return resp
+        inc.write(data)
+        while True:
+            try:
+                chunk = obj.read(65536)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                return resp
+            if not chunk:
+                return resp
+            resp += chunk
+
+
+def test_fragmented_client_hello_reaches_both_paths(net):
+    """A ClientHello cut into 1-byte handshake records (RFC 8446 §5.1 allows
+    any split), the records sent in two bursts with a pause at a record
+    boundary, then the first bytes of a record header: the edge waits for the
+    rest, then terminates TLS with the right certificate, or passes the very
+    same bytes to the local TLS service."""
+    for host, want in ((ONE, b'"X-Forwarded-Host", "one.test"'), (VAULT, b'"origin": "vault-origin"')):
+        mark = net.edge.proc.mark()
+
+        def send(sock, record):
+            recs = as_records(hello_message(record), [3, 1])
+            cut = len(recs) // 2 + 2  # inside a record header
+            sock.sendall(recs[:cut])
+            net.edge.proc.wait_log("ClientHello incomplete", 5, since=mark)
+            sock.sendall(recs[cut:])
+
+        conn = handshake_over(net.https, host, net.ctx, send)
+        try:
+            resp = request_over(*conn, host, "/headers")
+        finally:
+            conn[0].close()
+        assert resp.startswith(b"HTTP/1.1 200"), resp[:300]
+        assert want in resp, resp[:600]
+
+
+def test_sni_spellings_choose_the_right_certificate(net):
+    """Upper case and a final dot are the same name (RFC 6066 §3, RFC 4343);
+    the wildcard covers one label whatever its case."""
+    blind = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    blind.check_hostname = False
+    blind.verify_mode = ssl.CERT_NONE
+    want = {}
+    for sni, name in ((ONE, ONE), (WILD, WILD)):
+        with blind.wrap_socket(socket.create_connection(("127.0.0.1", net.https)),
+                               server_hostname=sni) as s:
+            want[name] = s.getpeercert(binary_form=True)
+    assert want[ONE] != want[WILD]
+    for sni, name in (("ONE.TEST", ONE), ("one.test.", ONE), ("One.Test.", ONE),
+                      ("X.APPS.TEST.", WILD), ("zz.Apps.Test", WILD)):
+        with blind.wrap_socket(socket.create_connection(("127.0.0.1", net.https)),
+                               server_hostname=sni) as s:
+            assert s.getpeercert(binary_form=True) == want[name], sni
+    # the passthrough route, spelled differently
+    conn = handshake_over(net.https, "VAULT.Test.", blind, lambda s, d: s.sendall(d))
+    try:
+        resp = request_over(*conn, VAULT, "/spelled")
+    finally:
+        conn[0].close()
+    assert b'"origin": "vault-origin"' in resp and b'"path": "/spelled"' in resp, resp[:600]
+
+
+def test_malformed_server_names_are_closed_without_answer(net):
+    """A server_name the parser cannot route by is refused before any TLS
+    state exists: closed, no alert, no certificate, and the edge carries on."""
+    msg = hello_message(client_hello(ONE))
+    bad = {
+        "two host names": replace_sni((0, b"one.test"), (0, b"vault.test")),
+        "two server_name extensions": replace_sni((0, b"one.test"),
+                                                  extra=[(0, server_name((0, b"vault.test")))]),
+        "NUL inside": replace_sni((0, b"one.test\x00.evil")),
+        "NUL at the end": replace_sni((0, b"one.test\x00")),
+        "non-ASCII": replace_sni((0, "\u00e9t\u00e9.test".encode())),
+        "empty name": replace_sni((0, b"")),
+        "only a dot": replace_sni((0, b".")),
+        "two final dots": replace_sni((0, b"one.test..")),
+        "empty label": replace_sni((0, b"one..test")),
+        "underscore": replace_sni((0, b"one_x.test")),
+        "label of 64": replace_sni((0, b"a" * 64 + b".test")),
+        "254 characters": replace_sni((0, (b"a" * 62 + b".") * 4 + b"ab")),
+        "wildcard": replace_sni((0, b"*.apps.test")),
+        "list length beyond the extension": lambda exts: [
+            (t, (b"\x00\xff" + d[2:]) if t == 0 else d) for t, d in exts],
+    }
+    for what, edit in bad.items():
+        s = socket.create_connection(("127.0.0.1", net.https), timeout=5 * SLOW)
+        try:
+            s.sendall(as_records(with_extensions(msg, edit), [16384]))
+            assert closed_within(s, 3), "%s: still open" % what
+        finally:
+            s.close()
+    # an encrypted_client_hello extension (draft-ietf-tls-esni, 0xfe0d) next
+    # to the public name: routed by the public name, the extension ignored
+    ech = (0xfe0d, b"\x00" + os.urandom(40))
+    s = socket.create_connection(("127.0.0.1", net.https), timeout=5 * SLOW)
+    try:
+        s.sendall(as_records(with_extensions(msg, replace_sni((0, b"one.test"), extra=[ech])),
+                             [16384]))
+        s.settimeout(3 * SLOW)
+        head = s.recv(6)
+        assert head[:1] == b"\x16" and head[5:6] == b"\x02", "no ServerHello: %r" % head
+    finally:
+        s.close()
+    assert net.edge.proc.alive()
+    log = net.edge.log()
+    assert "bad server name" in log and "malformed ClientHello" in log
