@@ -349,3 +349,72 @@ def test_malformed_server_names_are_closed_without_answer(net):
     assert net.edge.proc.alive()
     log = net.edge.log()
     assert "bad server name" in log and "malformed ClientHello" in log
+
+
+# ---- passthrough streams ending ------------------------------------------------------
+
+
+def test_passthrough_client_half_close_still_gets_the_answer(net):
+    """The client sends its request and shuts its write side (FIN) before the
+    answer: the FIN travels to the local TLS service, and the whole answer
+    and the service's close come back."""
+    conn = handshake_over(net.https, VAULT, net.ctx, lambda s, d: s.sendall(d))
+    raw, obj, inc, out = conn
+    try:
+        obj.write(b"GET /half-closed HTTP/1.1\r\nHost: vault.test\r\n\r\n")
+        raw.sendall(out.read())
+        raw.shutdown(socket.SHUT_WR)
+        resp = b""
+        while True:
+            data = raw.recv(65536)
+            if not data:
+                break
+            inc.write(data)
+            try:
+                while True:
+                    chunk = obj.read(65536)
+                    if not chunk:
+                        break
+                    resp += chunk
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                pass
+    finally:
+        raw.close()
+    assert resp.startswith(b"HTTP/1.1 200"), resp[:300]
+    assert b'"path": "/half-closed"' in resp, resp[:600]
+
+
+def test_passthrough_agent_gone_mid_stream_resets_the_client(env):
+    """The agent dies while a passthrough download runs: the client's
+    connection ends with a TCP reset, never a clean end that a careless
+    client could take for the whole answer, and the edge carries on."""
+    vault = TlsOrigin(env.pki, name="vault-origin", sans=["DNS:" + VAULT])
+    try:
+        agent = Agent(env, "home", routes=[{"host": VAULT, "to": "127.0.0.1:%d" % vault.port,
+                                            "tls": "passthrough"}])
+        edge = HttpsEdge(env, agents=[agent.entry(hosts=[VAULT])])
+        edge.start()
+        agent.start(edge.url())
+        wait_for(lambda: edge.agent_routes("home") == [("tls", VAULT)], 5,
+                 what=lambda: "the passthrough route: %r" % edge.routes())
+        raw, obj, inc, out = handshake_over(edge.https_port, VAULT, ca_ctx(env.pki),
+                                            lambda s, d: s.sendall(d))
+        try:
+            obj.write(b"GET /bytes/1000000000 HTTP/1.1\r\nHost: vault.test\r\n\r\n")
+            raw.sendall(out.read())
+            got = len(raw.recv(65536))
+            assert got > 0
+            agent.proc.kill()
+            raw.settimeout(5 * SLOW)
+            with pytest.raises(ConnectionResetError):
+                while True:
+                    data = raw.recv(1 << 20)
+                    assert data, "a clean end after %d bytes instead of a reset" % got
+                    got += len(data)
+        finally:
+            raw.close()
+        edge.proc.wait_log("agent 'home' disconnected", 5)
+        wait_for(lambda: edge.status()["streams"] == 0, 5, what="no stream left on the edge")
+        assert edge.proc.alive()
+    finally:
+        vault.close()
