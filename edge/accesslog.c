@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@ static time_t alog_warned;      /* CLOCK_MONOTONIC seconds of that warning */
 
 int accesslog_open(const char *path)
 {
+	struct stat st;
 	int fd;
 
 	if (!path) {
@@ -43,6 +45,11 @@ int accesslog_open(const char *path)
 		          0640);
 		if (fd < 0)
 			return -1; /* the old file, if any, stays in use */
+		/* One made by an older version, or by hand, may still be 0644. */
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & S_IROTH))
+			log_warn("access_log %s is readable by every local user (mode %04o); it "
+			         "holds client addresses: chmod o-r it",
+			         path, (unsigned)(st.st_mode & 07777));
 	}
 	accesslog_close();
 	alog_fd = fd;

@@ -180,6 +180,19 @@ def test_access_log_is_created_without_access_for_others(env):
     assert mode == 0o640, oct(mode)
 
 
+def test_an_access_log_readable_by_all_is_warned_about(env):
+    """A file an older version (or a shell) made 0644 keeps its mode; the
+    edge says so instead of changing the operator's file."""
+    e = Edge(env)
+    with open(e.cfg["access_log"], "w"):
+        pass
+    os.chmod(e.cfg["access_log"], 0o644)
+    e.start()
+    e.proc.wait_log("access_log %s is readable by every local user (mode 0644)"
+                    % e.cfg["access_log"])
+    assert os.stat(e.cfg["access_log"]).st_mode & 0o777 == 0o644
+
+
 def test_reload_does_not_follow_a_symlink_planted_at_the_access_log(env):
     """Whoever can write the log directory must not get the edge to append
     to another file: after rotation a symbolic link sits where access.log
