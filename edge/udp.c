@@ -51,7 +51,7 @@ struct udpsock {
 	struct udp_ratelog {
 		uint64_t next_us;
 		unsigned skipped;
-	} log_refused, log_src; /* see udp_log_ok() */
+	} log_refused, log_src, log_agent; /* see udp_log_ok() */
 	lws_sorted_usec_list_t sul;
 };
 
@@ -303,15 +303,22 @@ static struct uflow *udp_flow_new(struct udpsock *u, const struct addr *peer,
 	struct esession *s = registry_lookup_port(ROUTE_KIND_UDP, u->port, &r);
 	struct uflow *f;
 	unsigned h;
+	char more[48];
 
 	if (!s || u->nflows >= UDP_MAX_FLOWS || edge.draining)
 		return NULL;
+	if (s->nstreams >= UDP_MAX_FLOWS_PER_AGENT) {
+		if (udp_log_ok(&u->log_agent, more))
+			log_warn("udp/%u: agent '%s' carries %zu streams: new flows are dropped%s",
+			         u->port, s->agent, s->nstreams, more);
+		return NULL;
+	}
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return NULL;
 	f->src = udp_src_take(u, peer);
 	if (!f->src) {
-		char at[ADDR_TEXT_MAX], more[48];
+		char at[ADDR_TEXT_MAX];
 
 		if (udp_log_ok(&u->log_src, more)) {
 			addr_format_ip((const struct sockaddr *)&peer->ss, at);

@@ -21,6 +21,12 @@
 /* Per client IPv4 address or IPv6 /64 (what one host holds), per port and
  * address: one host cycling source ports cannot take the whole table. */
 #define UDP_MAX_FLOWS_PER_SRC 256
+/* No new flow on an agent session that carries this many streams: flows on
+ * many ports (a range) would otherwise queue an OPEN each, without bound,
+ * while the tunnel is slow, until the session is closed for it (16 MiB),
+ * and make each stream_open() walk long hash chains.  The agent itself
+ * refuses flows past UF_MAX_FLOWS (agent/udpflow.h, the same value). */
+#define UDP_MAX_FLOWS_PER_AGENT 16384
 
 struct udpsock;
 
@@ -34,8 +40,8 @@ void udp_close(struct udpsock *u);
 int udp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                  size_t len);
 
-/** Datagrams dropped so far (queue full, no agent, too many flows in all or
- * from one client address, reply not sent). */
+/** Datagrams dropped so far (queue full, no agent, too many flows on the
+ * port, from one client address or on the agent's session, reply not sent). */
 uint64_t udp_dropped(void);
 
 #endif

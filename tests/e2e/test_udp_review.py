@@ -6,6 +6,7 @@ waits are on replies, log lines and /status, never a fixed sleep.
 """
 import os
 import resource
+import signal
 import socket
 import struct
 
@@ -20,6 +21,7 @@ CODE_PROTOCOL, CODE_REFUSED, CODE_TIMEOUT, CODE_SHUTDOWN = 1, 2, 4, 10
 
 UDP_MAX_FLOWS = 4096  # edge/udp.h, per port and address
 UDP_MAX_FLOWS_PER_SRC = 256  # edge/udp.h
+UDP_MAX_FLOWS_PER_AGENT = 16384  # edge/udp.h
 
 
 def udp(port, to_port, **kw):
@@ -54,16 +56,16 @@ def send_from(src_ip, src_port, data, dst):
         s.close()
 
 
-def udp_rx_queued(port):
-    """Bytes waiting in the receive queues of the UDP sockets bound to port
-    (/proc/net/udp, udp6): 0 once the edge has read every datagram."""
+def udp_rx_queued(*ports):
+    """Bytes waiting in the receive queues of the UDP sockets bound to these
+    ports (/proc/net/udp, udp6): 0 once the edge has read every datagram."""
     total = 0
     for path in ("/proc/net/udp", "/proc/net/udp6"):
         with open(path) as f:
             next(f)
             for line in f:
                 fields = line.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                if int(fields[1].rsplit(":", 1)[1], 16) in ports:
                     total += int(fields[4].split(":")[1], 16)
     return total
 
@@ -190,6 +192,52 @@ def test_wildcard_flow_per_address_asked(env, closing):
         assert reply.endswith(msg)
     assert streams_open(e) == 3
     assert e.status()["udp_dropped"] == 0
+
+
+@pytest.mark.slow
+def test_flows_on_a_port_range_while_the_tunnel_stalls(env, closing):
+    """4,096 client addresses on a 100-port range (410,000 flows, each within
+    the per-port and per-source limits) while the agent reads nothing for a
+    moment: the edge queued an OPEN for each until the session passed its
+    16 MiB limit and was closed (every route of the agent with it), and the
+    edge spent its CPU walking stream hash chains (/status timed out).  Now
+    an agent session takes no new flow past 16,384 streams."""
+    np_ = 100
+    base = free_ports(np_)
+    sinks = []  # the services: bound, never read (no ICMP error ends a flow)
+    svc = free_ports(np_)
+    for i in range(np_):
+        k = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        closing(k)
+        k.bind(("127.0.0.1", svc + i))
+    origin = TcpService(echo_handler)
+    closing(origin)
+    tport = free_ports(1)
+    a, e = stream_pair(env, [dict(listen="udp/%d-%d" % (base, base + np_ - 1),
+                                  to="127.0.0.1:%d" % svc), tcp(tport, origin.port)])
+    mark = e.proc.mark()
+    a.proc.signal(signal.SIGSTOP)  # a stalled tunnel: the agent reads nothing
+    try:
+        clients = []
+        for h in range(16):
+            for i in range(256):
+                c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                closing(c)
+                c.bind(("127.0.1.%d" % (h + 1), 40000 + i))
+                clients.append(c)
+        for p in range(base, base + np_):
+            for c in clients:
+                c.sendto(b"x", ("127.0.0.1", p))
+        ports = set(range(base, base + np_))
+        wait_for(lambda: udp_rx_queued(*ports) == 0, 20, what="the edge read every datagram")
+        assert "closing:" not in e.log()[mark:], e.log()[mark:][-1000:]
+        assert streams_open(e) <= UDP_MAX_FLOWS_PER_AGENT
+        e.proc.wait_log("streams: new flows are dropped", since=mark)
+    finally:
+        a.proc.signal(signal.SIGCONT)
+    assert tcp_echo(tport, b"still connected") == b"still connected"
+    assert "closing:" not in e.log()[mark:], e.log()[mark:][-2000:]
+    assert a.proc.alive() and e.proc.alive()
 
 
 # ---- a local service that is down ---------------------------------------------------------
