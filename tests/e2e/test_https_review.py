@@ -418,3 +418,37 @@ def test_passthrough_agent_gone_mid_stream_resets_the_client(env):
         assert edge.proc.alive()
     finally:
         vault.close()
+
+
+def test_fragmented_client_hello_for_the_shared_tunnel_name(env, origin):
+    """With the tunnel on the HTTPS port, a ClientHello for tunnel.hostname
+    that arrives in pieces still reaches the agent endpoint (lws), which
+    completes the handshake with the tunnel's certificate: the socket is
+    handed over with every byte still unread and wakes it as usual."""
+    agent = Agent(env, "home", routes=[{"host": ONE, "to": "http://127.0.0.1:%d" % origin.http}])
+    edge = HttpsEdge(env, shared_tunnel=True, agents=[agent.entry(hosts=[ONE])])
+    edge.start()
+    mark = edge.proc.mark()
+
+    def send(sock, record):
+        # all but the last bytes: the edge waits for more than it has, and
+        # lws must still hear of the client's later (shorter) flights
+        recs = as_records(hello_message(record), [7, 50])
+        sock.sendall(recs[:-5])
+        edge.proc.wait_log("ClientHello incomplete", 5, since=mark)
+        sock.sendall(recs[-5:])
+
+    raw, obj, inc, out = handshake_over(edge.https_port, "localhost", ca_ctx(env.pki), send)
+    try:
+        with open(env.pki.cert) as f:
+            assert obj.getpeercert(binary_form=True) == ssl.PEM_cert_to_DER_cert(f.read())
+        # the endpoint reads what follows (a GET that is no upgrade: refused)
+        resp = request_over(raw, obj, inc, out, "localhost", "/relais")
+    finally:
+        raw.close()
+    assert resp == b"" or resp.startswith(b"HTTP/1.1 "), resp[:200]
+    edge.proc.wait_log("plain HTTP request from 127.0.0.1", 5, since=mark)
+    # and the agent connects through the same port
+    agent.start(edge.url())
+    wait_for(lambda: edge.agent_routes("home") == [("http", ONE)], 5,
+             what=lambda: "home's route: %r" % edge.routes())
