@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "../common/conn.h"
+#include "../common/hostpat.h"
 #include "../common/log.h"
 #include "certs.h"
 #include "clienthello.h"
@@ -32,6 +33,42 @@ struct sniwait {
 };
 
 static uint8_t hello_buf[CH_MAX_BYTES];
+
+/*
+ * Host patterns of the passthrough routes met since start, the oldest
+ * dropped first.  While no agent holds such a route, its names are refused
+ * rather than terminated with a certificate that happens to cover them (a
+ * wildcard): the client's TLS was meant for the service behind the agent,
+ * so the edge must not read its requests (cookies, tokens, paths).
+ */
+#define PASSTHROUGH_SEEN_MAX 1024
+static char *passthrough_seen[PASSTHROUGH_SEEN_MAX];
+static size_t passthrough_n, passthrough_next;
+
+void https_note_passthrough(const char *host)
+{
+	char *copy;
+
+	for (size_t i = 0; i < passthrough_n; i++)
+		if (strcmp(passthrough_seen[i], host) == 0)
+			return;
+	copy = strdup(host);
+	if (!copy)
+		return;
+	free(passthrough_seen[passthrough_next]);
+	passthrough_seen[passthrough_next] = copy;
+	passthrough_next = (passthrough_next + 1) % PASSTHROUGH_SEEN_MAX;
+	if (passthrough_n < PASSTHROUGH_SEEN_MAX)
+		passthrough_n++;
+}
+
+static int passthrough_was(const char *sni)
+{
+	for (size_t i = 0; i < passthrough_n; i++)
+		if (hostpat_match(passthrough_seen[i], sni))
+			return 1;
+	return 0;
+}
 
 static void sni_free(struct sniwait *w)
 {
@@ -107,9 +144,17 @@ static void sni_dispatch(struct sniwait *w, const struct clienthello *ch)
 	}
 	s = registry_lookup(ROUTE_KIND_TLS, ch->sni, &route, &known);
 	if (s) {
+		https_note_passthrough(route->host);
 		if (pipe_start(w->conn, s, route, 1) < 0)
 			log_warn("https: %s: cannot open a passthrough stream for %s", w->ip,
 			         ch->sni);
+		return;
+	}
+	/* A passthrough name whose agent is away: refused, unless an HTTP
+	 * route now serves the name (the edge terminates for it then). */
+	if (passthrough_was(ch->sni) &&
+	    !registry_lookup(ROUTE_KIND_HTTP, ch->sni, &route, &known)) {
+		sni_reject(w, ch->sni, "passthrough route down");
 		return;
 	}
 	ctx = certs_lookup(ch->sni);

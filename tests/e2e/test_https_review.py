@@ -452,3 +452,70 @@ def test_fragmented_client_hello_for_the_shared_tunnel_name(env, origin):
     agent.start(edge.url())
     wait_for(lambda: edge.agent_routes("home") == [("http", ONE)], 5,
              what=lambda: "home's route: %r" % edge.routes())
+
+
+def test_passthrough_name_not_terminated_while_its_agent_is_away(env):
+    """A passthrough host under a wildcard certificate the edge holds
+    (_wildcard.apps.test, e.g. from certbot with DNS-01): while the agent that
+    serves it is away, the edge must not terminate TLS for it with that
+    certificate.  Before the fix it did: the client's request, meant for the
+    service behind the agent, was decrypted at the edge, its path and query
+    written to the access log, and answered with a 502."""
+    host = "vault.apps.test"
+    vault = TlsOrigin(env.pki, name="vault-origin", sans=["DNS:" + host])
+    try:
+        agent = Agent(env, "home", routes=[{"host": host, "to": "127.0.0.1:%d" % vault.port,
+                                            "tls": "passthrough"}])
+        edge = HttpsEdge(env, agents=[agent.entry(hosts=["*.apps.test"])])
+        edge.install("_wildcard.apps.test")
+        edge.start()
+        agent.start(edge.url())
+        wait_for(lambda: edge.agent_routes("home") == [("tls", host)], 5,
+                 what=lambda: "the passthrough route: %r" % edge.routes())
+        ctx = ca_ctx(env.pki)
+
+        def get(sni):
+            raw, obj, inc, out = handshake_over(edge.https_port, sni, ctx,
+                                                lambda s, d: s.sendall(d))
+            try:
+                subject = dict(x[0] for x in obj.getpeercert()["subject"])
+                return subject["commonName"], request_over(raw, obj, inc, out, sni,
+                                                           "/secret?token=abc")
+            finally:
+                raw.close()
+
+        cn, resp = get(host)
+        assert cn == "vault-origin" and b'"origin": "vault-origin"' in resp, (cn, resp[:300])
+
+        mark = edge.proc.mark()
+        agent.proc.stop()
+        edge.proc.wait_log("agent 'home' disconnected", 5, since=mark)
+        blind = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        blind.check_hostname = False
+        blind.verify_mode = ssl.CERT_NONE
+        raw = socket.create_connection(("127.0.0.1", edge.https_port), timeout=5 * SLOW)
+        try:
+            with pytest.raises(ssl.SSLError) as e:
+                s = blind.wrap_socket(raw, server_hostname=host)
+                cert = s.getpeercert(binary_form=True)
+                s.close()
+                raise AssertionError("the edge terminated TLS for %s with its own certificate "
+                                     "(%d bytes)" % (host, len(cert)))
+            assert "UNRECOGNIZED_NAME" in str(e.value).upper(), e.value
+        finally:
+            raw.close()
+        edge.proc.wait_log("passthrough route down for %s" % host, 5, since=mark)
+        with open(os.path.join(env.dir, "access.log")) as f:
+            assert host not in f.read(), "the edge read a request for %s" % host
+        # a name of the wildcard without a passthrough route is served as before
+        cn, resp = get("other.apps.test")
+        assert cn == "_wildcard.apps.test" and resp.startswith(b"HTTP/1.1 502"), (cn, resp[:200])
+
+        # the agent back: passthrough again
+        agent.start(edge.url())
+        wait_for(lambda: edge.agent_routes("home") == [("tls", host)], 5,
+                 what=lambda: "the passthrough route back: %r" % edge.routes())
+        cn, resp = get(host)
+        assert cn == "vault-origin" and b'"origin": "vault-origin"' in resp, (cn, resp[:300])
+    finally:
+        vault.close()
