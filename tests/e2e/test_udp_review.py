@@ -202,7 +202,9 @@ def test_flows_on_a_port_range_while_the_tunnel_stalls(env, closing):
     16 MiB limit and was closed (every route of the agent with it), and the
     edge spent its CPU walking stream hash chains (/status timed out).  Now
     an agent session takes no new flow past 16,384 streams."""
-    np_ = 100
+    # (under ASAN the edge reads slower: fewer ports keep the stall well
+    # under the 30 s after which a silent agent is dropped anyway)
+    np_ = 100 if SLOW == 1 else 20
     base = free_ports(np_)
     sinks = []  # the services: bound, never read (no ICMP error ends a flow)
     svc = free_ports(np_)
