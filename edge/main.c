@@ -182,6 +182,14 @@ static void edge_acme_reload(const struct edge_config *old)
 	acme_reload(&edge.cfg);
 }
 
+/* The access log again by its name: after logrotate moved it (SIGHUP or
+ * SIGUSR1).  When that fails the old file stays in use. */
+static void edge_reopen_log(void)
+{
+	if (accesslog_open(edge.cfg.access_log) < 0)
+		log_error("cannot open access_log %s: %s", edge.cfg.access_log, strerror(errno));
+}
+
 /* SIGHUP: build a complete new configuration; swap it in only when valid.
  * Sessions whose key was removed are closed; listeners need a restart. */
 static void edge_reload(void)
@@ -191,6 +199,7 @@ static void edge_reload(void)
 	log_info("reloading %s", edge.cfg_file);
 	if (config_edge_load(edge.cfg_file, &n) != 0) {
 		log_error("reload failed: configuration has errors; keeping the old one");
+		edge_reopen_log(); /* logrotate's reload still starts a new file */
 		return;
 	}
 	old = edge.cfg;
@@ -199,8 +208,7 @@ static void edge_reload(void)
 	certs_reload();
 	edge_acme_reload(&old);
 	config_edge_free(&old);
-	if (accesslog_open(edge.cfg.access_log) < 0)
-		log_error("cannot open access_log %s: %s", edge.cfg.access_log, strerror(errno));
+	edge_reopen_log();
 	/* Sessions keep running only if every route they hold is still allowed;
 	 * the others are closed, and their agents reconnect under the new rules. */
 	for (struct esession *s = registry_first(); s; s = s->next) {
@@ -229,6 +237,10 @@ static int signal_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 		case SIGTERM:
 			edge_drain();
 			break;
+		case SIGUSR1:
+			log_info("reopening the access log");
+			edge_reopen_log();
+			break;
 		default:
 			interrupted = 1;
 			break;
@@ -247,6 +259,7 @@ static int edge_signals(void)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (fd < 0)

@@ -193,6 +193,41 @@ def test_an_access_log_readable_by_all_is_warned_about(env):
     assert os.stat(e.cfg["access_log"]).st_mode & 0o777 == 0o644
 
 
+def test_sigusr1_reopens_the_access_log(env):
+    """logrotate's nginx habit: move the file, send SIGUSR1.  The edge starts
+    a new file by the name (it used to die of the signal)."""
+    e = Edge(env).start()
+    path = e.cfg["access_log"]
+    get(e, "/before")
+    wait_for(lambda: b"/before" in read(path), what="the first line")
+    os.rename(path, path + ".1")
+    m = e.proc.mark()
+    e.proc.signal(signal.SIGUSR1)
+    e.proc.wait_log("reopening the access log", since=m)
+    get(e, "/after")
+    wait_for(lambda: os.path.exists(path) and b"/after" in read(path), what="the new file")
+    assert b"/after" not in read(path + ".1")
+    assert e.proc.alive()
+
+
+def test_a_failed_reload_still_reopens_the_access_log(env):
+    """logrotate's postrotate reload with a broken edge.yaml: the old
+    configuration stays, and the log still moves to a new file."""
+    e = Edge(env).start()
+    path = e.cfg["access_log"]
+    get(e, "/before")
+    wait_for(lambda: b"/before" in read(path), what="the first line")
+    os.rename(path, path + ".1")
+    with open(e.path, "a") as f:
+        f.write("bogus_key: [\n")
+    m = e.proc.mark()
+    e.proc.signal(signal.SIGHUP)
+    e.proc.wait_log("reload failed", since=m)
+    get(e, "/after")
+    wait_for(lambda: os.path.exists(path) and b"/after" in read(path), what="the new file")
+    assert b"/after" not in read(path + ".1")
+
+
 def test_reload_does_not_follow_a_symlink_planted_at_the_access_log(env):
     """Whoever can write the log directory must not get the edge to append
     to another file: after rotation a symbolic link sits where access.log
