@@ -218,10 +218,24 @@ static void udp_st_refuse(void *owner, uint32_t code, const char *reason)
 	udp_flow_free(f, CODE_OK);
 }
 
+/* DATA or FIN on a UDP flow: a stream protocol error (PROTOCOL.md section 9),
+ * RST CODE_PROTOCOL.  The flow ends; the client's next datagram opens one. */
+static void udp_st_violation(struct uflow *f, const char *what)
+{
+	log_warn("udp/%u: agent '%s': %s on a UDP flow (stream %u); flow reset", f->u->port,
+	         f->st->sess ? f->st->sess->agent : "?", what, f->st->id);
+	udp_flow_free(f, CODE_PROTOCOL);
+}
+
 static int udp_st_data(void *owner, const uint8_t *p, size_t n)
 {
-	stream_consumed(((struct uflow *)owner)->st, n); /* not used by UDP flows */
-	return 0;
+	udp_st_violation(owner, "DATA");
+	return -1;
+}
+
+static void udp_st_fin(void *owner)
+{
+	udp_st_violation(owner, "FIN");
 }
 
 static void udp_st_reset(void *owner, uint32_t code)
@@ -290,7 +304,7 @@ static const struct estream_ops udp_stream_ops = {
     .on_accept = udp_st_nop,
     .on_refuse = udp_st_refuse,
     .on_data = udp_st_data,
-    .on_fin = udp_st_nop,
+    .on_fin = udp_st_fin,
     .on_reset = udp_st_reset,
     .on_writable = udp_st_nop,
     .on_datagram = udp_st_datagram,

@@ -12,10 +12,11 @@ import struct
 
 import pytest
 
-from relais import (AUTH, HELLO, ROUTE, ROUTE_ANSWER, SLOW, WELCOME, Agent, FakeEdge, TcpService,
-                    UdpEcho, frame, free_ports, parse_frames, stream_pair, udp_ask, wait_for)
+from relais import (AUTH, DATA, HELLO, ROUTE, ROUTE_ANSWER, SLOW, WELCOME, Agent, Edge, FakeEdge,
+                    HandKey, RawTunnel, TcpService, UdpEcho, frame, free_ports, parse_frames,
+                    route_frame, stream_pair, udp_ask, wait_for)
 
-OPEN, REFUSE, FIN, RST, DATAGRAM = 7, 9, 12, 13, 14
+OPEN, REFUSE, WINDOW, FIN, RST, DATAGRAM = 7, 9, 11, 12, 13, 14
 KIND_UDP = 4
 CODE_PROTOCOL, CODE_REFUSED, CODE_TIMEOUT, CODE_SHUTDOWN = 1, 2, 4, 10
 
@@ -320,3 +321,59 @@ def test_idle_udp_flow_ends_with_code_timeout(env, closing):
     t, sid, payload = next_frame(fake, (DATAGRAM, RST, REFUSE))
     assert (t, sid) == (RST, 5)
     assert struct.unpack(">I", payload)[0] == CODE_TIMEOUT
+
+
+# ---- the edge, seen from a scripted agent ---------------------------------------------------
+
+
+def scripted_agent_on_udp_port(env, closing, port):
+    """A real edge, and an agent made by hand (RawTunnel) holding udp/port."""
+    key = HandKey(os.path.join(env.dir, "hand.key"))
+    e = Edge(env, agents=[key.entry("hand", ports=["udp/%d" % port])])
+    e.cfg["listen"]["streams"] = ["127.0.0.1"]
+    e.write()
+    e.start()
+    t = RawTunnel(e)
+    closing(t)
+    t.send(key.auth(t.hello()))
+    assert parse_frames(t.recv())[0][0] == WELCOME
+    t.send(route_frame(1, KIND_UDP, lo=port, hi=port))
+    assert edge_frame(t, (ROUTE_ANSWER,))[2][:4] == b"\0\0\0\0"
+    return e, t
+
+
+def edge_frame(t, types):
+    """The next frame of one of these types from the edge (PINGs and the rest
+    skipped; frames after it in the same message are kept for the next call)."""
+    if not hasattr(t, "pending"):
+        t.pending = []
+    while True:
+        while t.pending:
+            f = t.pending.pop(0)
+            if f[0] in types:
+                return f
+        t.pending = parse_frames(t.recv())
+
+
+@pytest.mark.parametrize("ftype", [DATA, FIN])
+def test_data_or_fin_on_a_udp_flow_is_a_stream_error(env, closing, ftype):
+    """PROTOCOL.md section 9: DATA or FIN on a UDP flow is a stream protocol
+    error (RST CODE_PROTOCOL).  The edge took DATA as if the flow were a
+    TCP stream (and returned credit for it) and ignored FIN."""
+    port = free_ports(1)
+    e, t = scripted_agent_on_udp_port(env, closing, port)
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closing(c)
+    c.sendto(b"hello", ("127.0.0.1", port))
+    _, sid, _ = edge_frame(t, (OPEN,))
+    assert edge_frame(t, (DATAGRAM,)) == (DATAGRAM, sid, b"hello")
+    mark = e.proc.mark()
+    t.send(frame(ftype, b"not a datagram" if ftype == DATA else b"", stream=sid))
+    f = edge_frame(t, (RST, WINDOW))
+    assert f == (RST, sid, struct.pack(">I", CODE_PROTOCOL)), f
+    e.proc.wait_log("on a UDP flow", since=mark)
+    wait_for(lambda: streams_open(e) == 0, 5, what="the flow ended at the edge")
+    # the client's next datagram opens a new flow
+    c.sendto(b"again", ("127.0.0.1", port))
+    _, sid2, _ = edge_frame(t, (OPEN,))
+    assert sid2 != sid
