@@ -202,6 +202,13 @@ int udpflow_open(const struct frame *f)
 		snprintf(r.u.code.reason, sizeof(r.u.code.reason), "no such UDP route");
 		return agent_send(&r) < 0 ? -1 : 0;
 	}
+	if (agent.draining) { /* an OPEN that crossed our GOAWAY (PROTOCOL.md section 10) */
+		struct frame r = {.type = FRAME_REFUSE, .stream = f->stream};
+
+		r.u.code.code = CODE_SHUTDOWN;
+		snprintf(r.u.code.reason, sizeof(r.u.code.reason), "agent shutting down");
+		return agent_send(&r) < 0 ? -1 : 0;
+	}
 	if (nflows >= uf_max_flows()) {
 		struct frame r = {.type = FRAME_REFUSE, .stream = f->stream};
 

@@ -16,8 +16,8 @@ from relais import (AUTH, DATA, HELLO, ROUTE, ROUTE_ANSWER, SLOW, WELCOME, Agent
                     HandKey, RawTunnel, TcpService, UdpEcho, frame, free_ports, parse_frames,
                     route_frame, stream_pair, udp_ask, wait_for)
 
-OPEN, REFUSE, WINDOW, FIN, RST, DATAGRAM = 7, 9, 11, 12, 13, 14
-KIND_UDP = 4
+OPEN, ACCEPT, REFUSE, WINDOW, FIN, RST, DATAGRAM, GOAWAY = 7, 8, 9, 11, 12, 13, 14, 17
+KIND_TCP, KIND_UDP = 3, 4
 CODE_PROTOCOL, CODE_REFUSED, CODE_TIMEOUT, CODE_SHUTDOWN = 1, 2, 4, 10
 
 UDP_MAX_FLOWS = 4096  # edge/udp.h, per port and address
@@ -293,9 +293,9 @@ def agent_at_fake_edge_with(env, streams):
     return fake, a, routes
 
 
-def open_frame(stream, route, port, client=("127.0.0.1", 40000)):
-    """OPEN of a UDP flow from client to the edge's 127.0.0.1:port."""
-    return frame(OPEN, struct.pack(">IBB16sHB16sH", route, KIND_UDP, 4,
+def open_frame(stream, route, port, client=("127.0.0.1", 40000), kind=KIND_UDP):
+    """OPEN of a UDP flow (or a TCP stream) from client to the edge's 127.0.0.1:port."""
+    return frame(OPEN, struct.pack(">IBB16sHB16sH", route, kind, 4,
                                    socket.inet_aton(client[0]), client[1], 4,
                                    socket.inet_aton("127.0.0.1"), port), stream=stream)
 
@@ -321,6 +321,32 @@ def test_idle_udp_flow_ends_with_code_timeout(env, closing):
     t, sid, payload = next_frame(fake, (DATAGRAM, RST, REFUSE))
     assert (t, sid) == (RST, 5)
     assert struct.unpack(">I", payload)[0] == CODE_TIMEOUT
+
+
+
+def test_udp_open_crossing_the_agents_goaway_is_refused(env, closing):
+    """PROTOCOL.md section 10: an agent that sent GOAWAY refuses an OPEN that
+    crossed it with REFUSE CODE_SHUTDOWN.  A UDP flow was opened anyway (a
+    socket, the datagram sent to the service) while the agent shut down."""
+    echo = UdpEcho()
+    closing(echo)
+    origin = TcpService(echo_handler)
+    closing(origin)
+    uport, tport = free_ports(1), free_ports(1)
+    fake, a, routes = agent_at_fake_edge_with(env, [udp(uport, echo.port),
+                                                    tcp(tport, origin.port)])
+    closing(fake)
+    # a TCP stream keeps the agent draining (it waits for streams, not flows)
+    fake.send(open_frame(1, routes[1], tport, kind=KIND_TCP))
+    assert next_frame(fake, (ACCEPT, REFUSE))[:2] == (ACCEPT, 1)
+    a.proc.signal(signal.SIGTERM)
+    t, _, payload = next_frame(fake, (GOAWAY,))
+    assert struct.unpack(">I", payload[:4])[0] == CODE_SHUTDOWN
+    fake.send(open_frame(3, routes[0], uport) + frame(DATAGRAM, b"late", stream=3))
+    t, sid, payload = next_frame(fake, (REFUSE, DATAGRAM, RST))
+    assert (t, sid) == (REFUSE, 3), (t, sid, payload)
+    assert struct.unpack(">I", payload[:4])[0] == CODE_SHUTDOWN
+    assert echo.seen == []
 
 
 # ---- the edge, seen from a scripted agent ---------------------------------------------------
