@@ -336,8 +336,9 @@ static struct uflow *udp_flow_new(struct udpsock *u, const struct addr *peer,
 
 		if (udp_log_ok(&u->log_src, more)) {
 			addr_format_ip((const struct sockaddr *)&peer->ss, at);
-			log_warn("udp/%u: client %s holds %d flows: its new ones are dropped%s",
-			         u->port, at, UDP_MAX_FLOWS_PER_SRC, more);
+			log_warn("udp/%u: client %s%s holds %d flows: its new ones are dropped%s",
+			         u->port, at, peer->ss.ss_family == AF_INET6 ? " (its /64)" : "",
+			         UDP_MAX_FLOWS_PER_SRC, more);
 		}
 		free(f);
 		return NULL;
