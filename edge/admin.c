@@ -60,8 +60,8 @@ void admin_accept(struct listener *l, int fd, const struct addr *peer, const str
 		return;
 	}
 	u.sockfd = fd;
-	if (!lws_adopt_descriptor_vhost(edge.raw_vh, LWS_ADOPT_SOCKET, u, EDGE_PROTO_ADMIN, NULL))
-		close(fd);
+	/* on failure lws has closed fd itself */
+	lws_adopt_descriptor_vhost(edge.raw_vh, LWS_ADOPT_SOCKET, u, EDGE_PROTO_ADMIN, NULL);
 }
 
 /*

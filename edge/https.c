@@ -111,11 +111,9 @@ static void sni_to_tunnel(struct sniwait *w)
 {
 	int fd = conn_release_fd(w->conn);
 
-	if (fd < 0 || !lws_adopt_socket_vhost(edge.tunnel_vh, fd)) {
+	/* lws closes fd itself when it cannot adopt it */
+	if (fd < 0 || !lws_adopt_socket_vhost(edge.tunnel_vh, fd))
 		log_warn("https: %s: cannot hand the connection to the agent endpoint", w->ip);
-		if (fd >= 0)
-			close(fd);
-	}
 }
 
 /* Fail the handshake with a fatal alert: never another host's certificate. */

@@ -20,6 +20,7 @@
 #include "../common/tlsbuf.h"
 #include "edge.h"
 #include "ports.h"
+#include "https.h"
 #include "registry.h"
 #include "session.h"
 #include "stream.h"
@@ -326,6 +327,8 @@ static int session_on_route(struct esession *s, const struct frame *in)
 	s->nroutes++;
 	if (r->kind == ROUTE_KIND_HTTP)
 		edge_need_cert(r->host);
+	if (r->kind == ROUTE_KIND_TLS)
+		https_note_passthrough(r->host); /* never terminated while it is down */
 	if (r->host[0])
 		log_info("agent '%s': route %s accepted", s->agent, r->host);
 	else

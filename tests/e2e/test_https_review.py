@@ -519,3 +519,31 @@ def test_passthrough_name_not_terminated_while_its_agent_is_away(env):
         assert cn == "vault-origin" and b'"origin": "vault-origin"' in resp, (cn, resp[:300])
     finally:
         vault.close()
+
+
+def test_passthrough_name_never_used_is_not_terminated_either(env):
+    """The edge learns a passthrough name when an agent declares it, not only
+    when a client first used it: a name nobody asked for yet, whose agent
+    went away, is refused rather than terminated with the wildcard."""
+    host = "vault.apps.test"
+    agent = Agent(env, "home", routes=[{"host": host, "to": "127.0.0.1:9", "tls": "passthrough"}])
+    edge = HttpsEdge(env, agents=[agent.entry(hosts=["*.apps.test"])])
+    edge.install("_wildcard.apps.test")
+    edge.start()
+    agent.start(edge.url())
+    wait_for(lambda: edge.agent_routes("home") == [("tls", host)], 5,
+             what=lambda: "the passthrough route: %r" % edge.routes())
+    mark = edge.proc.mark()
+    agent.proc.stop()
+    edge.proc.wait_log("agent 'home' disconnected", 5, since=mark)
+    blind = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    blind.check_hostname = False
+    blind.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", edge.https_port), timeout=5 * SLOW)
+    try:
+        with pytest.raises(ssl.SSLError) as e:
+            blind.wrap_socket(raw, server_hostname=host).close()
+        assert "UNRECOGNIZED_NAME" in str(e.value).upper(), e.value
+    finally:
+        raw.close()
+    edge.proc.wait_log("passthrough route down for %s" % host, 5, since=mark)
