@@ -1,5 +1,6 @@
 /*
- * edge/accesslog.h - one line per HTTP request.
+ * edge/accesslog.h - one line per HTTP request, TCP stream or TLS passthrough
+ * connection (method "TCP" or "TLS", path "-").
  */
 #ifndef RELAIS_EDGE_ACCESSLOG_H
 #define RELAIS_EDGE_ACCESSLOG_H

@@ -143,7 +143,7 @@ static void sni_dispatch(struct sniwait *w, const struct clienthello *ch)
 	s = registry_lookup(ROUTE_KIND_TLS, ch->sni, &route, &known);
 	if (s) {
 		https_note_passthrough(route->host);
-		if (pipe_start(w->conn, s, route, 1) < 0)
+		if (pipe_start(w->conn, s, route, 1, ch->sni) < 0)
 			log_warn("https: %s: cannot open a passthrough stream for %s", w->ip,
 			         ch->sni);
 		return;

@@ -1,11 +1,13 @@
 /*
  * edge/pipe.c - a public connection piped through a stream (see pipe.h).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../common/log.h"
 #include "../common/outq.h"
+#include "accesslog.h"
 #include "edge.h"
 #include "pipe.h"
 #include "stream.h"
@@ -22,7 +24,11 @@ struct pipe {
 	int agent_fin;   /* agent finished sending */
 	int shut;        /* our write side to the client is shut */
 	int reset;       /* the agent reset the stream: reset the client once drained */
+	int tls;         /* passthrough (else a TCP stream port) */
+	int status;      /* for the access log: 200, or 502 when the service refused */
+	uint64_t start_us, bytes_in, bytes_out;
 	char ip[ADDR_TEXT_MAX];
+	char what[PROTO_MAX_HOST + 1]; /* "tcp/PORT" or the SNI */
 };
 
 /* Both directions finished and everything was delivered: close cleanly. */
@@ -54,6 +60,7 @@ static void pipe_on_readable(void *arg)
 		n = conn_read(p->conn, buf, room < PIPE_READ ? room : PIPE_READ);
 		if (n > 0) {
 			stream_commit(p->st, (size_t)n);
+			p->bytes_in += (uint64_t)n;
 			continue;
 		}
 		if (n == CONN_EOF) {
@@ -69,6 +76,7 @@ static void pipe_sent(void *arg, const struct outq_chunk *ch)
 {
 	struct pipe *p = arg;
 
+	p->bytes_out += ch->tag;
 	if (p->st)
 		stream_consumed(p->st, (size_t)ch->tag);
 }
@@ -110,6 +118,8 @@ static void pipe_on_close(void *arg, const char *why)
 	struct pipe *p = arg;
 
 	log_debug("pipe %s: closed: %s", p->ip, why);
+	accesslog_write(p->ip, p->what, p->tls ? "TLS" : "TCP", "-", p->status, p->bytes_in,
+	                p->bytes_out, (uint64_t)lws_now_usecs() - p->start_us);
 	if (p->st)
 		stream_close(p->st, p->client_eof && p->agent_fin ? CODE_OK : CODE_CANCEL);
 	outq_free(&p->out);
@@ -132,6 +142,7 @@ static void pipe_st_refuse(void *owner, uint32_t code, const char *reason)
 	struct pipe *p = owner;
 
 	log_info("client %s: local service: %s", p->ip, reason);
+	p->status = 502;
 	conn_close(p->conn, reason);
 }
 
@@ -146,6 +157,7 @@ static int pipe_st_data(void *owner, const uint8_t *d, size_t n)
 		if (w < 0)
 			return -1; /* on_close follows */
 		stream_consumed(p->st, (size_t)w);
+		p->bytes_out += (uint64_t)w;
 		d += w;
 		n -= (size_t)w;
 		if (!n)
@@ -212,7 +224,8 @@ static const struct estream_ops pipe_stream_ops = {
     .on_writable = pipe_st_writable,
 };
 
-int pipe_start(struct conn *conn, struct esession *s, const struct eroute *r, int tls)
+int pipe_start(struct conn *conn, struct esession *s, const struct eroute *r, int tls,
+               const char *what)
 {
 	struct pipe *p = calloc(1, sizeof(*p));
 
@@ -221,6 +234,10 @@ int pipe_start(struct conn *conn, struct esession *s, const struct eroute *r, in
 		return -1;
 	}
 	p->conn = conn;
+	p->tls = tls;
+	p->status = 200;
+	p->start_us = (uint64_t)lws_now_usecs();
+	snprintf(p->what, sizeof(p->what), "%s", what);
 	addr_format_ip((const struct sockaddr *)&conn_peer(conn)->ss, p->ip);
 	outq_init(&p->out, 0, PIPE_CHUNK);
 	p->st = stream_open(s, r, conn_peer(conn), conn_local(conn), tls, &pipe_stream_ops, p);

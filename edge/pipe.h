@@ -12,9 +12,12 @@
 
 /**
  * Pipe conn (adopted, up or still in peek state) into a new stream on
- * session s for route r.  tls marks a client that reached the edge over TLS.
- * Takes the conn: on failure it is closed.  Returns 0 or -1.
+ * session s for route r.  tls marks a client that reached the edge over TLS
+ * (passthrough); what names the connection in the access log ("tcp/25565",
+ * or the SNI), where it gets one line when it ends.  Takes the conn: on
+ * failure it is closed.  Returns 0 or -1.
  */
-int pipe_start(struct conn *conn, struct esession *s, const struct eroute *r, int tls);
+int pipe_start(struct conn *conn, struct esession *s, const struct eroute *r, int tls,
+               const char *what);
 
 #endif

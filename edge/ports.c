@@ -46,6 +46,7 @@ static void ports_tcp_accept(struct listener *l, int fd, const struct addr *peer
 	struct esession *s = registry_lookup_port(ROUTE_KIND_TCP, sp->port, &r);
 	struct conn *conn;
 	const char *err;
+	char what[16];
 
 	if (!s || edge.draining) {
 		close(fd);
@@ -56,7 +57,8 @@ static void ports_tcp_accept(struct listener *l, int fd, const struct addr *peer
 		log_warn("tcp/%u: cannot adopt a connection: %s", sp->port, err);
 		return;
 	}
-	if (pipe_start(conn, s, r, 0) < 0)
+	snprintf(what, sizeof(what), "tcp/%u", sp->port);
+	if (pipe_start(conn, s, r, 0, what) < 0)
 		log_warn("tcp/%u: cannot open a stream to agent '%s'", sp->port, s->agent);
 }
 

@@ -8,6 +8,7 @@ Real relais-edge / relais-agent / iperf3 processes on loopback (127.0.0.1 and
 """
 import hashlib
 import os
+import re
 import resource
 import selectors
 import signal
@@ -287,6 +288,28 @@ def test_half_close_client_shuts_write_and_gets_the_whole_answer(env, closing):
         assert len(rest) == 4 << 20, "upload %d: answer cut at %d bytes" % (size, len(rest))
         assert rest == hashlib.sha256(head + b"\n").digest() * (4 << 20 >> 5)
     wait_streams_zero(e)
+
+
+def test_streams_are_in_the_access_log(env, closing):
+    """One access log line per TCP stream when it ends: client, tcp/PORT,
+    "TCP -", 200 (502 when the service refused), bytes each way, duration."""
+    origin = TcpService(echo_handler)
+    closing(origin)
+    port, dead = free_ports(1), free_ports(1)
+    a, e = stream_pair(env, [tcp(port, origin.port), tcp(dead, free_ports(1))])
+    assert echo_roundtrip("127.0.0.1", port, b"hello, log") == b"hello, log"
+    s = connect("127.0.0.1", dead)
+    closing(s)
+    try:
+        assert s.recv(10) == b""
+    except ConnectionResetError:
+        pass
+    log = os.path.join(env.dir, "access.log")
+    line = r'^\d{4}-\d\d-\d\dT[\d:.]+Z 127\.0\.0\.1 tcp/%d "TCP -" %d in=%d out=%d ms=\d+$'
+    wait_for(lambda: re.search(line % (port, 200, 10, 10), open(log).read(), re.M), 5,
+             what=lambda: "the stream's line in\n" + open(log).read())
+    wait_for(lambda: re.search(line % (dead, 502, 0, 0), open(log).read(), re.M), 5,
+             what=lambda: "the refused stream's line in\n" + open(log).read())
 
 
 def test_service_closing_mid_upload_frees_the_stream(env, closing):
