@@ -303,7 +303,8 @@ static int session_on_route(struct esession *s, const struct frame *in)
 		if (holder)
 			snprintf(who, sizeof(who), " (agent '%s')", holder);
 		if (r->host[0])
-			log_warn("agent '%s': route %s refused: %s%s", s->agent, r->host, reason, who);
+			log_warn("agent '%s': route %s refused: %s%s", s->agent, r->host, reason,
+			         who);
 		else
 			log_warn("agent '%s': route %s/%u-%u refused: %s%s", s->agent,
 			         r->kind == ROUTE_KIND_UDP ? "udp" : "tcp", r->port_lo, r->port_hi,
