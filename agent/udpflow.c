@@ -289,10 +289,12 @@ int udpflow_frame(const struct frame *f)
 		uf_to_service(u, f->payload, f->len);
 		break;
 	case FRAME_RST:
-	case FRAME_FIN:
 		uf_free(u);
 		break;
-	default:
+	default: /* DATA, WINDOW, FIN: a stream protocol error (PROTOCOL.md section 9) */
+		log_warn("udp flow %u: %s from the edge on a UDP flow; flow reset", u->id,
+		         frame_type_name(f->type));
+		uf_end(u, FRAME_RST, CODE_PROTOCOL, NULL);
 		break;
 	}
 	return 1;

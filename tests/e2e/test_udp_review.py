@@ -387,6 +387,30 @@ def test_udp_open_crossing_the_agents_goaway_is_refused(env, closing):
     assert echo.seen == []
 
 
+
+@pytest.mark.parametrize("ftype", [DATA, WINDOW, FIN])
+def test_agent_resets_a_udp_flow_given_data_window_or_fin(env, closing, ftype):
+    """PROTOCOL.md section 9, the agent's side: DATA, WINDOW or FIN on a UDP
+    flow is a stream protocol error (RST CODE_PROTOCOL).  The agent ignored
+    DATA and WINDOW and dropped the flow on FIN without a word."""
+    echo = UdpEcho()
+    closing(echo)
+    port = free_ports(1)
+    fake, a, routes = agent_at_fake_edge_with(env, [udp(port, echo.port)])
+    closing(fake)
+    fake.send(open_frame(5, routes[0], port) + frame(DATAGRAM, b"ping", stream=5))
+    assert next_frame(fake, (DATAGRAM, RST, REFUSE)) == (DATAGRAM, 5, b"echo:ping")
+    payload = {DATA: b"bytes", WINDOW: struct.pack(">I", 4096), FIN: b""}[ftype]
+    fake.send(frame(ftype, payload, stream=5))
+    assert next_frame(fake, (DATAGRAM, RST, REFUSE)) == (RST, 5, struct.pack(">I", CODE_PROTOCOL))
+    a.proc.wait_log("on a UDP flow; flow reset")
+    # the flow is gone: a datagram for it reaches no one
+    fake.send(frame(DATAGRAM, b"after", stream=5) + open_frame(7, routes[0], port) +
+              frame(DATAGRAM, b"new flow", stream=7))
+    assert next_frame(fake, (DATAGRAM, RST, REFUSE)) == (DATAGRAM, 7, b"echo:new flow")
+    assert [d for _, d in echo.seen] == [b"ping", b"new flow"]
+
+
 # ---- the edge, seen from a scripted agent ---------------------------------------------------
 
 
