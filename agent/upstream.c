@@ -366,6 +366,10 @@ static int us_open(const struct frame *f)
 		log_warn("tunnel: OPEN for stream %u which exists", f->stream);
 		return -1;
 	}
+	if (agent.draining) { /* an OPEN that crossed our GOAWAY (PROTOCOL.md section 10) */
+		us_send_code(FRAME_REFUSE, f->stream, CODE_SHUTDOWN, "agent shutting down");
+		return 0;
+	}
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return -1;
@@ -526,6 +530,13 @@ int upstream_on_frame(const struct frame *f)
 		return 0;
 	case FRAME_RST:
 		/* The client's connection was reset or failed: pass that on. */
+		if (u->conn)
+			conn_set_reset(u->conn);
+		us_free(u);
+		return 0;
+	case FRAME_DATAGRAM: /* on a TCP stream (PROTOCOL.md section 9) */
+		log_warn("tunnel: stream %u: DATAGRAM on a TCP stream; resetting it", u->id);
+		us_send_code(FRAME_RST, u->id, CODE_PROTOCOL, NULL);
 		if (u->conn)
 			conn_set_reset(u->conn);
 		us_free(u);

@@ -1644,6 +1644,10 @@ static void agent_stream(struct cfgp *p, yaml_node_t *n, size_t idx, struct agen
 	if (listen_ok && st->listen.kind == ROUTE_KIND_UDP && st->proxy_protocol == PROXY_V1)
 		cfg_err(p, m.val[S_PROXY], "proxy_protocol v1 cannot carry UDP; use v2");
 	cfg_get_duration(p, &m, S_IDLE, &st->idle_timeout_ms);
+	/* The edge forgets a flow idle a little longer than this on its own. */
+	if (listen_ok && st->listen.kind == ROUTE_KIND_UDP &&
+	    st->idle_timeout_ms > CFG_UDP_IDLE_MAX_MS)
+		cfg_err(p, m.val[S_IDLE], "idle_timeout of a UDP stream is at most 10m");
 }
 
 static void agent_routes(struct cfgp *p, const struct cfg_map *top, struct agent_config *cfg)

@@ -39,6 +39,7 @@ struct http_limits {
 
 #define CFG_MAX_CERTIFICATES_DEFAULT 50   /* agents[].max_certificates */
 #define CFG_MAX_CERTIFICATES_MAX     4096 /* the ACME client's host table */
+#define CFG_UDP_IDLE_MAX_MS          600000u /* streams[].idle_timeout of a UDP stream */
 
 struct edge_agent {
 	char name[PROTO_MAX_NAME + 1];

@@ -336,8 +336,12 @@ int stream_on_frame(struct esession *s, const struct frame *f)
 		stream_reset(st, f->u.code.code);
 		return 0;
 	case FRAME_DATAGRAM:
-		if (st->ops->on_datagram)
-			st->ops->on_datagram(st->owner, f->payload, f->len);
+		if (!st->ops->on_datagram) { /* a TCP stream (PROTOCOL.md section 9) */
+			log_warn("agent '%s': stream %u: DATAGRAM on a TCP stream", s->agent, st->id);
+			stream_violation(st, CODE_PROTOCOL);
+			return 0;
+		}
+		st->ops->on_datagram(st->owner, f->payload, f->len);
 		return 0;
 	default:
 		return 0;

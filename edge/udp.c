@@ -438,7 +438,7 @@ static void udp_sweep(lws_sorted_usec_list_t *sul)
 	for (f = u->flows; f; f = next) {
 		next = f->next;
 		if (now - f->last_us > (uint64_t)UDP_IDLE_MS * LWS_US_PER_MS)
-			udp_flow_free(f, CODE_OK);
+			udp_flow_free(f, CODE_TIMEOUT);
 	}
 	lws_sul_schedule(edge.ctx, 0, &u->sul, udp_sweep, UDP_SWEEP_US);
 }

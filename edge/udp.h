@@ -5,7 +5,7 @@
  * opened once and then carried as DATAGRAM frames with no per-packet setup.
  * The agent ends idle flows (its idle_timeout, default 60 s, like conntrack)
  * with RST; UDP_IDLE_MS is only the edge's safety net, longer than any
- * sensible idle_timeout.  Under pressure datagrams are
+ * idle_timeout an agent may set.  Under pressure datagrams are
  * dropped (and counted), never queued without bound.
  */
 #ifndef RELAIS_EDGE_UDP_H
@@ -15,8 +15,11 @@
 #include <stdint.h>
 
 #include "../common/addr.h"
+#include "../common/config.h"
 
-#define UDP_IDLE_MS   600000u /* safety net; the agent's idle_timeout decides */
+/* Safety net, a minute past the longest idle_timeout an agent may set: the
+ * agent's idle_timeout decides. */
+#define UDP_IDLE_MS   (CFG_UDP_IDLE_MAX_MS + 60000u)
 #define UDP_MAX_FLOWS 4096    /* per port and address */
 /* Per client IPv4 address or IPv6 /64 (what one host holds), per port and
  * address: one host cycling source ports cannot take the whole table. */

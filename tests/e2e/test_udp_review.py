@@ -388,6 +388,40 @@ def test_udp_open_crossing_the_agents_goaway_is_refused(env, closing):
 
 
 
+def test_tcp_open_crossing_the_agents_goaway_is_refused(env, closing):
+    """The TCP side of section 10: the agent accepted such an OPEN and
+    connected to the service while it shut down."""
+    origin = TcpService(echo_handler)
+    closing(origin)
+    tport = free_ports(1)
+    fake, a, routes = agent_at_fake_edge_with(env, [tcp(tport, origin.port)])
+    closing(fake)
+    fake.send(open_frame(1, routes[0], tport, kind=KIND_TCP))
+    assert next_frame(fake, (ACCEPT, REFUSE))[:2] == (ACCEPT, 1)
+    a.proc.signal(signal.SIGTERM)
+    next_frame(fake, (GOAWAY,))
+    fake.send(open_frame(3, routes[0], tport, kind=KIND_TCP))
+    t, sid, payload = next_frame(fake, (ACCEPT, REFUSE))
+    assert (t, sid) == (REFUSE, 3), (t, sid, payload)
+    assert struct.unpack(">I", payload[:4])[0] == CODE_SHUTDOWN
+    assert len(origin.conns) == 1
+
+
+def test_agent_resets_a_tcp_stream_given_a_datagram(env, closing):
+    """Section 9 the other way round: DATAGRAM on a TCP stream is a stream
+    protocol error (the agent ignored it)."""
+    origin = TcpService(echo_handler)
+    closing(origin)
+    tport = free_ports(1)
+    fake, a, routes = agent_at_fake_edge_with(env, [tcp(tport, origin.port)])
+    closing(fake)
+    fake.send(open_frame(1, routes[0], tport, kind=KIND_TCP))
+    assert next_frame(fake, (ACCEPT, REFUSE))[:2] == (ACCEPT, 1)
+    fake.send(frame(DATAGRAM, b"not bytes", stream=1))
+    assert next_frame(fake, (RST,)) == (RST, 1, struct.pack(">I", CODE_PROTOCOL))
+    a.proc.wait_log("DATAGRAM on a TCP stream")
+
+
 @pytest.mark.parametrize("ftype", [DATA, WINDOW, FIN])
 def test_agent_resets_a_udp_flow_given_data_window_or_fin(env, closing, ftype):
     """PROTOCOL.md section 9, the agent's side: DATA, WINDOW or FIN on a UDP
@@ -465,3 +499,31 @@ def test_data_or_fin_on_a_udp_flow_is_a_stream_error(env, closing, ftype):
     c.sendto(b"again", ("127.0.0.1", port))
     _, sid2, _ = edge_frame(t, (OPEN,))
     assert sid2 != sid
+
+
+def test_a_datagram_on_a_tcp_stream_is_a_stream_error(env, closing):
+    """The edge's side: DATAGRAM on a TCP stream resets it (RST
+    CODE_PROTOCOL) and the client's connection; it used to be ignored."""
+    port = free_ports(1)
+    key = HandKey(os.path.join(env.dir, "hand.key"))
+    e = Edge(env, agents=[key.entry("hand", ports=["tcp/%d" % port])])
+    e.cfg["listen"]["streams"] = ["127.0.0.1"]
+    e.write()
+    e.start()
+    t = RawTunnel(e)
+    closing(t)
+    t.send(key.auth(t.hello()))
+    assert parse_frames(t.recv())[0][0] == WELCOME
+    t.send(route_frame(1, KIND_TCP, lo=port, hi=port))
+    assert edge_frame(t, (ROUTE_ANSWER,))[2][:4] == b"\0\0\0\0"
+    c = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+    closing(c)
+    _, sid, _ = edge_frame(t, (OPEN,))
+    mark = e.proc.mark()
+    t.send(frame(ACCEPT, b"", stream=sid) + frame(DATAGRAM, b"not bytes", stream=sid))
+    assert edge_frame(t, (RST,)) == (RST, sid, struct.pack(">I", CODE_PROTOCOL))
+    e.proc.wait_log("DATAGRAM on a TCP stream", since=mark)
+    try:
+        assert c.recv(10) == b""
+    except ConnectionResetError:
+        pass

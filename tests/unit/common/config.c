@@ -783,6 +783,9 @@ static void test_agent_errors(void)
 	BAD(AGENT,
 	    AGENT_BASE "streams:\n  - listen: tcp/22\n    to: a:22\n    idle_timeout: soon\n",
 	    "6:19", "bad duration 'soon' for 'idle_timeout'");
+	BAD(AGENT,
+	    AGENT_BASE "streams:\n  - listen: udp/51820\n    to: a:51820\n    idle_timeout: 11m\n",
+	    "6:19", "idle_timeout of a UDP stream is at most 10m");
 	BAD(AGENT, AGENT_BASE "streams:\n  - to: a:22\n", "4:5",
 	    "missing required key 'listen' in stream #1");
 }
