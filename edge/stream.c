@@ -337,7 +337,8 @@ int stream_on_frame(struct esession *s, const struct frame *f)
 		return 0;
 	case FRAME_DATAGRAM:
 		if (!st->ops->on_datagram) { /* a TCP stream (PROTOCOL.md section 9) */
-			log_warn("agent '%s': stream %u: DATAGRAM on a TCP stream", s->agent, st->id);
+			log_warn("agent '%s': stream %u: DATAGRAM on a TCP stream", s->agent,
+			         st->id);
 			stream_violation(st, CODE_PROTOCOL);
 			return 0;
 		}
