@@ -1,6 +1,6 @@
 /*
- * edge/accesslog.h - one line per HTTP request, TCP stream or TLS passthrough
- * connection (method "TCP" or "TLS", path "-").
+ * edge/accesslog.h - one line per HTTP request, and per TCP stream, TLS
+ * passthrough connection or UDP flow (method "TCP", "TLS" or "UDP", path "-").
  */
 #ifndef RELAIS_EDGE_ACCESSLOG_H
 #define RELAIS_EDGE_ACCESSLOG_H

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../common/log.h"
+#include "accesslog.h"
 #include "edge.h"
 #include "registry.h"
 #include "stream.h"
@@ -34,8 +35,10 @@ struct uflow {
 	int ifindex;       /* interface it came in on (IPv6 link-local replies) */
 	struct estream *st;
 	uint64_t last_us;
-	struct uflow *next, *prev; /* all flows of the socket */
-	struct uflow *hnext;       /* hash chain */
+	uint64_t start_us, bytes_in, bytes_out; /* for the access log */
+	int status;                             /* 200, or 502 when the service refused */
+	struct uflow *next, *prev;              /* all flows of the socket */
+	struct uflow *hnext;                    /* hash chain */
 };
 
 struct udpsock {
@@ -181,6 +184,17 @@ static struct uflow *udp_find(struct udpsock *u, const struct addr *peer, const 
 	return NULL;
 }
 
+/* The flow's line in the access log: like a request's, "UDP -" for it. */
+static void udp_log_flow(const struct uflow *f)
+{
+	char ip[ADDR_TEXT_MAX], what[16];
+
+	addr_format_ip((const struct sockaddr *)&f->peer.ss, ip);
+	snprintf(what, sizeof(what), "udp/%u", f->u->port);
+	accesslog_write(ip, what, "UDP", "-", f->status, f->bytes_in, f->bytes_out,
+	                (uint64_t)lws_now_usecs() - f->start_us);
+}
+
 static void udp_flow_free(struct uflow *f, uint32_t code)
 {
 	struct udpsock *u = f->u;
@@ -201,6 +215,7 @@ static void udp_flow_free(struct uflow *f, uint32_t code)
 	udp_src_put(u, f->src);
 	if (f->st)
 		stream_close(f->st, code);
+	udp_log_flow(f);
 	free(f);
 }
 
@@ -215,6 +230,7 @@ static void udp_st_refuse(void *owner, uint32_t code, const char *reason)
 
 	if (udp_log_ok(&f->u->log_refused, more))
 		log_info("udp/%u: local service: %s%s", f->u->port, reason, more);
+	f->status = 502;
 	udp_flow_free(f, CODE_OK);
 }
 
@@ -298,6 +314,8 @@ static void udp_st_datagram(void *owner, const uint8_t *p, size_t n)
 	f->last_us = (uint64_t)lws_now_usecs();
 	if (udp_send(f, p, n) < 0)
 		dropped++;
+	else
+		f->bytes_out += n;
 }
 
 static const struct estream_ops udp_stream_ops = {
@@ -347,6 +365,8 @@ static struct uflow *udp_flow_new(struct udpsock *u, const struct addr *peer,
 	f->peer = *peer;
 	f->local = *local;
 	f->ifindex = ifindex;
+	f->status = 200;
+	f->start_us = (uint64_t)lws_now_usecs();
 	f->st = stream_open(s, r, peer, local, 0, &udp_stream_ops, f);
 	if (!f->st) {
 		udp_src_put(u, f->src);
@@ -425,6 +445,7 @@ static void udp_readable(struct udpsock *u)
 			dropped++;
 			continue;
 		}
+		f->bytes_in += (uint64_t)n;
 		f->last_us = (uint64_t)lws_now_usecs();
 	}
 }

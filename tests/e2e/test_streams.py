@@ -312,6 +312,25 @@ def test_streams_are_in_the_access_log(env, closing):
              what=lambda: "the refused stream's line in\n" + open(log).read())
 
 
+def test_udp_flows_are_in_the_access_log(env, closing):
+    """A UDP flow gets its line when it ends (here by its 1 s idle timeout):
+    udp/PORT, "UDP -", 200, datagram bytes each way."""
+    echo = UdpEcho()
+    closing(echo)
+    port = free_ports(1)
+    a, e = stream_pair(env, [udp(port, echo.port, idle_timeout="1s")])
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closing(c)
+    c.bind(("127.0.0.1", 0))
+    for msg in (b"one", b"two!"):
+        assert udp_ask("127.0.0.1", port, msg, sock=c) == b"echo:" + msg
+    log = os.path.join(env.dir, "access.log")
+    line = (r'^\S+Z 127\.0\.0\.1 udp/%d "UDP -" 200 in=7 out=17 ms=(\d+)$' % port)
+    m = wait_for(lambda: re.search(line, open(log).read(), re.M), 10,
+                 what=lambda: "the flow's line in\n" + open(log).read())
+    assert int(m.group(1)) >= 1000  # it lasted until its idle timeout
+
+
 def test_service_closing_mid_upload_frees_the_stream(env, closing):
     """The service reads for a while and resets while clients upload at full
     speed for 2 s: the agent drops what it can no longer deliver but returns
