@@ -19,7 +19,7 @@
 #include "udpflow.h"
 #include "upstream.h"
 
-#define US_HASH      1024
+#define US_HASH      2048
 #define READ_MAX     (64u * 1024u)
 #define READ_ROUNDS  4
 #define HIGH_WATER   (4u * 1024u * 1024u)

@@ -12,7 +12,7 @@
 #include "../proto/frame.h"
 
 #define SESSION_MAX_ROUTES 1024
-#define SESSION_HASH       256
+#define SESSION_HASH       2048 /* streams by id: chains of 32 at 65,536 streams */
 
 struct eroute {
 	uint32_t id;  /* the agent's route id */
