@@ -36,35 +36,11 @@ struct uflow {
 
 static struct uflow *flows, *hash[UF_HASH];
 static size_t nflows;
-static struct uf_ratelog {
-	uint64_t next_us;
-	unsigned skipped;
-} log_full, log_failed; /* see uf_log_ok() */
+static struct log_rate log_full, log_failed; /* common/log.h */
 static lws_sorted_usec_list_t sweep_sul;
 static int sweeping;
 static lws_usec_t sweep_us; /* the period scheduled */
 static uint8_t buf[65536 + PROXYPROTO_MAX];
-
-/*
- * Lines any client can cause, one per datagram (a service that is down
- * answers each new flow with an ICMP error), are logged at most once a
- * second each; more gets " (and N more like this)" when some were left out.
- */
-static int uf_log_ok(struct uf_ratelog *r, char more[48])
-{
-	uint64_t now = (uint64_t)lws_now_usecs();
-
-	if (now < r->next_us) {
-		r->skipped++;
-		return 0;
-	}
-	r->next_us = now + LWS_US_PER_SEC;
-	more[0] = '\0';
-	if (r->skipped)
-		snprintf(more, 48, " (and %u more like this)", r->skipped);
-	r->skipped = 0;
-	return 1;
-}
 
 /* The hard limit, not the soft one: that is what the agent raised the soft
  * limit to at start (common/nofile.h). */
@@ -188,7 +164,7 @@ int udpflow_open(const struct frame *f)
 	struct uflow *u;
 	struct addr a;
 	uint16_t port;
-	char more[48];
+	char more[LOG_RATE_MORE];
 
 	if (uf_find(f->stream))
 		return -1;
@@ -212,7 +188,7 @@ int udpflow_open(const struct frame *f)
 	if (nflows >= uf_max_flows()) {
 		struct frame r = {.type = FRAME_REFUSE, .stream = f->stream};
 
-		if (uf_log_ok(&log_full, more))
+		if (log_rate_ok(&log_full, (uint64_t)lws_now_usecs(), more))
 			log_warn("udp: %zu flows open, the most allowed: new ones refused%s",
 			         nflows, more);
 		r.u.code.code = CODE_REFUSED;
@@ -335,7 +311,7 @@ int udpflow_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		/* lws closed the socket (POLLERR: an ICMP error on the connected
 		 * socket, as when the service restarts).  End the flow: the edge
 		 * forgets it, and the client's next datagram opens a fresh one. */
-		char more[48];
+		char more[LOG_RATE_MORE];
 
 		lws_set_opaque_user_data(wsi, NULL); /* lws may call again for this wsi */
 		u->wsi = NULL;
@@ -344,7 +320,7 @@ int udpflow_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 			uf_free(u);
 			return 0;
 		}
-		if (uf_log_ok(&log_failed, more))
+		if (log_rate_ok(&log_failed, (uint64_t)lws_now_usecs(), more))
 			log_info("udp flow %u: the service's socket failed (ICMP error?); flow "
 			         "ended%s",
 			         u->id, more);

@@ -139,6 +139,20 @@ static void log_vemit(const char *level, const char *fmt, va_list ap)
 	fprintf(stderr, "%s %s[%ld] %s: %s\n", ts, log_prog, (long)getpid(), level, line);
 }
 
+int log_rate_ok(struct log_rate *r, uint64_t now_us, char more[LOG_RATE_MORE])
+{
+	if (now_us < r->next_us) {
+		r->skipped++;
+		return 0;
+	}
+	r->next_us = now_us + 1000000u;
+	more[0] = '\0';
+	if (r->skipped)
+		snprintf(more, LOG_RATE_MORE, " (and %u more like this)", r->skipped);
+	r->skipped = 0;
+	return 1;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	va_list ap;

@@ -51,10 +51,7 @@ struct udpsock {
 	struct uflow *hash[UDP_HASH];
 	struct usrc *srcs[UDP_HASH];
 	size_t nflows;
-	struct udp_ratelog {
-		uint64_t next_us;
-		unsigned skipped;
-	} log_refused, log_src, log_agent; /* see udp_log_ok() */
+	struct log_rate log_refused, log_src, log_agent; /* common/log.h */
 	lws_sorted_usec_list_t sul;
 };
 
@@ -64,27 +61,6 @@ static uint8_t dgram[65536];
 uint64_t udp_dropped(void)
 {
 	return dropped;
-}
-
-/*
- * Lines any client can cause, one per datagram (a service refusing every new
- * flow, a source over its limit), are logged at most once a second per
- * socket and kind; more gets " (and N more like this)" when some were left out.
- */
-static int udp_log_ok(struct udp_ratelog *r, char more[48])
-{
-	uint64_t now = (uint64_t)lws_now_usecs();
-
-	if (now < r->next_us) {
-		r->skipped++;
-		return 0;
-	}
-	r->next_us = now + LWS_US_PER_SEC;
-	more[0] = '\0';
-	if (r->skipped)
-		snprintf(more, 48, " (and %u more like this)", r->skipped);
-	r->skipped = 0;
-	return 1;
 }
 
 static unsigned udp_hash(const struct addr *a)
@@ -226,9 +202,9 @@ static void udp_st_nop(void *owner)
 static void udp_st_refuse(void *owner, uint32_t code, const char *reason)
 {
 	struct uflow *f = owner;
-	char more[48];
+	char more[LOG_RATE_MORE];
 
-	if (udp_log_ok(&f->u->log_refused, more))
+	if (log_rate_ok(&f->u->log_refused, (uint64_t)lws_now_usecs(), more))
 		log_info("udp/%u: local service: %s%s", f->u->port, reason, more);
 	f->status = 502;
 	udp_flow_free(f, CODE_OK);
@@ -335,12 +311,12 @@ static struct uflow *udp_flow_new(struct udpsock *u, const struct addr *peer,
 	struct esession *s = registry_lookup_port(ROUTE_KIND_UDP, u->port, &r);
 	struct uflow *f;
 	unsigned h;
-	char more[48];
+	char more[LOG_RATE_MORE];
 
 	if (!s || u->nflows >= UDP_MAX_FLOWS || edge.draining)
 		return NULL;
 	if (s->nstreams >= UDP_MAX_FLOWS_PER_AGENT) {
-		if (udp_log_ok(&u->log_agent, more))
+		if (log_rate_ok(&u->log_agent, (uint64_t)lws_now_usecs(), more))
 			log_warn("udp/%u: agent '%s' carries %zu streams: new flows are dropped%s",
 			         u->port, s->agent, s->nstreams, more);
 		return NULL;
@@ -352,7 +328,7 @@ static struct uflow *udp_flow_new(struct udpsock *u, const struct addr *peer,
 	if (!f->src) {
 		char at[ADDR_TEXT_MAX];
 
-		if (udp_log_ok(&u->log_src, more)) {
+		if (log_rate_ok(&u->log_src, (uint64_t)lws_now_usecs(), more)) {
 			addr_format_ip((const struct sockaddr *)&peer->ss, at);
 			log_warn("udp/%u: client %s%s holds %d flows: its new ones are dropped%s",
 			         u->port, at, peer->ss.ss_family == AF_INET6 ? " (its /64)" : "",
