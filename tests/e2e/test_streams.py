@@ -20,10 +20,10 @@ import time
 
 import pytest
 
-from relais import (EDGE_BIN, SLOW, Agent, DelayRelay, Edge, Iperf3Server, Proc, TcpRelay,
-                    TcpService, UdpEcho, free_ports, iperf3_client, proc_cpu_seconds, proxy_v1,
-                    proxy_v2, read_proxy_header, recv_all, stream_pair, tcp_listening, udp_ask,
-                    udp_bound, wait_for)
+from relais import (AGENT_BIN, EDGE_BIN, SLOW, Agent, DelayRelay, Edge, Iperf3Server, Proc,
+                    TcpRelay, TcpService, UdpEcho, free_ports, iperf3_client, proc_cpu_seconds,
+                    proxy_v1, proxy_v2, read_proxy_header, recv_all, stream_pair, tcp_listening,
+                    udp_ask, udp_bound, wait_for, yaml_dump)
 
 
 def tcp(port, to_port, **kw):
@@ -1004,15 +1004,24 @@ def test_soft_limit_of_open_files_is_raised_at_start(env, closing):
     origin = TcpService(echo_handler, backlog=512)
     closing(origin)
     port = free_ports(1)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))  # inherited by both
-    try:
-        a, e = stream_pair(env, [tcp(port, origin.port)])
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    a = Agent(env, "home", streams=[tcp(port, origin.port)])
+    e = Edge(env, agents=[a.entry(ports=["tcp/%d" % port])])
+    e.cfg["listen"]["streams"] = ["127.0.0.1"]
+    e.write()
+    low = ["prlimit", "--nofile=128:%d" % hard]  # execs the program: same pid
+    e.proc = Proc(low + [EDGE_BIN, "-d", "-c", e.path], os.path.join(env.dir, "edge.log"))
+    env.procs.append(e.proc)
+    wait_for(e.ready, 5, what="edge admin endpoint")
+    a.cfg["edge"] = e.url()
+    with open(a.path, "w") as f:
+        f.write(yaml_dump(a.cfg))
+    a.proc = Proc(low + [AGENT_BIN, "-d", "-c", a.path], os.path.join(env.dir, "home.log"))
+    env.procs.append(a.proc)
+    a.proc.wait_log("route tcp/%d accepted by the edge" % port)
     for proc in (a.proc, e.proc):
         assert resource.prlimit(proc.pid, resource.RLIMIT_NOFILE) == (want, hard)
-    # 200 clients at once: each is two descriptors at the edge (client, and
-    # the agent's connection to the service), past the limit of 128 they had.
+    # 200 clients at once: 200 descriptors at the edge (the clients) and at
+    # the agent (its connections to the service), past the 128 they started with.
     socks = []
     for i in range(200):
         c = connect("127.0.0.1", port)
