@@ -450,6 +450,32 @@ static struct listener *edge_listen(const struct addr *a, const char *name,
 	return l;
 }
 
+/*
+ * tunnel.listen "0.0.0.0:PORT" takes IPv6 agents too, as it always did (lws
+ * listened on "::" for it): an agent whose edge name has an AAAA record
+ * connects over IPv6 first.  IPv4 alone on a host without IPv6.
+ */
+static struct listener *edge_listen_tunnel(void)
+{
+	const struct addr *a = &edge.cfg.tunnel.listen;
+
+	if (a->ss.ss_family == AF_INET && addr_is_any(a)) {
+		struct addr six;
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&six.ss;
+		struct listener *l;
+		const char *err;
+
+		memset(&six, 0, sizeof(six));
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(addr_port(a));
+		six.len = sizeof(*s6);
+		l = listener_open(&six, "tunnel", LISTENER_DUAL_STACK, tunnel_accept, NULL, &err);
+		if (l)
+			return l;
+	}
+	return edge_listen(a, "tunnel", tunnel_accept);
+}
+
 static int edge_start(void)
 {
 	struct lws_context_creation_info info;
@@ -543,8 +569,7 @@ static int edge_start(void)
 	if (edge.cfg.has_admin &&
 	    !(admin_listener = edge_listen(&edge.cfg.admin, "admin", admin_accept)))
 		return -1;
-	if (!edge.tunnel_shared &&
-	    !(tunnel_listener = edge_listen(&edge.cfg.tunnel.listen, "tunnel", tunnel_accept)))
+	if (!edge.tunnel_shared && !(tunnel_listener = edge_listen_tunnel()))
 		return -1;
 	/* The operator's and the agents' ports may use the descriptors kept
 	 * from public clients (listener.h). */

@@ -62,18 +62,22 @@ def refused(host, port):
 
 def test_tunnel_listens_only_where_told(env):
     """tunnel.listen 127.0.0.1:P is bound to 127.0.0.1 alone (lws, given that
-    address, used to listen on all of them); "[::]:P" takes IPv4 and IPv6."""
+    address, used to listen on all of them); "[::]:P" and "0.0.0.0:P" take
+    IPv4 and IPv6."""
     a = Agent(env, "home")
     e = Edge(env, agents=[a.entry()]).start()
     assert refused("127.0.0.2", e.tunnel_port)
     a.start(e.url())
-    e.stop()
-    e.cfg["tunnel"]["listen"] = "[::]:%d" % e.tunnel_port
-    e.write()
-    e.start()
-    for host in ("127.0.0.1", "::1"):
-        socket.create_connection((host, e.tunnel_port), 2).close()
-    a.proc.wait_log("tunnel: connected to", count=2)
+    # "[::]", and "0.0.0.0" as it always did (lws listened on "::" for it:
+    # agents whose edge name has an AAAA record come over IPv6)
+    for n, wild in enumerate(("[::]", "0.0.0.0"), 2):
+        e.stop()
+        e.cfg["tunnel"]["listen"] = "%s:%d" % (wild, e.tunnel_port)
+        e.write()
+        e.start()
+        for host in ("127.0.0.1", "::1"):
+            socket.create_connection((host, e.tunnel_port), 2).close()
+        a.proc.wait_log("tunnel: connected to", count=n, timeout=10)
 
 def test_allowed_routes_are_accepted_and_listed(env):
     tcp, udp = free_port(), free_port(socket.SOCK_DGRAM)
