@@ -10,6 +10,7 @@
 #include "../common/keys.h"
 #include "../common/tunnel.h"
 #include "../common/window.h"
+#include "resolve.h"
 
 #define AGENT_TUNNEL_PROTO "relais.v1"
 #define AGENT_PROTO_SIGNAL "relais-signal"
@@ -33,8 +34,10 @@ struct agent {
 	uint8_t secret[KEY_SECRET_LEN];
 	uint8_t pub[KEY_PUB_LEN];
 
-	struct wsc *ws;            /* the tunnel, NULL when down */
-	struct resolve *resolving; /* pending lookup of the edge's name */
+	struct wsc *ws;                      /* the tunnel, NULL when down */
+	struct resolve *resolving;           /* pending lookup of the edge's name */
+	struct addr edge_addrs[RESOLVE_MAX]; /* its answers, tried in turn */
+	size_t edge_naddrs, edge_tried;
 	struct tunnel t;
 	enum agent_state state;
 	int signed_hello; /* AUTH sent on this connection: one per connection */

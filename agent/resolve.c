@@ -18,7 +18,8 @@ struct resolve {
 	void *arg;
 	int canceled;
 	int done;
-	struct addr a;
+	struct addr a[RESOLVE_MAX];
+	size_t n;
 	char err[400];
 };
 
@@ -37,10 +38,15 @@ static void *resolve_thread(void *p)
 	hints.ai_socktype = SOCK_STREAM;
 	rc = getaddrinfo(r->host, r->port, &hints, &res);
 	pthread_mutex_lock(&lock);
-	if (rc == 0 && res && res->ai_addrlen <= sizeof(r->a.ss)) {
-		memcpy(&r->a.ss, res->ai_addr, res->ai_addrlen);
-		r->a.len = res->ai_addrlen;
-	} else {
+	for (const struct addrinfo *ai = rc == 0 ? res : NULL; ai && r->n < RESOLVE_MAX;
+	     ai = ai->ai_next) {
+		if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+		    ai->ai_addrlen > sizeof(r->a[0].ss))
+			continue;
+		memcpy(&r->a[r->n].ss, ai->ai_addr, ai->ai_addrlen);
+		r->a[r->n++].len = ai->ai_addrlen;
+	}
+	if (!r->n) {
 		snprintf(r->err, sizeof(r->err), "cannot resolve %s: %s", r->host,
 		         rc ? gai_strerror(rc) : "no address");
 	}
@@ -133,7 +139,8 @@ void resolve_dispatch(void)
 		if (!r)
 			return;
 		if (!r->canceled)
-			r->fn(r->arg, r->err[0] ? NULL : &r->a, r->err[0] ? r->err : NULL);
+			r->fn(r->arg, r->err[0] ? NULL : r->a, r->err[0] ? 0 : r->n,
+			      r->err[0] ? r->err : NULL);
 		free(r);
 	}
 }

@@ -16,8 +16,15 @@
 
 struct resolve;
 
-/** Result callback on the loop thread: err is NULL on success (a filled). */
-typedef void (*resolve_fn)(void *arg, const struct addr *a, const char *err);
+/* Addresses kept from one lookup, in getaddrinfo()'s order (RFC 6724: an
+ * IPv6 address first where IPv6 works).  A connection tries them in turn. */
+#define RESOLVE_MAX 4
+
+/**
+ * Result callback on the loop thread: err is NULL on success, with a[0..n)
+ * the addresses (1 <= n <= RESOLVE_MAX).
+ */
+typedef void (*resolve_fn)(void *arg, const struct addr *a, size_t n, const char *err);
 
 /**
  * Fill *a when host is a numeric IPv4 or IPv6 address: 0, or -1 when it is a
@@ -26,7 +33,7 @@ typedef void (*resolve_fn)(void *arg, const struct addr *a, const char *err);
 int resolve_numeric(const char *host, uint16_t port, struct addr *a);
 
 /**
- * Look up host:port (IPv4 or IPv6, first answer).  The callback never runs
+ * Look up host:port (IPv4 and IPv6, up to RESOLVE_MAX answers).  The callback never runs
  * before this returns (so it may free arg): it runs later from
  * resolve_dispatch(), unless resolve_cancel() came first.  NULL when out of
  * memory: the callback will not run.

@@ -83,11 +83,46 @@ static const struct wsc_ops agent_ws_ops = {
     .on_close = agent_on_close,
 };
 
-static void agent_resolved(void *arg, const struct addr *a, const char *err)
+/*
+ * Connect to the edge's next address not tried yet: its name may have an
+ * IPv6 and an IPv4 address, and only one of them may work.  0 when a
+ * connection is on its way, -1 when none is left (a retry is scheduled).
+ */
+static int agent_dial(void)
 {
 	struct wsc_cfg cfg;
 	const char *why = NULL;
 
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.host = agent.cfg.edge_host;
+	cfg.port = agent.cfg.edge_port;
+	cfg.path = agent.cfg.edge_path;
+	cfg.protocol = AGENT_TUNNEL_PROTO;
+	cfg.tls = agent.cfg.edge_tls;
+	cfg.ca_file = agent.cfg.edge_ca;
+	while (agent.edge_tried < agent.edge_naddrs) {
+		char ip[ADDR_TEXT_MAX];
+
+		cfg.addr = &agent.edge_addrs[agent.edge_tried++];
+		addr_format_ip((const struct sockaddr *)&cfg.addr->ss, ip);
+		log_debug("tunnel: connecting to %s (%s)", agent.cfg.edge, ip);
+		if (tunnel_init(&agent.t, WSC_HEADROOM) < 0) {
+			why = "out of memory";
+			break;
+		}
+		agent.ws = wsc_connect(agent.vh, &cfg, &agent_ws_ops, NULL, &why);
+		if (agent.ws)
+			return 0;
+		tunnel_free(&agent.t);
+		log_warn("tunnel: cannot connect to %s (%s): %s", agent.cfg.edge, ip, why);
+	}
+	agent.state = AGENT_IDLE;
+	agent_connect_soon(agent_backoff());
+	return -1;
+}
+
+static void agent_resolved(void *arg, const struct addr *a, size_t n, const char *err)
+{
 	agent.resolving = NULL;
 	if (agent.interrupted)
 		return;
@@ -97,26 +132,10 @@ static void agent_resolved(void *arg, const struct addr *a, const char *err)
 		agent_connect_soon(agent_backoff());
 		return;
 	}
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.addr = a;
-	cfg.host = agent.cfg.edge_host;
-	cfg.port = agent.cfg.edge_port;
-	cfg.path = agent.cfg.edge_path;
-	cfg.protocol = AGENT_TUNNEL_PROTO;
-	cfg.tls = agent.cfg.edge_tls;
-	cfg.ca_file = agent.cfg.edge_ca;
-	if (tunnel_init(&agent.t, WSC_HEADROOM) < 0) {
-		why = "out of memory";
-	} else {
-		agent.ws = wsc_connect(agent.vh, &cfg, &agent_ws_ops, NULL, &why);
-		if (!agent.ws)
-			tunnel_free(&agent.t);
-	}
-	if (!agent.ws) {
-		agent.state = AGENT_IDLE;
-		log_warn("tunnel: cannot connect to %s: %s", agent.cfg.edge, why);
-		agent_connect_soon(agent_backoff());
-	}
+	memcpy(agent.edge_addrs, a, n * sizeof(*a));
+	agent.edge_naddrs = n;
+	agent.edge_tried = 0;
+	agent_dial();
 }
 
 static void agent_connect(lws_sorted_usec_list_t *sul)
@@ -127,15 +146,14 @@ static void agent_connect(lws_sorted_usec_list_t *sul)
 		return;
 	agent.state = AGENT_CONNECTING;
 	agent.state_us = now_us();
-	log_debug("tunnel: connecting to %s", agent.cfg.edge);
 	if (resolve_numeric(agent.cfg.edge_host, agent.cfg.edge_port, &a) == 0) {
-		agent_resolved(NULL, &a, NULL);
+		agent_resolved(NULL, &a, 1, NULL);
 		return;
 	}
 	agent.resolving = resolve_start(agent.ctx, agent.cfg.edge_host, agent.cfg.edge_port,
 	                                agent_resolved, NULL);
 	if (!agent.resolving)
-		agent_resolved(NULL, NULL, "out of memory");
+		agent_resolved(NULL, NULL, 0, "out of memory");
 }
 
 void agent_connect_soon(uint64_t delay_us)
@@ -377,12 +395,24 @@ static void agent_on_close(void *arg, const char *why)
 	agent.state = AGENT_IDLE;
 	if (agent.interrupted)
 		return;
-	if (was_ready)
+	if (was_ready) {
 		log_warn("tunnel: disconnected from the edge: %s", why);
-	else if (opened)
+	} else if (opened) {
 		log_warn("tunnel: the edge closed the session during the handshake: %s", why);
-	else
-		log_warn("tunnel: cannot connect to %s: %s", agent.cfg.edge, why);
+	} else {
+		char ip[ADDR_TEXT_MAX] = "?";
+
+		if (agent.edge_tried > 0)
+			addr_format_ip(
+			    (const struct sockaddr *)&agent.edge_addrs[agent.edge_tried - 1].ss,
+			    ip);
+		log_warn("tunnel: cannot connect to %s (%s): %s", agent.cfg.edge, ip, why);
+		if (agent.edge_tried < agent.edge_naddrs) { /* its next address, at once */
+			agent.state = AGENT_CONNECTING;
+			agent_dial();
+			return;
+		}
+	}
 	agent_connect_soon(agent_backoff());
 }
 

@@ -129,7 +129,9 @@ static void uf_sweep(lws_sorted_usec_list_t *sul)
 		lws_sul_schedule(agent.ctx, 0, &sweep_sul, uf_sweep, period);
 }
 
-static void uf_resolved(void *arg, const struct addr *a, const char *err)
+/* UDP learns of an unreachable service only later (an ICMP error), so a flow
+ * takes the lookup's first address. */
+static void uf_resolved(void *arg, const struct addr *a, size_t n, const char *err)
 {
 	struct uflow *u = arg;
 	lws_sock_file_fd_type fd;
@@ -224,7 +226,7 @@ int udpflow_open(const struct frame *f)
 		lws_sul_schedule(agent.ctx, 0, &sweep_sul, uf_sweep, sweep_us);
 	}
 	if (resolve_numeric(s->to_host, port, &a) == 0) {
-		uf_resolved(u, &a, NULL); /* may free u */
+		uf_resolved(u, &a, 1, NULL); /* may free u */
 		return 0;
 	}
 	u->resolving = resolve_start(agent.ctx, s->to_host, port, uf_resolved, u);

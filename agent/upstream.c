@@ -45,7 +45,9 @@ struct ustream {
 	uint32_t idle_ms; /* TCP stream idle_timeout, 0 = none */
 	uint64_t last_us; /* last byte either way */
 	char host[256];
-	char target[300]; /* for logs */
+	char target[300];     /* for logs */
+	struct addr *addrs;   /* a lookup's answers, while connecting (NULL: one) */
+	size_t naddrs, tried; /* how many, and how many were tried */
 	lws_sorted_usec_list_t sul;
 };
 
@@ -82,6 +84,7 @@ static void us_free(struct ustream *u)
 		conn_abort(u->conn);
 	outq_free(&u->out);
 	window_release(u->window, u->window0);
+	free(u->addrs);
 	free(u);
 }
 
@@ -164,6 +167,8 @@ static void us_on_connected(void *arg)
 	struct ustream *u = arg;
 
 	u->connected = 1;
+	free(u->addrs);
+	u->addrs = NULL;
 	lws_sul_cancel(&u->sul);
 	u->last_us = (uint64_t)lws_now_usecs();
 	if (u->idle_ms)
@@ -243,6 +248,8 @@ static void us_on_writable(void *arg)
 	}
 }
 
+static int us_dial(struct ustream *u, const char **why);
+
 static void us_on_close(void *arg, const char *why)
 {
 	struct ustream *u = arg;
@@ -250,6 +257,8 @@ static void us_on_close(void *arg, const char *why)
 
 	u->conn = NULL;
 	if (!u->connected) {
+		if (us_dial(u, &why) == 0)
+			return; /* the lookup's next address */
 		us_refuse(u, strstr(why, "refused") ? CODE_REFUSED : CODE_UNREACHABLE, why);
 		return;
 	}
@@ -287,19 +296,52 @@ static const struct conn_ops us_conn_ops = {
     .on_close = us_on_close,
 };
 
-static void us_resolved(void *arg, const struct addr *a, const char *err)
+/*
+ * Connect to the next address of the lookup not tried yet (a name with an
+ * IPv6 and an IPv4 address, "localhost" among them, and a service listening
+ * on one family only).  *why is the last failure: logged when another
+ * address is tried, and set when one fails at once.  0 when a connection is
+ * on its way, -1 when no address is left.
+ */
+static int us_dial(struct ustream *u, const char **why)
+{
+	struct conn_tls tls = {.host = u->host, .verify = u->verify, .ca_file = NULL};
+
+	while (u->tried < u->naddrs) {
+		const struct addr *a = &u->addrs[u->tried++];
+
+		if (u->tried > 1) {
+			char ip[ADDR_TEXT_MAX];
+
+			addr_format_ip((const struct sockaddr *)&a->ss, ip);
+			log_debug("stream %u: %s: %s; trying %s", u->id, u->target, *why, ip);
+		}
+		u->conn = conn_open(agent.vh, a, u->tls ? &tls : NULL, &us_conn_ops, u, why);
+		if (u->conn)
+			return 0;
+	}
+	return -1;
+}
+
+static void us_resolved(void *arg, const struct addr *a, size_t n, const char *err)
 {
 	struct ustream *u = arg;
-	struct conn_tls tls = {.host = u->host, .verify = u->verify, .ca_file = NULL};
-	const char *why = NULL;
+	const char *why = "cannot connect";
 
 	u->resolving = NULL;
 	if (!a) {
 		us_refuse(u, CODE_UNREACHABLE, err);
 		return;
 	}
-	u->conn = conn_open(agent.vh, a, u->tls ? &tls : NULL, &us_conn_ops, u, &why);
-	if (!u->conn)
+	u->addrs = malloc(n * sizeof(*a));
+	if (!u->addrs) {
+		us_refuse(u, CODE_INTERNAL, "out of memory");
+		return;
+	}
+	memcpy(u->addrs, a, n * sizeof(*a));
+	u->naddrs = n;
+	u->tried = 0;
+	if (us_dial(u, &why) < 0)
 		us_refuse(u, CODE_UNREACHABLE, why);
 }
 
@@ -400,7 +442,7 @@ static int us_open(const struct frame *f)
 	lws_sul_schedule(agent.ctx, 0, &u->sul, us_connect_timeout,
 	                 (lws_usec_t)agent.cfg.connect_timeout_ms * LWS_US_PER_MS);
 	if (resolve_numeric(u->host, (uint16_t)port, &a) == 0) {
-		us_resolved(u, &a, NULL); /* may free u */
+		us_resolved(u, &a, 1, NULL); /* may free u */
 		return 0;
 	}
 	u->resolving = resolve_start(agent.ctx, u->host, (uint16_t)port, us_resolved, u);

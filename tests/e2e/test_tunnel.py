@@ -18,9 +18,9 @@ import pytest
 import websockets.exceptions
 
 from relais import (AGENT_BIN, AUTH, GOAWAY, HELLO, KIND_HTTP, KIND_TCP, PING, FakeEdge, PONG, REJECT,
-                    ROUTE_ANSWER, SLOW, WELCOME, Agent, Edge, HandKey, RawTunnel, TcpRelay,
-                    code_reason, frame, free_port, listening_pids, parse_frames, route_frame,
-                    run, tls_client_context, wait_for)
+                    ROUTE_ANSWER, SLOW, WELCOME, Agent, Edge, HandKey, Proc, RawTunnel, TcpRelay,
+                    TcpService, code_reason, frame, free_port, listening_pids, parse_frames,
+                    route_frame, run, tls_client_context, wait_for, yaml_dump)
 
 CODE_PROTOCOL, CODE_AUTH = 1, 9
 BAD_SIGNATURE = "authentication failed: bad signature"
@@ -59,6 +59,67 @@ def refused(host, port):
     except ConnectionRefusedError:
         return True
 
+
+
+def start_agent_with_hosts(env, a, edge_url, hosts):
+    """Start agent a with its own /etc/hosts (a private mount namespace: the
+    machine's file is untouched).  Needs root, as CI has."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a private /etc/hosts (unshare --mount)")
+    path = os.path.join(env.dir, "hosts")
+    with open(path, "w") as f:
+        f.write(hosts)
+    a.cfg["edge"] = edge_url
+    with open(a.path, "w") as f:
+        f.write(yaml_dump(a.cfg))
+    a.proc = Proc(["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
+                   path, AGENT_BIN, "-d", "-c", a.path], os.path.join(env.dir, a.name + ".log"))
+    env.procs.append(a.proc)
+
+
+def test_agent_tries_each_address_of_a_name(env):
+    """Names with an IPv6 and an IPv4 address, IPv6 first (RFC 6724), where
+    only IPv4 listens: the edge (tunnel on 127.0.0.1) and a service (on
+    127.0.0.1) are still reached, by the next address.  The agent used the
+    first answer only: "localhost" as ::1 on a stock Debian /etc/hosts, and a
+    service on 0.0.0.0, meant every connection refused."""
+    def echo(sock, info):
+        while True:
+            d = sock.recv(65536)
+            if not d:
+                return
+            sock.sendall(d)
+
+    origin = TcpService(echo)
+    port = free_port()
+    a = Agent(env, "home", streams=[{"listen": "tcp/%d" % port,
+                                     "to": "dual.test:%d" % origin.port}])
+    e = Edge(env, agents=[a.entry(ports=["tcp/%d" % port])])
+    e.cfg["listen"]["streams"] = ["127.0.0.1"]
+    e.write()
+    e.start()
+    try:
+        start_agent_with_hosts(env, a, "wss://edge.test:%d/relais" % e.tunnel_port,
+                               "127.0.0.1 localhost\n::1 edge.test dual.test\n"
+                               "127.0.0.1 edge.test dual.test\n")
+        a.proc.wait_log("cannot connect to wss://edge.test:%d/relais (::1)" % e.tunnel_port)
+        a.proc.wait_log("route tcp/%d accepted by the edge" % port)
+        s = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+        try:
+            s.sendall(b"both families")
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+        finally:
+            s.close()
+        assert got == b"both families"
+        a.proc.wait_log("trying 127.0.0.1")
+    finally:
+        origin.close()
 
 def test_tunnel_listens_only_where_told(env):
     """tunnel.listen 127.0.0.1:P is bound to 127.0.0.1 alone (lws, given that
