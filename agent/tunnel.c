@@ -106,6 +106,7 @@ static int agent_dial(void)
 		cfg.addr = &agent.edge_addrs[agent.edge_tried++];
 		addr_format_ip((const struct sockaddr *)&cfg.addr->ss, ip);
 		log_debug("tunnel: connecting to %s (%s)", agent.cfg.edge, ip);
+		agent.state_us = now_us(); /* each address has its own handshake time */
 		if (tunnel_init(&agent.t, WSC_HEADROOM) < 0) {
 			why = "out of memory";
 			break;
