@@ -408,7 +408,8 @@ static void agent_on_close(void *arg, const char *why)
 			    (const struct sockaddr *)&agent.edge_addrs[agent.edge_tried - 1].ss,
 			    ip);
 		log_warn("tunnel: cannot connect to %s (%s): %s", agent.cfg.edge, ip, why);
-		if (agent.edge_tried < agent.edge_naddrs) { /* its next address, at once */
+		if (!agent.draining &&
+		    agent.edge_tried < agent.edge_naddrs) { /* the next, at once */
 			agent.state = AGENT_CONNECTING;
 			agent_dial();
 			return;
