@@ -64,9 +64,9 @@ int registry_authorize(const struct esession *s, const struct edge_agent *a,
                        const struct frame_route *r, char *reason, size_t cap,
                        const char **holder)
 {
-	*holder = NULL;
 	int is_host = r->kind == ROUTE_KIND_HTTP || r->kind == ROUTE_KIND_TLS;
 
+	*holder = NULL;
 	if (s->nroutes >= SESSION_MAX_ROUTES) {
 		snprintf(reason, cap, "too many routes (limit %d)", SESSION_MAX_ROUTES);
 		return -1;
