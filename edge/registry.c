@@ -61,8 +61,7 @@ static int ranges_overlap(const struct eroute *r, const struct frame_route *d)
 }
 
 int registry_authorize(const struct esession *s, const struct edge_agent *a,
-                       const struct frame_route *r, char *reason, size_t cap,
-                       const char **holder)
+                       const struct frame_route *r, char *reason, size_t cap, const char **holder)
 {
 	int is_host = r->kind == ROUTE_KIND_HTTP || r->kind == ROUTE_KIND_TLS;
 
