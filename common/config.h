@@ -37,8 +37,8 @@ struct http_limits {
 	                                 default 60000 */
 };
 
-#define CFG_MAX_CERTIFICATES_DEFAULT 50   /* agents[].max_certificates */
-#define CFG_MAX_CERTIFICATES_MAX     4096 /* the ACME client's host table */
+#define CFG_MAX_CERTIFICATES_DEFAULT 50      /* agents[].max_certificates */
+#define CFG_MAX_CERTIFICATES_MAX     4096    /* the ACME client's host table */
 #define CFG_UDP_IDLE_MAX_MS          600000u /* streams[].idle_timeout of a UDP stream */
 
 struct edge_agent {

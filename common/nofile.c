@@ -16,7 +16,7 @@ long nofile_raise(void)
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return -1;
 	want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > NOFILE_CEILING ? NOFILE_CEILING
-	                                                                     : rl.rlim_max;
+	                                                                    : rl.rlim_max;
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
 		rlim_t was = rl.rlim_cur;
 

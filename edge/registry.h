@@ -22,8 +22,7 @@ struct esession *registry_first(void);
  * the host or port, *holder names it, for the edge's log only.
  */
 int registry_authorize(const struct esession *s, const struct edge_agent *a,
-                       const struct frame_route *r, char *reason, size_t cap,
-                       const char **holder);
+                       const struct frame_route *r, char *reason, size_t cap, const char **holder);
 
 /**
  * After a reload: 0 when session s's agent is still configured under the

@@ -20,7 +20,7 @@
 /* Safety net, a minute past the longest idle_timeout an agent may set: the
  * agent's idle_timeout decides. */
 #define UDP_IDLE_MS   (CFG_UDP_IDLE_MAX_MS + 60000u)
-#define UDP_MAX_FLOWS 4096    /* per port and address */
+#define UDP_MAX_FLOWS 4096 /* per port and address */
 /* Per client IPv4 address or IPv6 /64 (what one host holds), per port and
  * address: one host cycling source ports cannot take the whole table. */
 #define UDP_MAX_FLOWS_PER_SRC 256
