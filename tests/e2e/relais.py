@@ -253,6 +253,7 @@ class Env:
         self.dir = d
         self.pki = pki
         self.procs = []
+        _handed_now.clear()  # a new test: see free_ports()
 
     def check(self):
         """Stop every process; one that crashed or logged a sanitizer report
@@ -927,33 +928,38 @@ def free_ports(n=1, hosts=("127.0.0.1",), kinds=(socket.SOCK_STREAM, socket.SOCK
     free for every kind (TCP, UDP) on every host ("127.0.0.1", "::1")."""
     import random
 
-    for _ in range(200):
-        base = random.randrange(20000, 32000 - n)
-        # never the same port twice in one test run (random picks may collide)
-        if any(p in _handed_out for p in range(base, base + n)):
-            continue
-        held = []
-        try:
-            for port in range(base, base + n):
-                for host in hosts:
-                    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-                    for kind in kinds:
-                        s = socket.socket(fam, kind)
-                        held.append(s)
-                        if fam == socket.AF_INET6:
-                            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                        s.bind((host, port))
-            _handed_out.update(range(base, base + n))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
+    # Never a port handed out earlier in this test: it may not be bound yet.
+    # Ports of earlier tests are avoided while that is easy; late in a run
+    # they leave no 100 consecutive ports, and then a port free now will do.
+    for avoid in (_handed_out, _handed_now):
+        for _ in range(200):
+            base = random.randrange(20000, 32000 - n)
+            if any(p in avoid for p in range(base, base + n)):
+                continue
+            held = []
+            try:
+                for port in range(base, base + n):
+                    for host in hosts:
+                        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+                        for kind in kinds:
+                            s = socket.socket(fam, kind)
+                            held.append(s)
+                            if fam == socket.AF_INET6:
+                                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                            s.bind((host, port))
+                _handed_out.update(range(base, base + n))
+                _handed_now.update(range(base, base + n))
+                return base
+            except OSError:
+                continue
+            finally:
+                for s in held:
+                    s.close()
     raise AssertionError("no %d free consecutive ports" % n)
 
 
-_handed_out = set()
+_handed_out = set()  # every port free_ports() gave in this run
+_handed_now = set()  # those given since the current test's Env was made
 
 
 def stream_pair(env, streams, ports=None, listen=("127.0.0.1",), routes=None, hosts=None,
