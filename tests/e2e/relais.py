@@ -131,6 +131,69 @@ def yaml_dump(obj):
     return json.dumps(obj, indent=2) + "\n"
 
 
+# ---- TLS clients (test_https.py, test_https_review.py) ------------------------------
+
+
+def ca_ctx(pki):
+    return ssl.create_default_context(cafile=pki.ca)
+
+
+def blind_ctx():
+    """Accepts any certificate: a handshake that still fails got none."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def tls_connect(port, sni, ctx, timeout=5.0):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW)
+    try:
+        return ctx.wrap_socket(raw, server_hostname=sni)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def handshake_error(port, sni, ctx=None):
+    """The SSLError of a handshake that must fail (AssertionError if it succeeds)."""
+    try:
+        s = tls_connect(port, sni, ctx or blind_ctx())
+    except ssl.SSLError as e:
+        return e
+    der = s.getpeercert(binary_form=True)
+    s.close()
+    raise AssertionError("handshake for SNI %r succeeded; the edge sent a certificate of %d "
+                         "bytes" % (sni, len(der or b"")))
+
+
+def closed_within(s, timeout):
+    """True when the peer ends the connection (FIN or RST) before timeout;
+    fails if it sends anything instead."""
+    s.settimeout(timeout * SLOW)
+    try:
+        d = s.recv(65536)
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+    assert d == b"", "the edge answered %r" % d[:200]
+    return True
+
+
+def client_hello(sni):
+    """The bytes of a real ClientHello for sni, made by Python's OpenSSL."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ssl.create_default_context().wrap_bio(inc, out, server_hostname=sni)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    data = out.read()
+    assert data[0] == 0x16 and len(data) > 100, data[:16]
+    return data
+
+
 class Edge:
     def __init__(self, env, agents=None, http=True, extra=None, tunnel_port=None):
         self.env = env

@@ -21,7 +21,8 @@ import time
 
 import pytest
 
-from relais import (SLOW, Agent, Env, HttpsEdge, TlsOrigin, free_port, install_pair,
+from relais import (SLOW, Agent, Env, HttpsEdge, TlsOrigin, blind_ctx, ca_ctx, client_hello,
+                    closed_within, free_port, handshake_error, install_pair, tls_connect,
                     pem_to_der, tls_origin_sha256, wait_for)
 
 ONE, TWO, THREE = "one.test", "two.test", "three.test"
@@ -106,27 +107,6 @@ def request_bytes(path, host, close=True, headers=()):
     return ("\r\n".join(hs) + "\r\n\r\n").encode()
 
 
-def ca_ctx(pki):
-    return ssl.create_default_context(cafile=pki.ca)
-
-
-def blind_ctx():
-    """Accepts any certificate: a handshake that still fails got none."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def tls_connect(port, sni, ctx, timeout=5.0):
-    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW)
-    try:
-        return ctx.wrap_socket(raw, server_hostname=sni)
-    except BaseException:
-        raw.close()
-        raise
-
-
 def https_get(port, host, path, ctx, headers=(), sni=None):
     """GET over a new TLS connection (SNI = host unless given); the response
     with the server's certificate (DER) and the TLS version."""
@@ -150,45 +130,6 @@ def http_get(port, host, path, headers=()):
             return read_resp(rf)
     finally:
         s.close()
-
-
-def handshake_error(port, sni, ctx=None):
-    """The SSLError of a handshake that must fail (AssertionError if it succeeds)."""
-    try:
-        s = tls_connect(port, sni, ctx or blind_ctx())
-    except ssl.SSLError as e:
-        return e
-    der = s.getpeercert(binary_form=True)
-    s.close()
-    raise AssertionError("handshake for SNI %r succeeded; the edge sent a certificate of %d "
-                         "bytes" % (sni, len(der or b"")))
-
-
-def closed_within(s, timeout):
-    """True when the peer ends the connection (FIN or RST) before timeout;
-    fails if it sends anything instead."""
-    s.settimeout(timeout * SLOW)
-    try:
-        d = s.recv(65536)
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except socket.timeout:
-        return False
-    assert d == b"", "the edge answered %r" % d[:200]
-    return True
-
-
-def client_hello(sni):
-    """The bytes of a real ClientHello for sni, made by Python's OpenSSL."""
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ssl.create_default_context().wrap_bio(inc, out, server_hostname=sni)
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    data = out.read()
-    assert data[0] == 0x16 and len(data) > 100, data[:16]
-    return data
 
 
 class Load:
