@@ -30,3 +30,12 @@ def origin(tmp_path_factory):
     o = Origin(str(tmp_path_factory.mktemp("origin") / "origin.log"))
     yield o
     o.stop()
+
+
+@pytest.fixture
+def closing():
+    """Things with .close() to close at the end of the test."""
+    items = []
+    yield items.append
+    for x in reversed(items):
+        x.close()

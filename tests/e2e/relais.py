@@ -346,7 +346,8 @@ def tls_client_context(ca):
 
 PROTO_VERSION = 1
 HELLO, AUTH, WELCOME, REJECT, ROUTE, ROUTE_ANSWER = 1, 2, 3, 4, 5, 6
-DATA, PING, PONG, GOAWAY = 10, 15, 16, 17
+OPEN, ACCEPT, REFUSE = 7, 8, 9
+DATA, WINDOW, FIN, RST, DATAGRAM, PING, PONG, GOAWAY = 10, 11, 12, 13, 14, 15, 16, 17
 KIND_HTTP, KIND_TLS, KIND_TCP, KIND_UDP = 1, 2, 3, 4
 
 
@@ -1023,6 +1024,56 @@ def free_ports(n=1, hosts=("127.0.0.1",), kinds=(socket.SOCK_STREAM, socket.SOCK
 
 _handed_out = set()  # every port free_ports() gave in this run
 _handed_now = set()  # those given since the current test's Env was made
+
+
+def tcp(port, to_port, **kw):
+    """agent.yaml streams entry: tcp/port to 127.0.0.1:to_port."""
+    return dict(listen="tcp/%d" % port, to="127.0.0.1:%d" % to_port, **kw)
+
+
+def udp(port, to_port, **kw):
+    """agent.yaml streams entry: udp/port to 127.0.0.1:to_port."""
+    return dict(listen="udp/%d" % port, to="127.0.0.1:%d" % to_port, **kw)
+
+
+def streams_open(edge):
+    return edge.status()["streams"]
+
+
+def wait_streams_zero(edge, timeout=5):
+    wait_for(lambda: streams_open(edge) == 0, timeout,
+             what=lambda: "edge streams back to 0: %r" % edge.status())
+
+
+def connect(host, port, timeout=5):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(timeout * SLOW)
+    s.connect((host, port))
+    return s
+
+
+def echo_handler(sock, info):
+    """A TcpService handler: echo everything until EOF, then close."""
+    n = 0
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            break
+        sock.sendall(d)
+        n += len(d)
+    info["bytes"] = n
+
+
+def echo_roundtrip(host, port, data=b"ping"):
+    """Send data through host:port, half-close, and return what came back."""
+    s = connect(host, port)
+    try:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        return recv_all(s)
+    finally:
+        s.close()
 
 
 def stream_pair(env, streams, ports=None, listen=("127.0.0.1",), routes=None, hosts=None,

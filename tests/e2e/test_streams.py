@@ -21,67 +21,10 @@ import time
 import pytest
 
 from relais import (AGENT_BIN, EDGE_BIN, SLOW, Agent, DelayRelay, Edge, Iperf3Server, Proc,
-                    TcpRelay, TcpService, UdpEcho, free_ports, iperf3_client, proc_cpu_seconds,
-                    proxy_v1, proxy_v2, read_proxy_header, recv_all, stream_pair, tcp_listening,
-                    udp_ask, udp_bound, wait_for, yaml_dump)
-
-
-def tcp(port, to_port, **kw):
-    return dict(listen="tcp/%d" % port, to="127.0.0.1:%d" % to_port, **kw)
-
-
-def udp(port, to_port, **kw):
-    return dict(listen="udp/%d" % port, to="127.0.0.1:%d" % to_port, **kw)
-
-
-def streams_open(edge):
-    return edge.status()["streams"]
-
-
-def wait_streams_zero(edge, timeout=5):
-    wait_for(lambda: streams_open(edge) == 0, timeout,
-             what=lambda: "edge streams back to 0: %r" % edge.status())
-
-
-def connect(host, port, timeout=5):
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_STREAM)
-    s.settimeout(timeout * SLOW)
-    s.connect((host, port))
-    return s
-
-
-def echo_handler(sock, info):
-    """Echo everything until EOF, then close."""
-    n = 0
-    while True:
-        d = sock.recv(65536)
-        if not d:
-            break
-        sock.sendall(d)
-        n += len(d)
-    info["bytes"] = n
-
-
-def echo_roundtrip(host, port, data=b"ping"):
-    """Send data through host:port, half-close, and return what came back."""
-    s = connect(host, port)
-    try:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        return recv_all(s)
-    finally:
-        s.close()
-
-
-
-@pytest.fixture
-def closing():
-    """Things with .close() to close at the end of the test."""
-    items = []
-    yield items.append
-    for x in reversed(items):
-        x.close()
+                    TcpRelay, TcpService, UdpEcho, connect, echo_handler, echo_roundtrip,
+                    free_ports, iperf3_client, proc_cpu_seconds, proxy_v1, proxy_v2,
+                    read_proxy_header, recv_all, stream_pair, streams_open, tcp, tcp_listening, udp,
+                    udp_ask, udp_bound, wait_for, wait_streams_zero, yaml_dump)
 
 
 # ---- iperf3 through the tunnel ----------------------------------------------------------

@@ -19,8 +19,9 @@ import websockets.exceptions
 
 from relais import (AGENT_BIN, AUTH, GOAWAY, HELLO, KIND_HTTP, KIND_TCP, PING, FakeEdge, PONG, REJECT,
                     ROUTE_ANSWER, SLOW, WELCOME, Agent, Edge, HandKey, Proc, RawTunnel, TcpRelay,
-                    TcpService, code_reason, frame, free_port, listening_pids, parse_frames,
-                    route_frame, run, tls_client_context, wait_for, yaml_dump)
+                    TcpService, code_reason, echo_handler, echo_roundtrip, frame, free_port,
+                    listening_pids, parse_frames, route_frame, run, tls_client_context, wait_for,
+                    yaml_dump)
 
 CODE_PROTOCOL, CODE_AUTH = 1, 9
 BAD_SIGNATURE = "authentication failed: bad signature"
@@ -83,14 +84,7 @@ def test_agent_tries_each_address_of_a_name(env):
     127.0.0.1) are still reached, by the next address.  The agent used the
     first answer only: "localhost" as ::1 on a stock Debian /etc/hosts, and a
     service on 0.0.0.0, meant every connection refused."""
-    def echo(sock, info):
-        while True:
-            d = sock.recv(65536)
-            if not d:
-                return
-            sock.sendall(d)
-
-    origin = TcpService(echo)
+    origin = TcpService(echo_handler)
     port = free_port()
     a = Agent(env, "home", streams=[{"listen": "tcp/%d" % port,
                                      "to": "dual.test:%d" % origin.port}])
@@ -104,19 +98,7 @@ def test_agent_tries_each_address_of_a_name(env):
                                "127.0.0.1 edge.test dual.test\n")
         a.proc.wait_log("cannot connect to wss://edge.test:%d/relais (::1)" % e.tunnel_port)
         a.proc.wait_log("route tcp/%d accepted by the edge" % port)
-        s = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
-        try:
-            s.sendall(b"both families")
-            s.shutdown(socket.SHUT_WR)
-            got = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                got += d
-        finally:
-            s.close()
-        assert got == b"both families"
+        assert echo_roundtrip("127.0.0.1", port, b"both families") == b"both families"
         a.proc.wait_log("trying 127.0.0.1")
     finally:
         origin.close()

@@ -12,38 +12,17 @@ import struct
 
 import pytest
 
-from relais import (AUTH, DATA, HELLO, ROUTE, ROUTE_ANSWER, SLOW, WELCOME, Agent, Edge, FakeEdge,
-                    HandKey, RawTunnel, TcpService, UdpEcho, frame, free_ports, parse_frames,
-                    route_frame, stream_pair, udp_ask, wait_for)
+from relais import (ACCEPT, AUTH, DATA, DATAGRAM, FIN, GOAWAY, HELLO, KIND_TCP, KIND_UDP, OPEN,
+                    REFUSE, ROUTE, ROUTE_ANSWER, RST, SLOW, WELCOME, WINDOW, Agent, Edge, FakeEdge,
+                    HandKey, RawTunnel, TcpService, UdpEcho, echo_handler, echo_roundtrip, frame,
+                    free_ports, parse_frames, route_frame, stream_pair, streams_open, tcp, udp,
+                    udp_ask, wait_for)
 
-OPEN, ACCEPT, REFUSE, WINDOW, FIN, RST, DATAGRAM, GOAWAY = 7, 8, 9, 11, 12, 13, 14, 17
-KIND_TCP, KIND_UDP = 3, 4
 CODE_PROTOCOL, CODE_REFUSED, CODE_TIMEOUT, CODE_SHUTDOWN = 1, 2, 4, 10
 
 UDP_MAX_FLOWS = 4096  # edge/udp.h, per port and address
 UDP_MAX_FLOWS_PER_SRC = 256  # edge/udp.h
 UDP_MAX_FLOWS_PER_AGENT = 16384  # edge/udp.h
-
-
-def udp(port, to_port, **kw):
-    return dict(listen="udp/%d" % port, to="127.0.0.1:%d" % to_port, **kw)
-
-
-def tcp(port, to_port, **kw):
-    return dict(listen="tcp/%d" % port, to="127.0.0.1:%d" % to_port, **kw)
-
-
-@pytest.fixture
-def closing():
-    """Things with .close() to close at the end of the test."""
-    items = []
-    yield items.append
-    for x in reversed(items):
-        x.close()
-
-
-def streams_open(edge):
-    return edge.status()["streams"]
 
 
 def send_from(src_ip, src_port, data, dst):
@@ -85,29 +64,6 @@ def ask_again(host, port, msg, sock):
         except socket.timeout:
             continue
     raise AssertionError("no UDP answer from %s:%d to %r" % (host, port, msg))
-
-
-def echo_handler(sock, info):
-    while True:
-        d = sock.recv(65536)
-        if not d:
-            break
-        sock.sendall(d)
-
-
-def tcp_echo(port, data):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
-    try:
-        s.sendall(data)
-        got = b""
-        while len(got) < len(data):
-            d = s.recv(65536)
-            if not d:
-                break
-            got += d
-        return got
-    finally:
-        s.close()
 
 
 # ---- flow table --------------------------------------------------------------------------------
@@ -192,7 +148,7 @@ def test_udp_flood_leaves_the_agent_descriptors_for_tcp(env, closing):
     c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     c.bind(("127.0.0.10", 40000))
     assert ask_again("127.0.0.1", uport, b"first", c) == b"echo:first"
-    assert tcp_echo(tport, b"tcp still works") == b"tcp still works"
+    assert echo_roundtrip("127.0.0.1", tport, b"tcp still works") == b"tcp still works"
     assert streams_open(e) <= limit // 2 + 1  # and the TCP stream, maybe not ended yet
     e.proc.wait_log("udp/%d: local service: too many UDP flows" % uport, since=mark)
     assert e.log()[mark:].count("local service:") < 10  # one line a second at most
@@ -245,9 +201,8 @@ def test_flows_on_a_port_range_while_the_tunnel_stalls(env, closing):
     # under the 30 s after which a silent agent is dropped anyway)
     np_ = 100 if SLOW == 1 else 20
     base = free_ports(np_)
-    sinks = []  # the services: bound, never read (no ICMP error ends a flow)
     svc = free_ports(np_)
-    for i in range(np_):
+    for i in range(np_):  # the services: bound, never read (no ICMP error ends a flow)
         k = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         closing(k)
         k.bind(("127.0.0.1", svc + i))
@@ -276,7 +231,7 @@ def test_flows_on_a_port_range_while_the_tunnel_stalls(env, closing):
         e.proc.wait_log("streams: new flows are dropped", since=mark)
     finally:
         a.proc.signal(signal.SIGCONT)
-    assert tcp_echo(tport, b"still connected") == b"still connected"
+    assert echo_roundtrip("127.0.0.1", tport, b"still connected") == b"still connected"
     assert "closing:" not in e.log()[mark:], e.log()[mark:][-2000:]
     assert a.proc.alive() and e.proc.alive()
 
@@ -361,7 +316,6 @@ def test_idle_udp_flow_ends_with_code_timeout(env, closing):
     assert struct.unpack(">I", payload)[0] == CODE_TIMEOUT
 
 
-
 def test_udp_open_crossing_the_agents_goaway_is_refused(env, closing):
     """PROTOCOL.md section 10: an agent that sent GOAWAY refuses an OPEN that
     crossed it with REFUSE CODE_SHUTDOWN.  A UDP flow was opened anyway (a
@@ -385,7 +339,6 @@ def test_udp_open_crossing_the_agents_goaway_is_refused(env, closing):
     assert (t, sid) == (REFUSE, 3), (t, sid, payload)
     assert struct.unpack(">I", payload[:4])[0] == CODE_SHUTDOWN
     assert echo.seen == []
-
 
 
 def test_tcp_open_crossing_the_agents_goaway_is_refused(env, closing):
@@ -448,10 +401,12 @@ def test_agent_resets_a_udp_flow_given_data_window_or_fin(env, closing, ftype):
 # ---- the edge, seen from a scripted agent ---------------------------------------------------
 
 
-def scripted_agent_on_udp_port(env, closing, port):
-    """A real edge, and an agent made by hand (RawTunnel) holding udp/port."""
+def scripted_agent_on_port(env, closing, port, kind=KIND_UDP):
+    """A real edge, and an agent made by hand (RawTunnel) holding udp/port
+    (tcp/port with kind KIND_TCP)."""
     key = HandKey(os.path.join(env.dir, "hand.key"))
-    e = Edge(env, agents=[key.entry("hand", ports=["udp/%d" % port])])
+    proto = "udp" if kind == KIND_UDP else "tcp"
+    e = Edge(env, agents=[key.entry("hand", ports=["%s/%d" % (proto, port)])])
     e.cfg["listen"]["streams"] = ["127.0.0.1"]
     e.write()
     e.start()
@@ -459,7 +414,7 @@ def scripted_agent_on_udp_port(env, closing, port):
     closing(t)
     t.send(key.auth(t.hello()))
     assert parse_frames(t.recv())[0][0] == WELCOME
-    t.send(route_frame(1, KIND_UDP, lo=port, hi=port))
+    t.send(route_frame(1, kind, lo=port, hi=port))
     assert edge_frame(t, (ROUTE_ANSWER,))[2][:4] == b"\0\0\0\0"
     return e, t
 
@@ -483,7 +438,7 @@ def test_data_or_fin_on_a_udp_flow_is_a_stream_error(env, closing, ftype):
     error (RST CODE_PROTOCOL).  The edge took DATA as if the flow were a
     TCP stream (and returned credit for it) and ignored FIN."""
     port = free_ports(1)
-    e, t = scripted_agent_on_udp_port(env, closing, port)
+    e, t = scripted_agent_on_port(env, closing, port)
     c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     closing(c)
     c.sendto(b"hello", ("127.0.0.1", port))
@@ -505,17 +460,7 @@ def test_a_datagram_on_a_tcp_stream_is_a_stream_error(env, closing):
     """The edge's side: DATAGRAM on a TCP stream resets it (RST
     CODE_PROTOCOL) and the client's connection; it used to be ignored."""
     port = free_ports(1)
-    key = HandKey(os.path.join(env.dir, "hand.key"))
-    e = Edge(env, agents=[key.entry("hand", ports=["tcp/%d" % port])])
-    e.cfg["listen"]["streams"] = ["127.0.0.1"]
-    e.write()
-    e.start()
-    t = RawTunnel(e)
-    closing(t)
-    t.send(key.auth(t.hello()))
-    assert parse_frames(t.recv())[0][0] == WELCOME
-    t.send(route_frame(1, KIND_TCP, lo=port, hi=port))
-    assert edge_frame(t, (ROUTE_ANSWER,))[2][:4] == b"\0\0\0\0"
+    e, t = scripted_agent_on_port(env, closing, port, kind=KIND_TCP)
     c = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
     closing(c)
     _, sid, _ = edge_frame(t, (OPEN,))
