@@ -220,8 +220,11 @@ class Edge:
         with open(self.path, "w") as f:
             f.write(yaml_dump(self.cfg))
 
-    def start(self):
-        self.proc = Proc([EDGE_BIN, "-d", "-c", self.path], os.path.join(self.env.dir, "edge.log"))
+    def start(self, wrap=()):
+        """Start the edge (through the command wrap, e.g. prlimit, which
+        must exec it) and wait for its admin endpoint."""
+        self.proc = Proc(list(wrap) + [EDGE_BIN, "-d", "-c", self.path],
+                         os.path.join(self.env.dir, "edge.log"))
         self.env.procs.append(self.proc)
         wait_for(self.ready, 5, what="edge admin endpoint")
         return self
@@ -292,7 +295,9 @@ class Agent:
         return {"name": name or self.name, "key": self.pubkey, "hosts": hosts or [],
                 "ports": ports or []}
 
-    def start(self, edge_url, wait=True):
+    def start(self, edge_url, wait=True, wrap=()):
+        """Start the agent (through the command wrap, which must exec it);
+        unless wait is False, wait until it is connected."""
         self.cfg["edge"] = edge_url
         with open(self.path, "w") as f:
             f.write(yaml_dump(self.cfg))
@@ -301,7 +306,7 @@ class Agent:
         if os.path.exists(logpath):  # a restart appends to the same log
             with open(logpath, "r", errors="replace") as f:
                 since = len(f.read())
-        self.proc = Proc([AGENT_BIN, "-d", "-c", self.path], logpath)
+        self.proc = Proc(list(wrap) + [AGENT_BIN, "-d", "-c", self.path], logpath)
         self.env.procs.append(self.proc)
         if wait:
             self.proc.wait_log("tunnel: connected to", 5, since=since)
@@ -1076,18 +1081,25 @@ def echo_roundtrip(host, port, data=b"ping"):
         s.close()
 
 
-def stream_pair(env, streams, ports=None, listen=("127.0.0.1",), routes=None, hosts=None,
-                name="home", wait=True):
-    """Agent `name` with these streams (and HTTP routes), connected to a fresh
-    edge whose listen.streams is `listen` and which allows `ports` (default:
-    each stream's listen) and `hosts`.  Waits until every stream and route
-    was accepted unless wait is False.  Returns (agent, edge)."""
+def stream_setup(env, streams, ports=None, listen=("127.0.0.1",), routes=None, hosts=None,
+                 name="home"):
+    """stream_pair()'s agent and edge, configured but not started."""
     a = Agent(env, name, routes=routes, streams=streams)
     if ports is None:
         ports = [s["listen"] for s in streams]
     e = Edge(env, agents=[a.entry(hosts=hosts, ports=ports)])
     e.cfg["listen"]["streams"] = list(listen)
     e.write()
+    return a, e
+
+
+def stream_pair(env, streams, ports=None, listen=("127.0.0.1",), routes=None, hosts=None,
+                name="home", wait=True):
+    """Agent `name` with these streams (and HTTP routes), connected to a fresh
+    edge whose listen.streams is `listen` and which allows `ports` (default:
+    each stream's listen) and `hosts`.  Waits until every stream and route
+    was accepted unless wait is False.  Returns (agent, edge)."""
+    a, e = stream_setup(env, streams, ports, listen, routes, hosts, name)
     e.start()
     a.start(e.url())
     if wait:

@@ -20,11 +20,11 @@ import time
 
 import pytest
 
-from relais import (AGENT_BIN, EDGE_BIN, SLOW, Agent, DelayRelay, Edge, Iperf3Server, Proc,
-                    TcpRelay, TcpService, UdpEcho, connect, echo_handler, echo_roundtrip,
-                    free_ports, iperf3_client, proc_cpu_seconds, proxy_v1, proxy_v2,
-                    read_proxy_header, recv_all, stream_pair, streams_open, tcp, tcp_listening, udp,
-                    udp_ask, udp_bound, wait_for, wait_streams_zero, yaml_dump)
+from relais import (SLOW, Agent, DelayRelay, Edge, Iperf3Server, TcpRelay, TcpService, UdpEcho,
+                    connect, echo_handler, echo_roundtrip, free_ports, iperf3_client,
+                    proc_cpu_seconds, proxy_v1, proxy_v2, read_proxy_header, recv_all, stream_pair,
+                    stream_setup, streams_open, tcp, tcp_listening, udp, udp_ask, udp_bound,
+                    wait_for, wait_streams_zero)
 
 
 # ---- iperf3 through the tunnel ----------------------------------------------------------
@@ -371,10 +371,7 @@ def relayed_pair(env, closing, origin, make_relay, scheme="wss"):
     make_relay(tunnel_port).  Returns (agent, edge, stream port, relay)."""
     closing(origin)
     port = free_ports(1)
-    a = Agent(env, "home", streams=[tcp(port, origin.port)])
-    e = Edge(env, agents=[a.entry(ports=["tcp/%d" % port])])
-    e.cfg["listen"]["streams"] = ["127.0.0.1"]
-    e.write()
+    a, e = stream_setup(env, [tcp(port, origin.port)])
     e.start()
     relay = make_relay(e.tunnel_port)
     closing(relay)
@@ -947,19 +944,10 @@ def test_soft_limit_of_open_files_is_raised_at_start(env, closing):
     origin = TcpService(echo_handler, backlog=512)
     closing(origin)
     port = free_ports(1)
-    a = Agent(env, "home", streams=[tcp(port, origin.port)])
-    e = Edge(env, agents=[a.entry(ports=["tcp/%d" % port])])
-    e.cfg["listen"]["streams"] = ["127.0.0.1"]
-    e.write()
+    a, e = stream_setup(env, [tcp(port, origin.port)])
     low = ["prlimit", "--nofile=128:%d" % hard]  # execs the program: same pid
-    e.proc = Proc(low + [EDGE_BIN, "-d", "-c", e.path], os.path.join(env.dir, "edge.log"))
-    env.procs.append(e.proc)
-    wait_for(e.ready, 5, what="edge admin endpoint")
-    a.cfg["edge"] = e.url()
-    with open(a.path, "w") as f:
-        f.write(yaml_dump(a.cfg))
-    a.proc = Proc(low + [AGENT_BIN, "-d", "-c", a.path], os.path.join(env.dir, "home.log"))
-    env.procs.append(a.proc)
+    e.start(wrap=low)
+    a.start(e.url(), wrap=low)
     a.proc.wait_log("route tcp/%d accepted by the edge" % port)
     for proc in (a.proc, e.proc):
         assert resource.prlimit(proc.pid, resource.RLIMIT_NOFILE) == (want, hard)
@@ -1027,15 +1015,9 @@ def test_public_clients_leave_descriptors_for_agents(env, closing):
     origin = TcpService(echo_handler)
     closing(origin)
     port = free_ports(1)
-    a = Agent(env, "home", streams=[tcp(port, origin.port)])
-    e = Edge(env, agents=[a.entry(ports=["tcp/%d" % port])])
-    e.cfg["listen"]["streams"] = ["127.0.0.1"]
-    e.write()
+    a, e = stream_setup(env, [tcp(port, origin.port)])
     # The edge alone runs with soft = hard = 600 (prlimit execs it: same pid).
-    e.proc = Proc(["prlimit", "--nofile=600:600", EDGE_BIN, "-d", "-c", e.path],
-                  os.path.join(env.dir, "edge.log"))
-    env.procs.append(e.proc)
-    wait_for(e.ready, 5, what="edge admin endpoint")
+    e.start(wrap=["prlimit", "--nofile=600:600"])
     a.start(e.url())
     a.proc.wait_log("route tcp/%d accepted by the edge" % port)
     # 600 idle HTTP clients (no request head: they wait for header_timeout).

@@ -17,11 +17,11 @@ import time
 import pytest
 import websockets.exceptions
 
-from relais import (AGENT_BIN, AUTH, GOAWAY, HELLO, KIND_HTTP, KIND_TCP, PING, FakeEdge, PONG, REJECT,
-                    ROUTE_ANSWER, SLOW, WELCOME, Agent, Edge, HandKey, Proc, RawTunnel, TcpRelay,
-                    TcpService, code_reason, echo_handler, echo_roundtrip, frame, free_port,
-                    listening_pids, parse_frames, route_frame, run, tls_client_context, wait_for,
-                    yaml_dump)
+from relais import (AGENT_BIN, AUTH, GOAWAY, HELLO, KIND_HTTP, KIND_TCP, PING, PONG, REJECT,
+                    ROUTE_ANSWER, SLOW, WELCOME, Agent, Edge, FakeEdge, HandKey, RawTunnel,
+                    TcpRelay, TcpService, code_reason, echo_handler, echo_roundtrip, frame,
+                    free_port, listening_pids, parse_frames, route_frame, run, stream_setup,
+                    tls_client_context, wait_for)
 
 CODE_PROTOCOL, CODE_AUTH = 1, 9
 BAD_SIGNATURE = "authentication failed: bad signature"
@@ -70,12 +70,9 @@ def start_agent_with_hosts(env, a, edge_url, hosts):
     path = os.path.join(env.dir, "hosts")
     with open(path, "w") as f:
         f.write(hosts)
-    a.cfg["edge"] = edge_url
-    with open(a.path, "w") as f:
-        f.write(yaml_dump(a.cfg))
-    a.proc = Proc(["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
-                   path, AGENT_BIN, "-d", "-c", a.path], os.path.join(env.dir, a.name + ".log"))
-    env.procs.append(a.proc)
+    a.start(edge_url, wait=False,
+            wrap=["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
+                  path])
 
 
 def test_agent_tries_each_address_of_a_name(env):
@@ -86,11 +83,7 @@ def test_agent_tries_each_address_of_a_name(env):
     service on 0.0.0.0, meant every connection refused."""
     origin = TcpService(echo_handler)
     port = free_port()
-    a = Agent(env, "home", streams=[{"listen": "tcp/%d" % port,
-                                     "to": "dual.test:%d" % origin.port}])
-    e = Edge(env, agents=[a.entry(ports=["tcp/%d" % port])])
-    e.cfg["listen"]["streams"] = ["127.0.0.1"]
-    e.write()
+    a, e = stream_setup(env, [{"listen": "tcp/%d" % port, "to": "dual.test:%d" % origin.port}])
     e.start()
     try:
         start_agent_with_hosts(env, a, "wss://edge.test:%d/relais" % e.tunnel_port,
