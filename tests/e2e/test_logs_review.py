@@ -193,39 +193,40 @@ def test_an_access_log_readable_by_all_is_warned_about(env):
     assert os.stat(e.cfg["access_log"]).st_mode & 0o777 == 0o644
 
 
-def test_sigusr1_reopens_the_access_log(env):
-    """logrotate's nginx habit: move the file, send SIGUSR1.  The edge starts
-    a new file by the name (it used to die of the signal)."""
+def reopened_after_rotation(env, poke, logged):
+    """An edge with a line in its access log; the file is moved away as
+    logrotate does, poke(edge) runs and the edge logs `logged`.  The next
+    request must land in a new file by the old name, not the moved one."""
     e = Edge(env).start()
     path = e.cfg["access_log"]
     get(e, "/before")
     wait_for(lambda: b"/before" in read(path), what="the first line")
     os.rename(path, path + ".1")
     m = e.proc.mark()
-    e.proc.signal(signal.SIGUSR1)
-    e.proc.wait_log("reopening the access log", since=m)
+    poke(e)
+    e.proc.wait_log(logged, since=m)
     get(e, "/after")
     wait_for(lambda: os.path.exists(path) and b"/after" in read(path), what="the new file")
     assert b"/after" not in read(path + ".1")
     assert e.proc.alive()
 
 
+def test_sigusr1_reopens_the_access_log(env):
+    """logrotate's nginx habit: move the file, send SIGUSR1.  The edge starts
+    a new file by the name (it used to die of the signal)."""
+    reopened_after_rotation(env, lambda e: e.proc.signal(signal.SIGUSR1),
+                            "reopening the access log")
+
+
 def test_a_failed_reload_still_reopens_the_access_log(env):
     """logrotate's postrotate reload with a broken edge.yaml: the old
     configuration stays, and the log still moves to a new file."""
-    e = Edge(env).start()
-    path = e.cfg["access_log"]
-    get(e, "/before")
-    wait_for(lambda: b"/before" in read(path), what="the first line")
-    os.rename(path, path + ".1")
-    with open(e.path, "a") as f:
-        f.write("bogus_key: [\n")
-    m = e.proc.mark()
-    e.proc.signal(signal.SIGHUP)
-    e.proc.wait_log("reload failed", since=m)
-    get(e, "/after")
-    wait_for(lambda: os.path.exists(path) and b"/after" in read(path), what="the new file")
-    assert b"/after" not in read(path + ".1")
+    def broken_reload(e):
+        with open(e.path, "a") as f:
+            f.write("bogus_key: [\n")
+        e.proc.signal(signal.SIGHUP)
+
+    reopened_after_rotation(env, broken_reload, "reload failed")
 
 
 def test_reload_does_not_follow_a_symlink_planted_at_the_access_log(env):
