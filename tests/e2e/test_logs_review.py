@@ -316,7 +316,7 @@ def test_admin_connections_cannot_take_the_descriptors_kept_for_agents(env):
     (nor make the tunnel listener spin on EMFILE)."""
     key = HandKey(os.path.join(env.dir, "a.key"))
     e = Edge(env, agents=[key.entry("a", hosts=["*.a.test"])])
-    start_tuned(env, e, lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)))
+    e.start(wrap=["prlimit", "--nofile=256:256"])
     socks = []
     try:
         for _ in range(300):
