@@ -373,6 +373,11 @@ def test_admin_answers_405_to_methods_other_than_get(env):
     assert st == 404
     st, _ = admin(e, b"GET /status\r\n\r\n")
     assert st == 400
+    st, _ = admin(e, b"GET /status HTTP/1.1\r\nno colon here\r\n\r\n")
+    assert st == 400
+    # a NUL byte is not HTTP: closed without an answer
+    assert exchange(e.admin_port, b"GET /status\0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") == b""
+    assert e.proc.alive()
 
 
 def test_public_port_never_reaches_the_admin_endpoint(env):
