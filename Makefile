@@ -20,7 +20,8 @@ override LDLIBS += $(PKG_LIBS) -lpthread
 PROTO_SRC  := $(wildcard proto/*.c)
 COMMON_SRC := $(wildcard common/*.c)
 # edge/ modules that are pure (no libwebsockets): unit-tested and fuzzed.
-EDGE_PURE  := $(wildcard edge/http1.c edge/clienthello.c edge/proxyproto.c edge/certs.c)
+EDGE_PURE  := $(wildcard edge/http1.c edge/clienthello.c edge/proxyproto.c edge/certs.c \
+                edge/clients.c)
 EDGE_SRC   := $(filter-out $(EDGE_PURE),$(wildcard edge/*.c))
 AGENT_SRC  := $(wildcard agent/*.c)
 LIB_SRC    := $(PROTO_SRC) $(COMMON_SRC) $(EDGE_PURE)

@@ -442,7 +442,9 @@ http {
 
         pub = sh(BUILD + "/relais-agent", "keygen", d + "/a.key").stdout.strip()
         with open(d + "/edge.yaml", "w") as f:
-            f.write("""listen: {http: "127.0.0.1:%d", https: "127.0.0.1:%d", streams: ["127.0.0.1"]}
+            # Every client is 127.0.0.1 here: no limit per address (BENCH_CONNS).
+            f.write("""listen: {http: "127.0.0.1:%d", https: "127.0.0.1:%d", streams: ["127.0.0.1"],
+         max_connections_per_client: 0}
 tunnel: {listen: "127.0.0.1:%d", path: /relais, cert: %s/t.crt, key: %s/t.key}
 tls: {cert_dir: %s}
 agents: [{name: bench, key: "%s", hosts: ["%s", "localhost"], ports: ["tcp/%d", "udp/%d"]}]

@@ -912,6 +912,21 @@ static void cfg_get_bool(struct cfgp *p, const struct cfg_map *m, int k, int *ou
 		*out = b;
 }
 
+/* A count 0..max; what says what 0 means. */
+static void cfg_get_count(struct cfgp *p, const struct cfg_map *m, int k, uint32_t max,
+                          const char *what, uint32_t *out)
+{
+	const char *s;
+
+	if (!cfg_has(m, k) || cfg_scalar(p, m, k, "a number", &s) != 1)
+		return;
+	if (strspn(s, "0123456789") == strlen(s) && strlen(s) <= 9 && (uint32_t)atol(s) <= max)
+		*out = (uint32_t)atol(s);
+	else
+		cfg_err(p, m->val[k], "'%s' must be a number (0..%u; 0: %s)", m->keys[k], max,
+		        what);
+}
+
 static void cfg_get_log_level(struct cfgp *p, const struct cfg_map *m, int k, int *out)
 {
 	const char *s;
@@ -957,8 +972,9 @@ enum { AC_DIRECTORY, AC_EMAIL, AC_ACCEPT_TERMS, AC_CA, AC_RENEW };
 static const char *const acme_keys[] = {"directory",         "email", "accept_terms", "ca",
                                         "renew_before_days", NULL};
 
-enum { L_HTTP, L_HTTPS, L_STREAMS };
-static const char *const listen_keys[] = {"http", "https", "streams", NULL};
+enum { L_HTTP, L_HTTPS, L_STREAMS, L_MAX_PER_CLIENT };
+static const char *const listen_keys[] = {"http", "https", "streams", "max_connections_per_client",
+                                          NULL};
 
 enum { T_LISTEN, T_HOSTNAME, T_PATH, T_CERT, T_KEY };
 static const char *const tunnel_keys[] = {"listen", "hostname", "path", "cert", "key", NULL};
@@ -1018,6 +1034,8 @@ static void edge_listen(struct cfgp *p, const struct cfg_map *top, struct edge_c
 	p->listen_at[EL_HTTP] = m.val[L_HTTP];
 	p->listen_at[EL_HTTPS] = m.val[L_HTTPS];
 	edge_listen_streams(p, &m, cfg);
+	cfg_get_count(p, &m, L_MAX_PER_CLIENT, CFG_MAX_PER_CLIENT_MAX, "no limit",
+	              &cfg->max_conns_per_client);
 }
 
 static void edge_tunnel(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
@@ -1303,17 +1321,8 @@ static void edge_agent(struct cfgp *p, yaml_node_t *n, size_t idx, struct edge_c
 	edge_agent_hosts(p, &m, ag);
 	edge_agent_ports(p, &m, ag);
 	ag->max_certificates = CFG_MAX_CERTIFICATES_DEFAULT;
-	if (cfg_has(&m, AG_MAX_CERTS) && cfg_scalar(p, &m, AG_MAX_CERTS, "a number", &s) == 1) {
-		if (strspn(s, "0123456789") == strlen(s) && strlen(s) <= 5 &&
-		    atoi(s) <= CFG_MAX_CERTIFICATES_MAX)
-			ag->max_certificates = (uint32_t)atoi(s);
-		else
-			cfg_err(
-			    p, m.val[AG_MAX_CERTS],
-			    "'max_certificates' must be a number (0..%d; 0: no ACME certificates "
-			    "for this agent)",
-			    CFG_MAX_CERTIFICATES_MAX);
-	}
+	cfg_get_count(p, &m, AG_MAX_CERTS, CFG_MAX_CERTIFICATES_MAX,
+	              "no ACME certificates for this agent", &ag->max_certificates);
 }
 
 static void edge_agents(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
@@ -1393,6 +1402,7 @@ int config_edge_load(const char *file, struct edge_config *cfg)
 	cfg->http_limits.upstream_timeout_ms = 60000;
 	cfg->http_limits.max_header_bytes = 16384;
 	cfg->http_limits.max_body_bytes = 0;
+	cfg->max_conns_per_client = CFG_MAX_PER_CLIENT_DEFAULT;
 	addr_parse("0.0.0.0:1", &cfg->streams[0]);
 	cfg->nstreams = 1;
 

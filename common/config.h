@@ -40,6 +40,8 @@ struct http_limits {
 #define CFG_MAX_CERTIFICATES_DEFAULT 50      /* agents[].max_certificates */
 #define CFG_MAX_CERTIFICATES_MAX     4096    /* the ACME client's host table */
 #define CFG_UDP_IDLE_MAX_MS          600000u /* streams[].idle_timeout of a UDP stream */
+#define CFG_MAX_PER_CLIENT_DEFAULT   256     /* listen.max_connections_per_client */
+#define CFG_MAX_PER_CLIENT_MAX       1000000
 
 struct edge_agent {
 	char name[PROTO_MAX_NAME + 1];
@@ -54,11 +56,12 @@ struct edge_agent {
 struct edge_config {
 	char *file; /* path it was loaded from */
 	int has_http, has_https, has_admin;
-	struct addr http;       /* listen.http */
-	struct addr https;      /* listen.https */
-	struct addr admin;      /* admin.listen: local status endpoint (optional) */
-	struct addr streams[4]; /* listen.streams: IPs stream ports bind to (port 0) */
-	size_t nstreams;        /* default: one, 0.0.0.0 */
+	struct addr http;              /* listen.http */
+	struct addr https;             /* listen.https */
+	struct addr admin;             /* admin.listen: local status endpoint (optional) */
+	struct addr streams[4];        /* listen.streams: IPs stream ports bind to (port 0) */
+	size_t nstreams;               /* default: one, 0.0.0.0 */
+	uint32_t max_conns_per_client; /* listen.max_connections_per_client; 0 = no limit */
 	struct {
 		struct addr listen; /* tunnel.listen (required) */
 		char *hostname;     /* tunnel.hostname (optional) */

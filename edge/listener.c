@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../common/log.h"
+#include "clients.h"
 #include "edge.h"
 #include "listener.h"
 
@@ -114,6 +115,28 @@ static void listener_pause(struct listener *l, const char *why)
 	}
 }
 
+/*
+ * fd's address holds listen.max_connections_per_client already: reset it
+ * (no FIN handshake to wait on, no TIME_WAIT here) and say so, at most once
+ * a second per port.
+ */
+static void listener_refuse(struct listener *l, int fd, struct addr *peer)
+{
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	char ip[ADDR_TEXT_MAX], more[LOG_RATE_MORE];
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	if (!log_rate_ok(&l->log_limit, (uint64_t)lws_now_usecs(), more))
+		return;
+	addr_unmap(peer);
+	addr_format_ip((const struct sockaddr *)&peer->ss, ip);
+	log_warn("%s listener: %s: %u connections from this %s already "
+	         "(listen.max_connections_per_client); refused%s",
+	         l->name, ip, edge.cfg.max_conns_per_client,
+	         peer->ss.ss_family == AF_INET6 ? "/64" : "address", more);
+}
+
 static void listener_accept(struct listener *l)
 {
 	/* Bounded batch per wakeup so one busy port cannot starve the loop. */
@@ -147,6 +170,10 @@ static void listener_accept(struct listener *l)
 			         edge.fd_cap);
 			listener_pause(l, why);
 			return;
+		}
+		if (!l->unlimited && !clients_admit(fd, &peer, edge.cfg.max_conns_per_client)) {
+			listener_refuse(l, fd, &peer);
+			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		local.len = sizeof(local.ss);

@@ -9,6 +9,7 @@
 #include <libwebsockets.h>
 
 #include "../common/addr.h"
+#include "../common/log.h"
 
 struct listener;
 
@@ -28,6 +29,8 @@ struct listener {
 	uint64_t warned_us;         /* last resource warning (one per second) */
 	uint64_t failures;          /* resource errors since that warning */
 	int reserve_ok;             /* may use the reserved descriptors (admin) */
+	int unlimited;              /* not held to listen.max_connections_per_client */
+	struct log_rate log_limit;  /* clients refused at that limit */
 };
 
 /**

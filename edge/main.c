@@ -20,6 +20,7 @@
 #include "acme.h"
 #include "admin.h"
 #include "certs.h"
+#include "clients.h"
 #include "https.h"
 #include "udp.h"
 #include "edge.h"
@@ -573,8 +574,10 @@ static int edge_start(void)
 		return -1;
 	/* The operator's and the agents' ports may use the descriptors kept
 	 * from public clients (listener.h). */
-	if (admin_listener)
+	if (admin_listener) {
 		admin_listener->reserve_ok = 1;
+		admin_listener->unlimited = 1; /* loopback, and 16 connections at most */
+	}
 	if (tunnel_listener)
 		tunnel_listener->reserve_ok = 1;
 	return 0;
@@ -652,6 +655,7 @@ int main(int argc, char **argv)
 	if (edge.ctx)
 		lws_context_destroy(edge.ctx);
 	certs_free();
+	clients_free();
 	accesslog_close();
 	config_edge_free(&edge.cfg);
 	return rc;

@@ -12,6 +12,7 @@
 #include "../common/log.h"
 #include "accesslog.h"
 #include "edge.h"
+#include "clients.h"
 #include "registry.h"
 #include "stream.h"
 #include "udp.h"
@@ -22,7 +23,7 @@
 
 /* How many flows one client source (IPv4 address, IPv6 /64) holds. */
 struct usrc {
-	uint8_t key[9]; /* 4 or 6, then the address or the /64 prefix, zero-padded */
+	uint8_t key[CLIENT_KEY_LEN]; /* its client (edge/clients.h) */
 	unsigned n;
 	struct usrc *next;
 };
@@ -63,52 +64,22 @@ uint64_t udp_dropped(void)
 	return dropped;
 }
 
+/* Flows by client address and port: a keyed hash, as clients pick those. */
 static unsigned udp_hash(const struct addr *a)
 {
-	const uint8_t *p = (const uint8_t *)&a->ss;
-	unsigned h = 2166136261u;
-
-	for (socklen_t i = 0; i < a->len; i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h % UDP_HASH;
-}
-
-/*
- * A client's source for the per-source limit: its IPv4 address, or the /64
- * of its IPv6 address (one host gets a whole /64 and picks addresses from
- * it at will, RFC 8981).
- */
-static void udp_src_key(const struct addr *a, uint8_t key[9])
-{
-	memset(key, 0, 9);
-	if (a->ss.ss_family == AF_INET) {
-		key[0] = 4;
-		memcpy(key + 1, &((const struct sockaddr_in *)&a->ss)->sin_addr, 4);
-	} else {
-		key[0] = 6;
-		memcpy(key + 1, ((const struct sockaddr_in6 *)&a->ss)->sin6_addr.s6_addr, 8);
-	}
-}
-
-static unsigned udp_src_hash(const uint8_t key[9])
-{
-	unsigned h = 2166136261u;
-
-	for (int i = 0; i < 9; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return h % UDP_HASH;
+	return (unsigned)(client_hash(&a->ss, a->len) % UDP_HASH);
 }
 
 /* Count one more flow for a's source; NULL when that source holds
  * UDP_MAX_FLOWS_PER_SRC flows already (or out of memory). */
 static struct usrc *udp_src_take(struct udpsock *u, const struct addr *a)
 {
-	uint8_t key[9];
+	uint8_t key[CLIENT_KEY_LEN];
 	unsigned h;
 	struct usrc *s;
 
-	udp_src_key(a, key);
-	h = udp_src_hash(key);
+	client_key(a, key);
+	h = (unsigned)(client_hash(key, sizeof(key)) % UDP_HASH);
 	for (s = u->srcs[h]; s; s = s->next)
 		if (memcmp(s->key, key, sizeof(key)) == 0)
 			break;
@@ -132,7 +103,7 @@ static void udp_src_put(struct udpsock *u, struct usrc *s)
 
 	if (--s->n)
 		return;
-	for (pp = &u->srcs[udp_src_hash(s->key)]; *pp; pp = &(*pp)->next)
+	for (pp = &u->srcs[client_hash(s->key, sizeof(s->key)) % UDP_HASH]; *pp; pp = &(*pp)->next)
 		if (*pp == s) {
 			*pp = s->next;
 			break;

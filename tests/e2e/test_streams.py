@@ -149,6 +149,9 @@ def test_1000_concurrent_tcp_connections_echo_their_own_data(env, closing):
         for i in range(n):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setblocking(False)
+            # 1000 clients from 8 addresses: each under the edge's default
+            # of 256 connections per address
+            s.bind(("127.0.1.%d" % (1 + i % 8), 0))
             s.connect_ex(("127.0.0.1", port))
             want[s] = (b"%06d:" % i) + hashlib.sha256(b"%d" % i).digest() * 32  # 1031 bytes
             got[s] = bytearray()
@@ -1020,12 +1023,14 @@ def test_public_clients_leave_descriptors_for_agents(env, closing):
     e.start(wrap=["prlimit", "--nofile=600:600"])
     a.start(e.url())
     a.proc.wait_log("route tcp/%d accepted by the edge" % port)
-    # 600 idle HTTP clients (no request head: they wait for header_timeout).
+    # 600 idle HTTP clients (no request head: they wait for header_timeout),
+    # from 4 addresses (the edge takes 256 connections per address).
     flood = []
-    for _ in range(600):
+    for i in range(600):
         c = socket.socket()
         closing(c)
         c.setblocking(False)
+        c.bind(("127.0.2.%d" % (1 + i % 4), 0))
         c.connect_ex(("127.0.0.1", e.http_port))
         flood.append(c)
     e.proc.wait_log("descriptors in use, the rest kept for agents", timeout=10)

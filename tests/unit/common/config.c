@@ -191,6 +191,7 @@ static void test_edge_full(void)
 	          "listen:\n"
 	          "  http: 0.0.0.0:80\n"
 	          "  https: \"[::]:443\"\n"
+	          "  max_connections_per_client: 64\n"
 	          "tunnel:\n"
 	          "  listen: 0.0.0.0:8443\n"
 	          "  hostname: Edge.Example.com\n"
@@ -255,6 +256,7 @@ static void test_edge_full(void)
 	CHECK(c.agents[1].nhosts == 0 && c.agents[1].nports == 0);
 	CHECK(c.agents[0].max_certificates == 0);
 	CHECK(c.agents[1].max_certificates == 50);
+	CHECK(c.max_conns_per_client == 64);
 
 	CHECK(strcmp(c.access_log, "-") == 0);
 	CHECK(c.log_level == LOG_DEBUG);
@@ -286,6 +288,7 @@ static void test_edge_defaults(void)
 	CHECK(c.http_limits.upstream_timeout_ms == 60000);
 	CHECK(c.http_limits.max_header_bytes == 16384);
 	CHECK(c.http_limits.max_body_bytes == 0);
+	CHECK(c.max_conns_per_client == 256);
 	config_edge_free(&c);
 
 	/* the tunnel may share listen.https: agents are told apart by SNI */
@@ -661,6 +664,10 @@ static void test_value_errors(void)
 	BAD(EDGE,
 	    EDGE_BASE "agents:\n  - name: home\n    key: " KEY0 "\n    max_certificates: [1]\n",
 	    "8:23", "'max_certificates' must be a number");
+	BAD(EDGE, EDGE_BASE "listen:\n  max_connections_per_client: -5\n", "6:31",
+	    "'max_connections_per_client' must be a number (0..1000000; 0: no limit)");
+	BAD(EDGE, EDGE_BASE "listen:\n  max_connections_per_client: 1000001\n", "6:31",
+	    "'max_connections_per_client' must be a number");
 	BAD(EDGE, EDGE_BASE "log_level: verbose\n", "5:12", "bad log_level 'verbose'");
 	BAD(EDGE, EDGE_BASE "http:\n  header_timeout: 10x\n", "6:19",
 	    "bad duration '10x' for 'header_timeout'");
