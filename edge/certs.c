@@ -3,7 +3,7 @@
  *
  * Each name maps to one SSL_CTX configured for this edge: TLS 1.2 and 1.3
  * only, ECDHE with AEAD ciphers for TLS 1.2, server preference, no
- * compression, no renegotiation, ALPN limited to http/1.1.  A pair is
+ * compression, no renegotiation, ALPN limited to HTTP/1.x.  A pair is
  * loaded into a fresh SSL_CTX and checked before it replaces anything, so a
  * half-written or wrong file never takes a working host down.  The file
  * identities seen at the last attempt are kept so that a broken pair is
@@ -114,8 +114,14 @@ static int no_password(char *buf, int size, int rwflag, void *arg)
 	return 0; /* encrypted keys are refused instead of prompting on a tty */
 }
 
-/* RFC 7301 §3.2: pick http/1.1 when offered; h2 is never chosen (the edge
- * speaks HTTP/1.1).  Without a match we answer without ALPN. */
+/*
+ * RFC 7301 §3.2: pick http/1.1 (or http/1.0) when offered; h2 is never
+ * chosen, as the edge speaks HTTP/1.x.  A client that offers ALPN but
+ * neither gets the fatal no_application_protocol alert the RFC requires
+ * rather than a connection in a protocol it did not ask for (the ALPACA
+ * cross-protocol attacks; nginx does the same since 1.21.4).  No ALPN
+ * offered: none answered.
+ */
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg)
 {
@@ -128,14 +134,15 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 
 		if (n == 0 || n > inlen - i - 1)
 			break;
-		if (n == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+		if (n == 8 && (memcmp(in + i + 1, "http/1.1", 8) == 0 ||
+		               memcmp(in + i + 1, "http/1.0", 8) == 0)) {
 			*out = in + i + 1;
 			*outlen = (unsigned char)n;
 			return SSL_TLSEXT_ERR_OK;
 		}
 		i += 1 + n;
 	}
-	return SSL_TLSEXT_ERR_NOACK;
+	return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 /* A server SSL_CTX with the edge's protocol settings and no certificate yet. */

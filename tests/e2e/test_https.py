@@ -277,6 +277,12 @@ def test_three_hosts_each_with_its_own_certificate(net):
     s = tls_connect(net.https, ONE, ctx)
     assert s.selected_alpn_protocol() == "http/1.1"
     s.close()
+    # A client that offers ALPN without HTTP/1.x is refused with the alert
+    # RFC 7301 requires, not served in a protocol it did not ask for.
+    ctx = ca_ctx(net.pki)
+    ctx.set_alpn_protocols(["h2", "imap"])
+    with pytest.raises(ssl.SSLError, match="no application protocol"):
+        tls_connect(net.https, ONE, ctx).close()
 
 
 def test_sni_is_case_insensitive_and_keeps_alive(net):

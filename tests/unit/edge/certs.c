@@ -256,8 +256,11 @@ static void test_handshakes(void)
 	CHECK(r.ok && strcmp(r.alpn, "http/1.1") == 0);
 	CHECK(r.version == TLS1_3_VERSION);
 	CHECK(r.serial == 0x1001);
+	/* offered, but no HTTP/1.x: no_application_protocol (RFC 7301 §3.2) */
 	r = handshake(a, "a.example.com", "\x02h2", 3, 0, NULL);
-	CHECK(r.ok && r.alpn[0] == '\0');
+	CHECK(!r.ok);
+	r = handshake(a, "a.example.com", "\x02h2\x08http/1.0", 12, 0, NULL);
+	CHECK(r.ok && strcmp(r.alpn, "http/1.0") == 0);
 	r = handshake(a, "a.example.com", NULL, 0, 0, NULL);
 	CHECK(r.ok && r.alpn[0] == '\0');
 	/* TLS 1.2 with ECDHE + AEAD works; anything older or weaker does not */
