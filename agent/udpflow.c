@@ -21,12 +21,29 @@
 #define UF_HIGH_WATER (4u * 1024u * 1024u)
 #define UF_IDLE_MS    60000u
 #define UF_SWEEP_US   (5 * LWS_US_PER_SEC)
+#define UF_HELD_MAX   4               /* datagrams a flow holds until its socket is up */
+#define UF_HELD_BYTES (1024u * 1024u) /* all flows together */
+
+/* A datagram from the client that came before the flow's socket. */
+struct held {
+	struct held *next;
+	size_t len;
+	uint8_t data[];
+};
 
 struct uflow {
 	uint32_t id;
 	int fd;
 	struct lws *wsi;
 	struct resolve *resolving;
+	size_t stream;                   /* index in agent.cfg.streams */
+	struct addr *addrs;              /* the service's addresses (the lookup's answers) */
+	uint8_t naddrs, cur;             /* how many; the one in use */
+	uint8_t tried;                   /* addresses that failed before any reply */
+	int replied;                     /* the service answered on addrs[cur] */
+	lws_sorted_usec_list_t sul_next; /* moves to the next address */
+	struct held *held, **held_tail;  /* until the socket is up */
+	unsigned nheld;
 	int proxy; /* PROXY v2 header before each datagram to the service */
 	struct proxyproto_end src, dst;
 	uint32_t idle_ms;
@@ -41,6 +58,14 @@ static lws_sorted_usec_list_t sweep_sul;
 static int sweeping;
 static lws_usec_t sweep_us; /* the period scheduled */
 static uint8_t buf[65536 + PROXYPROTO_MAX];
+
+/* Per stream route, the address of its service that last answered: a new
+ * flow starts there, rather than losing its first datagram to an address
+ * that refuses (one lookup's order is the same every time).  Forgotten
+ * with the tunnel: a reload may change the streams. */
+static struct addr *answered;
+static size_t nanswered;
+static size_t held_bytes;
 
 /* The hard limit, not the soft one: that is what the agent raised the soft
  * limit to at start (common/nofile.h). */
@@ -80,6 +105,15 @@ static void uf_free(struct uflow *u)
 		u->next->prev = u->prev;
 	nflows--;
 	resolve_cancel(u->resolving);
+	lws_sul_cancel(&u->sul_next);
+	free(u->addrs);
+	while (u->held) {
+		struct held *h = u->held;
+
+		u->held = h->next;
+		held_bytes -= h->len;
+		free(h);
+	}
 	if (u->wsi) {
 		lws_set_opaque_user_data(u->wsi, NULL);
 		lws_set_timeout(u->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
@@ -129,19 +163,16 @@ static void uf_sweep(lws_sorted_usec_list_t *sul)
 		lws_sul_schedule(agent.ctx, 0, &sweep_sul, uf_sweep, period);
 }
 
-/* UDP learns of an unreachable service only later (an ICMP error), so a flow
- * takes the lookup's first address. */
-static void uf_resolved(void *arg, const struct addr *a, size_t n, const char *err)
+static void uf_send_held(struct uflow *u);
+
+/* A socket connected to the flow's current address, watched by the loop;
+ * the flow is ended on failure. */
+static void uf_connect(struct uflow *u)
 {
-	struct uflow *u = arg;
+	const struct addr *a = &u->addrs[u->cur];
 	lws_sock_file_fd_type fd;
 	int sz = 1024 * 1024;
 
-	u->resolving = NULL;
-	if (!a) {
-		uf_end(u, FRAME_REFUSE, CODE_UNREACHABLE, err);
-		return;
-	}
 	u->fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (u->fd < 0 || connect(u->fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
 		uf_end(u, FRAME_REFUSE, CODE_UNREACHABLE, strerror(errno));
@@ -152,10 +183,66 @@ static void uf_resolved(void *arg, const struct addr *a, size_t n, const char *e
 	u->wsi = lws_adopt_descriptor_vhost(agent.vh, LWS_ADOPT_RAW_FILE_DESC, fd, AGENT_PROTO_UDP,
 	                                    NULL);
 	if (!u->wsi) {
+		u->fd = -1; /* lws closed it */
 		uf_end(u, FRAME_REFUSE, CODE_INTERNAL, "cannot watch the socket");
 		return;
 	}
 	lws_set_opaque_user_data(u->wsi, u);
+	uf_send_held(u);
+}
+
+/*
+ * UDP learns of an unreachable address only later, from an ICMP error on
+ * the connected socket: a flow starts on the address that last answered for
+ * its route (else the lookup's first) and moves to the next one when its
+ * socket fails before any reply.
+ */
+static void uf_resolved(void *arg, const struct addr *a, size_t n, const char *err)
+{
+	struct uflow *u = arg;
+
+	u->resolving = NULL;
+	if (!a) {
+		uf_end(u, FRAME_REFUSE, CODE_UNREACHABLE, err);
+		return;
+	}
+	u->addrs = malloc(n * sizeof(*a));
+	if (!u->addrs) {
+		uf_end(u, FRAME_REFUSE, CODE_INTERNAL, "out of memory");
+		return;
+	}
+	memcpy(u->addrs, a, n * sizeof(*a));
+	u->naddrs = (uint8_t)n;
+	for (size_t i = 0; i < n && u->stream < nanswered; i++)
+		if (addr_equal(&a[i], &answered[u->stream]))
+			u->cur = (uint8_t)i;
+	uf_connect(u);
+}
+
+/* The socket failed before the service answered: the next address. */
+static void uf_next(lws_sorted_usec_list_t *sul)
+{
+	struct uflow *u = lws_container_of(sul, struct uflow, sul_next);
+	char ip[ADDR_TEXT_MAX];
+
+	u->cur = (uint8_t)((u->cur + 1) % u->naddrs);
+	addr_format(&u->addrs[u->cur], ip);
+	log_debug("udp flow %u: trying %s", u->id, ip);
+	uf_connect(u);
+}
+
+/* The service answered on the flow's address: new flows of its route start there. */
+static void uf_answered(struct uflow *u)
+{
+	u->replied = 1;
+	if (u->naddrs < 2)
+		return;
+	if (!answered) {
+		answered = calloc(agent.cfg.nstreams, sizeof(*answered));
+		nanswered = answered ? agent.cfg.nstreams : 0;
+	}
+	if (u->stream < nanswered)
+		answered[u->stream] = u->addrs[u->cur];
 }
 
 int udpflow_open(const struct frame *f)
@@ -204,6 +291,7 @@ int udpflow_open(const struct frame *f)
 		return -1;
 	u->id = f->stream;
 	u->fd = -1;
+	u->stream = (size_t)(o->route - nr - 1);
 	u->proxy = s->proxy_protocol == PROXY_V2;
 	u->src.family = o->family;
 	u->src.port = o->port;
@@ -225,14 +313,40 @@ int udpflow_open(const struct frame *f)
 		sweep_us = uf_sweep_period(u->idle_ms);
 		lws_sul_schedule(agent.ctx, 0, &sweep_sul, uf_sweep, sweep_us);
 	}
-	if (resolve_numeric(s->to_host, port, &a) == 0) {
-		uf_resolved(u, &a, 1, NULL); /* may free u */
+	if (resolve_numeric(s->to_host, port, &a) == 0) { /* uf_resolved() copies it */
+		uf_resolved(u, &a, 1, NULL);              /* may free u */
 		return 0;
 	}
 	u->resolving = resolve_start(agent.ctx, s->to_host, port, uf_resolved, u);
 	if (!u->resolving)
 		uf_end(u, FRAME_REFUSE, CODE_INTERNAL, "out of memory");
 	return 0;
+}
+
+/*
+ * A datagram that came before the flow's socket (the name is being looked
+ * up: this is the flow's first datagram, a DNS query or a WireGuard
+ * handshake) is kept and sent once the socket is up.  A few per flow and
+ * 1 MiB for all: past that UDP may lose them.
+ */
+static void uf_hold(struct uflow *u, const uint8_t *p, size_t n)
+{
+	struct held *h;
+
+	if (u->nheld >= UF_HELD_MAX || held_bytes + n > UF_HELD_BYTES)
+		return;
+	h = malloc(sizeof(*h) + n);
+	if (!h)
+		return;
+	h->next = NULL;
+	h->len = n;
+	memcpy(h->data, p, n);
+	if (!u->held)
+		u->held_tail = &u->held;
+	*u->held_tail = h;
+	u->held_tail = &h->next;
+	u->nheld++;
+	held_bytes += n;
 }
 
 /* A datagram from the client, to the service (a PROXY v2 header first if
@@ -243,8 +357,10 @@ static void uf_to_service(struct uflow *u, const uint8_t *p, size_t n)
 	struct iovec iov[2];
 	struct msghdr m;
 
-	if (u->fd < 0 || !u->wsi)
-		return; /* still resolving: UDP may lose it */
+	if (!u->wsi) { /* still resolving the name */
+		uf_hold(u, p, n);
+		return;
+	}
 	memset(&m, 0, sizeof(m));
 	iov[0].iov_base = hdr;
 	iov[0].iov_len = u->proxy ? proxyproto_v2(hdr, sizeof(hdr), &u->src, &u->dst, 1) : 0;
@@ -253,6 +369,19 @@ static void uf_to_service(struct uflow *u, const uint8_t *p, size_t n)
 	m.msg_iov = iov[0].iov_len ? iov : iov + 1;
 	m.msg_iovlen = iov[0].iov_len ? 2 : 1;
 	sendmsg(u->fd, &m, MSG_DONTWAIT);
+}
+
+static void uf_send_held(struct uflow *u)
+{
+	while (u->held) {
+		struct held *h = u->held;
+
+		u->held = h->next;
+		u->nheld--;
+		held_bytes -= h->len;
+		uf_to_service(u, h->data, h->len);
+		free(h);
+	}
 }
 
 int udpflow_frame(const struct frame *f)
@@ -282,6 +411,9 @@ void udpflow_tunnel_gone(void)
 {
 	while (flows)
 		uf_free(flows);
+	free(answered);
+	answered = NULL;
+	nanswered = 0;
 }
 
 /* Replies from the service go back as DATAGRAM frames; under pressure the
@@ -294,6 +426,8 @@ static void uf_readable(struct uflow *u)
 		if (n < 0)
 			break;
 		u->last_us = (uint64_t)lws_now_usecs();
+		if (!u->replied)
+			uf_answered(u);
 		if ((size_t)n > FRAME_MAX_DATA || tunnel_data_queued(&agent.t) >= UF_HIGH_WATER)
 			continue;
 		if (tunnel_send_data(&agent.t, FRAME_DATAGRAM, u->id, buf, (size_t)n) < 0)
@@ -320,6 +454,11 @@ int udpflow_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		u->fd = -1;
 		if (agent.interrupted) { /* the loop is going away with everything */
 			uf_free(u);
+			return 0;
+		}
+		if (!u->replied && ++u->tried < u->naddrs) {
+			/* not from inside lws's close of the old socket */
+			lws_sul_schedule(agent.ctx, 0, &u->sul_next, uf_next, 1);
 			return 0;
 		}
 		if (log_rate_ok(&log_failed, (uint64_t)lws_now_usecs(), more))

@@ -19,9 +19,10 @@ import websockets.exceptions
 
 from relais import (AGENT_BIN, AUTH, GOAWAY, HELLO, KIND_HTTP, KIND_TCP, PING, PONG, REJECT,
                     ROUTE_ANSWER, SLOW, WELCOME, Agent, Edge, FakeEdge, HandKey, RawTunnel,
-                    TcpRelay, TcpService, code_reason, echo_handler, echo_roundtrip, frame,
+                    TcpRelay, TcpService, UdpEcho, code_reason, echo_handler, echo_roundtrip,
+                    frame,
                     free_port, listening_pids, parse_frames, route_frame, run, stream_setup,
-                    tls_client_context, wait_for)
+                    tls_client_context, udp_ask, wait_for)
 
 CODE_PROTOCOL, CODE_AUTH = 1, 9
 BAD_SIGNATURE = "authentication failed: bad signature"
@@ -95,6 +96,31 @@ def test_agent_tries_each_address_of_a_name(env):
         a.proc.wait_log("trying 127.0.0.1")
     finally:
         origin.close()
+
+def test_udp_flow_moves_to_the_next_address_of_a_name(env, closing):
+    """A UDP service named dual.test (::1 first, then 127.0.0.1) listening on
+    127.0.0.1 only.  A flow's first address refuses (an ICMP error on its
+    socket): the flow moves to the next.  Later flows of the route start at
+    the address that answered, and their first datagram, which came while
+    the name was looked up, is not lost."""
+    echo = UdpEcho()
+    closing(echo)
+    port = free_port(socket.SOCK_DGRAM)
+    a, e = stream_setup(env, [{"listen": "udp/%d" % port, "to": "dual.test:%d" % echo.port}])
+    e.start()
+    start_agent_with_hosts(env, a, e.url(),
+                           "127.0.0.1 localhost\n::1 dual.test\n127.0.0.1 dual.test\n")
+    a.proc.wait_log("route udp/%d accepted by the edge" % port)
+    assert udp_ask("127.0.0.1", port, b"first", timeout=0.5, tries=10) == b"echo:first"
+    a.proc.wait_log("trying 127.0.0.1:%d" % echo.port)
+    for i in range(3):  # new client ports: new flows, each answered at once
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        closing(s)
+        s.settimeout(3)
+        s.sendto(b"flow %d" % i, ("127.0.0.1", port))
+        assert s.recvfrom(65536)[0] == b"echo:flow %d" % i
+    assert a.log().count("trying 127.0.0.1:%d" % echo.port) == 1
+
 
 def test_tunnel_listens_only_where_told(env):
     """tunnel.listen 127.0.0.1:P is bound to 127.0.0.1 alone (lws, given that
