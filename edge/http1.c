@@ -996,7 +996,8 @@ static int is_hop_by_hop(const struct http1_header *f)
  * 7239) and every X-Forwarded-*, the usual client-IP fields, and any name
  * with '_': CGI and WSGI servers map '-' and '_' to the same variable
  * (X_Real_IP becomes HTTP_X_REAL_IP), as nginx's underscores_in_headers
- * off assumes.
+ * off assumes.  Client-IP is the first one the common PHP "client address"
+ * snippet reads ($_SERVER['HTTP_CLIENT_IP'], ahead of X-Forwarded-For).
  */
 static int is_spoofable(const struct http1_header *f)
 {
@@ -1006,7 +1007,9 @@ static int is_spoofable(const struct http1_header *f)
 	       (f->name_len > sizeof(xf) - 1 && ieq(f->name, sizeof(xf) - 1, xf)) ||
 	       name_is(f, "X-Real-IP") || name_is(f, "True-Client-IP") ||
 	       name_is(f, "X-Client-IP") || name_is(f, "CF-Connecting-IP") ||
-	       name_is(f, "X-Cluster-Client-IP");
+	       name_is(f, "X-Cluster-Client-IP") || name_is(f, "Client-IP") ||
+	       name_is(f, "X-Originating-IP") || name_is(f, "X-Remote-IP") ||
+	       name_is(f, "X-Remote-Addr");
 }
 
 /* Named in Connection, so meant for this hop only (§7.6.1). */

@@ -160,8 +160,8 @@ struct http1_forward {
  * received; headers minus hop-by-hop ones (Connection and those it names,
  * Keep-Alive, Proxy-Connection, TE, Trailer, HTTP2-Settings, Upgrade unless
  * upgrading, Proxy-Authorization) and minus client fields that could pass for the
- * edge's (Forwarded, X-Forwarded-*, X-Real-IP and other client-IP fields,
- * any name with '_'); a single
+ * edge's (Forwarded, X-Forwarded-*, X-Real-IP, Client-IP and other client-IP
+ * fields, any name with '_'); a single
  * normalized Content-Length / Transfer-Encoding; Host from an absolute-form
  * target; then X-Forwarded-For (appended), -Proto, -Host, X-Real-IP and
  * Connection (upgrade, or close when fw->close).  Returns bytes written, or

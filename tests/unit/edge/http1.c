@@ -782,6 +782,20 @@ static void test_rewrite_hop_by_hop(void)
 	CHECK(http1_parse_request(out, (size_t)n, MAX_HEAD, &H, &st, NULL) == n);
 }
 
+/* Client-address fields that PHP and other frameworks read as the client's. */
+static void test_rewrite_client_ip_fields(void)
+{
+	char out[1024];
+	ssize_t n = rewrite("GET / HTTP/1.1\r\nHost: a\r\nClient-IP: 6.6.6.6\r\n"
+	                    "x-originating-ip: 6.6.6.6\r\nX-Remote-IP: 6.6.6.6\r\n"
+	                    "X-Remote-Addr: 6.6.6.6\r\nX-Client-IPs: kept\r\n\r\n",
+	                    &FW, out, sizeof(out));
+
+	CHECK(n > 0 && !has(out, n, "6.6.6.6"));
+	CHECK(has(out, n, "\r\nX-Client-IPs: kept\r\n"));
+	CHECK(has(out, n, "\r\nX-Real-IP: 203.0.113.7\r\n"));
+}
+
 static void test_rewrite_plain(void)
 {
 	struct http1_forward fw = {"2001:db8::1", 0, "a.example", 1};
@@ -1090,6 +1104,7 @@ int main(void)
 	RUN(test_chunked_malformed);
 	RUN(test_chunked_limits);
 	RUN(test_rewrite_hop_by_hop);
+	RUN(test_rewrite_client_ip_fields);
 	RUN(test_rewrite_plain);
 	RUN(test_rewrite_upgrade);
 	RUN(test_rewrite_absolute);

@@ -1,0 +1,173 @@
+"""Request smuggling and header handling at the edge, end to end: raw
+client sockets -> relais-edge -> tunnel -> relais-agent -> a scripted origin
+(ScriptedOrigin below) that records the exact bytes it receives and answers
+each request with bytes a test chose, so that a test can check both what
+reaches the service and what reaches the client.
+
+Run: RELAIS_BUILD=$PWD/build /usr/bin/python3 -m pytest -q tests/e2e/test_http_review.py
+"""
+import socket
+import threading
+import time
+
+import pytest
+
+from relais import SLOW, Agent, Edge, Env, wait_for
+
+APP = "app.review.test"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class ScriptedOrigin:
+    """An HTTP/1.1 origin on 127.0.0.1.  Every request head it reads is kept
+    (heads, in order, with the raw bytes of its body); the answer to a request
+    for path P is answers[P] (bytes sent as they are), else OK."""
+
+    def __init__(self):
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(64)
+        self.port = self.ls.getsockname()[1]
+        self.answers = {}
+        self.heads = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+
+    @staticmethod
+    def _fill(s, buf):
+        d = s.recv(65536)
+        if not d:
+            raise EOFError
+        buf += d
+
+    def _serve(self, s):
+        buf = bytearray()
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    self._fill(s, buf)
+                i = buf.index(b"\r\n\r\n")
+                head = bytes(buf[:i + 4])
+                del buf[:i + 4]
+                low = head.lower()
+                body = b""
+                if b"\r\ncontent-length:" in low:
+                    n = int(low.split(b"\r\ncontent-length:")[1].split(b"\r\n")[0])
+                    while len(buf) < n:
+                        self._fill(s, buf)
+                    body = bytes(buf[:n])
+                    del buf[:n]
+                elif b"\r\ntransfer-encoding: chunked\r\n" in low:
+                    while not (b"\r\n" + buf).count(b"\r\n0\r\n\r\n"):
+                        self._fill(s, buf)
+                    j = (b"\r\n" + buf).index(b"\r\n0\r\n\r\n") + 3
+                    body = bytes(buf[:j])
+                    del buf[:j]
+                with self.lock:
+                    self.heads.append((head, body))
+                path = head.split(b" ")[1].decode("latin-1")
+                s.sendall(self.answers.get(path, OK))
+        except (OSError, EOFError):
+            pass
+        finally:
+            s.close()
+
+    def saw(self, path):
+        """The head (and body) of the last request for path, or None."""
+        with self.lock:
+            for head, body in reversed(self.heads):
+                if head.split(b" ")[1] == path.encode():
+                    return head, body
+        return None
+
+    def close(self):
+        self.ls.close()
+
+
+class Review:
+    def __init__(self, d, pki):
+        self.env = Env(d, pki)
+        self.origin = ScriptedOrigin()
+        agent = Agent(self.env, "home",
+                      routes=[{"host": APP, "to": "http://127.0.0.1:%d" % self.origin.port}])
+        self.edge = Edge(self.env, agents=[agent.entry(hosts=[APP])])
+        self.edge.start()
+        agent.start(self.edge.url())
+        wait_for(lambda: len(self.edge.routes()) == 1, 5, what="the route on the edge")
+        self.port = self.edge.http_port
+
+    def close(self):
+        self.origin.close()
+        self.env.check()
+
+
+@pytest.fixture(scope="module")
+def rv(tmp_path_factory, pki):
+    r = Review(str(tmp_path_factory.mktemp("review")), pki)
+    yield r
+    r.close()
+
+
+def exchange(port, data, timeout=2.0):
+    """Send data, then read until the edge closes or nothing comes for
+    timeout seconds.  Returns (bytes, closed)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.settimeout(timeout * SLOW)
+    out = bytearray()
+    try:
+        s.sendall(data)
+        while True:
+            d = s.recv(65536)
+            if not d:
+                return bytes(out), True
+            out += d
+    except socket.timeout:
+        return bytes(out), False
+    except ConnectionResetError:
+        return bytes(out), True
+    finally:
+        s.close()
+
+
+def request(path, version="1.1", method="GET", headers=b""):
+    return b"%s %s HTTP/%s\r\nHost: %s\r\n%s\r\n" % (
+        method.encode(), path.encode(), version.encode(), APP.encode(), headers)
+
+
+def fields(head):
+    """{lower name: [values]} of a request head from the origin."""
+    got = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        if line:
+            k, _, v = line.partition(":")
+            got.setdefault(k.strip().lower(), []).append(v.strip())
+    return got
+
+
+# ---- client address fields ----------------------------------------------------------
+
+
+def test_client_ip_fields_removed(rv):
+    """Client-IP (read first by the common PHP client-address code,
+    $_SERVER['HTTP_CLIENT_IP']), X-Originating-IP, X-Remote-IP and
+    X-Remote-Addr sent by a client never reach the service: it would take
+    them for the client's address."""
+    spoof = (b"Client-IP: 6.6.6.6\r\nX-Originating-IP: 6.6.6.6\r\n"
+             b"x-remote-ip: 6.6.6.6\r\nX-Remote-Addr: 6.6.6.6\r\nX-Kept: yes\r\n"
+             b"Connection: close\r\n")
+    out, closed = exchange(rv.port, request("/client-ip", headers=spoof))
+    assert out.startswith(b"HTTP/1.1 200 ") and closed, out
+    head, _ = rv.origin.saw("/client-ip")
+    got = fields(head)
+    assert b"6.6.6.6" not in head, head
+    assert got["x-kept"] == ["yes"]
+    assert got["x-real-ip"] == ["127.0.0.1"] and got["x-forwarded-for"] == ["127.0.0.1"]
