@@ -545,6 +545,16 @@ static int hconn_resp_head(struct hconn *c)
 				rc = -1;
 				break;
 			}
+			/* RFC 9110 §15.2: no 1xx to an HTTP/1.0 client, which knows
+			 * none and would take "100 Continue" for its answer (and the
+			 * real one for its body).  Dropped here, its credit returned. */
+			if (c->req_minor == 0) {
+				if (c->st)
+					stream_consumed(c->st, (size_t)n);
+				memmove(c->resp, c->resp + n, c->resplen - (size_t)n);
+				c->resplen -= (size_t)n;
+				continue;
+			}
 			wl = http1_write_response(&h, 0, c->req_minor, w, WRITE_HEAD_MAX);
 		} else if (h.status == 101) {
 			/* Only a request forwarded as an upgrade may switch (RFC

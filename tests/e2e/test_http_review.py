@@ -171,3 +171,32 @@ def test_client_ip_fields_removed(rv):
     assert b"6.6.6.6" not in head, head
     assert got["x-kept"] == ["yes"]
     assert got["x-real-ip"] == ["127.0.0.1"] and got["x-forwarded-for"] == ["127.0.0.1"]
+
+
+# ---- interim responses ---------------------------------------------------------------
+
+EARLY = (b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+         b"HTTP/1.1 100 Continue\r\n\r\n" + OK)
+
+
+@pytest.mark.parametrize("path", ["/early-hints", "/continue-10"])
+def test_no_interim_response_to_http10(rv, path):
+    """An HTTP/1.0 client knows no 1xx (RFC 9110 §15.2: never sent to one):
+    it would read "103 Early Hints" or "100 Continue" as its answer and the
+    real answer as the body.  The edge drops them; an HTTP/1.1 client still
+    gets them."""
+    rv.origin.answers[path] = EARLY
+    hs = b"Content-Length: 2\r\nExpect: 100-continue\r\n" if "continue" in path else b""
+    data = request(path, "1.0", "POST" if hs else "GET", hs) + (b"ab" if hs else b"")
+    out, closed = exchange(rv.port, data)
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\nok"), out
+    assert b" 103 " not in out and b" 100 " not in out, out
+    assert closed
+    # keep-alive HTTP/1.0: the next answer on the connection is framed right
+    out, _ = exchange(rv.port, request(path, "1.0", headers=b"Connection: keep-alive\r\n") +
+                      request("/after", "1.0"))
+    assert out.count(b"HTTP/1.1 200 OK\r\n") == 2 and b" 103 " not in out, out
+    # HTTP/1.1 clients get both interim responses
+    out, _ = exchange(rv.port, request(path, headers=b"Connection: close\r\n"))
+    assert out.startswith(b"HTTP/1.1 103 Early Hints\r\n"), out
+    assert b"\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n" in out, out
