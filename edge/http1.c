@@ -1150,6 +1150,10 @@ ssize_t http1_write_response(const struct http1_head *h, int close, int client_m
 	struct wbuf w = {out, 0, cap, 0};
 	uint64_t cl;
 	int clp, cl_ok, wrote_cl = 0, is101 = h->status == 101;
+	/* RFC 9110 §8.6, RFC 9112 §6.1: no Content-Length or Transfer-Encoding
+	 * in a 1xx or 204.  The edge reads none of them as a body; a client that
+	 * honoured one would take the next response's bytes for it. */
+	int no_framing = h->status < 200 || h->status == 204;
 	size_t i;
 
 	if (h->status < 100 || h->status > 599)
@@ -1165,10 +1169,10 @@ ssize_t http1_write_response(const struct http1_head *h, int close, int client_m
 		const struct http1_header *f = &h->headers[i];
 
 		if (name_is(f, "Content-Length")) {
-			/* Duplicates that agree become one field; others pass as received. */
-			if (!cl_ok) {
-				put_field(&w, f->name, f->name_len, f->value, f->value_len);
-			} else if (!wrote_cl) {
+			/* Duplicates that agree become one field.  A bad one only
+			 * reaches here on a response without a body (HEAD, 304;
+			 * http1_response_body() refused the others): dropped. */
+			if (cl_ok && !no_framing && !wrote_cl) {
 				wrote_cl = 1;
 				put_str(&w, "Content-Length: ");
 				put_u64(&w, cl);
@@ -1177,7 +1181,8 @@ ssize_t http1_write_response(const struct http1_head *h, int close, int client_m
 			continue;
 		}
 		if (name_is(f, "Transfer-Encoding")) {
-			put_field(&w, f->name, f->name_len, f->value, f->value_len);
+			if (!no_framing)
+				put_field(&w, f->name, f->name_len, f->value, f->value_len);
 			continue;
 		}
 		if (name_is(f, "Upgrade")) {

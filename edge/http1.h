@@ -173,7 +173,8 @@ ssize_t http1_write_request(const struct http1_head *h, const struct http1_forwa
 /**
  * Write the response head for the client into out[0..cap): the status line as
  * received, headers minus hop-by-hop ones (Upgrade kept for a 101, which gets
- * "Connection: upgrade"), then "Connection: close" when close, else
+ * "Connection: upgrade"), one Content-Length if valid, none and no
+ * Transfer-Encoding for a 1xx or 204, then "Connection: close" when close, else
  * "Connection: keep-alive" for an HTTP/1.0 client.  1xx other than 101 get no
  * Connection field.  Returns bytes written or -1 when cap is too small.
  */

@@ -200,3 +200,38 @@ def test_no_interim_response_to_http10(rv, path):
     out, _ = exchange(rv.port, request(path, headers=b"Connection: close\r\n"))
     assert out.startswith(b"HTTP/1.1 103 Early Hints\r\n"), out
     assert b"\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n" in out, out
+
+
+# ---- framing fields in responses without a body ---------------------------------------
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nETag: \"e\"\r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\nETag: \"e\"\r\n\r\n",
+    b"HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\n\r\n" + OK,
+], ids=["204-length", "204-chunked", "103-length"])
+def test_no_framing_fields_in_1xx_or_204(rv, answer):
+    """A 1xx or 204 has no body, and must not carry Content-Length or
+    Transfer-Encoding (RFC 9110 §8.6, RFC 9112 §6.1).  The edge reads no
+    body after one, so passing them on would let a client that honours them
+    take the next response's first bytes for this one's body."""
+    path = "/nobody-%d" % len(answer)
+    rv.origin.answers[path] = answer
+    out, _ = exchange(rv.port, request(path) + request("/after",
+                                                       headers=b"Connection: close\r\n"))
+    first = out.split(b"\r\n\r\n")[0]
+    assert first.startswith(answer.split(b"\r\n")[0]), out
+    assert b"Content-Length" not in first and b"Transfer-Encoding" not in first, out
+    assert out.endswith(b"\r\n\r\nok") and out.count(b"HTTP/1.1 200 OK\r\n") == 1 + (
+        b" 103 " in answer), out
+
+
+def test_bad_length_dropped_from_head_response(rv):
+    """A HEAD answer reads no body, so a Content-Length that disagrees with
+    itself is not refused; it is not passed on either."""
+    rv.origin.answers["/head-bad"] = (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                                      b"Content-Length: 6\r\nX-A: 1\r\n\r\n")
+    out, _ = exchange(rv.port, request("/head-bad", method="HEAD",
+                                       headers=b"Connection: close\r\n"))
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and b"X-A: 1\r\n" in out, out
+    assert b"Content-Length" not in out, out

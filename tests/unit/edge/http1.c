@@ -950,6 +950,41 @@ static void test_write_response(void)
 	CHECK(has(out, n, "HTTP/1.0 200 \r\nContent-Length: 2\r\n\r\n"));
 }
 
+/* 1xx and 204 carry no framing fields to the client; a bad Content-Length never passes. */
+static void test_write_response_bodiless(void)
+{
+	char out[1024];
+	int st;
+	ssize_t n;
+
+	CHECK(presp("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nETag: \"e\"\r\n"
+	            "Transfer-Encoding: chunked\r\n\r\n",
+	            &st) > 0);
+	n = http1_write_response(&H, 0, 1, out, sizeof(out));
+	CHECK(n == (ssize_t)strlen("HTTP/1.1 204 No Content\r\nETag: \"e\"\r\n\r\n"));
+	CHECK(has(out, n, "HTTP/1.1 204 No Content\r\nETag: \"e\"\r\n\r\n"));
+
+	CHECK(presp("HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\n", &st) > 0);
+	n = http1_write_response(&H, 0, 1, out, sizeof(out));
+	CHECK(n == (ssize_t)strlen("HTTP/1.1 100 Continue\r\n\r\n"));
+	CHECK(presp("HTTP/1.1 103 Early Hints\r\nTransfer-Encoding: chunked\r\nLink: </a>\r\n\r\n",
+	            &st) > 0);
+	n = http1_write_response(&H, 0, 1, out, sizeof(out));
+	CHECK(n > 0 && !has(out, n, "Transfer-Encoding") && has(out, n, "\r\nLink: </a>\r\n"));
+
+	/* A HEAD or 304 answer keeps a valid length, loses a bad one. */
+	CHECK(presp("HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n", &st) > 0);
+	n = http1_write_response(&H, 0, 1, out, sizeof(out));
+	CHECK(has(out, n, "\r\nContent-Length: 7\r\n"));
+	CHECK(presp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\nX: y\r\n\r\n",
+	            &st) > 0);
+	n = http1_write_response(&H, 0, 1, out, sizeof(out));
+	CHECK(n == (ssize_t)strlen("HTTP/1.1 200 OK\r\nX: y\r\n\r\n"));
+	CHECK(presp("HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n", &st) > 0);
+	n = http1_write_response(&H, 0, 1, out, sizeof(out));
+	CHECK(n > 0 && !has(out, n, "Content-Length"));
+}
+
 static void test_error_response(void)
 {
 	static const int codes[] = {400, 404, 405, 413, 421, 431, 500,
@@ -1109,6 +1144,7 @@ int main(void)
 	RUN(test_rewrite_upgrade);
 	RUN(test_rewrite_absolute);
 	RUN(test_write_response);
+	RUN(test_write_response_bodiless);
 	RUN(test_error_response);
 	RUN(test_reason);
 	RUN(test_route_host);
