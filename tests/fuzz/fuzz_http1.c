@@ -193,6 +193,9 @@ static void fuzz_response(const char *buf, size_t size)
 		return;
 	check(r2 == w, "rewritten response parses back");
 	check(h2.status == h.status && h2.minor == h.minor, "status line kept");
+	check((h.status >= 200 && h.status != 204) ||
+	          (!http1_find(&h2, "Content-Length") && !http1_find(&h2, "Transfer-Encoding")),
+	      "no framing fields in a rewritten 1xx or 204");
 }
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
