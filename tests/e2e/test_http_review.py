@@ -235,3 +235,56 @@ def test_bad_length_dropped_from_head_response(rv):
                                        headers=b"Connection: close\r\n"))
     assert out.startswith(b"HTTP/1.1 200 OK\r\n") and b"X-A: 1\r\n" in out, out
     assert b"Content-Length" not in out, out
+
+
+# ---- the request smuggling matrix: refused, closed, never forwarded --------------------
+
+H = b"Host: " + APP.encode() + b"\r\n"
+REFUSED = [
+    ("te-chunked-identity", b"POST /m1 HTTP/1.1\r\n" + H +
+     b"Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n", 400),
+    ("te-xchunked", b"POST /m2 HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n\r\n", 501),
+    ("te-http10", b"POST /m3 HTTP/1.0\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+     400),
+    ("te-and-cl", b"POST /m4 HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("cl-list-differs", b"POST /m5 HTTP/1.1\r\n" + H + b"Content-Length: 2, 3\r\n\r\nab", 400),
+    ("cl-plus", b"POST /m6 HTTP/1.1\r\n" + H + b"Content-Length: +2\r\n\r\nab", 400),
+    ("obs-fold", b"GET /m7 HTTP/1.1\r\n" + H + b"X-A: a\r\n b\r\n\r\n", 400),
+    ("space-before-colon", b"GET /m8 HTTP/1.1\r\n" + H + b"Transfer-Encoding : chunked\r\n\r\n",
+     400),
+    ("nul-in-value", b"GET /m9 HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n", 400),
+    ("cr-in-value", b"GET /m10 HTTP/1.1\r\n" + H + b"X-A: a\rX-B: b\r\n\r\n", 400),
+    ("bad-name", b"GET /m11 HTTP/1.1\r\n" + H + b"X(A): a\r\n\r\n", 400),
+    ("http2-version", b"GET /m12 HTTP/2.0\r\n" + H + b"\r\n", 505),
+    ("http09", b"GET /m13\r\n\r\n", 400),
+    ("no-host", b"GET /m14 HTTP/1.1\r\n\r\n", 400),
+    ("two-hosts", b"GET /m15 HTTP/1.1\r\n" + H + H + b"\r\n", 400),
+]
+
+
+@pytest.mark.parametrize("data,status", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_smuggling_heads_refused(rv, data, status):
+    """Heads two parsers could frame differently get their 4xx/5xx and a
+    closed connection (a request pipelined behind is never answered), and
+    never reach the service."""
+    out, closed = exchange(rv.port, data + request("/behind"))
+    assert out.startswith(b"HTTP/1.1 %d " % status), out
+    assert b"Connection: close\r\n" in out and closed, out
+    assert out.count(b"HTTP/1.1 ") == 1, out
+    path = data.split(b" ")[1].decode()
+    assert rv.origin.saw(path) is None
+
+
+@pytest.mark.parametrize("body", [
+    b"2\nab\r\n0\r\n\r\n",                      # bare LF after the size
+    b"2 \r\nab\r\n0\r\n\r\n",                    # whitespace after the size
+    b"10000000000000002\r\nab\r\n0\r\n\r\n",     # size over 2^64
+    b"2;a=\"x\ny\"\r\nab\r\n0\r\n\r\n",          # LF in a quoted extension
+    b"2\r\nabc\r\n0\r\n\r\n",                    # data longer than its size
+], ids=["bare-lf", "size-space", "overflow", "ext-lf", "long-data"])
+def test_bad_chunked_request_400(rv, body):
+    out, closed = exchange(rv.port, b"POST /chunked-bad HTTP/1.1\r\n" + H +
+                           b"Transfer-Encoding: chunked\r\n\r\n" + body + request("/behind"))
+    assert out.startswith(b"HTTP/1.1 400 ") and closed, out
+    assert out.count(b"HTTP/1.1 ") == 1, out
