@@ -150,6 +150,15 @@ static int parse_request_line(const char *p, size_t n, struct http1_head *h, int
 		set_err(status, err, 400, "malformed request method");
 		return -1;
 	}
+	/* Methods are case-sensitive (RFC 9110 §9.1), and every registered one
+	 * is upper case: "head" is not HEAD to the edge, but a service that
+	 * folds case would answer it as one, without the body the edge then
+	 * waits for.  nginx refuses them too. */
+	for (t = 0; t < i; t++)
+		if (p[t] >= 'a' && p[t] <= 'z') {
+			set_err(status, err, 400, "lower-case request method");
+			return -1;
+		}
 	h->method = p;
 	h->method_len = i;
 	t = ++i;
@@ -489,7 +498,9 @@ int http1_is_upgrade(const struct http1_head *h)
 
 /*
  * RFC 9110 §8.6: Content-Length is 1*DIGIT; a list of identical values may be
- * taken as one.  Returns 0 (*present, *value) or -1 for anything else.
+ * taken as one.  At most 2^63-1, as nginx: a service that reads lengths as
+ * signed 64-bit numbers must not frame the body differently from the edge.
+ * Returns 0 (*present, *value) or -1 for anything else.
  */
 static int content_length(const struct http1_head *h, int *present, uint64_t *value)
 {
@@ -507,7 +518,7 @@ static int content_length(const struct http1_head *h, int *present, uint64_t *va
 			return -1;
 		for (i = 0; i < elen; i++) {
 			unsigned d = (unsigned char)el[i] - '0';
-			if (d > 9 || v > (UINT64_MAX - d) / 10)
+			if (d > 9 || v > ((uint64_t)INT64_MAX - d) / 10)
 				return -1;
 			v = v * 10 + d;
 		}
@@ -763,7 +774,8 @@ ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len,
 			break;
 		case CH_SIZE:
 			if ((v = hex_digit(ch)) >= 0) {
-				if (c->remaining > (UINT64_MAX >> 4))
+				/* at most 2^63-1, as Content-Length */
+				if (c->remaining > ((uint64_t)INT64_MAX >> 4))
 					return chunked_fail(c, err, "chunk size overflow");
 				c->remaining = (c->remaining << 4) | (uint64_t)v;
 			} else if (ch == ';') {
@@ -861,7 +873,7 @@ ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len,
 			if (c->remaining == 0) {
 				c->state = CH_TRAILER_START;
 			} else {
-				if (c->remaining > UINT64_MAX - c->total)
+				if (c->remaining > (uint64_t)INT64_MAX - c->total)
 					return chunked_fail(c, err, "chunked body too large");
 				c->state = CH_DATA;
 			}

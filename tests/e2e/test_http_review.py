@@ -260,6 +260,12 @@ REFUSED = [
     ("http09", b"GET /m13\r\n\r\n", 400),
     ("no-host", b"GET /m14 HTTP/1.1\r\n\r\n", 400),
     ("two-hosts", b"GET /m15 HTTP/1.1\r\n" + H + H + b"\r\n", 400),
+    # a service that reads lengths as signed 64-bit numbers would see a
+    # negative one; one that folds the case of methods would take "head"
+    # for HEAD and send no body
+    ("cl-2^63", b"POST /m16 HTTP/1.1\r\n" + H + b"Content-Length: 9223372036854775808\r\n\r\n",
+     400),
+    ("lower-case-method", b"head /m17 HTTP/1.1\r\n" + H + b"\r\n", 400),
 ]
 
 
@@ -280,9 +286,10 @@ def test_smuggling_heads_refused(rv, data, status):
     b"2\nab\r\n0\r\n\r\n",                      # bare LF after the size
     b"2 \r\nab\r\n0\r\n\r\n",                    # whitespace after the size
     b"10000000000000002\r\nab\r\n0\r\n\r\n",     # size over 2^64
+    b"8000000000000000\r\nab\r\n0\r\n\r\n",      # size over 2^63-1
     b"2;a=\"x\ny\"\r\nab\r\n0\r\n\r\n",          # LF in a quoted extension
     b"2\r\nabc\r\n0\r\n\r\n",                    # data longer than its size
-], ids=["bare-lf", "size-space", "overflow", "ext-lf", "long-data"])
+], ids=["bare-lf", "size-space", "overflow", "overflow-signed", "ext-lf", "long-data"])
 def test_bad_chunked_request_400(rv, body):
     out, closed = exchange(rv.port, b"POST /chunked-bad HTTP/1.1\r\n" + H +
                            b"Transfer-Encoding: chunked\r\n\r\n" + body + request("/behind"))

@@ -100,10 +100,17 @@ static void test_post_length(void)
 	           &st) > 0);
 	CHECK(http1_request_body(&H, &kind, &len, &st, &err) == 0);
 	CHECK(kind == HTTP1_BODY_LENGTH && len == 7);
-	CHECK(preq("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n",
+	/* At most 2^63-1 (a signed 64-bit length elsewhere sees the same). */
+	CHECK(preq("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n",
 	           &st) > 0);
 	CHECK(http1_request_body(&H, &kind, &len, &st, &err) == 0);
-	CHECK(kind == HTTP1_BODY_LENGTH && len == UINT64_MAX);
+	CHECK(kind == HTTP1_BODY_LENGTH && len == INT64_MAX);
+	CHECK(preq("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n\r\n",
+	           &st) == -1 &&
+	      st == 400);
+	CHECK(preq("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n",
+	           &st) == -1 &&
+	      st == 400);
 	CHECK(preq("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &st) > 0);
 	CHECK(http1_request_body(&H, &kind, &len, &st, &err) == 0);
 	CHECK(kind == HTTP1_BODY_NONE);
@@ -278,6 +285,8 @@ static void test_malformed(void)
 		int status;
 	} cases[] = {
 	    {"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400}, /* space before colon */
+	    {"head / HTTP/1.1\r\nHost: a\r\n\r\n", 400}, /* lower-case method */
+	    {"Get / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 	    {"GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", 400},
 	    {"GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n", 400}, /* obs-fold */
 	    {"GET / HTTP/1.1\r\nHost: a\r\n\tb\r\n\r\n", 400},
@@ -673,8 +682,11 @@ static void test_chunked_malformed(void)
 			CHECK(r == -1);
 		}
 	}
-	/* The largest size still parses; its data is merely incomplete. */
-	CHECK(chunk_str("ffffffffffffffff\r\nab", &done) == 20 && done == 0);
+	/* The largest size (2^63-1, as Content-Length) still parses; its data
+	 * is merely incomplete.  One more does not. */
+	CHECK(chunk_str("7fffffffffffffff\r\nab", &done) == 20 && done == 0);
+	CHECK(chunk_str("8000000000000000\r\nab", &done) == -1);
+	CHECK(chunk_str("ffffffffffffffff\r\nab", &done) == -1);
 	/* Total payload over 2^64 fails at the size line. */
 	{
 		struct http1_chunked c;
@@ -682,7 +694,7 @@ static void test_chunked_malformed(void)
 
 		http1_chunked_init(&c);
 		CHECK(http1_chunked_feed(&c, "1\r\nx\r\n", 6, &done, &err) == 6);
-		CHECK(http1_chunked_feed(&c, "ffffffffffffffff\r\n", 18, &done, &err) == -1);
+		CHECK(http1_chunked_feed(&c, "7fffffffffffffff\r\n", 18, &done, &err) == -1);
 		/* A failed tracker stays failed. */
 		CHECK(http1_chunked_feed(&c, "0\r\n\r\n", 5, &done, &err) == -1);
 	}
