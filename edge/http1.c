@@ -742,6 +742,8 @@ ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len,
 			size_t n = len - i;
 			if (n > c->remaining)
 				n = (size_t)c->remaining;
+			if (c->on_data && n)
+				c->on_data(c->on_data_arg, buf + i, n);
 			i += n;
 			c->remaining -= n;
 			c->total += n;
@@ -1193,7 +1195,9 @@ ssize_t http1_write_response(const struct http1_head *h, int close, int client_m
 			continue;
 		}
 		if (name_is(f, "Transfer-Encoding")) {
-			if (!no_framing)
+			/* RFC 9112 §6.1: never to an HTTP/1.0 client, which would
+			 * not decode it: the edge removes the chunking and closes. */
+			if (!no_framing && client_minor > 0)
 				put_field(&w, f->name, f->name_len, f->value, f->value_len);
 			continue;
 		}

@@ -133,6 +133,10 @@ struct http1_chunked {
 	 * buf[trailer_off .. trailer_off + trailer_len); the last-chunk line
 	 * and the final CRLF are not part of them */
 	size_t trailer_off, trailer_len;
+	/* if set, called with each run of payload bytes the feed consumes (a
+	 * proxy that removes the chunking for an HTTP/1.0 client) */
+	void (*on_data)(void *arg, const char *p, size_t n);
+	void *on_data_arg;
 };
 
 /** Prepare *c for a new body. */
@@ -174,9 +178,11 @@ ssize_t http1_write_request(const struct http1_head *h, const struct http1_forwa
  * Write the response head for the client into out[0..cap): the status line as
  * received, headers minus hop-by-hop ones (Upgrade kept for a 101, which gets
  * "Connection: upgrade"), one Content-Length if valid, none and no
- * Transfer-Encoding for a 1xx or 204, then "Connection: close" when close, else
- * "Connection: keep-alive" for an HTTP/1.0 client.  1xx other than 101 get no
- * Connection field.  Returns bytes written or -1 when cap is too small.
+ * Transfer-Encoding for a 1xx or 204, no Transfer-Encoding for an HTTP/1.0
+ * client (the caller removes the chunking and closes), then "Connection:
+ * close" when close, else "Connection: keep-alive" for an HTTP/1.0 client.
+ * 1xx other than 101 get no Connection field.  Returns bytes written or -1
+ * when cap is too small.
  */
 ssize_t http1_write_response(const struct http1_head *h, int close, int client_minor, char *out,
                              size_t cap);

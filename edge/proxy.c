@@ -78,7 +78,10 @@ struct hconn {
 	uint64_t resp_left;
 	uint32_t drop_code; /* not CODE_OK: end st with this code once the response is done */
 	struct http1_chunked resp_ch;
-	struct outq out; /* bytes for the client */
+	int dechunk;        /* an HTTP/1.0 client: send only the chunks' payload */
+	int dechunk_failed; /* hconn_out() failed in hconn_dechunk_data() */
+	size_t dechunk_out; /* payload bytes of the current feed */
+	struct outq out;    /* bytes for the client */
 	lws_sorted_usec_list_t sul;
 	uint64_t progress_us; /* last time response bytes moved (T_SEND) */
 	enum { T_NONE, T_HEADER, T_IDLE, T_UPSTREAM, T_BODY, T_SEND, T_LINGER } timer;
@@ -441,6 +444,16 @@ static void hconn_response_done(struct hconn *c)
 	hconn_pump(c);
 }
 
+/* A chunked response's payload bytes, for an HTTP/1.0 client. */
+static void hconn_dechunk_data(void *arg, const char *p, size_t n)
+{
+	struct hconn *c = arg;
+
+	if (hconn_out(c, p, n, n) < 0)
+		c->dechunk_failed = 1;
+	c->dechunk_out += n;
+}
+
 /* Feed response body bytes; returns how many belong to this response and
  * sets *done when it is complete, or -1. */
 static ssize_t hconn_resp_body(struct hconn *c, const uint8_t *p, size_t n, int *done)
@@ -455,14 +468,25 @@ static ssize_t hconn_resp_body(struct hconn *c, const uint8_t *p, size_t n, int 
 		*done = c->resp_left == 0;
 		break;
 	case HTTP1_BODY_CHUNKED: {
-		ssize_t r = http1_chunked_feed(&c->resp_ch, (const char *)p, n, done, &err);
+		ssize_t r;
 
+		c->dechunk_out = 0;
+		r = http1_chunked_feed(&c->resp_ch, (const char *)p, n, done, &err);
 		if (r < 0) {
 			log_info("client %s: bad chunked response from %s: %s", c->ip, c->host,
 			         err);
 			return -1;
 		}
 		k = (size_t)r;
+		if (c->dechunk) {
+			/* the payload is queued; the chunks' framing is credited now */
+			if (c->dechunk_failed)
+				return -1;
+			if (k > c->dechunk_out && c->st)
+				stream_consumed(c->st, k - c->dechunk_out);
+			c->bytes_out += c->dechunk_out;
+			return (ssize_t)k;
+		}
 		break;
 	}
 	case HTTP1_BODY_NONE:
@@ -593,8 +617,19 @@ static int hconn_resp_head(struct hconn *c)
 			                    ((cl = http1_find(&h, "Content-Length")) &&
 			                     !(cl->value_len == 1 && cl->value[0] == '0'))))
 				c->drop_code = CODE_CANCEL;
-			if (c->resp_kind == HTTP1_BODY_CHUNKED)
+			c->dechunk = 0;
+			if (c->resp_kind == HTTP1_BODY_CHUNKED) {
 				http1_chunked_init(&c->resp_ch);
+				/* RFC 9112 §6.1: an HTTP/1.0 client gets the payload,
+				 * ended by the close */
+				if (c->req_minor == 0) {
+					c->dechunk = 1;
+					c->dechunk_failed = 0;
+					c->close_after = 1;
+					c->resp_ch.on_data = hconn_dechunk_data;
+					c->resp_ch.on_data_arg = c;
+				}
+			}
 			wl = http1_write_response(&h, c->close_after, c->req_minor, w,
 			                          WRITE_HEAD_MAX);
 			if (wl > 4 && c->hsts && !http1_find(&h, "Strict-Transport-Security"))

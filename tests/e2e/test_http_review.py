@@ -295,3 +295,26 @@ def test_bad_chunked_request_400(rv, body):
                            b"Transfer-Encoding: chunked\r\n\r\n" + body + request("/behind"))
     assert out.startswith(b"HTTP/1.1 400 ") and closed, out
     assert out.count(b"HTTP/1.1 ") == 1, out
+
+
+def test_chunked_response_to_http10_client_is_dechunked(rv):
+    """RFC 9112 §6.1: an HTTP/1.0 client never gets Transfer-Encoding (it
+    would not decode it): the edge sends the chunks' payload and ends it with
+    the close.  Many one-byte chunks: the chunks' framing (1.5 MB)
+    goes back to the agent as credit, or the stream would stall at its window.
+    An HTTP/1.1 client gets the chunks as they came."""
+    parts = [b"hello ", b"x" * 70000] + [b"%d" % (i % 10) for i in range(300000)] + [b" end"]
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\nX-T: 1\r\n\r\n"
+    rv.origin.answers["/chunked10"] = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                                       b"X-A: 1\r\n\r\n" + chunked)
+    out, closed = exchange(rv.port, b"GET /chunked10 HTTP/1.0\r\n" + H + b"\r\n", timeout=10)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert closed, head
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"X-A: 1\r\n" in head, head
+    assert b"transfer-encoding" not in head.lower() and b"Connection: close" in head, head
+    assert body == b"".join(parts)
+    out, _ = exchange(rv.port, b"GET /chunked10 HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n",
+                      timeout=10)
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding: chunked\r\n" in head, head
+    assert body == chunked

@@ -541,6 +541,22 @@ static ssize_t chunk_both(const char *s, size_t n, int *done)
 	return whole;
 }
 
+struct sink {
+	char *buf;
+	size_t len, cap;
+};
+
+/* on_data: append to a struct sink */
+static void collect(void *arg, const char *p, size_t n)
+{
+	struct sink *w = arg;
+
+	if (w->len + n <= w->cap) {
+		memcpy(w->buf + w->len, p, n);
+		w->len += n;
+	}
+}
+
 static ssize_t chunk_str(const char *s, int *done)
 {
 	return chunk_both(s, strlen(s), done);
@@ -997,6 +1013,37 @@ static void test_write_response_bodiless(void)
 	CHECK(n > 0 && !has(out, n, "Content-Length"));
 }
 
+/* RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client; the proxy
+ * passes the payload (on_data) and closes. */
+static void test_dechunk_for_http10(void)
+{
+	static const char body[] = "5\r\nhello\r\n1;x=y\r\n \r\n5\r\nworld\r\n0\r\nT: 1\r\n\r\n";
+	struct http1_chunked c;
+	struct sink w;
+	char out[1024], got[64];
+	const char *err;
+	ssize_t n;
+	int st, done;
+
+	CHECK(presp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n", &st) > 0);
+	n = http1_write_response(&H, 1, 0, out, sizeof(out));
+	CHECK(n == (ssize_t)strlen("HTTP/1.1 200 OK\r\nX: y\r\nConnection: close\r\n\r\n"));
+	n = http1_write_response(&H, 0, 1, out, sizeof(out));
+	CHECK(has(out, n, "\r\nTransfer-Encoding: chunked\r\n"));
+
+	/* the payload, in runs, whichever way the input is cut */
+	for (size_t cut = 1; cut < sizeof(body) - 1; cut++) {
+		w = (struct sink){got, 0, sizeof(got)};
+		http1_chunked_init(&c);
+		c.on_data = collect;
+		c.on_data_arg = &w;
+		CHECK(http1_chunked_feed(&c, body, cut, &done, &err) == (ssize_t)cut);
+		CHECK(http1_chunked_feed(&c, body + cut, sizeof(body) - 1 - cut, &done, &err) ==
+		      (ssize_t)(sizeof(body) - 1 - cut));
+		CHECK(done && w.len == 11 && memcmp(got, "hello world", 11) == 0);
+	}
+}
+
 static void test_error_response(void)
 {
 	static const int codes[] = {400, 404, 405, 413, 421, 431, 500,
@@ -1157,6 +1204,7 @@ int main(void)
 	RUN(test_rewrite_absolute);
 	RUN(test_write_response);
 	RUN(test_write_response_bodiless);
+	RUN(test_dechunk_for_http10);
 	RUN(test_error_response);
 	RUN(test_reason);
 	RUN(test_route_host);
