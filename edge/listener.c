@@ -118,16 +118,19 @@ static void listener_pause(struct listener *l, const char *why)
 /*
  * fd's address holds listen.max_connections_per_client already: reset it
  * (no FIN handshake to wait on, no TIME_WAIT here) and say so, at most once
- * a second per port.
+ * a second whatever the port: one address at its limit may knock on every
+ * port of an agent's ranges (1024 a route, on each listen.streams address),
+ * and must not write a line for each.
  */
 static void listener_refuse(struct listener *l, int fd, struct addr *peer)
 {
+	static struct log_rate refused;
 	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	char ip[ADDR_TEXT_MAX], more[LOG_RATE_MORE];
 
 	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	close(fd);
-	if (!log_rate_ok(&l->log_limit, (uint64_t)lws_now_usecs(), more))
+	if (!log_rate_ok(&refused, (uint64_t)lws_now_usecs(), more))
 		return;
 	addr_unmap(peer);
 	addr_format_ip((const struct sockaddr *)&peer->ss, ip);

@@ -9,7 +9,6 @@
 #include <libwebsockets.h>
 
 #include "../common/addr.h"
-#include "../common/log.h"
 
 struct listener;
 
@@ -30,7 +29,6 @@ struct listener {
 	uint64_t failures;          /* resource errors since that warning */
 	int reserve_ok;             /* may use the reserved descriptors (admin) */
 	int unlimited;              /* not held to listen.max_connections_per_client */
-	struct log_rate log_limit;  /* clients refused at that limit */
 };
 
 /**

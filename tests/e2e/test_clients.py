@@ -4,8 +4,10 @@ other addresses, agents and the admin endpoint go on."""
 import socket
 import time
 
-from relais import (Agent, Edge, TcpService, closed_within, echo_handler, free_port, recv_all,
-                    stream_setup, tcp)
+import pytest
+
+from relais import (Agent, Edge, TcpService, closed_within, echo_handler, free_port, free_ports,
+                    recv_all, stream_setup, tcp)
 
 REFUSED = ("%s listener: 127.0.0.2: %d connections from this address already "
            "(listen.max_connections_per_client); refused")
@@ -15,17 +17,26 @@ class Client(socket.socket):
     reset = False
 
 
-def client(port, src="127.0.0.2"):
+def client(port, src="127.0.0.2", dst="127.0.0.1"):
     """A connection to the edge's port from the loopback address src (reset
     already, if the edge was quicker than connect's return)."""
-    s = Client(socket.AF_INET, socket.SOCK_STREAM)
+    s = Client(socket.AF_INET6 if ":" in src else socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(5)
     s.bind((src, 0))
     try:
-        s.connect(("127.0.0.1", port))
+        s.connect((dst, port))
     except ConnectionResetError:
         s.reset = True
     return s
+
+
+def has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def http_status(s):
@@ -145,3 +156,64 @@ def test_default_limit_is_256(env, closing):
     ag.start(e.url())
     assert e.status()["sessions"][0]["agent"] == "home"
     assert http_status(held[-1]) == 404
+
+
+def test_dual_stack_port_counts_ipv4_clients_by_their_ipv4_address(env, closing):
+    """On "[::]:PORT" an IPv4 client arrives as ::ffff:a.b.c.d: it counts as
+    its IPv4 address (not as the /64 every IPv4 client would share), and an
+    IPv6 client as its /64."""
+    if not has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    e = Edge(env)
+    e.cfg["listen"]["http"] = "[::]:%d" % e.http_port
+    e.cfg["listen"]["max_connections_per_client"] = 2
+    e.write()
+    e.start()
+    held = [client(e.http_port) for _ in range(2)]
+    for s in held:
+        closing(s)
+    over = client(e.http_port)
+    closing(over)
+    assert refused(over)
+    e.proc.wait_log(REFUSED % ("http", 2))
+    other = client(e.http_port, "127.0.0.3")
+    closing(other)
+    assert http_status(other) == 404
+    six = [client(e.http_port, "::1", "::1") for _ in range(2)]
+    for s in six:
+        closing(s)
+    assert all(http_status(s) == 404 for s in six)
+    time.sleep(1.1)  # the refusal line, at most once a second
+    over = client(e.http_port, "::1", "::1")
+    closing(over)
+    assert refused(over)
+    e.proc.wait_log("http listener: ::1: 2 connections from this /64 already")
+
+
+def test_refusals_logged_once_a_second_whatever_the_port(env, closing):
+    """One address at its limit knocking on every port of an agent's range
+    writes one line a second, not one a port."""
+    origin = TcpService(echo_handler)
+    closing(origin)
+    n = 32
+    lo = free_ports(n, kinds=(socket.SOCK_STREAM,))
+    rng = "tcp/%d-%d" % (lo, lo + n - 1)
+    a, e = stream_setup(env, [dict(listen=rng, to="127.0.0.1:%d" % origin.port)])
+    e.cfg["listen"]["max_connections_per_client"] = 1
+    e.write()
+    e.start()
+    a.start(e.url())
+    a.proc.wait_log("route %s accepted by the edge" % rng)
+    held = client(e.http_port)
+    closing(held)
+    assert http_status(held) == 404
+    mark = e.proc.mark()
+    for port in range(lo, lo + n):
+        s = client(port)
+        closing(s)
+        assert refused(s)
+    e.proc.wait_log("connections from this address already", since=mark)
+    time.sleep(0.2)
+    lines = [l for l in e.log()[mark:].splitlines() if "max_connections_per_client" in l]
+    assert len(lines) == 1, lines
+
