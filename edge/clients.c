@@ -79,6 +79,16 @@ static struct centry **clients_find(const uint8_t key[CLIENT_KEY_LEN])
 	return pp;
 }
 
+/* Count fd, the socket ino, as a connection of e. */
+static void clients_link(int fd, struct centry *e, ino_t ino)
+{
+	slots[fd] = (struct slot){.e = e, .next = e->head, .prev = -1, .ino = ino};
+	if (e->head >= 0)
+		slots[e->head].prev = fd;
+	e->head = fd;
+	e->n++;
+}
+
 /* fd no longer counts (closed): off its address's list, which goes when empty. */
 static void clients_drop(int fd)
 {
@@ -175,12 +185,25 @@ int clients_admit(int fd, const struct addr *peer, unsigned max)
 		e->head = -1;
 		*pp = e;
 	}
-	slots[fd] = (struct slot){.e = e, .next = e->head, .prev = -1, .ino = st.st_ino};
-	if (e->head >= 0)
-		slots[e->head].prev = fd;
-	e->head = fd;
-	e->n++;
+	clients_link(fd, e, st.st_ino);
 	return 1;
+}
+
+void clients_move(int from, int to)
+{
+	struct stat st;
+
+	if (from < 0 || to < 0 || from == to || (size_t)from >= nslots || !slots[from].e)
+		return;
+	/* Only the same socket moves; with no room for to, from keeps counting
+	 * until its number is handed out again. */
+	if (fstat(to, &st) < 0 || st.st_ino != slots[from].ino || clients_grow(to) < 0)
+		return;
+	if (slots[to].e)
+		clients_drop(to); /* to's number was closed since it was counted */
+	/* Linked under to before from goes, so the entry never empties. */
+	clients_link(to, slots[from].e, slots[from].ino);
+	clients_drop(from);
 }
 
 unsigned clients_count(const struct addr *peer)

@@ -36,6 +36,14 @@ uint64_t client_hash(const void *p, size_t len);
  */
 int clients_admit(int fd, const struct addr *peer, unsigned max);
 
+/**
+ * Descriptor to is a dup() of from, a counted connection whose number from
+ * is closed next (conn_release_fd hands a socket over so): the connection
+ * goes on counting under to.  Nothing when from is not counted or to is
+ * not the same socket.
+ */
+void clients_move(int from, int to);
+
 /** The connections counted for peer's address now (tests, status). */
 unsigned clients_count(const struct addr *peer);
 

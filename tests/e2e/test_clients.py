@@ -2,12 +2,13 @@
 address cannot hold the edge's public ports, whichever port it uses, while
 other addresses, agents and the admin endpoint go on."""
 import socket
+import ssl
 import time
 
 import pytest
 
-from relais import (Agent, Edge, TcpService, closed_within, echo_handler, free_port, free_ports,
-                    recv_all, stream_setup, tcp)
+from relais import (Agent, Edge, HttpsEdge, TcpService, blind_ctx, closed_within, echo_handler,
+                    free_port, free_ports, recv_all, stream_setup, tcp)
 
 REFUSED = ("%s listener: 127.0.0.2: %d connections from this address already "
            "(listen.max_connections_per_client); refused")
@@ -217,3 +218,37 @@ def test_refusals_logged_once_a_second_whatever_the_port(env, closing):
     lines = [l for l in e.log()[mark:].splitlines() if "max_connections_per_client" in l]
     assert len(lines) == 1, lines
 
+
+def tls_client(port, src="127.0.0.2", sni="localhost"):
+    """A TLS connection from src with this SNI (any certificate), or None
+    when the edge reset it."""
+    s = client(port, src)
+    if s.reset:
+        s.close()
+        return None
+    try:
+        return blind_ctx().wrap_socket(s, server_hostname=sni)
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        s.close()
+        return None
+
+
+@pytest.mark.xfail(strict=True, reason="edge/https.c sni_to_tunnel must call clients_move(w->fd, fd) "
+                   "after conn_release_fd: the handed-over socket is a dup and stops counting")
+def test_shared_tunnel_port_counts_connections_handed_to_the_agent_endpoint(env, closing):
+    """With tunnel.listen on listen.https, a ClientHello for tunnel.hostname
+    hands the socket to lws as a dup() of the one accept gave out: it must
+    go on counting, or any client could hold the port without limit by
+    asking for that (public) name."""
+    e = HttpsEdge(env, shared_tunnel=True)
+    e.cfg["listen"]["max_connections_per_client"] = 3
+    e.write()
+    e.start()
+    held = [tls_client(e.https_port) for _ in range(3)]
+    for s in held:
+        assert s is not None
+        closing(s)
+    over = client(e.https_port)
+    closing(over)
+    assert refused(over)
+    e.proc.wait_log(REFUSED % ("https", 3))

@@ -143,6 +143,68 @@ static void test_number_reused(void)
 	clients_free();
 }
 
+/*
+ * A connection handed over by dup() (https.c gives an agent's socket to lws
+ * with conn_release_fd, which closes the number accept gave out): it goes on
+ * counting under its new number, also once accept hands the old one out.
+ */
+static void test_moved(void)
+{
+	struct addr a = A("192.0.2.1:1"), b = A("192.0.2.2:1");
+	int fd = sock(), to, again, x, stale, y;
+
+	CHECK(clients_admit(fd, &a, 2) == 1);
+	to = dup(fd);
+	CHECK(to >= 0);
+	clients_move(fd, to);
+	close(fd);
+	again = sock();
+	CHECK(again == fd);
+	CHECK(clients_admit(again, &b, 2) == 1); /* fd's number, another address */
+	CHECK(clients_count(&a) == 1);           /* still held, under to */
+	x = sock();
+	CHECK(clients_admit(x, &a, 2) == 1);
+	y = sock();
+	CHECK(clients_admit(y, &a, 2) == 0); /* to and x: at the limit */
+	close(y);
+	/* the moved connection ends when to is closed */
+	close(to);
+	CHECK(clients_count(&a) == 1);
+	close(x);
+	CHECK(clients_count(&a) == 0);
+
+	/* onto a number still counted for a closed connection of another address */
+	fd = sock();
+	stale = sock();
+	CHECK(clients_admit(fd, &a, 5) == 1);
+	CHECK(clients_admit(stale, &b, 5) == 1);
+	CHECK(clients_count(&b) == 2);
+	close(stale);
+	to = dup(fd);
+	CHECK(to == stale);
+	clients_move(fd, to);
+	close(fd);
+	CHECK(clients_count(&a) == 1);
+	CHECK(clients_count(&b) == 1); /* again */
+	close(again);
+	CHECK(clients_count(&b) == 0);
+	CHECK(clients_count(&a) == 1);
+
+	/* not the same socket, or not counted: nothing moves */
+	y = sock();
+	clients_move(to, y);
+	CHECK(clients_count(&a) == 1);
+	x = dup(y);
+	clients_move(y, x);
+	CHECK(clients_count(&a) == 1);
+	close(x);
+	close(y);
+	close(to);
+	CHECK(clients_count(&a) == 0);
+	CHECK(clients_count(&b) == 0);
+	clients_free();
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -151,5 +213,6 @@ int main(void)
 	RUN(test_limit);
 	RUN(test_close_found);
 	RUN(test_number_reused);
+	RUN(test_moved);
 	UNIT_END();
 }
