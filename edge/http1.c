@@ -113,9 +113,11 @@ static int parse_version(const char *p, size_t n, int *minor)
 	if (n != 8 || memcmp(p, "HTTP/", 5) != 0 || !is_digit((unsigned char)p[5]) || p[6] != '.' ||
 	    !is_digit((unsigned char)p[7]))
 		return -1;
-	if (p[5] != '1' || (p[7] != '0' && p[7] != '1'))
+	if (p[5] != '1')
 		return -2;
-	*minor = p[7] - '0';
+	/* RFC 9110 §2.5: a higher minor version of a major one implemented is
+	 * processed as the highest minor implemented (1.2 as 1.1), as nginx */
+	*minor = p[7] == '0' ? 0 : 1;
 	return 0;
 }
 
@@ -359,6 +361,10 @@ static ssize_t parse_head(const char *buf, size_t len, size_t max_head, struct h
 		pos = end + 1;
 	}
 	/* No complete head in the first max_head bytes: it can only get longer. */
+	if (len >= max_head && request && first) {
+		set_err(status, err, 414, "request line too long"); /* RFC 9110 §15.5.15 */
+		return HTTP1_ERROR;
+	}
 	if (len >= max_head) {
 		set_err(status, err, big,
 		        request ? "request head too large" : "response head too large");

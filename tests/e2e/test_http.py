@@ -991,6 +991,8 @@ def test_bad_chunked_body_400(net):
 
 def test_headers_too_large_431(lim):
     error_answer(lim.port, build_request("GET", "/", headers=[("X-Big", "a" * 5000)]), 431)
+    # a request line that alone is longer than the limit: 414 URI Too Long
+    error_answer(lim.port, build_request("GET", "/" + "a" * 5000), 414)
     # just under the limit is fine
     with Client(lim.port) as c:
         r = c.request("GET", "/headers", headers=[("X-Big", "b" * 3000)])

@@ -318,3 +318,12 @@ def test_chunked_response_to_http10_client_is_dechunked(rv):
     head, _, body = out.partition(b"\r\n\r\n")
     assert b"Transfer-Encoding: chunked\r\n" in head, head
     assert body == chunked
+
+
+def test_http12_is_taken_as_http11(rv):
+    """RFC 9110 §2.5: a request in HTTP/1.2 is processed as HTTP/1.1 (as
+    nginx does), not refused with 505; HTTP/2.0 and 0.9 still are."""
+    out, _ = exchange(rv.port, b"GET /v12 HTTP/1.2\r\n" + H + b"Connection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"ok"), out
+    head, _ = rv.origin.saw("/v12")
+    assert head.startswith(b"GET /v12 HTTP/1.1\r\n"), head
