@@ -152,7 +152,17 @@ static int clients_grow(int fd)
 	return 0;
 }
 
-int clients_admit(int fd, const struct addr *peer, unsigned max)
+/* The key of peer in pool: the tunnel port's connections are another
+ * table's, in effect (the family byte says which). */
+static void clients_key(const struct addr *peer, enum clients_pool pool,
+                        uint8_t key[CLIENT_KEY_LEN])
+{
+	client_key(peer, key);
+	if (pool == CLIENTS_TUNNEL)
+		key[0] |= 0x80;
+}
+
+int clients_admit(int fd, const struct addr *peer, unsigned max, enum clients_pool pool)
 {
 	uint8_t key[CLIENT_KEY_LEN];
 	struct centry **pp, *e;
@@ -162,7 +172,7 @@ int clients_admit(int fd, const struct addr *peer, unsigned max)
 		return max == 0; /* cannot count it: refuse only under a limit */
 	if (slots[fd].e)
 		clients_drop(fd); /* the number was closed and handed out again */
-	client_key(peer, key);
+	clients_key(peer, pool, key);
 	pp = clients_find(key);
 	e = *pp;
 	if (e && max && e->n >= max) {
@@ -206,12 +216,12 @@ void clients_move(int from, int to)
 	clients_drop(from);
 }
 
-unsigned clients_count(const struct addr *peer)
+unsigned clients_count(const struct addr *peer, enum clients_pool pool)
 {
 	uint8_t key[CLIENT_KEY_LEN];
 	struct centry *e;
 
-	client_key(peer, key);
+	clients_key(peer, pool, key);
 	e = *clients_find(key);
 	if (!e)
 		return 0;

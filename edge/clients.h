@@ -26,15 +26,19 @@ void client_key(const struct addr *a, uint8_t key[CLIENT_KEY_LEN]);
  */
 uint64_t client_hash(const void *p, size_t len);
 
+/* What a connection is counted among: the public ports, or the tunnel port
+ * (public clients sharing an agent's address cannot keep it out). */
+enum clients_pool { CLIENTS_PUBLIC, CLIENTS_TUNNEL };
+
 /**
- * Count fd, just accepted from peer, as a connection of peer's address.
- * Returns 1 (counted), or 0 when that address holds max connections already
- * (max 0: no limit); the caller then closes fd.  A connection stops counting
+ * Count fd, just accepted from peer, as a connection of peer's address in
+ * pool.  Returns 1 (counted), or 0 when that address holds max connections
+ * there already (max 0: no limit); the caller then closes fd.  A connection stops counting
  * once its descriptor is closed, whoever closes it: seen when accept hands
  * the number out again, or, for an address at its limit, by checking that
  * each of its descriptors is still the socket it was (at most every 250 ms).
  */
-int clients_admit(int fd, const struct addr *peer, unsigned max);
+int clients_admit(int fd, const struct addr *peer, unsigned max, enum clients_pool pool);
 
 /**
  * Descriptor to is a dup() of from, a counted connection whose number from
@@ -44,8 +48,8 @@ int clients_admit(int fd, const struct addr *peer, unsigned max);
  */
 void clients_move(int from, int to);
 
-/** The connections counted for peer's address now (tests, status). */
-unsigned clients_count(const struct addr *peer);
+/** The connections counted for peer's address in pool now (tests, status). */
+unsigned clients_count(const struct addr *peer, enum clients_pool pool);
 
 /** Forget everything counted (the process exits, or a unit test). */
 void clients_free(void);

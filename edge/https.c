@@ -10,6 +10,7 @@
 #include "../common/hostpat.h"
 #include "../common/log.h"
 #include "certs.h"
+#include "clients.h"
 #include "clienthello.h"
 #include "edge.h"
 #include "https.h"
@@ -111,6 +112,10 @@ static void sni_to_tunnel(struct sniwait *w)
 {
 	int fd = conn_release_fd(w->conn);
 
+	/* The connection goes on under fd (a dup): it still counts for its
+	 * address, or any client could hold the port by asking for the tunnel's
+	 * (public) name. */
+	clients_move(w->fd, fd);
 	/* lws closes fd itself when it cannot adopt it */
 	if (fd < 0 || !lws_adopt_socket_vhost(edge.tunnel_vh, fd))
 		log_warn("https: %s: cannot hand the connection to the agent endpoint", w->ip);

@@ -174,7 +174,8 @@ static void listener_accept(struct listener *l)
 			listener_pause(l, why);
 			return;
 		}
-		if (!l->unlimited && !clients_admit(fd, &peer, edge.cfg.max_conns_per_client)) {
+		if (!l->unlimited &&
+		    !clients_admit(fd, &peer, edge.cfg.max_conns_per_client, l->pool)) {
 			listener_refuse(l, fd, &peer);
 			continue;
 		}

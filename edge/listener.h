@@ -29,6 +29,7 @@ struct listener {
 	uint64_t failures;          /* resource errors since that warning */
 	int reserve_ok;             /* may use the reserved descriptors (admin) */
 	int unlimited;              /* not held to listen.max_connections_per_client */
+	int pool;                   /* enum clients_pool its connections count in */
 };
 
 /**

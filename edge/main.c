@@ -578,8 +578,12 @@ static int edge_start(void)
 		admin_listener->reserve_ok = 1;
 		admin_listener->unlimited = 1; /* loopback, and 16 connections at most */
 	}
-	if (tunnel_listener)
+	if (tunnel_listener) {
 		tunnel_listener->reserve_ok = 1;
+		/* counted apart: public clients behind an agent's address (one
+		 * carrier-grade NAT) cannot keep it out */
+		tunnel_listener->pool = CLIENTS_TUNNEL;
+	}
 	return 0;
 }
 

@@ -233,8 +233,6 @@ def tls_client(port, src="127.0.0.2", sni="localhost"):
         return None
 
 
-@pytest.mark.xfail(strict=True, reason="edge/https.c sni_to_tunnel must call clients_move(w->fd, fd) "
-                   "after conn_release_fd: the handed-over socket is a dup and stops counting")
 def test_shared_tunnel_port_counts_connections_handed_to_the_agent_endpoint(env, closing):
     """With tunnel.listen on listen.https, a ClientHello for tunnel.hostname
     hands the socket to lws as a dup() of the one accept gave out: it must
@@ -252,3 +250,31 @@ def test_shared_tunnel_port_counts_connections_handed_to_the_agent_endpoint(env,
     closing(over)
     assert refused(over)
     e.proc.wait_log(REFUSED % ("https", 3))
+
+
+def test_tunnel_port_counted_apart_from_public_ports(env, closing):
+    """Public clients that share an agent's address (one carrier-grade NAT)
+    and hold the limit on the public ports cannot keep the agent out: the
+    tunnel port's connections count apart, under the same limit."""
+    ag = Agent(env, "home")
+    e = Edge(env, agents=[ag.entry()])
+    e.cfg["listen"]["max_connections_per_client"] = 2
+    e.write()
+    e.start()
+    held = [client(e.http_port, "127.0.0.1") for _ in range(2)]
+    for s in held:
+        closing(s)
+    over = client(e.http_port, "127.0.0.1")
+    closing(over)
+    assert refused(over)
+    ag.start(e.url())  # from 127.0.0.1 too
+    assert [x["agent"] for x in e.status()["sessions"]] == ["home"]
+    # and the tunnel port has the limit of its own
+    raw = [client(e.tunnel_port) for _ in range(2)]
+    for s in raw:
+        closing(s)
+    time.sleep(1.1)  # refusals are logged once a second
+    third = client(e.tunnel_port)
+    closing(third)
+    assert refused(third)
+    e.proc.wait_log(REFUSED % ("tunnel", 2))

@@ -70,21 +70,22 @@ static void test_limit(void)
 
 	for (int i = 0; i < 3; i++) {
 		fd[i] = sock();
-		CHECK(clients_admit(fd[i], &a, 3) == 1);
+		CHECK(clients_admit(fd[i], &a, 3, CLIENTS_PUBLIC) == 1);
 	}
-	CHECK(clients_count(&a) == 3);
+	CHECK(clients_count(&a, CLIENTS_PUBLIC) == 3);
 	fd[3] = sock();
-	CHECK(clients_admit(fd[3], &a, 3) == 0); /* the fourth */
+	CHECK(clients_admit(fd[3], &a, 3, CLIENTS_PUBLIC) == 0); /* the fourth */
 	other = sock();
-	CHECK(clients_admit(other, &b, 3) == 1); /* another address is not held up */
-	CHECK(clients_admit(fd[3], &a, 0) == 1); /* 0: no limit */
-	CHECK(clients_count(&a) == 4);
+	CHECK(clients_admit(other, &b, 3, CLIENTS_PUBLIC) ==
+	      1); /* another address is not held up */
+	CHECK(clients_admit(fd[3], &a, 0, CLIENTS_PUBLIC) == 1); /* 0: no limit */
+	CHECK(clients_count(&a, CLIENTS_PUBLIC) == 4);
 	close(fd[3]);
 	close(other);
 	for (int i = 0; i < 3; i++)
 		close(fd[i]);
-	CHECK(clients_count(&a) == 0);
-	CHECK(clients_count(&b) == 0);
+	CHECK(clients_count(&a, CLIENTS_PUBLIC) == 0);
+	CHECK(clients_count(&b, CLIENTS_PUBLIC) == 0);
 	clients_free();
 }
 
@@ -97,16 +98,18 @@ static void test_close_found(void)
 
 	fd[0] = sock();
 	fd[1] = sock();
-	CHECK(clients_admit(fd[0], &a, 2) == 1);
-	CHECK(clients_admit(fd[1], &a2, 2) == 1); /* the same /64 */
+	CHECK(clients_admit(fd[0], &a, 2, CLIENTS_PUBLIC) == 1);
+	CHECK(clients_admit(fd[1], &a2, 2, CLIENTS_PUBLIC) == 1); /* the same /64 */
 	close(fd[0]);
 	fd[2] = socket(AF_INET, SOCK_DGRAM, 0); /* fd[0]'s number, not a counted socket */
 	CHECK(fd[2] == fd[0]);
 	n = sock();
-	CHECK(clients_admit(n, &a, 2) == 1); /* the limit check found fd[0] closed */
+	CHECK(clients_admit(n, &a, 2, CLIENTS_PUBLIC) ==
+	      1); /* the limit check found fd[0] closed */
 	close(fd[1]);
 	fd[1] = sock();
-	CHECK(clients_admit(fd[1], &a, 2) == 1); /* the same number again: fd[1] was closed */
+	CHECK(clients_admit(fd[1], &a, 2, CLIENTS_PUBLIC) ==
+	      1); /* the same number again: fd[1] was closed */
 	close(fd[1]);
 	fd[1] = sock();
 	close(n);
@@ -114,10 +117,11 @@ static void test_close_found(void)
 	{
 		int x = sock();
 
-		CHECK(clients_admit(x, &a, 2) == 0); /* checked less than 250 ms ago */
+		CHECK(clients_admit(x, &a, 2, CLIENTS_PUBLIC) ==
+		      0); /* checked less than 250 ms ago */
 		sleep_ms(300);
-		CHECK(clients_admit(x, &a, 2) == 1); /* both others were gone */
-		CHECK(clients_count(&a) == 1);
+		CHECK(clients_admit(x, &a, 2, CLIENTS_PUBLIC) == 1); /* both others were gone */
+		CHECK(clients_count(&a, CLIENTS_PUBLIC) == 1);
 		close(x);
 	}
 	close(n);
@@ -132,13 +136,13 @@ static void test_number_reused(void)
 	struct addr a = A("192.0.2.1:1"), b = A("192.0.2.2:1");
 	int fd = sock(), again;
 
-	CHECK(clients_admit(fd, &a, 5) == 1);
+	CHECK(clients_admit(fd, &a, 5, CLIENTS_PUBLIC) == 1);
 	close(fd);
 	again = sock();
 	CHECK(again == fd);
-	CHECK(clients_admit(again, &b, 5) == 1);
-	CHECK(clients_count(&b) == 1);
-	CHECK(clients_count(&a) == 0);
+	CHECK(clients_admit(again, &b, 5, CLIENTS_PUBLIC) == 1);
+	CHECK(clients_count(&b, CLIENTS_PUBLIC) == 1);
+	CHECK(clients_count(&a, CLIENTS_PUBLIC) == 0);
 	close(again);
 	clients_free();
 }
@@ -153,55 +157,55 @@ static void test_moved(void)
 	struct addr a = A("192.0.2.1:1"), b = A("192.0.2.2:1");
 	int fd = sock(), to, again, x, stale, y;
 
-	CHECK(clients_admit(fd, &a, 2) == 1);
+	CHECK(clients_admit(fd, &a, 2, CLIENTS_PUBLIC) == 1);
 	to = dup(fd);
 	CHECK(to >= 0);
 	clients_move(fd, to);
 	close(fd);
 	again = sock();
 	CHECK(again == fd);
-	CHECK(clients_admit(again, &b, 2) == 1); /* fd's number, another address */
-	CHECK(clients_count(&a) == 1);           /* still held, under to */
+	CHECK(clients_admit(again, &b, 2, CLIENTS_PUBLIC) == 1); /* fd's number, another address */
+	CHECK(clients_count(&a, CLIENTS_PUBLIC) == 1);           /* still held, under to */
 	x = sock();
-	CHECK(clients_admit(x, &a, 2) == 1);
+	CHECK(clients_admit(x, &a, 2, CLIENTS_PUBLIC) == 1);
 	y = sock();
-	CHECK(clients_admit(y, &a, 2) == 0); /* to and x: at the limit */
+	CHECK(clients_admit(y, &a, 2, CLIENTS_PUBLIC) == 0); /* to and x: at the limit */
 	close(y);
 	/* the moved connection ends when to is closed */
 	close(to);
-	CHECK(clients_count(&a) == 1);
+	CHECK(clients_count(&a, CLIENTS_PUBLIC) == 1);
 	close(x);
-	CHECK(clients_count(&a) == 0);
+	CHECK(clients_count(&a, CLIENTS_PUBLIC) == 0);
 
 	/* onto a number still counted for a closed connection of another address */
 	fd = sock();
 	stale = sock();
-	CHECK(clients_admit(fd, &a, 5) == 1);
-	CHECK(clients_admit(stale, &b, 5) == 1);
-	CHECK(clients_count(&b) == 2);
+	CHECK(clients_admit(fd, &a, 5, CLIENTS_PUBLIC) == 1);
+	CHECK(clients_admit(stale, &b, 5, CLIENTS_PUBLIC) == 1);
+	CHECK(clients_count(&b, CLIENTS_PUBLIC) == 2);
 	close(stale);
 	to = dup(fd);
 	CHECK(to == stale);
 	clients_move(fd, to);
 	close(fd);
-	CHECK(clients_count(&a) == 1);
-	CHECK(clients_count(&b) == 1); /* again */
+	CHECK(clients_count(&a, CLIENTS_PUBLIC) == 1);
+	CHECK(clients_count(&b, CLIENTS_PUBLIC) == 1); /* again */
 	close(again);
-	CHECK(clients_count(&b) == 0);
-	CHECK(clients_count(&a) == 1);
+	CHECK(clients_count(&b, CLIENTS_PUBLIC) == 0);
+	CHECK(clients_count(&a, CLIENTS_PUBLIC) == 1);
 
 	/* not the same socket, or not counted: nothing moves */
 	y = sock();
 	clients_move(to, y);
-	CHECK(clients_count(&a) == 1);
+	CHECK(clients_count(&a, CLIENTS_PUBLIC) == 1);
 	x = dup(y);
 	clients_move(y, x);
-	CHECK(clients_count(&a) == 1);
+	CHECK(clients_count(&a, CLIENTS_PUBLIC) == 1);
 	close(x);
 	close(y);
 	close(to);
-	CHECK(clients_count(&a) == 0);
-	CHECK(clients_count(&b) == 0);
+	CHECK(clients_count(&a, CLIENTS_PUBLIC) == 0);
+	CHECK(clients_count(&b, CLIENTS_PUBLIC) == 0);
 	clients_free();
 }
 
