@@ -318,6 +318,11 @@ int stream_on_frame(struct esession *s, const struct frame *f)
 			return 0;
 		return 0;
 	case FRAME_WINDOW:
+		if (st->ops->on_datagram) { /* a UDP flow has no credit (PROTOCOL.md 9) */
+			log_warn("agent '%s': stream %u: WINDOW on a UDP flow", s->agent, st->id);
+			stream_violation(st, CODE_PROTOCOL);
+			return 0;
+		}
 		st->send_credit += f->u.window;
 		if (st->send_credit > FRAME_MAX_WINDOW) {
 			stream_violation(st, CODE_FLOW);

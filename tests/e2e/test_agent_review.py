@@ -1,0 +1,154 @@
+"""The edge against a malicious or buggy *authenticated* agent.
+
+An agent that holds a valid key may still send anything: the edge must never
+crash, hang or grow without bound because of it, nor let it disturb other
+agents' sessions and streams.  A misbehaving agent loses its stream or its
+session, with a logged reason.
+
+Agents here are made by hand (RawTunnel + HandKey); real relais-edge on
+127.0.0.1.
+"""
+import os
+import socket
+import struct
+
+from relais import (ACCEPT, DATA, DATAGRAM, FIN, GOAWAY, KIND_HTTP, KIND_TCP, KIND_UDP, OPEN,
+                    PING, PONG, REFUSE, RST, ROUTE_ANSWER, SLOW, WELCOME, WINDOW,
+                    Edge, HandKey, RawTunnel, code_reason, frame, free_ports, parse_frames,
+                    route_frame, streams_open, wait_for)
+
+CODE_PROTOCOL, CODE_REFUSED, CODE_FLOW, CODE_CANCEL = 1, 2, 6, 7
+
+
+def authed(e, key, closing):
+    """A hand-made session of key's agent, past WELCOME."""
+    t = RawTunnel(e)
+    closing(t)
+    t.send(key.auth(t.hello()))
+    assert parse_frames(t.recv())[0][0] == WELCOME
+    return t
+
+
+def edge_frame(t, types):
+    """The next frame of one of these types from the edge (others skipped;
+    frames after it in the same message are kept for the next call)."""
+    if not hasattr(t, "pending"):
+        t.pending = []
+    while True:
+        while t.pending:
+            f = t.pending.pop(0)
+            if f[0] in types:
+                return f
+        t.pending = parse_frames(t.recv())
+
+
+def ping_pong(t, value=0x5151):
+    """Round trip: everything sent before has been handled by the edge."""
+    t.send(frame(PING, struct.pack(">Q", value)))
+    while edge_frame(t, (PONG,))[2] != struct.pack(">Q", value):
+        pass
+
+
+def two_agents(env, ports=()):
+    """An edge with agents 'bad' (*.bad.test, the given ports) and 'good'
+    (*.good.test)."""
+    bad = HandKey(os.path.join(env.dir, "bad.key"))
+    good = HandKey(os.path.join(env.dir, "good.key"))
+    e = Edge(env, agents=[bad.entry("bad", hosts=["*.bad.test"], ports=list(ports)),
+                          good.entry("good", hosts=["*.good.test"])])
+    if ports:
+        e.cfg["listen"]["streams"] = ["127.0.0.1"]
+        e.write()
+    e.start()
+    return e, bad, good
+
+
+# ---- streams ----------------------------------------------------------------
+
+
+def test_window_on_a_udp_flow_is_a_stream_error(env, closing):
+    """PROTOCOL.md section 9: WINDOW on a UDP flow is a stream protocol error
+    (RST CODE_PROTOCOL), as DATA and FIN are; the edge ignored it."""
+    port = free_ports(1)
+    e, bad, _ = two_agents(env, ports=["udp/%d" % port])
+    t = authed(e, bad, closing)
+    t.send(route_frame(1, KIND_UDP, lo=port, hi=port))
+    assert code_reason(edge_frame(t, (ROUTE_ANSWER,))[2])[0] == 0
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closing(c)
+    c.sendto(b"hello", ("127.0.0.1", port))
+    sid = edge_frame(t, (OPEN,))[1]
+    assert edge_frame(t, (DATAGRAM,)) == (DATAGRAM, sid, b"hello")
+    mark = e.proc.mark()
+    t.send(frame(WINDOW, struct.pack(">I", 65536), stream=sid))
+    assert edge_frame(t, (RST,)) == (RST, sid, struct.pack(">I", CODE_PROTOCOL))
+    e.proc.wait_log("stream %d: WINDOW on a UDP flow" % sid, since=mark)
+    wait_for(lambda: streams_open(e) == 0, 5, what="the flow ended at the edge")
+    c.sendto(b"again", ("127.0.0.1", port))
+    assert edge_frame(t, (OPEN,))[1] != sid
+
+
+def test_hostile_stream_frames_cost_only_the_agents_own_streams(env, closing):
+    """One agent breaks every stream rule (DATA past its credit, credit past
+    2^30, frames for ids it never got, FIN/RST/REFUSE storms); each breach
+    costs it that stream only, with a logged reason; its other stream
+    carries on."""
+    port = free_ports(1)
+    e, bad, _ = two_agents(env, ports=["tcp/%d" % port])
+    t = authed(e, bad, closing)
+    t.send(route_frame(1, KIND_TCP, lo=port, hi=port))
+    assert code_reason(edge_frame(t, (ROUTE_ANSWER,))[2])[0] == 0
+    clients, sids = [], []
+    for _ in range(3):
+        c = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+        closing(c)
+        clients.append(c)
+        sids.append(edge_frame(t, (OPEN,))[1])
+    a, b, d = sids
+    t.send(frame(ACCEPT, stream=a) + frame(ACCEPT, stream=b) + frame(ACCEPT, stream=d))
+    # a: DATA past the window (its client reads nothing: what the sockets
+    # absorb comes back as credit, a few MiB at most)
+    burst = b"".join(frame(DATA, b"x" * 65536, stream=a) for _ in range(15))
+    for _ in range(32 * 1024 * 1024 // len(burst)):
+        t.send(burst)
+    assert edge_frame(t, (RST,)) == (RST, a, struct.pack(">I", CODE_FLOW))
+    e.proc.wait_log("stream %d: exceeded its window" % a)
+    # b: more credit than 2^30 outstanding
+    t.send(frame(WINDOW, struct.pack(">I", 1 << 30), stream=b))
+    assert edge_frame(t, (RST,)) == (RST, b, struct.pack(">I", CODE_FLOW))
+    # storms on ids never opened, or closed: dropped, or answered with RST
+    junk = b"".join(frame(FIN, stream=i) + frame(RST, struct.pack(">I", 7), stream=i) +
+                    frame(REFUSE, struct.pack(">IB", 2, 0), stream=i) +
+                    frame(WINDOW, struct.pack(">I", 1), stream=i)
+                    for i in list(range(100, 5000)) + [a, b])
+    t.send(junk)
+    t.send(b"".join(frame(DATA, b"", stream=i) for i in range(100, 200)))
+    ping_pong(t)
+    # d is untouched: bytes flow both ways
+    t.send(frame(DATA, b"still here", stream=d))
+    clients[2].settimeout(5 * SLOW)
+    assert clients[2].recv(100) == b"still here"
+    clients[2].sendall(b"and back")
+    assert edge_frame(t, (DATA,)) == (DATA, d, b"and back")
+    # a FIN storm on a live stream is one half-close
+    t.send(frame(FIN, stream=d) * 1000)
+    assert clients[2].recv(100) == b""
+    assert e.proc.alive()
+
+
+def test_agent_frames_that_only_the_edge_sends_end_the_session(env, closing):
+    """OPEN (agents never open streams) and a second AUTH close the session
+    with a logged reason; the other agent is not affected."""
+    e, bad, good = two_agents(env)
+    g = authed(e, good, closing)
+    open_payload = struct.pack(">IBB16sHB16sH", 1, KIND_HTTP, 4, b"\x7f\0\0\1" + b"\0" * 12,
+                               1234, 0, b"\0" * 16, 0)
+    for f, what in ((frame(OPEN, open_payload, stream=1), "unexpected OPEN frame"),
+                    (bad.auth(os.urandom(32)), "unexpected AUTH frame")):
+        t = authed(e, bad, closing)
+        t.send(f)
+        frames = t.wait_closed()
+        assert frames and frames[-1][0] == GOAWAY, frames
+        e.proc.wait_log("agent 'bad': " + what)
+    ping_pong(g)
+    assert [s["agent"] for s in e.status()["sessions"]] == ["good"]
