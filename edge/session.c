@@ -225,6 +225,16 @@ static void session_rx_more(lws_sorted_usec_list_t *sul)
 	lws_sul_schedule(edge.ctx, 0, &s->sul_rx, session_rx_more, 1); /* others' turn */
 }
 
+/* Authenticated sessions of the agent named name. */
+static int session_count(const char *name)
+{
+	int n = 0;
+
+	for (const struct esession *o = registry_first(); o; o = o->next)
+		n += strcmp(o->agent, name) == 0;
+	return n;
+}
+
 static int session_on_auth(struct esession *s, const struct frame_auth *a)
 {
 	uint8_t msg[PROTO_AUTH_MSG_MAX];
@@ -242,6 +252,14 @@ static int session_on_auth(struct esession *s, const struct frame_auth *a)
 		keys_format_public(a->pubkey, keytext);
 		log_warn("agent session %s: unknown key %s", s->peer, keytext);
 		session_reject(s, CODE_AUTH, "authentication failed: key not authorized");
+		return 0;
+	}
+	if (session_count(ag->name) >= SESSION_MAX_PER_AGENT) {
+		char why[PROTO_MAX_REASON + 1];
+
+		snprintf(why, sizeof(why), "agent '%s' holds %d sessions already (the limit)",
+		         ag->name, SESSION_MAX_PER_AGENT);
+		session_reject(s, CODE_REFUSED, why);
 		return 0;
 	}
 	/* The challenge is single use: a replayed AUTH can never verify again. */
@@ -287,6 +305,14 @@ static int session_on_route(struct esession *s, const struct frame *in)
 	if (!ag) {
 		session_kill(s, "agent removed from the configuration");
 		return -1;
+	}
+	/* Refusals are logged: an agent declaring without end would fill the
+	 * disk (PROTOCOL.md 6 limits the declarations per connection). */
+	if (++s->ndeclared > SESSION_MAX_DECLARED) {
+		snprintf(reason, sizeof(reason), "more than %d route declarations",
+		         SESSION_MAX_DECLARED);
+		session_fail(s, reason);
+		return 1;
 	}
 	/* Route ids name the route in OPEN: one id, one route (PROTOCOL.md 6). */
 	for (size_t i = 0; i < s->nroutes; i++) {
@@ -367,8 +393,10 @@ static int session_on_frame(void *arg, const struct frame *f)
 		stream_probe_answer(s, f->u.ping);
 		return 0;
 	case FRAME_GOAWAY:
-		/* No new streams; the ones in flight finish, then the agent closes. */
-		log_info("agent '%s' is going away: %s", s->agent, f->u.code.reason);
+		/* No new streams; the ones in flight finish, then the agent closes.
+		 * Logged once: a peer repeating GOAWAY must not fill the log. */
+		if (!s->draining)
+			log_info("agent '%s' is going away: %s", s->agent, f->u.code.reason);
 		s->draining = 1;
 		return 0;
 	case FRAME_ACCEPT:

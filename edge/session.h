@@ -13,6 +13,13 @@
 
 #define SESSION_MAX_ROUTES 1024
 #define SESSION_HASH       2048 /* streams by id: chains of 32 at 65,536 streams */
+/* ROUTE frames one session may send, accepted or refused: each refusal is a
+ * log line, and an agent declares its routes once per connection. */
+#define SESSION_MAX_DECLARED (2 * SESSION_MAX_ROUTES)
+/* Sessions one agent may hold at once (HA: a few).  Each may queue up to
+ * TUNNEL_QUEUE_MAX for a peer that does not read: this bounds one agent's
+ * share of the edge's memory. */
+#define SESSION_MAX_PER_AGENT 32
 
 struct eroute {
 	uint32_t id;  /* the agent's route id */
@@ -37,7 +44,8 @@ struct esession {
 	char peer[ADDR_TEXT_MAX];
 	struct eroute *routes; /* accepted routes */
 	size_t nroutes;
-	uint32_t window; /* initial per-stream credit */
+	size_t ndeclared; /* ROUTE frames received, accepted or not */
+	uint32_t window;  /* initial per-stream credit */
 	uint32_t next_stream;
 	size_t nstreams;
 	struct estream *streams;            /* list of live streams */

@@ -13,7 +13,7 @@ import socket
 import struct
 
 from relais import (ACCEPT, DATA, DATAGRAM, FIN, GOAWAY, KIND_HTTP, KIND_TCP, KIND_UDP, OPEN,
-                    PING, PONG, REFUSE, RST, ROUTE_ANSWER, SLOW, WELCOME, WINDOW,
+                    PING, PONG, REFUSE, REJECT, RST, ROUTE_ANSWER, SLOW, WELCOME, WINDOW,
                     Edge, HandKey, RawTunnel, code_reason, frame, free_ports, parse_frames,
                     route_frame, streams_open, wait_for)
 
@@ -61,6 +61,60 @@ def two_agents(env, ports=()):
         e.write()
     e.start()
     return e, bad, good
+
+
+# ---- sessions and declarations --------------------------------------------------
+
+
+def test_an_agent_holds_a_bounded_number_of_sessions(env, closing):
+    """Each session may queue up to 16 MiB for an agent that does not read;
+    without a limit on sessions per agent, one agent multiplied that without
+    end (20 sessions flooding PINGs took the edge to 170 MB).  The 33rd
+    session is rejected with a reason; other agents still get in, and a
+    freed slot is usable again."""
+    e, bad, good = two_agents(env)
+    held = [authed(e, bad, closing) for _ in range(32)]
+    extra = RawTunnel(e)
+    closing(extra)
+    extra.send(bad.auth(extra.hello()))
+    frames = extra.wait_closed()
+    assert [f[0] for f in frames] == [REJECT], frames
+    code, reason = code_reason(frames[0][2])
+    assert code == CODE_REFUSED and "32 sessions" in reason, (code, reason)
+    e.proc.wait_log("rejected: agent 'bad' holds 32 sessions already")
+    authed(e, good, closing)
+    held[0].close()
+    wait_for(lambda: len(e.status()["sessions"]) == 32, 5, what="one session gone")
+    authed(e, bad, closing)
+
+
+def test_route_declarations_per_session_are_limited(env, closing):
+    """Every refused ROUTE is a log line: an agent declaring without end
+    filled the log (and the disk) at wire speed.  Past 2048 declarations on
+    one connection the session ends with a logged reason."""
+    e, bad, good = two_agents(env)
+    t = authed(e, bad, closing)
+    flood = b"".join(route_frame(i + 1, KIND_HTTP, "x%d.elsewhere.test" % i)
+                     for i in range(2048))
+    t.send(flood)
+    ping_pong(t)
+    assert len(e.log().split("route x")) - 1 == 2048
+    t.send(route_frame(5000, KIND_HTTP, "one.more.test"))
+    f = edge_frame(t, (GOAWAY,))
+    assert code_reason(f[2]) == (CODE_PROTOCOL, "more than 2048 route declarations"), f
+    e.proc.wait_log("(bad): closing: more than 2048 route declarations")
+    g = authed(e, good, closing)
+    ping_pong(g)
+
+
+def test_repeated_goaway_is_logged_once(env, closing):
+    """GOAWAY is logged; a thousand of them made a thousand lines."""
+    e, bad, _ = two_agents(env)
+    t = authed(e, bad, closing)
+    bye = struct.pack(">IB", 0, 3) + b"bye"
+    t.send(frame(GOAWAY, bye) * 1000)
+    ping_pong(t)
+    assert e.log().count("agent 'bad' is going away: bye") == 1
 
 
 # ---- streams ----------------------------------------------------------------
