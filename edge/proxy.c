@@ -68,6 +68,7 @@ struct hconn {
 	uint64_t req_left;
 	struct http1_chunked req_ch;
 	uint64_t bytes_in, bytes_out, start_us;
+	uint64_t body_moved_us; /* request body bytes last went to the service */
 	/* the response in progress */
 	char *resp;
 	size_t resplen;
@@ -386,8 +387,27 @@ static void hconn_timeout(lws_sorted_usec_list_t *sul)
 		break;
 	case T_BODY:
 		/* Like nginx's client_body_timeout: the body stopped arriving --
-		 * unless we stopped reading it because the service is slow. */
-		if (c->paused || (c->st && !stream_room(c->st))) {
+		 * unless we stopped reading it because the service is slow.  A
+		 * service (or agent) that takes none of it for upstream_timeout
+		 * gets a 504, as nginx's proxy_send_timeout: else the client
+		 * would wait forever. */
+		if (c->st && !stream_room(c->st)) {
+			uint64_t limit = (uint64_t)edge.cfg.http_limits.upstream_timeout_ms * 1000;
+			uint64_t gone = now_us() - c->body_moved_us;
+			uint32_t ms = edge.cfg.http_limits.header_timeout_ms;
+
+			if (gone >= limit) {
+				log_info("client %s: %s took none of the request body in time",
+				         c->ip, c->host);
+				hconn_fail(c, 504);
+				break;
+			}
+			if ((limit - gone) / 1000 + 1 < ms)
+				ms = (uint32_t)((limit - gone) / 1000 + 1);
+			hconn_timer(c, T_BODY, ms);
+			return;
+		}
+		if (c->paused) {
 			hconn_timer(c, T_BODY, edge.cfg.http_limits.header_timeout_ms);
 			return;
 		}
@@ -915,6 +935,7 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 	c->resplen = 0;
 	c->state = c->req_kind == HTTP1_BODY_NONE ? HC_WAIT : HC_BODY;
 	/* The origin's time to answer counts once the whole request is sent. */
+	c->body_moved_us = now_us();
 	if (c->state == HC_WAIT)
 		hconn_timer(c, T_UPSTREAM, edge.cfg.http_limits.upstream_timeout_ms);
 	else
@@ -998,6 +1019,7 @@ static int hconn_body(struct hconn *c)
 	}
 	c->in_start += k;
 	c->bytes_in += k;
+	c->body_moved_us = now_us();
 	if (done) {
 		c->state = HC_WAIT;
 		if (c->rs == RS_HEAD)

@@ -910,6 +910,36 @@ def test_local_service_refuses_502(net):
     wait_for(lambda: net.streams() == 0, 5, what="streams back to 0")
 
 
+def test_service_taking_no_body_504(tmp_path, pki, origin):
+    """A service (or agent) that takes none of a request body for
+    http.upstream_timeout gets the client a 504, as nginx's
+    proxy_send_timeout, instead of an upload stalled forever."""
+    n = Net(str(tmp_path / "nobody"), pki, origin,
+            http={"upstream_timeout": "1s", "header_timeout": "1s"})
+    try:
+        with Client(n.port, timeout=15) as c:
+            c.send(build_request("POST", "/", host=SILENT,
+                                 headers=[("Content-Length", str(256 * MiB))]))
+
+            def upload():
+                try:
+                    for _ in range(256):
+                        c.s.sendall(b"u" * MiB)
+                except OSError:
+                    pass  # the edge answered and closed
+
+            t = threading.Thread(target=upload, daemon=True)
+            t0 = time.monotonic()
+            t.start()
+            r = c.response()
+            took = time.monotonic() - t0
+        assert r.status == 504, r
+        assert took < 10 * SLOW, took
+        n.edge.proc.wait_log("took none of the request body in time")
+    finally:
+        n.close()
+
+
 def test_local_service_silent_504(lim):
     _, took = error_answer(lim.port, build_request("GET", "/", host=SILENT), 504)
     assert 0.8 <= took <= 3.5 * SLOW, took
