@@ -27,6 +27,7 @@ struct pipe {
 	int tls;         /* passthrough (else a TCP stream port) */
 	int status;      /* for the access log: 200, or 502 when the service refused */
 	uint64_t start_us, bytes_in, bytes_out;
+	lws_sorted_usec_list_t sul; /* the agent's ACCEPT, in http.upstream_timeout */
 	char ip[ADDR_TEXT_MAX];
 	char what[PROTO_MAX_HOST + 1]; /* "tcp/PORT" or the SNI */
 };
@@ -118,6 +119,7 @@ static void pipe_on_close(void *arg, const char *why)
 	struct pipe *p = arg;
 
 	log_debug("pipe %s: closed: %s", p->ip, why);
+	lws_sul_cancel(&p->sul);
 	accesslog_write(p->ip, p->what, p->tls ? "TLS" : "TCP", "-", p->status, p->bytes_in,
 	                p->bytes_out, (uint64_t)lws_now_usecs() - p->start_us);
 	if (p->st)
@@ -135,6 +137,20 @@ static const struct conn_ops pipe_conn_ops = {
 
 static void pipe_st_accept(void *owner)
 {
+	struct pipe *p = owner;
+
+	lws_sul_cancel(&p->sul);
+}
+
+/* The agent answers OPEN within its connect_timeout (5 s by default); one
+ * that never does must not hold the client forever. */
+static void pipe_accept_late(lws_sorted_usec_list_t *sul)
+{
+	struct pipe *p = lws_container_of(sul, struct pipe, sul);
+
+	log_info("client %s: %s: the agent did not connect the service in time", p->ip, p->what);
+	p->status = 504;
+	conn_close(p->conn, "no answer from the agent");
 }
 
 static void pipe_st_refuse(void *owner, uint32_t code, const char *reason)
@@ -247,6 +263,8 @@ int pipe_start(struct conn *conn, struct esession *s, const struct eroute *r, in
 		return -1;
 	}
 	conn_set_owner(conn, &pipe_conn_ops, p);
+	lws_sul_schedule(edge.ctx, 0, &p->sul, pipe_accept_late,
+	                 (lws_usec_t)edge.cfg.http_limits.upstream_timeout_ms * LWS_US_PER_MS);
 	conn_start_plain(conn); /* no-op when already up */
 	return 0;
 }

@@ -1334,3 +1334,45 @@ def proc_cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ---- agents made by hand -------------------------------------------------------------------
+
+
+def authed(e, key, closing):
+    """A hand-made session of key's agent (HandKey) on edge e, past WELCOME."""
+    t = RawTunnel(e)
+    closing(t)
+    t.send(key.auth(t.hello()))
+    assert parse_frames(t.recv())[0][0] == WELCOME
+    return t
+
+
+def edge_frame(t, types):
+    """The next frame of one of these types from the edge on RawTunnel t
+    (others skipped; frames after it in the same message are kept for the
+    next call)."""
+    if not hasattr(t, "pending"):
+        t.pending = []
+    while True:
+        while t.pending:
+            f = t.pending.pop(0)
+            if f[0] in types:
+                return f
+        t.pending = parse_frames(t.recv())
+
+
+def scripted_agent_on_port(env, closing, port, kind=KIND_UDP, extra=None):
+    """A real edge (with extra edge.yaml keys), and an agent made by hand
+    (RawTunnel) holding udp/port (tcp/port with kind KIND_TCP).  Returns
+    (edge, tunnel)."""
+    key = HandKey(os.path.join(env.dir, "hand.key"))
+    proto = "udp" if kind == KIND_UDP else "tcp"
+    e = Edge(env, agents=[key.entry("hand", ports=["%s/%d" % (proto, port)])], extra=extra)
+    e.cfg["listen"]["streams"] = ["127.0.0.1"]
+    e.write()
+    e.start()
+    t = authed(e, key, closing)
+    t.send(route_frame(1, kind, lo=port, hi=port))
+    assert edge_frame(t, (ROUTE_ANSWER,))[2][:4] == b"\0\0\0\0"
+    return e, t

@@ -13,33 +13,11 @@ import socket
 import struct
 
 from relais import (ACCEPT, DATA, DATAGRAM, FIN, GOAWAY, KIND_HTTP, KIND_TCP, KIND_UDP, OPEN,
-                    PING, PONG, REFUSE, REJECT, RST, ROUTE_ANSWER, SLOW, WELCOME, WINDOW,
-                    Edge, HandKey, RawTunnel, code_reason, frame, free_ports, parse_frames,
-                    route_frame, streams_open, wait_for)
+                    PING, PONG, REFUSE, REJECT, RST, ROUTE_ANSWER, SLOW, WINDOW, Edge, HandKey,
+                    RawTunnel, authed, closed_within, code_reason, edge_frame, frame, free_ports,
+                    route_frame, scripted_agent_on_port, streams_open, wait_for)
 
 CODE_PROTOCOL, CODE_REFUSED, CODE_FLOW, CODE_CANCEL = 1, 2, 6, 7
-
-
-def authed(e, key, closing):
-    """A hand-made session of key's agent, past WELCOME."""
-    t = RawTunnel(e)
-    closing(t)
-    t.send(key.auth(t.hello()))
-    assert parse_frames(t.recv())[0][0] == WELCOME
-    return t
-
-
-def edge_frame(t, types):
-    """The next frame of one of these types from the edge (others skipped;
-    frames after it in the same message are kept for the next call)."""
-    if not hasattr(t, "pending"):
-        t.pending = []
-    while True:
-        while t.pending:
-            f = t.pending.pop(0)
-            if f[0] in types:
-                return f
-        t.pending = parse_frames(t.recv())
 
 
 def ping_pong(t, value=0x5151):
@@ -206,3 +184,20 @@ def test_agent_frames_that_only_the_edge_sends_end_the_session(env, closing):
         e.proc.wait_log("agent 'bad': " + what)
     ping_pong(g)
     assert [s["agent"] for s in e.status()["sessions"]] == ["good"]
+
+
+def test_tcp_client_not_held_when_the_agent_never_answers_open(env, closing):
+    """An agent that never answers a TCP stream's OPEN (ACCEPT or REFUSE)
+    does not hold the client forever: after http.upstream_timeout the edge
+    closes it, with a log line and a 504 in the access log."""
+    port = free_ports(1)
+    e, t = scripted_agent_on_port(env, closing, port, KIND_TCP,
+                                  extra={"http": {"upstream_timeout": "1s"}})
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    closing(c)
+    c.sendall(b"hello")
+    assert edge_frame(t, (OPEN,))[0] == OPEN
+    assert closed_within(c, 4)
+    e.proc.wait_log("the agent did not connect the service in time")
+    wait_for(lambda: ' "TCP -" 504 ' in open(os.path.join(env.dir, "access.log")).read(), 5,
+             what="the access log's 504")

@@ -13,10 +13,10 @@ import struct
 import pytest
 
 from relais import (ACCEPT, AUTH, DATA, DATAGRAM, FIN, GOAWAY, HELLO, KIND_TCP, KIND_UDP, OPEN,
-                    REFUSE, ROUTE, ROUTE_ANSWER, RST, SLOW, WELCOME, WINDOW, Agent, Edge, FakeEdge,
-                    HandKey, RawTunnel, TcpService, UdpEcho, echo_handler, echo_roundtrip, frame,
-                    free_ports, parse_frames, route_frame, stream_pair, streams_open, tcp, udp,
-                    udp_ask, wait_for)
+                    REFUSE, ROUTE, ROUTE_ANSWER, RST, SLOW, WELCOME, WINDOW, Agent, FakeEdge,
+                    TcpService, UdpEcho, echo_handler, echo_roundtrip, edge_frame, frame,
+                    free_ports, parse_frames, scripted_agent_on_port, stream_pair, streams_open,
+                    tcp, udp, udp_ask, wait_for)
 
 CODE_PROTOCOL, CODE_REFUSED, CODE_TIMEOUT, CODE_SHUTDOWN = 1, 2, 4, 10
 
@@ -399,37 +399,6 @@ def test_agent_resets_a_udp_flow_given_data_window_or_fin(env, closing, ftype):
 
 
 # ---- the edge, seen from a scripted agent ---------------------------------------------------
-
-
-def scripted_agent_on_port(env, closing, port, kind=KIND_UDP):
-    """A real edge, and an agent made by hand (RawTunnel) holding udp/port
-    (tcp/port with kind KIND_TCP)."""
-    key = HandKey(os.path.join(env.dir, "hand.key"))
-    proto = "udp" if kind == KIND_UDP else "tcp"
-    e = Edge(env, agents=[key.entry("hand", ports=["%s/%d" % (proto, port)])])
-    e.cfg["listen"]["streams"] = ["127.0.0.1"]
-    e.write()
-    e.start()
-    t = RawTunnel(e)
-    closing(t)
-    t.send(key.auth(t.hello()))
-    assert parse_frames(t.recv())[0][0] == WELCOME
-    t.send(route_frame(1, kind, lo=port, hi=port))
-    assert edge_frame(t, (ROUTE_ANSWER,))[2][:4] == b"\0\0\0\0"
-    return e, t
-
-
-def edge_frame(t, types):
-    """The next frame of one of these types from the edge (PINGs and the rest
-    skipped; frames after it in the same message are kept for the next call)."""
-    if not hasattr(t, "pending"):
-        t.pending = []
-    while True:
-        while t.pending:
-            f = t.pending.pop(0)
-            if f[0] in types:
-                return f
-        t.pending = parse_frames(t.recv())
 
 
 @pytest.mark.parametrize("ftype", [DATA, FIN])
