@@ -1079,8 +1079,9 @@ static void edge_tunnel(struct cfgp *p, const struct cfg_map *top, struct edge_c
 	cfg_get_readable(p, &m, T_CERT, &cfg->tunnel.cert);
 	cfg_get_readable(p, &m, T_KEY, &cfg->tunnel.key);
 	p->tunnel_map = n;
-	p->tunnel_cert_at = m.val[T_CERT];
-	p->tunnel_key_at = m.val[T_KEY];
+	/* "cert:" with no value counts as absent, like any key */
+	p->tunnel_cert_at = cfg_has(&m, T_CERT) ? m.val[T_CERT] : NULL;
+	p->tunnel_key_at = cfg_has(&m, T_KEY) ? m.val[T_KEY] : NULL;
 }
 
 static void edge_tls(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)

@@ -622,6 +622,13 @@ static void test_structure_errors(void)
 	    "8:20", "'hosts' must be a list of strings");
 	BAD(EDGE, "tunnel:\n  listen: 0.0.0.0:443\n  cert: @D@/tunnel.crt\n", "2:3",
 	    "missing required key 'key' in tunnel");
+	/* a key with no value is absent: not a cert without its key, nor no cert at all */
+	BAD(EDGE, "tunnel:\n  listen: 0.0.0.0:443\n  cert: @D@/tunnel.crt\n  key:\n", "2:3",
+	    "missing required key 'key' in tunnel");
+	BAD(EDGE, "tunnel:\n  listen: 0.0.0.0:443\n  cert: ~\n  key: @D@/tunnel.key\n", "2:3",
+	    "missing required key 'cert' in tunnel");
+	BAD(EDGE, "tunnel:\n  listen: 0.0.0.0:443\n  cert:\n  key:\n", "2:3",
+	    "missing required key 'cert' in tunnel (or set tunnel.hostname and tls.acme");
 	BAD(EDGE, EDGE_BASE "agents:\n  - name: home\n    hosts: [a.com]\n", "6:5",
 	    "missing required key 'key' in agent 'home'");
 	BAD(EDGE, EDGE_BASE "agents:\n  - key: " KEY0 "\n", "6:5",
