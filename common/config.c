@@ -481,8 +481,8 @@ static const char *cfg_peek(struct cfgp *p, const yaml_node_t *n, const char *ke
 	     pr++) {
 		yaml_node_t *k = cfg_node(p, pr->key), *v = cfg_node(p, pr->value);
 
-		if (k->type == YAML_SCALAR_NODE && strcmp(cfg_text(k), key) == 0 &&
-		    v->type == YAML_SCALAR_NODE && !cfg_is_null(v))
+		if (k->type == YAML_SCALAR_NODE && k->data.scalar.length == strlen(key) &&
+		    strcmp(cfg_text(k), key) == 0 && v->type == YAML_SCALAR_NODE && !cfg_is_null(v))
 			return cfg_text(v);
 	}
 	return NULL;
@@ -508,6 +508,11 @@ static void cfg_map_read(struct cfgp *p, yaml_node_t *n, const char *where, cons
 
 		if (k->type != YAML_SCALAR_NODE) {
 			cfg_err(p, k, "keys must be strings %s", where);
+			continue;
+		}
+		/* "tunnel\0x" must not pass for "tunnel" (strcmp stops at the NUL) */
+		if (strlen(cfg_text(k)) != k->data.scalar.length) {
+			cfg_err(p, k, "keys must not contain NUL characters %s", where);
 			continue;
 		}
 		for (i = 0; keys[i] != NULL; i++)

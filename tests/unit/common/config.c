@@ -636,6 +636,11 @@ static void test_structure_errors(void)
 	BAD(EDGE, EDGE_BASE "agents:\n  - name: home\n    key: " KEY0 "\n    color: red\n", "8:5",
 	    "unknown key 'color' in agent 'home'");
 	BAD(EDGE, EDGE_BASE "admin:\n  listen:\n", "6:10", "'listen' must not be empty");
+	/* a NUL ends the key for strcmp: "key\0junk" must not pass for "key" */
+	BAD(AGENT, "edge: wss://e.example.com/\n\"key\\0junk\": k\n", "2:1",
+	    "keys must not contain NUL characters at top level");
+	BAD(EDGE, "tunnel:\n  listen: 0.0.0.0:443\n  \"cert\\0\": /dev/null\n  key: /dev/null\n",
+	    "3:3", "keys must not contain NUL characters in tunnel");
 }
 
 static void test_value_errors(void)
