@@ -1225,6 +1225,71 @@ static struct cfg_pos cfg_pos(const yaml_node_t *n)
 	return r;
 }
 
+/*
+ * The entries of one list seen so far (agent names, agent keys, route
+ * hosts), hashed, so that duplicates are found in linear time: a 1 MiB file
+ * holds tens of thousands of entries, and comparing each with all before it
+ * stalled a load (or a reload) for seconds.
+ */
+struct cfg_seen_slot {
+	const void *key; /* the entry's bytes, owned by the config; NULL: free slot */
+	size_t len, idx;
+};
+
+struct cfg_seen {
+	struct cfg_seen_slot *slot; /* a power of two of them, at most half used */
+	size_t mask;
+	yaml_node_t **at; /* at[idx]: where entry idx is, for "first at" */
+};
+
+/* Room for n entries; an allocation failure only marks the load failed. */
+static void cfg_seen_init(struct cfgp *p, struct cfg_seen *s, size_t n)
+{
+	size_t cap = 16;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	s->slot = cfg_calloc(p, cap, sizeof(*s->slot));
+	s->mask = cap - 1;
+	s->at = cfg_calloc(p, n, sizeof(*s->at));
+}
+
+static void cfg_seen_free(struct cfg_seen *s)
+{
+	free(s->slot);
+	free(s->at);
+}
+
+/*
+ * Record entry idx (< n), whose bytes key[0..len) stay valid while s is
+ * used and whose node is at; returns the index of an earlier entry with the
+ * same bytes (the first one), or idx.
+ */
+static size_t cfg_seen_add(struct cfg_seen *s, const void *key, size_t len, size_t idx,
+                           yaml_node_t *at)
+{
+	const unsigned char *b = key;
+	uint64_t h = 14695981039346656037u; /* FNV-1a */
+
+	if (s->slot == NULL || s->at == NULL)
+		return idx; /* out of memory: the load fails anyway */
+	s->at[idx] = at;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ b[i]) * 1099511628211u;
+	for (size_t i = (size_t)h & s->mask;; i = (i + 1) & s->mask) {
+		struct cfg_seen_slot *sl = &s->slot[i];
+
+		if (sl->key == NULL) {
+			sl->key = key;
+			sl->len = len;
+			sl->idx = idx;
+			return idx;
+		}
+		if (sl->len == len && memcmp(sl->key, key, len) == 0)
+			return sl->idx;
+	}
+}
+
 static void edge_agent_hosts(struct cfgp *p, const struct cfg_map *m, struct edge_agent *ag)
 {
 	yaml_node_t *seq = cfg_list(p, m, AG_HOSTS, "strings");
@@ -1277,10 +1342,11 @@ static void edge_agent_ports(struct cfgp *p, const struct cfg_map *m, struct edg
 	}
 }
 
-/* One entry of agents:; name_at / key_at remember positions for duplicates. */
+/* One entry of agents:; names and keys remember the earlier ones for duplicates. */
 static void edge_agent(struct cfgp *p, yaml_node_t *n, size_t idx, struct edge_config *cfg,
-                       yaml_node_t **name_at, yaml_node_t **key_at)
+                       struct cfg_seen *names, struct cfg_seen *keys)
 {
+	size_t first;
 	struct edge_agent *ag = &cfg->agents[idx];
 	char where[128];
 	const char *name = cfg_peek(p, n, "name"), *s;
@@ -1297,15 +1363,12 @@ static void edge_agent(struct cfgp *p, yaml_node_t *n, size_t idx, struct edge_c
 			cfg_err(p, m.val[AG_NAME], "bad agent name '%s' " BAD_NAME_HINT,
 			        cfg_quote(s).s);
 		} else {
-			for (size_t j = 0; j < idx; j++)
-				if (name_at[j] != NULL && strcmp(cfg->agents[j].name, s) == 0) {
-					cfg_err(p, m.val[AG_NAME],
-					        "duplicate agent '%s' (first at %s)", s,
-					        cfg_pos(name_at[j]).s);
-					break;
-				}
 			snprintf(ag->name, sizeof(ag->name), "%s", s);
-			name_at[idx] = m.val[AG_NAME];
+			first =
+			    cfg_seen_add(names, ag->name, strlen(ag->name), idx, m.val[AG_NAME]);
+			if (first != idx)
+				cfg_err(p, m.val[AG_NAME], "duplicate agent '%s' (first at %s)", s,
+				        cfg_pos(names->at[first]).s);
 		}
 	}
 	if (cfg_required(p, &m, AG_KEY, where) == 0 && cfg_str(p, &m, AG_KEY, &s) == 1) {
@@ -1313,15 +1376,11 @@ static void edge_agent(struct cfgp *p, yaml_node_t *n, size_t idx, struct edge_c
 			cfg_err(p, m.val[AG_KEY],
 			        "bad public key (expected ed25519:<base64 of 32 bytes>)");
 		} else {
-			for (size_t j = 0; j < idx; j++)
-				if (key_at[j] != NULL &&
-				    memcmp(cfg->agents[j].key, ag->key, KEY_PUB_LEN) == 0) {
-					cfg_err(p, m.val[AG_KEY],
-					        "duplicate agent key (first at %s, agent '%s')",
-					        cfg_pos(key_at[j]).s, cfg->agents[j].name);
-					break;
-				}
-			key_at[idx] = m.val[AG_KEY];
+			first = cfg_seen_add(keys, ag->key, KEY_PUB_LEN, idx, m.val[AG_KEY]);
+			if (first != idx)
+				cfg_err(p, m.val[AG_KEY],
+				        "duplicate agent key (first at %s, agent '%s')",
+				        cfg_pos(keys->at[first]).s, cfg->agents[first].name);
 		}
 	}
 	edge_agent_hosts(p, &m, ag);
@@ -1334,15 +1393,15 @@ static void edge_agent(struct cfgp *p, yaml_node_t *n, size_t idx, struct edge_c
 static void edge_agents(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
 {
 	yaml_node_t *seq = cfg_list(p, top, E_AGENTS, "mappings");
-	yaml_node_t **name_at, **key_at;
+	struct cfg_seen names, keys;
 	size_t n;
 
 	if (seq == NULL)
 		return;
 	n = cfg_seq_len(seq);
 	cfg->agents = cfg_calloc(p, n, sizeof(struct edge_agent));
-	name_at = cfg_calloc(p, n, sizeof(*name_at));
-	key_at = cfg_calloc(p, n, sizeof(*key_at));
+	cfg_seen_init(p, &names, n);
+	cfg_seen_init(p, &keys, n);
 	for (size_t i = 0; i < n && !p->oom; i++) {
 		yaml_node_t *item = cfg_seq_item(p, seq, i);
 
@@ -1352,10 +1411,10 @@ static void edge_agents(struct cfgp *p, const struct cfg_map *top, struct edge_c
 			cfg_err(p, item, "'agents' must be a list of mappings");
 			continue;
 		}
-		edge_agent(p, item, i, cfg, name_at, key_at);
+		edge_agent(p, item, i, cfg, &names, &keys);
 	}
-	free(name_at);
-	free(key_at);
+	cfg_seen_free(&names);
+	cfg_seen_free(&keys);
 }
 
 /* Two listeners on the same address cannot both bind. */
@@ -1531,7 +1590,7 @@ static int agent_parse_target(const char *to, struct agent_route *r)
 }
 
 static void agent_route(struct cfgp *p, yaml_node_t *n, size_t idx, struct agent_config *cfg,
-                        yaml_node_t **host_at)
+                        struct cfg_seen *hosts)
 {
 	struct agent_route *r = &cfg->routes[idx];
 	const char *host = cfg_peek(p, n, "host"), *s;
@@ -1561,15 +1620,13 @@ static void agent_route(struct cfgp *p, yaml_node_t *n, size_t idx, struct agent
 		if (!hostpat_valid(h)) {
 			cfg_err(p, m.val[R_HOST], "bad host pattern '%s'", cfg_quote(s).s);
 		} else {
-			for (size_t j = 0; j < idx; j++)
-				if (host_at[j] != NULL && strcmp(cfg->routes[j].host, h) == 0) {
-					cfg_err(p, m.val[R_HOST],
-					        "duplicate route '%s' (first at %s)", h,
-					        cfg_pos(host_at[j]).s);
-					break;
-				}
+			size_t first;
+
 			memcpy(r->host, h, sizeof(r->host));
-			host_at[idx] = m.val[R_HOST];
+			first = cfg_seen_add(hosts, r->host, strlen(r->host), idx, m.val[R_HOST]);
+			if (first != idx)
+				cfg_err(p, m.val[R_HOST], "duplicate route '%s' (first at %s)", h,
+				        cfg_pos(hosts->at[first]).s);
 		}
 	}
 	if (cfg_required(p, &m, R_TO, where) == 0 && cfg_str(p, &m, R_TO, &s) == 1) {
@@ -1669,14 +1726,14 @@ static void agent_stream(struct cfgp *p, yaml_node_t *n, size_t idx, struct agen
 static void agent_routes(struct cfgp *p, const struct cfg_map *top, struct agent_config *cfg)
 {
 	yaml_node_t *seq = cfg_list(p, top, A_ROUTES, "mappings");
-	yaml_node_t **host_at;
+	struct cfg_seen hosts;
 	size_t n;
 
 	if (seq == NULL)
 		return;
 	n = cfg_seq_len(seq);
 	cfg->routes = cfg_calloc(p, n, sizeof(struct agent_route));
-	host_at = cfg_calloc(p, n, sizeof(*host_at));
+	cfg_seen_init(p, &hosts, n);
 	for (size_t i = 0; i < n && !p->oom; i++) {
 		yaml_node_t *item = cfg_seq_item(p, seq, i);
 
@@ -1684,9 +1741,9 @@ static void agent_routes(struct cfgp *p, const struct cfg_map *top, struct agent
 		if (item->type != YAML_MAPPING_NODE)
 			cfg_err(p, item, "'routes' must be a list of mappings");
 		else
-			agent_route(p, item, i, cfg, host_at);
+			agent_route(p, item, i, cfg, &hosts);
 	}
-	free(host_at);
+	cfg_seen_free(&hosts);
 }
 
 static void agent_streams(struct cfgp *p, const struct cfg_map *top, struct agent_config *cfg)

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/config.h"
@@ -742,6 +743,59 @@ static void test_duplicate_errors(void)
 	    "6:5", "duplicate key 'to' (first at 5:5)");
 }
 
+/* Seconds since an arbitrary start. */
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Duplicates in long lists are found in linear time: comparing each entry
+ * with all before it stalled the load of a 1 MiB file for seconds. */
+static void test_duplicates_in_long_lists(void)
+{
+	static const char b64[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o, max = 1u << 20;
+	char *big = malloc(max);
+	double t;
+
+	CHECK(big != NULL);
+	if (big == NULL)
+		return;
+	/* 12000 agents, each with its own key (the first 3 bytes are i) */
+	o = (size_t)snprintf(big, max, EDGE_BASE "agents:\n");
+	for (unsigned i = 0; i <= 12000 && o < max; i++)
+		o += (size_t)snprintf(
+		    big + o, max - o, "  - {name: n%u, key: ed25519:%c%c%c%c%s}\n",
+		    i == 12000 ? 7 : i, b64[(i >> 18) & 63], b64[(i >> 12) & 63],
+		    b64[(i >> 6) & 63], b64[i & 63], "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+	if (o < max)
+		o += (size_t)snprintf(big + o, max - o, "  - {name: x, key: ed25519:AAAM%s}\n",
+		                      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+	CHECK(o < max);
+	BAD(EDGE, big, "12006:12", "duplicate agent 'n7' (first at 13:12)");
+	CHECK(has_error("12007:20", "duplicate agent key (first at 18:22, agent 'n12')"));
+
+	/* 30000 routes: this took 3 s */
+	o = (size_t)snprintf(big, max, AGENT_BASE "routes:\n");
+	for (int i = 0; i < 30000 && o < max; i++)
+		o += (size_t)snprintf(big + o, max - o, "- host: h%d.x\n  to: http://a\n", i);
+	if (o < max)
+		o += (size_t)snprintf(big + o, max - o, "- host: H29999.X\n  to: http://a\n");
+	CHECK(o < max);
+	t = now();
+	BAD(AGENT, big, "60004:9", "duplicate route 'h29999.x' (first at 60002:9)");
+	t = now() - t;
+	if (t > 1.5) {
+		fprintf(stderr, "  loading 30000 routes took %.1f s\n", t);
+		CHECK(!"long lists load in linear time");
+	}
+	free(big);
+}
+
 static void test_agent_errors(void)
 {
 	BAD(AGENT, "key: k\n", "1:1", "missing required key 'edge' at top level");
@@ -946,6 +1000,7 @@ int main(void)
 	RUN(test_structure_errors);
 	RUN(test_value_errors);
 	RUN(test_duplicate_errors);
+	RUN(test_duplicates_in_long_lists);
 	RUN(test_agent_errors);
 	RUN(test_many_errors);
 	RUN(test_tls_and_streams);
