@@ -99,7 +99,7 @@ fuzz: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 	  rm -rf $(BUILD)/fuzz/corpus-$$t; mkdir -p $(BUILD)/fuzz/corpus-$$t; \
 	  cp tests/fuzz/corpus/$$t/* $(BUILD)/fuzz/corpus-$$t/ 2>/dev/null || true; \
 	  echo "fuzz: $$t for $(FUZZ_TIME)s"; \
-	  if ! $(BUILD)/fuzz/$$t -max_total_time=$(FUZZ_TIME) -max_len=70000 -print_final_stats=1 \
+	  if ! $(BUILD)/fuzz/$$t -max_total_time=$(FUZZ_TIME) -max_len=70000 -timeout=10 -print_final_stats=1 \
 	    -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-$$t > $(BUILD)/fuzz/$$t.log 2>&1; then \
 	    tail -n 60 $(BUILD)/fuzz/$$t.log; echo "fuzz: $$t FAILED (input saved in $(BUILD)/fuzz/)"; exit 1; \
 	  fi; tail -n 12 $(BUILD)/fuzz/$$t.log; \
