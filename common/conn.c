@@ -132,6 +132,13 @@ static void conn_arm(struct conn *c)
 void conn_want_write(struct conn *c)
 {
 	c->want_write = 1;
+	/* Detached: both directions are shut (POLLHUP), so nothing written can
+	 * reach the peer any more; waiting for it would keep the connection,
+	 * paused, forever. */
+	if (c->detached && c->st == CONN_UP) {
+		conn_fail(c, "the peer closed the connection");
+		return;
+	}
 	conn_arm(c);
 }
 
@@ -641,7 +648,9 @@ static int conn_detach(struct conn *c, struct lws *wsi)
 {
 	int fd;
 
-	if (conn_exiting_flag || c->st != CONN_UP || c->ssl || c->eof || !conn_peer_shut(c))
+	/* Output waiting (want_write) can never be written now: close. */
+	if (conn_exiting_flag || c->st != CONN_UP || c->ssl || c->eof || c->want_write ||
+	    !conn_peer_shut(c))
 		return 0;
 	fd = dup(c->fd);
 	if (fd < 0)

@@ -201,3 +201,26 @@ def test_tcp_client_not_held_when_the_agent_never_answers_open(env, closing):
     e.proc.wait_log("the agent did not connect the service in time")
     wait_for(lambda: ' "TCP -" 504 ' in open(os.path.join(env.dir, "access.log")).read(), 5,
              what="the access log's 504")
+
+
+def test_client_gone_while_its_reset_stream_drains(env, closing):
+    """The agent overruns a stream whose client reads nothing: the edge resets
+    it and keeps what is queued for the client, to deliver before its own
+    reset.  The client then goes (a reset: it left data unread).  The edge
+    used to keep that connection for ever, paused on a descriptor nobody
+    polled; it must close it (the access log line says it did)."""
+    port = free_ports(1)
+    e, t = scripted_agent_on_port(env, closing, port, KIND_TCP)
+    c = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+    sid = edge_frame(t, (OPEN,))[1]
+    t.send(frame(ACCEPT, stream=sid))
+    burst = b"".join(frame(DATA, b"x" * 65536, stream=sid) for _ in range(15))
+    for _ in range(32 * 1024 * 1024 // len(burst)):
+        t.send(burst)
+    assert edge_frame(t, (RST,)) == (RST, sid, struct.pack(">I", CODE_FLOW))
+    ping_pong(t)
+    c.close()  # unread data: a reset
+    log = os.path.join(env.dir, "access.log")
+    wait_for(lambda: os.path.exists(log) and ' "TCP -" ' in open(log).read(), 5,
+             what="the connection closed and logged")
+    assert e.proc.alive()
