@@ -182,8 +182,7 @@ static void uf_connect(struct uflow *u)
 	fd.filefd = u->fd;
 	u->wsi = lws_adopt_descriptor_vhost(agent.vh, LWS_ADOPT_RAW_FILE_DESC, fd, AGENT_PROTO_UDP,
 	                                    NULL);
-	if (!u->wsi) {
-		u->fd = -1; /* lws closed it */
+	if (!u->wsi) { /* a raw file descriptor stays ours: uf_free() closes it */
 		uf_end(u, FRAME_REFUSE, CODE_INTERNAL, "cannot watch the socket");
 		return;
 	}
