@@ -31,6 +31,27 @@ def client(port, src="127.0.0.2", dst="127.0.0.1"):
     return s
 
 
+def clients(closing, port, n, src="127.0.0.2", dst="127.0.0.1"):
+    """n connections to the edge's port from src, closed when the test ends."""
+    out = [client(port, src, dst) for _ in range(n)]
+    for s in out:
+        closing(s)
+    return out
+
+
+def over_limit(closing, port, src="127.0.0.2", dst="127.0.0.1"):
+    """One more connection from src: True when the edge reset it at once."""
+    return refused(clients(closing, port, 1, src, dst)[0])
+
+
+def start_limited(e, limit):
+    """Start edge e (not started yet) with listen.max_connections_per_client."""
+    e.cfg["listen"]["max_connections_per_client"] = limit
+    e.write()
+    e.start()
+    return e
+
+
 def has_ipv6_loopback():
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
@@ -57,33 +78,20 @@ def refused(s):
 
 
 def test_http_port_limit_per_address(env, closing):
-    e = Edge(env)
-    e.cfg["listen"]["max_connections_per_client"] = 3
-    e.write()
-    e.start()
-    held = [client(e.http_port) for _ in range(3)]
-    for s in held:
-        closing(s)
-    fourth = client(e.http_port)
-    closing(fourth)
-    assert refused(fourth)
+    e = start_limited(Edge(env), 3)
+    held = clients(closing, e.http_port, 3)
+    assert over_limit(closing, e.http_port)
     e.proc.wait_log(REFUSED % ("http", 3))
     # another address is served, and so are the three held
-    other = client(e.http_port, "127.0.0.3")
-    closing(other)
-    assert http_status(other) == 404
+    assert http_status(clients(closing, e.http_port, 1, "127.0.0.3")[0]) == 404
     assert all(http_status(s) == 404 for s in held)
     # one of them goes: the address may connect again (its close is found
     # when the address is at its limit next, at most every 250 ms)
     held.pop().close()
     time.sleep(0.3)
-    again = client(e.http_port)
-    closing(again)
-    assert http_status(again) == 404
+    assert http_status(clients(closing, e.http_port, 1)[0]) == 404
     # and is at its limit again
-    over = client(e.http_port)
-    closing(over)
-    assert refused(over)
+    assert over_limit(closing, e.http_port)
 
 
 def test_limit_counts_every_public_port(env, closing):
@@ -93,24 +101,16 @@ def test_limit_counts_every_public_port(env, closing):
     closing(origin)
     port = free_port()
     a, e = stream_setup(env, [tcp(port, origin.port)])
-    e.cfg["listen"]["max_connections_per_client"] = 2
-    e.write()
-    e.start()
+    start_limited(e, 2)
     a.start(e.url())
     a.proc.wait_log("route tcp/%d accepted by the edge" % port)
-    h = client(e.http_port)
-    closing(h)
-    s = client(port)
-    closing(s)
+    clients(closing, e.http_port, 1)
+    s = clients(closing, port, 1)[0]
     s.sendall(b"ping")
     assert s.recv(4) == b"ping"
-    third = client(port)
-    closing(third)
-    assert refused(third)
+    assert over_limit(closing, port)
     e.proc.wait_log(REFUSED % ("tcp/%d" % port, 2))
-    third = client(e.http_port)
-    closing(third)
-    assert refused(third)
+    assert over_limit(closing, e.http_port)
     # the stream itself goes on
     s.sendall(b"pong")
     s.shutdown(socket.SHUT_WR)
@@ -119,24 +119,14 @@ def test_limit_counts_every_public_port(env, closing):
 
 def test_limit_reload_and_off(env, closing):
     """A reload changes the limit for the next connection; 0 lifts it."""
-    e = Edge(env)
-    e.cfg["listen"]["max_connections_per_client"] = 1
-    e.write()
-    e.start()
-    first = client(e.http_port)
-    closing(first)
-    assert http_status(first) == 404
-    second = client(e.http_port)
-    closing(second)
-    assert refused(second)
+    e = start_limited(Edge(env), 1)
+    assert http_status(clients(closing, e.http_port, 1)[0]) == 404
+    assert over_limit(closing, e.http_port)
     e.cfg["listen"]["max_connections_per_client"] = 0
     m = e.proc.mark()
     e.reload()
     e.proc.wait_log("configuration reloaded", since=m)
-    more = [client(e.http_port) for _ in range(20)]
-    for s in more:
-        closing(s)
-    assert all(http_status(s) == 404 for s in more)
+    assert all(http_status(s) == 404 for s in clients(closing, e.http_port, 20))
 
 
 def test_default_limit_is_256(env, closing):
@@ -145,14 +135,8 @@ def test_default_limit_is_256(env, closing):
     ag = Agent(env, "home")
     e = Edge(env, agents=[ag.entry()])
     e.start()
-    held = []
-    for _ in range(256):
-        s = client(e.http_port)
-        closing(s)
-        held.append(s)
-    over = client(e.http_port)
-    closing(over)
-    assert refused(over)
+    held = clients(closing, e.http_port, 256)
+    assert over_limit(closing, e.http_port)
     e.proc.wait_log(REFUSED % ("http", 256))
     ag.start(e.url())
     assert e.status()["sessions"][0]["agent"] == "home"
@@ -167,27 +151,14 @@ def test_dual_stack_port_counts_ipv4_clients_by_their_ipv4_address(env, closing)
         pytest.skip("no IPv6 loopback")
     e = Edge(env)
     e.cfg["listen"]["http"] = "[::]:%d" % e.http_port
-    e.cfg["listen"]["max_connections_per_client"] = 2
-    e.write()
-    e.start()
-    held = [client(e.http_port) for _ in range(2)]
-    for s in held:
-        closing(s)
-    over = client(e.http_port)
-    closing(over)
-    assert refused(over)
+    start_limited(e, 2)
+    clients(closing, e.http_port, 2)
+    assert over_limit(closing, e.http_port)
     e.proc.wait_log(REFUSED % ("http", 2))
-    other = client(e.http_port, "127.0.0.3")
-    closing(other)
-    assert http_status(other) == 404
-    six = [client(e.http_port, "::1", "::1") for _ in range(2)]
-    for s in six:
-        closing(s)
-    assert all(http_status(s) == 404 for s in six)
+    assert http_status(clients(closing, e.http_port, 1, "127.0.0.3")[0]) == 404
+    assert all(http_status(s) == 404 for s in clients(closing, e.http_port, 2, "::1", "::1"))
     time.sleep(1.1)  # the refusal line, at most once a second
-    over = client(e.http_port, "::1", "::1")
-    closing(over)
-    assert refused(over)
+    assert over_limit(closing, e.http_port, "::1", "::1")
     e.proc.wait_log("http listener: ::1: 2 connections from this /64 already")
 
 
@@ -200,19 +171,13 @@ def test_refusals_logged_once_a_second_whatever_the_port(env, closing):
     lo = free_ports(n, kinds=(socket.SOCK_STREAM,))
     rng = "tcp/%d-%d" % (lo, lo + n - 1)
     a, e = stream_setup(env, [dict(listen=rng, to="127.0.0.1:%d" % origin.port)])
-    e.cfg["listen"]["max_connections_per_client"] = 1
-    e.write()
-    e.start()
+    start_limited(e, 1)
     a.start(e.url())
     a.proc.wait_log("route %s accepted by the edge" % rng)
-    held = client(e.http_port)
-    closing(held)
-    assert http_status(held) == 404
+    assert http_status(clients(closing, e.http_port, 1)[0]) == 404
     mark = e.proc.mark()
     for port in range(lo, lo + n):
-        s = client(port)
-        closing(s)
-        assert refused(s)
+        assert over_limit(closing, port)
     e.proc.wait_log("connections from this address already", since=mark)
     time.sleep(0.2)
     lines = [l for l in e.log()[mark:].splitlines() if "max_connections_per_client" in l]
@@ -238,17 +203,12 @@ def test_shared_tunnel_port_counts_connections_handed_to_the_agent_endpoint(env,
     hands the socket to lws as a dup() of the one accept gave out: it must
     go on counting, or any client could hold the port without limit by
     asking for that (public) name."""
-    e = HttpsEdge(env, shared_tunnel=True)
-    e.cfg["listen"]["max_connections_per_client"] = 3
-    e.write()
-    e.start()
+    e = start_limited(HttpsEdge(env, shared_tunnel=True), 3)
     held = [tls_client(e.https_port) for _ in range(3)]
     for s in held:
         assert s is not None
         closing(s)
-    over = client(e.https_port)
-    closing(over)
-    assert refused(over)
+    assert over_limit(closing, e.https_port)
     e.proc.wait_log(REFUSED % ("https", 3))
 
 
@@ -257,24 +217,13 @@ def test_tunnel_port_counted_apart_from_public_ports(env, closing):
     and hold the limit on the public ports cannot keep the agent out: the
     tunnel port's connections count apart, under the same limit."""
     ag = Agent(env, "home")
-    e = Edge(env, agents=[ag.entry()])
-    e.cfg["listen"]["max_connections_per_client"] = 2
-    e.write()
-    e.start()
-    held = [client(e.http_port, "127.0.0.1") for _ in range(2)]
-    for s in held:
-        closing(s)
-    over = client(e.http_port, "127.0.0.1")
-    closing(over)
-    assert refused(over)
+    e = start_limited(Edge(env, agents=[ag.entry()]), 2)
+    clients(closing, e.http_port, 2, "127.0.0.1")
+    assert over_limit(closing, e.http_port, "127.0.0.1")
     ag.start(e.url())  # from 127.0.0.1 too
     assert [x["agent"] for x in e.status()["sessions"]] == ["home"]
     # and the tunnel port has the limit of its own
-    raw = [client(e.tunnel_port) for _ in range(2)]
-    for s in raw:
-        closing(s)
+    clients(closing, e.tunnel_port, 2)
     time.sleep(1.1)  # refusals are logged once a second
-    third = client(e.tunnel_port)
-    closing(third)
-    assert refused(third)
+    assert over_limit(closing, e.tunnel_port)
     e.proc.wait_log(REFUSED % ("tunnel", 2))

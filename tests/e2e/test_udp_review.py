@@ -341,9 +341,9 @@ def test_udp_open_crossing_the_agents_goaway_is_refused(env, closing):
     assert echo.seen == []
 
 
-def test_tcp_open_crossing_the_agents_goaway_is_refused(env, closing):
-    """The TCP side of section 10: the agent accepted such an OPEN and
-    connected to the service while it shut down."""
+def tcp_stream_at_fake_edge(env, closing):
+    """An agent at a FakeEdge with a TCP stream to an echo origin, stream 1
+    opened and accepted.  Returns (fake, agent, route ids, port, origin)."""
     origin = TcpService(echo_handler)
     closing(origin)
     tport = free_ports(1)
@@ -351,6 +351,13 @@ def test_tcp_open_crossing_the_agents_goaway_is_refused(env, closing):
     closing(fake)
     fake.send(open_frame(1, routes[0], tport, kind=KIND_TCP))
     assert next_frame(fake, (ACCEPT, REFUSE))[:2] == (ACCEPT, 1)
+    return fake, a, routes, tport, origin
+
+
+def test_tcp_open_crossing_the_agents_goaway_is_refused(env, closing):
+    """The TCP side of section 10: the agent accepted such an OPEN and
+    connected to the service while it shut down."""
+    fake, a, routes, tport, origin = tcp_stream_at_fake_edge(env, closing)
     a.proc.signal(signal.SIGTERM)
     next_frame(fake, (GOAWAY,))
     fake.send(open_frame(3, routes[0], tport, kind=KIND_TCP))
@@ -363,13 +370,7 @@ def test_tcp_open_crossing_the_agents_goaway_is_refused(env, closing):
 def test_agent_resets_a_tcp_stream_given_a_datagram(env, closing):
     """Section 9 the other way round: DATAGRAM on a TCP stream is a stream
     protocol error (the agent ignored it)."""
-    origin = TcpService(echo_handler)
-    closing(origin)
-    tport = free_ports(1)
-    fake, a, routes = agent_at_fake_edge_with(env, [tcp(tport, origin.port)])
-    closing(fake)
-    fake.send(open_frame(1, routes[0], tport, kind=KIND_TCP))
-    assert next_frame(fake, (ACCEPT, REFUSE))[:2] == (ACCEPT, 1)
+    fake, a, routes, tport, origin = tcp_stream_at_fake_edge(env, closing)
     fake.send(frame(DATAGRAM, b"not bytes", stream=1))
     assert next_frame(fake, (RST,)) == (RST, 1, struct.pack(">I", CODE_PROTOCOL))
     a.proc.wait_log("DATAGRAM on a TCP stream")
