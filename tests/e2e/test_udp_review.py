@@ -9,6 +9,7 @@ import resource
 import signal
 import socket
 import struct
+import time
 
 import pytest
 
@@ -364,6 +365,10 @@ def test_tcp_open_crossing_the_agents_goaway_is_refused(env, closing):
     t, sid, payload = next_frame(fake, (ACCEPT, REFUSE))
     assert (t, sid) == (REFUSE, 3), (t, sid, payload)
     assert struct.unpack(">I", payload[:4])[0] == CODE_SHUTDOWN
+    # the origin's accept thread may lag behind the kernel: wait for the
+    # first connection, then make sure no second one follows
+    wait_for(lambda: len(origin.conns) == 1, 5, what="the first stream's connection")
+    time.sleep(0.3)
     assert len(origin.conns) == 1
 
 
