@@ -742,9 +742,79 @@ static void test_duplicate_errors(void)
 	    "6:5", "duplicate key 'to' (first at 5:5)");
 }
 
-/* Duplicates in long lists are found (by hash now: comparing each entry
- * with all before it stalled the load of a 1 MiB file for seconds; that is
- * a speed, measured outside the tests, not checked here). */
+/* Streams of one protocol may not share a port; the later one of a pair is
+ * reported, pointing at the first entry in the file that it overlaps. */
+static void test_stream_overlaps(void)
+{
+	struct agent_config a;
+	int n;
+
+	/* a range, then a single port inside it */
+	BAD(AGENT,
+	    AGENT_BASE "streams:\n  - listen: tcp/30000-30100\n    to: 127.0.0.1:30000\n"
+	               "  - listen: tcp/30050\n    to: 127.0.0.1:1\n",
+	    "6:13", "duplicate route 'tcp/30050' (first at 4:13)");
+	/* a single port, then a range holding it */
+	BAD(AGENT,
+	    AGENT_BASE "streams:\n  - listen: udp/30050\n    to: 127.0.0.1:1\n"
+	               "  - listen: udp/30000-30100\n    to: 127.0.0.1:30000\n",
+	    "6:13", "duplicate route 'udp/30000-30100' (first at 4:13)");
+	/* ranges that share only their ends; the whole port space */
+	BAD(AGENT,
+	    AGENT_BASE "streams:\n  - listen: tcp/100-200\n    to: 127.0.0.1:100\n"
+	               "  - listen: tcp/200-300\n    to: 127.0.0.1:200\n",
+	    "6:13", "duplicate route 'tcp/200-300' (first at 4:13)");
+	BAD(AGENT,
+	    AGENT_BASE "streams:\n  - listen: tcp/65535\n    to: 127.0.0.1:1\n"
+	               "  - listen: tcp/1-65535\n    to: 127.0.0.1:1\n",
+	    "6:13", "duplicate route 'tcp/1-65535' (first at 4:13)");
+
+	/* adjacent ranges, and TCP and UDP on the same ports, do not overlap */
+	write_cfg(AGENT_BASE "streams:\n"
+	                     "  - {listen: tcp/30000-30100, to: 127.0.0.1:30000}\n"
+	                     "  - {listen: tcp/30101-30200, to: 127.0.0.1:30101}\n"
+	                     "  - {listen: tcp/29000-29999, to: 127.0.0.1:29000}\n"
+	                     "  - {listen: tcp/32767, to: 127.0.0.1:1}\n"
+	                     "  - {listen: tcp/32768, to: 127.0.0.1:1}\n"
+	                     "  - {listen: udp/29000-30200, to: 127.0.0.1:29000}\n"
+	                     "  - {listen: udp/53, to: 127.0.0.1:53}\n"
+	                     "  - {listen: tcp/53, to: 127.0.0.1:53}\n");
+	CHECK(load_captured(AGENT, NULL, &a) == 0);
+	CHECK(a.nstreams == 8);
+	CHECK(a.streams[5].listen.kind == ROUTE_KIND_UDP && a.streams[5].listen.lo == 29000 &&
+	      a.streams[5].listen.hi == 30200);
+	config_agent_free(&a);
+
+	/*
+	 * Several pairs: each later entry names the first one it overlaps in
+	 * file order, whatever order the ports come in, and the error sits on
+	 * the later entry.  Entries with a bad listen take no ports.
+	 */
+	write_cfg(AGENT_BASE "streams:\n"
+	                     "  - {listen: tcp/32768, to: h:1}\n"         /* 4:14 */
+	                     "  - {listen: tcp/300, to: h:1}\n"           /* 5:14 */
+	                     "  - {listen: tcp/0, to: h:1}\n"             /* 6:14 bad */
+	                     "  - {listen: tcp/100-200, to: h:100}\n"     /* 7:14 */
+	                     "  - {listen: udp/150, to: h:1}\n"           /* 8:14 */
+	                     "  - {listen: tcp/150-350, to: h:150}\n"     /* 9:14 */
+	                     "  - {listen: tcp/300, to: h:1}\n"           /* 10:14 */
+	                     "  - {listen: tcp/32760-32770, to: h:1}\n"   /* 11:14 */
+	                     "  - {listen: tcp/1-99, to: h:1}\n"          /* 12:14 */
+	                     "  - {listen: tcp/32767-40000, to: h:1}\n"); /* 13:14 */
+	n = load_captured(AGENT, NULL, &a);
+	CHECK(n == 5);
+	CHECK(has_error("6:14", "bad stream listen 'tcp/0'"));
+	CHECK(has_error("9:14", "duplicate route 'tcp/150-350' (first at 5:14)"));
+	CHECK(has_error("10:14", "duplicate route 'tcp/300' (first at 5:14)"));
+	CHECK(has_error("11:14", "duplicate route 'tcp/32760-32770' (first at 4:14)"));
+	CHECK(has_error("13:14", "duplicate route 'tcp/32767-40000' (first at 4:14)"));
+	CHECK(is_zero(&a, sizeof(a)));
+}
+
+/* Duplicates in long lists are found (by hash, or for stream ports by a
+ * tree, now: comparing each entry with all before it stalled the load of a
+ * 1 MiB file for seconds; that is a speed, measured outside the tests, not
+ * checked here). */
 static void test_duplicates_in_long_lists(void)
 {
 	static const char b64[] =
@@ -777,6 +847,15 @@ static void test_duplicates_in_long_lists(void)
 		o += (size_t)snprintf(big + o, max - o, "- host: H29999.X\n  to: http://a\n");
 	CHECK(o < max);
 	BAD(AGENT, big, "60004:9", "duplicate route 'h29999.x' (first at 60002:9)");
+
+	/* 30000 streams on ports 1-30000, then one overlapping the last ten */
+	o = (size_t)snprintf(big, max, AGENT_BASE "streams:\n");
+	for (int i = 1; i <= 30000 && o < max; i++)
+		o += (size_t)snprintf(big + o, max - o, "- listen: tcp/%d\n  to: a:1\n", i);
+	if (o < max)
+		o += (size_t)snprintf(big + o, max - o, "- listen: tcp/29991-40000\n  to: a:1\n");
+	CHECK(o < max);
+	BAD(AGENT, big, "60004:11", "duplicate route 'tcp/29991-40000' (first at 59984:11)");
 	free(big);
 }
 
@@ -984,6 +1063,7 @@ int main(void)
 	RUN(test_structure_errors);
 	RUN(test_value_errors);
 	RUN(test_duplicate_errors);
+	RUN(test_stream_overlaps);
 	RUN(test_duplicates_in_long_lists);
 	RUN(test_agent_errors);
 	RUN(test_many_errors);
