@@ -1013,7 +1013,7 @@ static int is_hop_by_hop(const struct http1_header *f)
 /*
  * A client-sent field that could pass for one the edge vouches for: the
  * client's address, scheme or host as a proxy saw them.  Forwarded (RFC
- * 7239) and every X-Forwarded-*, the usual client-IP fields, and any name
+ * 7239), X-Forwarded (its draft) and every X-Forwarded-*, the usual client-IP fields, and any name
  * with '_': CGI and WSGI servers map '-' and '_' to the same variable
  * (X_Real_IP becomes HTTP_X_REAL_IP), as nginx's underscores_in_headers
  * off assumes.  Client-IP is the first one the common PHP "client address"
@@ -1024,6 +1024,7 @@ static int is_spoofable(const struct http1_header *f)
 	static const char xf[] = "X-Forwarded-";
 
 	return memchr(f->name, '_', f->name_len) != NULL || name_is(f, "Forwarded") ||
+	       name_is(f, "X-Forwarded") ||
 	       (f->name_len > sizeof(xf) - 1 && ieq(f->name, sizeof(xf) - 1, xf)) ||
 	       name_is(f, "X-Real-IP") || name_is(f, "True-Client-IP") ||
 	       name_is(f, "X-Client-IP") || name_is(f, "CF-Connecting-IP") ||

@@ -160,9 +160,11 @@ def test_client_ip_fields_removed(rv):
     """Client-IP (read first by the common PHP client-address code,
     $_SERVER['HTTP_CLIENT_IP']), X-Originating-IP, X-Remote-IP and
     X-Remote-Addr sent by a client never reach the service: it would take
-    them for the client's address."""
+    them for the client's address.  Nor does X-Forwarded, the draft of
+    RFC 7239's Forwarded that some frameworks still read."""
     spoof = (b"Client-IP: 6.6.6.6\r\nX-Originating-IP: 6.6.6.6\r\n"
              b"x-remote-ip: 6.6.6.6\r\nX-Remote-Addr: 6.6.6.6\r\nX-Kept: yes\r\n"
+             b"X-Forwarded: for=6.6.6.6\r\n"
              b"Connection: close\r\n")
     out, closed = exchange(rv.port, request("/client-ip", headers=spoof))
     assert out.startswith(b"HTTP/1.1 200 ") and closed, out
