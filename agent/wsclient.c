@@ -15,9 +15,13 @@
 #include "../common/conn.h"
 #include "wsclient.h"
 
-#define OUT_CAP  (2u * 1024u * 1024u)
-#define IN_CAP   (256u * 1024u)
-#define RESP_MAX 8192u
+#define OUT_CAP (2u * 1024u * 1024u)
+#define IN_CAP  (256u * 1024u)
+/* TLS records gathered per write(2) while corked (common/conn.h), as the
+ * edge does: one write for a burst instead of one per 16 KiB record.  Room
+ * for a stream's 4 reads of 64 KiB with frame and record overhead. */
+#define WRITE_BUF (320u * 1024u)
+#define RESP_MAX  8192u
 /* Messages from this size on are written from the caller's buffer. */
 #define DIRECT_MIN (16u * 1024u)
 #define WS_GUID    "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -81,8 +85,8 @@ size_t wsc_queued(const struct wsc *c)
  * 1 when the buffer is empty after. */
 static int wsc_write_out(struct wsc *c)
 {
-	/* TLS sends one record (16 KiB) per write: corked, they leave as full
-	 * segments instead of one each. */
+	/* TLS makes one record (16 KiB) per write: corked, they are gathered
+	 * and leave together. */
 	conn_cork(c->conn, c->out_end - c->out_start > 16384);
 	while (c->out_start < c->out_end) {
 		ssize_t w = conn_write(c->conn, c->out + c->out_start, c->out_end - c->out_start);
@@ -434,7 +438,8 @@ struct wsc *wsc_connect(struct lws_vhost *vh, const struct wsc_cfg *cfg, const s
                         void *arg, const char **err)
 {
 	struct wsc *c = calloc(1, sizeof(*c));
-	struct conn_tls tls = {.host = cfg->host, .verify = 1, .ca_file = cfg->ca_file};
+	struct conn_tls tls = {
+	    .host = cfg->host, .verify = 1, .ca_file = cfg->ca_file, .write_buffer = WRITE_BUF};
 
 	if (!c || !(c->out = malloc(OUT_CAP)) || !(c->in = malloc(IN_CAP))) {
 		*err = "out of memory";

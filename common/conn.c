@@ -40,7 +40,9 @@ struct conn {
 	int notified;
 	int detached; /* lws closed the wsi at POLLHUP; input is read from a dup */
 	struct lws_context *cx;
-	int cork;        /* TCP_CORK set by conn_cork() */
+	int cork;        /* TCP_CORK set (or TLS records gathered) by conn_cork() */
+	int wbuf;        /* TLS writes go through a tlsbuf write buffer */
+	int shut_wait;   /* conn_shutdown() waits for that buffer to drain */
 	int tls_drained; /* the last SSL_read found no whole record */
 	lws_sorted_usec_list_t sul_arm;
 	lws_sorted_usec_list_t sul_read;
@@ -215,6 +217,15 @@ static ssize_t conn_eof(struct conn *c)
 	return CONN_EOF;
 }
 
+/* Write out what the TLS write buffer gathered; POLLOUT for the rest.
+ * Not between an SSL call and its SSL_get_error(): the flush clears the
+ * buffer BIO's retry flags, which that reads. */
+static void conn_tls_flush(struct conn *c)
+{
+	if (!tlsbuf_flush(c->ssl))
+		conn_want_write(c);
+}
+
 ssize_t conn_read(struct conn *c, void *buf, size_t n)
 {
 	ssize_t r;
@@ -224,19 +235,22 @@ ssize_t conn_read(struct conn *c, void *buf, size_t n)
 	if (c->eof)
 		return CONN_EOF;
 	if (c->ssl) {
-		int k;
+		int k, e;
 
 		ERR_clear_error();
 		k = SSL_read(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
 		c->tls_drained = k <= 0;
+		e = k > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, k);
+		/* What reading wrote (a KeyUpdate answer) leaves now. */
+		if (c->wbuf && !c->cork && (e == SSL_ERROR_NONE || e == SSL_ERROR_WANT_READ))
+			conn_tls_flush(c);
 		if (k > 0)
 			return k;
-		k = SSL_get_error(c->ssl, k);
-		if (k == SSL_ERROR_WANT_READ || k == SSL_ERROR_WANT_WRITE)
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 			return 0;
-		if (k == SSL_ERROR_ZERO_RETURN)
+		if (e == SSL_ERROR_ZERO_RETURN)
 			return conn_eof(c);
-		conn_fail(c, "%s", conn_ssl_error(c, k));
+		conn_fail(c, "%s", conn_ssl_error(c, e));
 		return -1;
 	}
 	r = recv(c->fd, buf, n, 0);
@@ -262,8 +276,11 @@ ssize_t conn_write(struct conn *c, const void *buf, size_t n)
 	if (c->ssl) {
 		int k = SSL_write(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
 
-		if (k > 0)
+		if (k > 0) {
+			if (c->wbuf && !c->cork)
+				conn_tls_flush(c);
 			return k;
+		}
 		k = SSL_get_error(c->ssl, k);
 		if (k == SSL_ERROR_WANT_WRITE || k == SSL_ERROR_WANT_READ) {
 			conn_want_write(c);
@@ -324,6 +341,12 @@ const struct conn_ops conn_nop_ops = {
 
 void conn_cork(struct conn *c, int on)
 {
+	if (c->st == CONN_UP && c->wbuf) {
+		c->cork = on;
+		if (!on)
+			conn_tls_flush(c);
+		return;
+	}
 	if (c->st == CONN_UP && c->cork != on) {
 		c->cork = on;
 		setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
@@ -336,6 +359,13 @@ void conn_shutdown(struct conn *c)
 		return;
 	if (c->ssl)
 		SSL_shutdown(c->ssl);
+	/* FIN only after the last gathered record: the writable callback sends
+	 * it once the buffer drained. */
+	if (c->wbuf && !tlsbuf_flush(c->ssl)) {
+		c->shut_wait = 1;
+		conn_want_write(c);
+		return;
+	}
 	shutdown(c->fd, SHUT_WR);
 }
 
@@ -605,11 +635,12 @@ struct conn *conn_open(struct lws_vhost *vh, const struct addr *a, const struct 
 	 * syscalls of reading each record's header first.  Outbound TLS is the
 	 * tunnel and upstreams, few connections that carry bulk, so the larger
 	 * buffer is worth it. */
-	if (c->ssl &&
-	    (!SSL_set_fd(c->ssl, c->fd) || tlsbuf_attach(c->ssl, CONN_TLS_READ_BUF, 0) < 0)) {
+	if (c->ssl && (!SSL_set_fd(c->ssl, c->fd) ||
+	               tlsbuf_attach(c->ssl, CONN_TLS_READ_BUF, tls->write_buffer) < 0)) {
 		*err = "cannot create a TLS session";
 		goto fail;
 	}
+	c->wbuf = c->ssl && tls->write_buffer;
 	if (conn_watch(c, vh, err) < 0)
 		goto fail;
 	c->st = CONN_TCP;
@@ -690,8 +721,16 @@ int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			conn_tls_step(c);
 		} else if (c->st == CONN_UP) {
 			c->want_write = 0;
-			c->ops->on_writable(c->arg);
-			conn_kick(c);
+			/* What the TLS write buffer holds goes first. */
+			if (c->wbuf && !tlsbuf_flush(c->ssl)) {
+				conn_want_write(c);
+			} else if (c->shut_wait) {
+				c->shut_wait = 0;
+				shutdown(c->fd, SHUT_WR);
+			} else {
+				c->ops->on_writable(c->arg);
+				conn_kick(c);
+			}
 		}
 		c->in_wcb = 0;
 		break;

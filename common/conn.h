@@ -37,6 +37,7 @@ struct conn_tls {
 	const char *host;    /* SNI and the name to verify (NULL: plain TCP) */
 	int verify;          /* verify chain and name (default) */
 	const char *ca_file; /* NULL: system CAs */
+	size_t write_buffer; /* > 0: gather TLS records while corked (bulk) */
 };
 
 /** lws protocol name the descriptor is adopted under (register conn_callback). */
@@ -114,7 +115,9 @@ void conn_want_write(struct conn *c);
 void conn_pause(struct conn *c, int pause);
 
 /** Hold back partial segments (TCP_CORK) while on; turning it off sends
- * them.  Brackets a burst of writes, such as TLS's one record per send. */
+ * them.  Brackets a burst of writes, such as TLS's one record per send.
+ * With a TLS write buffer (conn_tls.write_buffer), the records are gathered
+ * there instead and leave in writes of that size; off writes out the rest. */
 void conn_cork(struct conn *c, int on);
 
 /** 1 when the peer shut its write side (or hung up): nothing more will come

@@ -26,7 +26,10 @@ int tlsbuf_attach(SSL *ssl, size_t rsize, size_t wsize);
 /** 1 when input waits in TLS or in its read buffer: no POLLIN will say so. */
 int tlsbuf_pending(const SSL *ssl);
 
-/** Write out what the write buffer holds: 1 when it is empty after. */
+/** Write out what the write buffer holds: 1 when it is empty after.
+ * It clears the buffer BIO's retry flags, which SSL_get_error() reads: never
+ * call it between an SSL_read/SSL_write and that call (the read side shares
+ * the BIO, so a WANT_READ would look like an EOF). */
 int tlsbuf_flush(SSL *ssl);
 
 #endif

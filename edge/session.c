@@ -169,14 +169,18 @@ static const struct edge_agent *session_find_agent(const uint8_t *key)
  */
 #define READ_BUF    (128u * 1024u) /* bytes one read(2) may bring */
 #define RX_MORE_MAX 16             /* records read from one kick, at most */
-#define WRITE_BUF   (256u * 1024u) /* records gathered for one write(2) */
+/* Records gathered for one write(2): room for a pipe's 4 reads of 64 KiB
+ * with their frame and record overhead, so a burst leaves in one write. */
+#define WRITE_BUF (320u * 1024u)
 
-static void session_tls_buffers(struct lws *wsi)
+static void session_tls_buffers(struct esession *s)
 {
-	SSL *ssl = lws_get_ssl(wsi);
+	SSL *ssl = lws_get_ssl(s->wsi);
 
 	if (ssl && tlsbuf_attach(ssl, READ_BUF, WRITE_BUF) < 0)
 		log_warn("cannot buffer the tunnel's TLS: out of memory");
+	else
+		s->buffered = ssl != NULL;
 }
 
 /* Write out what TLS buffered; 1 when nothing is left. */
@@ -270,7 +274,7 @@ static int session_on_auth(struct esession *s, const struct frame_auth *a)
 	memcpy(s->key, a->pubkey, KEY_PUB_LEN);
 	snprintf(s->agent, sizeof(s->agent), "%s", ag->name);
 	registry_add(s);
-	session_tls_buffers(s->wsi); /* not before: 384 KiB per hostile connection */
+	session_tls_buffers(s); /* not before: 448 KiB per hostile connection */
 	log_info("agent '%s' authenticated from %s", s->agent, s->peer);
 	f.u.welcome.window = s->window;
 	f.u.welcome.ping_ms = PING_MS;
@@ -486,10 +490,11 @@ static void session_cork(struct esession *s, int on)
 }
 
 /*
- * Several messages per WRITEABLE, with the socket corked meanwhile.  Before
- * authentication TLS writes one record (16 KiB) per send, and uncorked each
- * would leave as its own segment; after it, the write buffer's flushes
- * (session_tls_buffers()) leave as full segments too.
+ * Several messages per WRITEABLE.  Before authentication TLS writes one
+ * record (16 KiB) per send, and uncorked each would leave as its own
+ * segment: the socket is corked meanwhile.  After it, the write buffer
+ * (session_tls_buffers()) gathers the records and leaves in full writes,
+ * with no cork to set and clear (two system calls per burst).
  */
 static int session_writeable(struct esession *s)
 {
@@ -505,7 +510,7 @@ static int session_writeable(struct esession *s)
 	if (!p)
 		return s->closing ? -1 : 0;
 	do {
-		if (!corked && tunnel_data_queued(&s->t) > len) {
+		if (!corked && !s->buffered && tunnel_data_queued(&s->t) > len) {
 			session_cork(s, 1);
 			corked = 1;
 		}

@@ -36,6 +36,7 @@ struct esession {
 	struct lws *wsi;
 	struct tunnel t;
 	int authed;
+	int buffered; /* TLS writes gathered by tlsbuf: no cork needed */
 	int closing;  /* close once the queue drained */
 	int draining; /* agent sent GOAWAY: no new streams */
 	uint8_t challenge[PROTO_CHALLENGE_LEN];
