@@ -44,7 +44,8 @@ struct agent {
 	unsigned attempt; /* connect attempts since the last success */
 	uint32_t window;  /* per-stream credit from WELCOME */
 	uint64_t last_rx_us, last_ping_us, state_us;
-	struct probe probe; /* round-trip probe for window growth */
+	struct probe probe;       /* round-trip probe for window growth */
+	struct window_pool wpool; /* its streams' window growth (one session) */
 	lws_sorted_usec_list_t sul_connect;
 	lws_sorted_usec_list_t sul_tick;
 	struct ustream *streams; /* live upstream streams */

@@ -83,7 +83,7 @@ static void us_free(struct ustream *u)
 	if (u->conn)
 		conn_abort(u->conn);
 	outq_free(&u->out);
-	window_release(u->window, u->window0);
+	window_release(u->window, u->window0, &agent.wpool);
 	free(u->addrs);
 	free(u);
 }
@@ -477,7 +477,8 @@ void upstream_probe_answer(uint64_t value)
 
 		if (!u->conn || u->fin_recv || u->probe_seq != agent.probe.seq || held > u->window)
 			continue;
-		g = window_grow(&u->window, u->probe_bytes, u->window - held);
+		g = window_grow(&u->window, u->probe_bytes, u->window - held, &agent.wpool,
+		                window_share(1));
 		if (!g)
 			continue;
 		log_debug("stream %u: window grown to %u KiB", u->id, u->window >> 10);

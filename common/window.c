@@ -34,7 +34,15 @@ void probe_count(const struct probe *p, uint32_t *seq, uint64_t *bytes, size_t n
 	*bytes += n;
 }
 
-uint32_t window_grow(uint32_t *window, uint64_t rtt_bytes, uint64_t backlog)
+size_t window_share(size_t n)
+{
+	size_t s = WINDOW_BUDGET / (n ? n : 1);
+
+	return s > WINDOW_MAX ? s : WINDOW_MAX;
+}
+
+uint32_t window_grow(uint32_t *window, uint64_t rtt_bytes, uint64_t backlog,
+                     struct window_pool *pool, size_t share)
 {
 	uint64_t w = *window, g;
 
@@ -43,18 +51,21 @@ uint32_t window_grow(uint32_t *window, uint64_t rtt_bytes, uint64_t backlog)
 	if (w >= WINDOW_MAX || rtt_bytes < w / 2 || backlog > w / 8)
 		return 0;
 	g = w < WINDOW_MAX - w ? w : WINDOW_MAX - w; /* double, up to the cap */
-	if (granted + g > WINDOW_BUDGET)
+	if (granted + g > WINDOW_BUDGET || pool->granted + g > share)
 		return 0;
 	granted += g;
+	pool->granted += g;
 	*window += (uint32_t)g;
 	return (uint32_t)g;
 }
 
-void window_release(uint32_t window, uint32_t initial)
+void window_release(uint32_t window, uint32_t initial, struct window_pool *pool)
 {
 	size_t g = window > initial ? window - initial : 0;
 
 	granted = g < granted ? granted - g : 0;
+	if (pool)
+		pool->granted = g < pool->granted ? pool->granted - g : 0;
 }
 
 size_t window_granted(void)

@@ -9,7 +9,10 @@
  * later.  A stream that moved half its window or more in that time, while
  * its consumer kept up, is limited by the window: the window doubles, up to
  * WINDOW_MAX.  The growth of all streams of a process together is capped
- * at WINDOW_BUDGET, so memory stays bounded whatever the number of streams.
+ * at WINDOW_BUDGET, so memory stays bounded whatever the number of streams;
+ * and each session's streams grow only within its share of that budget, so
+ * one agent's fast streams cannot hold all of it while other agents' stay
+ * small (the edge shares it among its sessions; the agent has one).
  * PING/PONG is in every peer already: no protocol change.
  */
 #ifndef RELAIS_COMMON_WINDOW_H
@@ -45,15 +48,27 @@ int probe_answer(struct probe *p, uint64_t value, uint64_t now_us);
  */
 void probe_count(const struct probe *p, uint32_t *seq, uint64_t *bytes, size_t n);
 
-/**
- * At a probe's end, for a stream that received rtt_bytes during it and
- * holds backlog bytes its consumer has not taken yet: the bytes its window
- * (*window) grows by, 0 to keep it.
- */
-uint32_t window_grow(uint32_t *window, uint64_t rtt_bytes, uint64_t backlog);
+/** Growth granted to one session's streams. */
+struct window_pool {
+	size_t granted;
+};
 
-/** A stream ends: give its growth (window - initial) back to the budget. */
-void window_release(uint32_t window, uint32_t initial);
+/** A session's share of the budget when n sessions use it: an equal part,
+ * and never less than one stream's largest window. */
+size_t window_share(size_t n);
+
+/**
+ * At a probe's end, for a stream of pool's session that received rtt_bytes
+ * during it and holds backlog bytes its consumer has not taken yet: the
+ * bytes its window (*window) grows by, 0 to keep it.  The pool's growth
+ * stays within share (window_share()), all growth within WINDOW_BUDGET.
+ */
+uint32_t window_grow(uint32_t *window, uint64_t rtt_bytes, uint64_t backlog,
+                     struct window_pool *pool, size_t share);
+
+/** A stream ends: give its growth (window - initial) back to the budget
+ * and to its session's pool (NULL once the session is gone). */
+void window_release(uint32_t window, uint32_t initial, struct window_pool *pool);
 
 /** Growth currently granted, all streams together. */
 size_t window_granted(void);

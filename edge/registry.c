@@ -13,11 +13,13 @@
 #include "udp.h"
 
 static struct esession *sessions;
+static size_t nsessions; /* in the list */
 
 void registry_add(struct esession *s)
 {
 	s->next = sessions;
 	sessions = s;
+	nsessions++;
 }
 
 void registry_remove(struct esession *s)
@@ -26,9 +28,15 @@ void registry_remove(struct esession *s)
 		if (*p == s) {
 			*p = s->next;
 			s->next = NULL;
+			nsessions--;
 			return;
 		}
 	}
+}
+
+size_t registry_count(void)
+{
+	return nsessions;
 }
 
 struct esession *registry_first(void)

@@ -13,6 +13,9 @@
 void registry_add(struct esession *s);
 void registry_remove(struct esession *s);
 
+/** Authenticated sessions, all agents together. */
+size_t registry_count(void);
+
 /** First live session (for iteration with s->next). */
 struct esession *registry_first(void);
 

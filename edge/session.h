@@ -52,7 +52,8 @@ struct esession {
 	struct estream *streams;            /* list of live streams */
 	struct estream *hash[SESSION_HASH]; /* streams by id */
 	uint64_t last_rx_us;
-	struct probe probe; /* round-trip probe for window growth */
+	struct probe probe;       /* round-trip probe for window growth */
+	struct window_pool wpool; /* its streams' window growth */
 	uint64_t connected_us;
 	lws_sorted_usec_list_t sul;    /* auth deadline, then keepalive */
 	lws_sorted_usec_list_t sul_rx; /* reads what TLS read ahead */

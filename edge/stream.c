@@ -9,6 +9,7 @@
 #include "../common/log.h"
 #include "../common/window.h"
 #include "edge.h"
+#include "registry.h"
 #include "stream.h"
 
 /* Stop producing for a session once this much data waits for its socket:
@@ -211,6 +212,8 @@ void stream_fin(struct estream *st)
 
 void stream_close(struct estream *st, uint32_t code)
 {
+	struct window_pool *pool;
+
 	if (!st)
 		return;
 	if (st->sess && !st->dead && !(st->fin_sent && st->fin_recv)) {
@@ -219,8 +222,9 @@ void stream_close(struct estream *st, uint32_t code)
 		f.u.code.code = code;
 		session_send(st->sess, &f);
 	}
+	pool = st->sess ? &st->sess->wpool : NULL; /* gone with its session */
 	stream_unlink(st);
-	window_release(st->window, st->window0);
+	window_release(st->window, st->window0, pool);
 	edge.streams_open--;
 	free(st);
 }
@@ -260,8 +264,11 @@ static void stream_probe_data(struct esession *s, struct estream *st, size_t n)
 
 void stream_probe_answer(struct esession *s, uint64_t value)
 {
+	size_t share;
+
 	if (!probe_answer(&s->probe, value, (uint64_t)lws_now_usecs()))
 		return;
+	share = window_share(registry_count());
 	for (struct estream *st = s->streams; st; st = st->next) {
 		struct frame f = {.type = FRAME_WINDOW, .stream = st->id};
 		uint64_t held = st->recv_credit + st->unacked;
@@ -269,7 +276,7 @@ void stream_probe_answer(struct esession *s, uint64_t value)
 
 		if (st->dead || st->fin_recv || st->probe_seq != s->probe.seq || held > st->window)
 			continue;
-		g = window_grow(&st->window, st->probe_bytes, st->window - held);
+		g = window_grow(&st->window, st->probe_bytes, st->window - held, &s->wpool, share);
 		if (!g)
 			continue;
 		log_debug("agent '%s': stream %u: window grown to %u KiB", s->agent, st->id,

@@ -5,6 +5,9 @@
 #include "../unit.h"
 
 #define MiB (1024u * 1024u)
+#define ALL WINDOW_BUDGET /* one session: the whole budget */
+
+static struct window_pool pool; /* the session of the single-session tests */
 
 static void test_probe_cycle(void)
 {
@@ -41,14 +44,14 @@ static void test_grows_only_when_the_window_limits(void)
 	uint32_t w = MiB;
 
 	/* under half a window in a round trip: something else limits it */
-	CHECK(window_grow(&w, MiB / 2 - 1, 0) == 0 && w == MiB);
+	CHECK(window_grow(&w, MiB / 2 - 1, 0, &pool, ALL) == 0 && w == MiB);
 	/* a window per round trip, but the consumer is behind */
-	CHECK(window_grow(&w, MiB, MiB / 8 + 1) == 0 && w == MiB);
+	CHECK(window_grow(&w, MiB, MiB / 8 + 1, &pool, ALL) == 0 && w == MiB);
 	/* a window per round trip and the consumer keeps up: it doubles */
-	CHECK(window_grow(&w, MiB, 0) == MiB && w == 2 * MiB);
-	CHECK(window_granted() == MiB);
-	window_release(w, MiB);
-	CHECK(window_granted() == 0);
+	CHECK(window_grow(&w, MiB, 0, &pool, ALL) == MiB && w == 2 * MiB);
+	CHECK(window_granted() == MiB && pool.granted == MiB);
+	window_release(w, MiB, &pool);
+	CHECK(window_granted() == 0 && pool.granted == 0);
 }
 
 static void test_capped_per_stream(void)
@@ -56,13 +59,13 @@ static void test_capped_per_stream(void)
 	uint32_t w = MiB, v = 12 * MiB;
 
 	for (int i = 0; i < 10; i++)
-		window_grow(&w, w, 0);
+		window_grow(&w, w, 0, &pool, ALL);
 	CHECK(w == WINDOW_MAX);
-	CHECK(window_grow(&w, w, 0) == 0 && w == WINDOW_MAX);
+	CHECK(window_grow(&w, w, 0, &pool, ALL) == 0 && w == WINDOW_MAX);
 	/* from an odd size the last step stops at the cap */
-	CHECK(window_grow(&v, v, 0) == WINDOW_MAX - 12 * MiB && v == WINDOW_MAX);
-	window_release(v, 12 * MiB);
-	window_release(w, MiB);
+	CHECK(window_grow(&v, v, 0, &pool, ALL) == WINDOW_MAX - 12 * MiB && v == WINDOW_MAX);
+	window_release(v, 12 * MiB, &pool);
+	window_release(w, MiB, &pool);
 	CHECK(window_granted() == 0);
 }
 
@@ -73,7 +76,7 @@ static void test_budget_for_all_streams(void)
 
 	for (i = 0; i < 8; i++) {
 		w[i] = MiB;
-		while (window_grow(&w[i], w[i], 0))
+		while (window_grow(&w[i], w[i], 0, &pool, ALL))
 			;
 	}
 	/* four streams reach 16 MiB (60 MiB of growth); then the 64 MiB cap */
@@ -81,11 +84,49 @@ static void test_budget_for_all_streams(void)
 	CHECK(w[0] == WINDOW_MAX && w[3] == WINDOW_MAX);
 	CHECK(w[7] == MiB);
 	/* a stream that ends gives its growth back: another may grow */
-	window_release(w[0], MiB);
-	CHECK(window_grow(&w[7], w[7], 0) == MiB);
+	window_release(w[0], MiB, &pool);
+	CHECK(window_grow(&w[7], w[7], 0, &pool, ALL) == MiB);
 	for (i = 1; i < 8; i++)
-		window_release(w[i], MiB);
+		window_release(w[i], MiB, &pool);
 	CHECK(window_granted() == 0);
+}
+
+/* Two sessions: each grows within half the budget, whatever the other does. */
+static void test_share_per_session(void)
+{
+	struct window_pool a = {0}, b = {0};
+	size_t half = window_share(2);
+	uint32_t wa[4], wb[4];
+	size_t i;
+
+	CHECK(window_share(0) == WINDOW_BUDGET && window_share(1) == WINDOW_BUDGET);
+	CHECK(half == WINDOW_BUDGET / 2);
+	CHECK(window_share(8) == WINDOW_MAX && window_share(1000) == WINDOW_MAX);
+	for (i = 0; i < 4; i++) {
+		wa[i] = MiB;
+		while (window_grow(&wa[i], wa[i], 0, &a, half))
+			;
+	}
+	/* a's first stream reaches 16 MiB (15 of growth), its second 16 (30),
+	 * its third and fourth 2 each (32): the share is full */
+	CHECK(wa[0] == WINDOW_MAX && wa[1] == WINDOW_MAX && wa[2] == 2 * MiB && wa[3] == 2 * MiB);
+	CHECK(a.granted == 32 * MiB && a.granted <= half);
+	/* b grows as far, with a holding its half */
+	for (i = 0; i < 4; i++) {
+		wb[i] = MiB;
+		while (window_grow(&wb[i], wb[i], 0, &b, half))
+			;
+	}
+	CHECK(wb[0] == WINDOW_MAX && wb[1] == WINDOW_MAX && b.granted == a.granted);
+	CHECK(window_granted() == a.granted + b.granted);
+	/* a stream of a session that is gone gives back to the budget only */
+	window_release(wa[0], MiB, NULL);
+	CHECK(a.granted == 32 * MiB && window_granted() == 49 * MiB);
+	for (i = 1; i < 4; i++)
+		window_release(wa[i], MiB, &a);
+	for (i = 0; i < 4; i++)
+		window_release(wb[i], MiB, &b);
+	CHECK(a.granted == 15 * MiB && b.granted == 0 && window_granted() == 0);
 }
 
 int main(void)
@@ -93,6 +134,7 @@ int main(void)
 	RUN(test_probe_cycle);
 	RUN(test_grows_only_when_the_window_limits);
 	RUN(test_capped_per_stream);
+	RUN(test_share_per_session);
 	RUN(test_budget_for_all_streams);
 	UNIT_END();
 }
