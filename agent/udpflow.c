@@ -2,6 +2,7 @@
  * agent/udpflow.c - UDP flows (see udpflow.h).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -41,7 +42,9 @@ struct uflow {
 	uint8_t naddrs, cur;             /* how many; the one in use */
 	uint8_t tried;                   /* addresses that failed before any reply */
 	int replied;                     /* the service answered on addrs[cur] */
-	lws_sorted_usec_list_t sul_next; /* moves to the next address */
+	int failing;                     /* the socket failed: sul_fail tears it down */
+	int err;                         /* why (an errno value; 0: not known) */
+	lws_sorted_usec_list_t sul_fail; /* then moves to the next address, or ends the flow */
 	struct held *held, **held_tail;  /* until the socket is up */
 	unsigned nheld;
 	int proxy; /* PROXY v2 header before each datagram to the service */
@@ -88,6 +91,19 @@ static struct uflow *uf_find(uint32_t id)
 	return NULL;
 }
 
+/* The flow's socket goes; lws closes it if it was watching it. */
+static void uf_drop_socket(struct uflow *u)
+{
+	if (u->wsi) {
+		lws_set_opaque_user_data(u->wsi, NULL);
+		lws_set_timeout(u->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	} else if (u->fd >= 0) {
+		close(u->fd);
+	}
+	u->wsi = NULL;
+	u->fd = -1;
+}
+
 static void uf_free(struct uflow *u)
 {
 	struct uflow **pp;
@@ -105,7 +121,7 @@ static void uf_free(struct uflow *u)
 		u->next->prev = u->prev;
 	nflows--;
 	resolve_cancel(u->resolving);
-	lws_sul_cancel(&u->sul_next);
+	lws_sul_cancel(&u->sul_fail);
 	free(u->addrs);
 	while (u->held) {
 		struct held *h = u->held;
@@ -114,12 +130,7 @@ static void uf_free(struct uflow *u)
 		held_bytes -= h->len;
 		free(h);
 	}
-	if (u->wsi) {
-		lws_set_opaque_user_data(u->wsi, NULL);
-		lws_set_timeout(u->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-	} else if (u->fd >= 0) {
-		close(u->fd);
-	}
+	uf_drop_socket(u);
 	free(u);
 }
 
@@ -165,20 +176,75 @@ static void uf_sweep(lws_sorted_usec_list_t *sul)
 
 static void uf_send_held(struct uflow *u);
 
-/* A socket connected to the flow's current address, watched by the loop;
- * the flow is ended on failure. */
-static void uf_connect(struct uflow *u)
+/* 1 when an error of recv()/send() on the flow's socket says nothing about
+ * the socket itself: nothing to read, no room now (the datagram is lost, as
+ * UDP may), or this one datagram too big.  Anything else (ECONNREFUSED from
+ * an ICMP port unreachable, EHOSTUNREACH, ENETUNREACH, EACCES, ...) is the
+ * socket's own error: the kernel reports it once, to whichever call comes
+ * first, so that call must end the flow. */
+static int uf_transient(int err)
+{
+	return err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ENOBUFS ||
+	       err == ENOMEM || err == EMSGSIZE;
+}
+
+/* A socket in u->fd connected to the flow's current address: 0, or an errno
+ * value (u->fd is then -1). */
+static int uf_socket(struct uflow *u)
 {
 	const struct addr *a = &u->addrs[u->cur];
-	lws_sock_file_fd_type fd;
-	int sz = 1024 * 1024;
+	struct addr self, peer;
+	int sz = 1024 * 1024, err;
 
 	u->fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (u->fd < 0 || connect(u->fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
-		uf_end(u, FRAME_REFUSE, CODE_UNREACHABLE, strerror(errno));
-		return;
+	if (u->fd < 0)
+		return errno;
+	if (connect(u->fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
+		err = errno;
+		goto fail;
+	}
+	/*
+	 * connect() gave the socket a port from the ephemeral range.  When
+	 * nothing listens on the service's port and that port is in the range
+	 * too, the kernel may pick that very port: the socket is then connected
+	 * to itself, reads back each datagram it sends as the service's answer,
+	 * and no ICMP error ever ends the flow.  That is a refusal.
+	 */
+	self.len = sizeof(self.ss);
+	peer.len = sizeof(peer.ss);
+	if (getsockname(u->fd, (struct sockaddr *)&self.ss, &self.len) == 0 &&
+	    getpeername(u->fd, (struct sockaddr *)&peer.ss, &peer.len) == 0 &&
+	    addr_equal(&self, &peer)) {
+		log_debug("udp flow %u: its socket is connected to itself: nothing listens there",
+		          u->id);
+		err = ECONNREFUSED;
+		goto fail;
 	}
 	setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	return 0;
+fail:
+	close(u->fd);
+	u->fd = -1;
+	return err;
+}
+
+/* A socket connected to the flow's current address (else the next ones),
+ * watched by the loop; the flow is ended on failure. */
+static void uf_connect(struct uflow *u)
+{
+	lws_sock_file_fd_type fd;
+	char ip[ADDR_TEXT_MAX];
+	int err;
+
+	while ((err = uf_socket(u)) != 0) {
+		if (u->replied || ++u->tried >= u->naddrs) {
+			uf_end(u, FRAME_REFUSE, CODE_UNREACHABLE, strerror(err));
+			return;
+		}
+		u->cur = (uint8_t)((u->cur + 1) % u->naddrs);
+		addr_format(&u->addrs[u->cur], ip);
+		log_debug("udp flow %u: %s; trying %s", u->id, strerror(err), ip);
+	}
 	fd.filefd = u->fd;
 	u->wsi = lws_adopt_descriptor_vhost(agent.vh, LWS_ADOPT_RAW_FILE_DESC, fd, AGENT_PROTO_UDP,
 	                                    NULL);
@@ -218,16 +284,44 @@ static void uf_resolved(void *arg, const struct addr *a, size_t n, const char *e
 	uf_connect(u);
 }
 
-/* The socket failed before the service answered: the next address. */
-static void uf_next(lws_sorted_usec_list_t *sul)
+/*
+ * The flow's socket failed (u->err): it goes.  Before any reply the flow
+ * moves to its next address; else, or with none left, the flow ends: the
+ * edge forgets it, and the client's next datagram opens a fresh one.
+ */
+static void uf_failed(lws_sorted_usec_list_t *sul)
 {
-	struct uflow *u = lws_container_of(sul, struct uflow, sul_next);
-	char ip[ADDR_TEXT_MAX];
+	struct uflow *u = lws_container_of(sul, struct uflow, sul_fail);
+	const char *why = u->err ? strerror(u->err) : "closed";
+	char ip[ADDR_TEXT_MAX], more[LOG_RATE_MORE];
 
-	u->cur = (uint8_t)((u->cur + 1) % u->naddrs);
-	addr_format(&u->addrs[u->cur], ip);
-	log_debug("udp flow %u: trying %s", u->id, ip);
-	uf_connect(u);
+	uf_drop_socket(u);
+	u->failing = 0;
+	if (!u->replied && ++u->tried < u->naddrs) {
+		u->cur = (uint8_t)((u->cur + 1) % u->naddrs);
+		addr_format(&u->addrs[u->cur], ip);
+		log_debug("udp flow %u: %s; trying %s", u->id, why, ip);
+		uf_connect(u); /* may free u */
+		return;
+	}
+	if (log_rate_ok(&log_failed, (uint64_t)lws_now_usecs(), more))
+		log_info("udp flow %u: the service's socket failed (%s); flow ended%s", u->id, why,
+		         more);
+	uf_end(u, FRAME_RST, CODE_UNREACHABLE, "the service's socket failed");
+}
+
+/*
+ * The flow's socket failed with err (0: not known).  It is torn down from
+ * the loop, not here: this runs inside recv/send paths (a frame handler, the
+ * socket's own lws callback) whose callers still hold u or its wsi.
+ */
+static void uf_fail(struct uflow *u, int err)
+{
+	if (u->failing)
+		return;
+	u->failing = 1;
+	u->err = err;
+	lws_sul_schedule(agent.ctx, 0, &u->sul_fail, uf_failed, 0);
 }
 
 /* The service answered on the flow's address: new flows of its route start there. */
@@ -349,14 +443,15 @@ static void uf_hold(struct uflow *u, const uint8_t *p, size_t n)
 }
 
 /* A datagram from the client, to the service (a PROXY v2 header first if
- * asked: one per datagram, as the spec has it for DGRAM). */
+ * asked: one per datagram, as the spec has it for DGRAM).  A hard error
+ * fails the socket (uf_fail(): u stays valid for the caller). */
 static void uf_to_service(struct uflow *u, const uint8_t *p, size_t n)
 {
 	uint8_t hdr[PROXYPROTO_MAX];
 	struct iovec iov[2];
 	struct msghdr m;
 
-	if (!u->wsi) { /* still resolving the name */
+	if (!u->wsi || u->failing) { /* still resolving the name, or the next address */
 		uf_hold(u, p, n);
 		return;
 	}
@@ -367,12 +462,15 @@ static void uf_to_service(struct uflow *u, const uint8_t *p, size_t n)
 	iov[1].iov_len = n;
 	m.msg_iov = iov[0].iov_len ? iov : iov + 1;
 	m.msg_iovlen = iov[0].iov_len ? 2 : 1;
-	sendmsg(u->fd, &m, MSG_DONTWAIT);
+	if (sendmsg(u->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && !uf_transient(errno))
+		uf_fail(u, errno);
 }
 
+/* The datagrams held for the flow's new socket.  Those after a hard error
+ * stay held, for the next address. */
 static void uf_send_held(struct uflow *u)
 {
-	while (u->held) {
+	while (u->held && !u->failing) {
 		struct held *h = u->held;
 
 		u->held = h->next;
@@ -416,14 +514,18 @@ void udpflow_tunnel_gone(void)
 }
 
 /* Replies from the service go back as DATAGRAM frames; under pressure the
- * newest are dropped rather than queued. */
+ * newest are dropped rather than queued.  recv() reports the socket's error
+ * (an ICMP error) before any datagram still queued. */
 static void uf_readable(struct uflow *u)
 {
 	for (int i = 0; i < UF_BATCH; i++) {
 		ssize_t n = recv(u->fd, buf, 65536, MSG_DONTWAIT);
 
-		if (n < 0)
+		if (n < 0) {
+			if (!uf_transient(errno))
+				uf_fail(u, errno);
 			break;
+		}
 		u->last_us = (uint64_t)lws_now_usecs();
 		if (!u->replied)
 			uf_answered(u);
@@ -443,28 +545,22 @@ int udpflow_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 	if (u && reason == LWS_CALLBACK_RAW_RX_FILE)
 		uf_readable(u);
 	if (u && reason == LWS_CALLBACK_RAW_CLOSE_FILE) {
-		/* lws closed the socket (POLLERR: an ICMP error on the connected
-		 * socket, as when the service restarts).  End the flow: the edge
-		 * forgets it, and the client's next datagram opens a fresh one. */
-		char more[LOG_RATE_MORE];
+		/* lws 4.1 closes the socket on POLLERR without POLLIN (an ICMP
+		 * error on the connected socket, as when the service is down or
+		 * restarts): the error is still pending on it.  With POLLIN too,
+		 * RAW_RX_FILE comes instead, and recv() returns the error. */
+		int err = 0;
+		socklen_t elen = sizeof(err);
 
+		if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+			err = 0;
 		lws_set_opaque_user_data(wsi, NULL); /* lws may call again for this wsi */
 		u->wsi = NULL;
 		u->fd = -1;
-		if (agent.interrupted) { /* the loop is going away with everything */
+		if (agent.interrupted) /* the loop is going away with everything */
 			uf_free(u);
-			return 0;
-		}
-		if (!u->replied && ++u->tried < u->naddrs) {
-			/* not from inside lws's close of the old socket */
-			lws_sul_schedule(agent.ctx, 0, &u->sul_next, uf_next, 1);
-			return 0;
-		}
-		if (log_rate_ok(&log_failed, (uint64_t)lws_now_usecs(), more))
-			log_info("udp flow %u: the service's socket failed (ICMP error?); flow "
-			         "ended%s",
-			         u->id, more);
-		uf_end(u, FRAME_RST, CODE_UNREACHABLE, "the service's socket failed");
+		else /* not from inside lws's close of the old socket */
+			uf_fail(u, err);
 	}
 	return 0;
 }

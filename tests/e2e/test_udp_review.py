@@ -6,9 +6,12 @@ waits are on replies, log lines and /status, never a fixed sleep.
 """
 import os
 import resource
+import select
+import shutil
 import signal
 import socket
 import struct
+import sys
 import time
 
 import pytest
@@ -16,10 +19,10 @@ import pytest
 from relais import (ACCEPT, AUTH, DATA, DATAGRAM, FIN, GOAWAY, HELLO, KIND_TCP, KIND_UDP, OPEN,
                     REFUSE, ROUTE, ROUTE_ANSWER, RST, SLOW, WELCOME, WINDOW, Agent, FakeEdge,
                     TcpService, UdpEcho, echo_handler, echo_roundtrip, edge_frame, frame,
-                    free_ports, parse_frames, scripted_agent_on_port, stream_pair, streams_open,
-                    tcp, udp, udp_ask, wait_for)
+                    free_ports, parse_frames, run, scripted_agent_on_port, stream_pair,
+                    streams_open, tcp, udp, udp_ask, wait_for)
 
-CODE_PROTOCOL, CODE_REFUSED, CODE_TIMEOUT, CODE_SHUTDOWN = 1, 2, 4, 10
+CODE_PROTOCOL, CODE_REFUSED, CODE_UNREACHABLE, CODE_TIMEOUT, CODE_SHUTDOWN = 1, 2, 3, 4, 10
 
 UDP_MAX_FLOWS = 4096  # edge/udp.h, per port and address
 UDP_MAX_FLOWS_PER_SRC = 256  # edge/udp.h
@@ -260,6 +263,62 @@ def test_service_down_does_not_flood_the_log(env, closing):
     assert a.proc.alive() and e.proc.alive()
 
 
+def rerun_in_own_netns(request):
+    """Unless this is that run, run the calling test again in a network
+    namespace of its own (a loopback and ephemeral port range of its own:
+    nothing it changes there touches the machine's), and return True once it
+    passed.  False in that run."""
+    if os.environ.get("RELAIS_TEST_NETNS"):
+        return False
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs root for a network namespace of its own (unshare --net)")
+    r = run(["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:warnings",
+             "%s::%s" % (os.path.basename(__file__), request.node.name)],
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+            env=dict(os.environ, RELAIS_TEST_NETNS="1"))
+    assert r.returncode == 0, "in a network namespace of its own:\n" + r.stdout[-6000:] + r.stderr
+    return True
+
+
+def test_flow_whose_socket_connects_to_itself_is_refused(env, closing, request):
+    """The agent's socket for a flow gets its port from the ephemeral range
+    at connect().  With nothing listening on the service's port, and that
+    port in the range (UdpEcho's are), the kernel may pick the service's port
+    itself: the socket is then connected to itself.  It read back each
+    datagram it sent as the service's reply, passed it to the client, and no
+    ICMP error ever came: the flow lived until its idle timeout (about 1 run
+    in 100 of test_service_down_does_not_flood_the_log, whose 256 flows try
+    256 random ports).  Here the range is that one port, in a network
+    namespace of the test's own: the flow is refused at once."""
+    if rerun_in_own_netns(request):
+        return
+    svc, port = free_ports(1), free_ports(1)  # nothing listens on svc
+    a, e = stream_pair(env, [udp(port, svc)])
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closing(c)
+    c.bind(("127.0.0.1", 0))
+    mark = a.proc.mark()
+    path = "/proc/sys/net/ipv4/ip_local_port_range"
+    with open(path) as f:
+        saved = f.read()
+    with open(path, "w") as f:  # only while the agent makes the flow's socket
+        f.write("%d %d" % (svc, svc))
+    try:
+        c.sendto(b"anyone there?", ("127.0.0.1", port))
+        wait_for(lambda: "connected to itself" in a.log()[mark:] or
+                 select.select([c], [], [], 0)[0], 5,
+                 what=lambda: "the flow's socket at the agent:\n" + a.log()[mark:])
+    finally:
+        with open(path, "w") as f:
+            f.write(saved)
+    wait_for(lambda: streams_open(e) == 0, 5, what=lambda: "the flow ended: %r" % e.status())
+    e.proc.wait_log("udp/%d: local service: Connection refused" % port)
+    c.setblocking(False)
+    with pytest.raises(BlockingIOError):  # its own datagram did not come back as a reply
+        c.recv(65536)
+
+
 # ---- the agent, seen from a scripted edge -------------------------------------------------
 
 
@@ -315,6 +374,29 @@ def test_idle_udp_flow_ends_with_code_timeout(env, closing):
     t, sid, payload = next_frame(fake, (DATAGRAM, RST, REFUSE))
     assert (t, sid) == (RST, 5)
     assert struct.unpack(">I", payload)[0] == CODE_TIMEOUT
+
+
+def test_udp_flow_ends_when_a_send_takes_the_icmp_error(env, closing):
+    """A connected UDP socket reports an ICMP error once, to whichever call
+    comes first.  On loopback the port unreachable for the first datagram
+    is there before sendmsg() returns; the second datagram, in the same
+    message from the edge, is sent before the loop polls the socket, so its
+    sendmsg() took the error (ECONNREFUSED), which the agent ignored: poll
+    then saw nothing, and the flow waited for its idle timeout (60 s) with
+    the service down.  A hard error from a send now ends the flow."""
+    port = free_ports(1)
+    svc = free_ports(1)  # nothing listens there
+    fake, a, routes = agent_at_fake_edge_with(env, [udp(port, svc)])
+    closing(fake)
+    fake.send(open_frame(5, routes[0], port) + frame(DATAGRAM, b"one", stream=5) +
+              frame(DATAGRAM, b"two", stream=5))
+    t, sid, payload = next_frame(fake, (DATAGRAM, RST, REFUSE))
+    assert (t, sid) == (RST, 5), (t, sid, payload)
+    assert struct.unpack(">I", payload[:4])[0] == CODE_UNREACHABLE
+    a.proc.wait_log("the service's socket failed (Connection refused)")
+    # the flow is gone: the next datagram of the client opens a new one
+    fake.send(open_frame(7, routes[0], port) + frame(DATAGRAM, b"again", stream=7))
+    assert next_frame(fake, (DATAGRAM, RST, REFUSE))[:2] == (RST, 7)
 
 
 def test_udp_open_crossing_the_agents_goaway_is_refused(env, closing):
