@@ -402,6 +402,12 @@ static void conn_tcp_done(struct conn *c)
 
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
 		err = errno;
+	/* Nothing listens on a port of the ephemeral range, and connect() drew
+	 * that very port: TCP's simultaneous open connects the socket to itself
+	 * (RFC 9293 §3.5), and it would echo what it is sent as the service's
+	 * answer.  It is a refusal. */
+	if (!err && addr_equal(&c->local, &c->peer))
+		err = ECONNREFUSED;
 	if (err) {
 		conn_fail(c, "%s", strerror(err));
 		return;

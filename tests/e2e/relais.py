@@ -5,20 +5,25 @@ CA made with openssl.  Nothing here talks to anything but 127.0.0.0/8.
 """
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import queue
 import re
 import select
+import shutil
 import signal
 import socket
 import ssl
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
+
+import pytest
 
 BUILD = os.environ.get("RELAIS_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 EDGE_BIN = os.path.join(BUILD, "relais-edge")
@@ -47,6 +52,39 @@ def wait_for(cond, timeout=5.0, interval=0.05, what="condition"):
 
 def run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60 * SLOW, **kw)
+
+
+def rerun_in_own_netns(request):
+    """Unless this is that run, run the calling test again in a network
+    namespace of its own (a loopback and ephemeral port range of its own:
+    nothing it changes there touches the machine's), and return True once it
+    passed.  False in that run."""
+    if os.environ.get("RELAIS_TEST_NETNS"):
+        return False
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs root for a network namespace of its own (unshare --net)")
+    path = str(request.node.fspath)
+    r = run(["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:warnings",
+             "%s::%s" % (os.path.basename(path), request.node.name)],
+            cwd=os.path.dirname(path), env=dict(os.environ, RELAIS_TEST_NETNS="1"))
+    assert r.returncode == 0, "in a network namespace of its own:\n" + r.stdout[-6000:] + r.stderr
+    return True
+
+
+@contextlib.contextmanager
+def ephemeral_ports(lo, hi):
+    """The (network namespace's) ephemeral port range set to lo..hi meanwhile."""
+    path = "/proc/sys/net/ipv4/ip_local_port_range"
+    with open(path) as f:
+        saved = f.read()
+    with open(path, "w") as f:
+        f.write("%d %d" % (lo, hi))
+    try:
+        yield
+    finally:
+        with open(path, "w") as f:
+            f.write(saved)
 
 
 class PKI:

@@ -21,7 +21,8 @@ import time
 import pytest
 
 from relais import (SLOW, Agent, DelayRelay, Edge, Iperf3Server, TcpRelay, TcpService, UdpEcho,
-                    connect, echo_handler, echo_roundtrip, free_ports, iperf3_client,
+                    connect, echo_handler, echo_roundtrip, ephemeral_ports, free_ports,
+                    iperf3_client, rerun_in_own_netns,
                     proc_cpu_seconds, proxy_v1, proxy_v2, read_proxy_header, recv_all, stream_pair,
                     stream_setup, streams_open, tcp, tcp_listening, udp, udp_ask, udp_bound,
                     wait_for, wait_streams_zero)
@@ -255,6 +256,41 @@ def test_streams_are_in_the_access_log(env, closing):
     wait_for(lambda: re.search(line % (port, 200, 10, 10), open(log).read(), re.M), 5,
              what=lambda: "the stream's line in\n" + open(log).read())
     wait_for(lambda: re.search(line % (dead, 502, 0, 0), open(log).read(), re.M), 5,
+             what=lambda: "the refused stream's line in\n" + open(log).read())
+
+
+def test_service_socket_connected_to_itself_is_refused(env, closing, request):
+    """The agent's socket to a service gets its port from the ephemeral range
+    at connect().  With nothing listening on the service's port, and that
+    port in the range, the kernel may draw the service's port itself, and
+    TCP's simultaneous open then connects the socket to itself: it echoed the
+    client's bytes back as the service's answer.  Here the range is that one
+    port (in a network namespace of the test's own): the stream is refused,
+    and the client never reads its own bytes."""
+    if rerun_in_own_netns(request):
+        return
+    svc, port = free_ports(1), free_ports(1)  # nothing listens on svc
+    a, e = stream_pair(env, [tcp(port, svc)])
+    c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    closing(c)
+    c.settimeout(5 * SLOW)
+    c.bind(("127.0.0.1", 0))  # its port from the whole range
+    got = b""
+    with ephemeral_ports(svc, svc):  # only while the agent connects
+        c.connect(("127.0.0.1", port))
+        c.sendall(b"anyone there?")
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                got += d
+        except ConnectionResetError:
+            pass
+    assert got == b""
+    wait_streams_zero(e)
+    log = os.path.join(env.dir, "access.log")
+    wait_for(lambda: re.search(r'tcp/%d "TCP -" 502 ' % port, open(log).read()), 5,
              what=lambda: "the refused stream's line in\n" + open(log).read())
 
 

@@ -7,11 +7,9 @@ waits are on replies, log lines and /status, never a fixed sleep.
 import os
 import resource
 import select
-import shutil
 import signal
 import socket
 import struct
-import sys
 import time
 
 import pytest
@@ -19,8 +17,9 @@ import pytest
 from relais import (ACCEPT, AUTH, DATA, DATAGRAM, FIN, GOAWAY, HELLO, KIND_TCP, KIND_UDP, OPEN,
                     REFUSE, ROUTE, ROUTE_ANSWER, RST, SLOW, WELCOME, WINDOW, Agent, FakeEdge,
                     TcpService, UdpEcho, echo_handler, echo_roundtrip, edge_frame, frame,
-                    free_ports, parse_frames, run, scripted_agent_on_port, stream_pair,
-                    streams_open, tcp, udp, udp_ask, wait_for)
+                    free_ports, parse_frames, scripted_agent_on_port, stream_pair,
+                    streams_open, tcp, udp, udp_ask, wait_for, rerun_in_own_netns,
+                    ephemeral_ports)
 
 CODE_PROTOCOL, CODE_REFUSED, CODE_UNREACHABLE, CODE_TIMEOUT, CODE_SHUTDOWN = 1, 2, 3, 4, 10
 
@@ -263,24 +262,6 @@ def test_service_down_does_not_flood_the_log(env, closing):
     assert a.proc.alive() and e.proc.alive()
 
 
-def rerun_in_own_netns(request):
-    """Unless this is that run, run the calling test again in a network
-    namespace of its own (a loopback and ephemeral port range of its own:
-    nothing it changes there touches the machine's), and return True once it
-    passed.  False in that run."""
-    if os.environ.get("RELAIS_TEST_NETNS"):
-        return False
-    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
-        pytest.skip("needs root for a network namespace of its own (unshare --net)")
-    r = run(["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
-             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:warnings",
-             "%s::%s" % (os.path.basename(__file__), request.node.name)],
-            cwd=os.path.dirname(os.path.abspath(__file__)),
-            env=dict(os.environ, RELAIS_TEST_NETNS="1"))
-    assert r.returncode == 0, "in a network namespace of its own:\n" + r.stdout[-6000:] + r.stderr
-    return True
-
-
 def test_flow_whose_socket_connects_to_itself_is_refused(env, closing, request):
     """The agent's socket for a flow gets its port from the ephemeral range
     at connect().  With nothing listening on the service's port, and that
@@ -299,19 +280,11 @@ def test_flow_whose_socket_connects_to_itself_is_refused(env, closing, request):
     closing(c)
     c.bind(("127.0.0.1", 0))
     mark = a.proc.mark()
-    path = "/proc/sys/net/ipv4/ip_local_port_range"
-    with open(path) as f:
-        saved = f.read()
-    with open(path, "w") as f:  # only while the agent makes the flow's socket
-        f.write("%d %d" % (svc, svc))
-    try:
+    with ephemeral_ports(svc, svc):  # only while the agent makes the flow's socket
         c.sendto(b"anyone there?", ("127.0.0.1", port))
         wait_for(lambda: "connected to itself" in a.log()[mark:] or
                  select.select([c], [], [], 0)[0], 5,
                  what=lambda: "the flow's socket at the agent:\n" + a.log()[mark:])
-    finally:
-        with open(path, "w") as f:
-            f.write(saved)
     wait_for(lambda: streams_open(e) == 0, 5, what=lambda: "the flow ended: %r" % e.status())
     e.proc.wait_log("udp/%d: local service: Connection refused" % port)
     c.setblocking(False)
