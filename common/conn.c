@@ -681,6 +681,13 @@ int conn_peer_shut(const struct conn *c)
 	return c->fd >= 0 && poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLRDHUP));
 }
 
+static void (*conn_moved)(int from, int to);
+
+void conn_on_moved(void (*fn)(int from, int to))
+{
+	conn_moved = fn;
+}
+
 static int conn_detach(struct conn *c, struct lws *wsi)
 {
 	int fd;
@@ -692,6 +699,8 @@ static int conn_detach(struct conn *c, struct lws *wsi)
 	fd = dup(c->fd);
 	if (fd < 0)
 		return 0;
+	if (conn_moved)
+		conn_moved(c->fd, fd);
 	c->fd = fd;
 	c->detached = 1;
 	c->cx = lws_get_context(wsi);

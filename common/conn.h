@@ -143,6 +143,11 @@ void conn_close(struct conn *c, const char *why);
 /** The program is destroying its lws context: close everything for good. */
 void conn_exiting(void);
 
+/** fn(from, to) is told when a connection goes on under a duplicate of its
+ * descriptor (lws closed the original at POLLHUP; the rest is read from the
+ * duplicate): the edge's count of connections per client follows it. */
+void conn_on_moved(void (*fn)(int from, int to));
+
 /** The lws callback for CONN_PROTOCOL. */
 int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                   size_t len);

@@ -557,6 +557,8 @@ static int edge_start(void)
 		log_error("cannot set up signal handling: %s", strerror(errno));
 		return -1;
 	}
+	/* A client connection read on from a duplicate still counts. */
+	conn_on_moved(clients_move);
 	if (accesslog_open(edge.cfg.access_log) < 0) {
 		log_error("cannot open access_log %s: %s", edge.cfg.access_log, strerror(errno));
 		return -1;

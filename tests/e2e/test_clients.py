@@ -1,14 +1,18 @@
 """Connections per client address (listen.max_connections_per_client): one
 address cannot hold the edge's public ports, whichever port it uses, while
 other addresses, agents and the admin endpoint go on."""
+import os
 import socket
 import ssl
+import struct
 import time
 
 import pytest
 
-from relais import (Agent, Edge, HttpsEdge, TcpService, blind_ctx, closed_within, echo_handler,
-                    free_port, free_ports, recv_all, stream_setup, tcp)
+from relais import (ACCEPT, DATA, FIN, KIND_TCP, OPEN, ROUTE_ANSWER, SLOW, WINDOW, Agent, Edge,
+                    HandKey, HttpsEdge, TcpService, authed, blind_ctx, closed_within, echo_handler,
+                    edge_frame, frame, free_port, free_ports, recv_all, route_frame, stream_setup,
+                    tcp, wait_for)
 
 REFUSED = ("%s listener: 127.0.0.2: %d connections from this address already "
            "(listen.max_connections_per_client); refused")
@@ -227,3 +231,42 @@ def test_tunnel_port_counted_apart_from_public_ports(env, closing):
     time.sleep(1.1)  # refusals are logged once a second
     assert over_limit(closing, e.tunnel_port)
     e.proc.wait_log(REFUSED % ("tunnel", 2))
+
+
+def test_connection_read_after_both_sides_closed_still_counts(env, closing):
+    """The service has finished (FIN), and the client sends more than the
+    stream's window, then closes: both directions are shut while the edge
+    still has the client's last bytes to read.  lws closes such a descriptor
+    at POLLHUP; the edge reads the rest from a duplicate.  That connection
+    holds its place in the address's count until it is read to the end: it
+    used to drop out of it, so that one address could hold more descriptors
+    than its limit."""
+    key = HandKey(os.path.join(env.dir, "hand.key"))
+    port = free_port()
+    e = Edge(env, agents=[key.entry("hand", ports=["tcp/%d" % port])])
+    e.cfg["listen"]["streams"] = ["127.0.0.1"]
+    start_limited(e, 1)
+    t = authed(e, key, closing)
+    t.send(route_frame(1, KIND_TCP, lo=port, hi=port))
+    assert edge_frame(t, (ROUTE_ANSWER,))[2][:4] == b"\0\0\0\0"
+    c = clients(closing, port, 1)[0]
+    sid = edge_frame(t, (OPEN,))[1]
+    t.send(frame(ACCEPT, stream=sid) + frame(FIN, stream=sid))
+    assert c.recv(1) == b""  # the service's side is done
+    window, rest = 1 << 20, 32 * 1024  # the edge's first window; the bytes left over
+    c.sendall(b"x" * (window + rest))
+    got = 0
+    while got < window:  # the edge sends the window's worth, then stops reading
+        f = edge_frame(t, (DATA,))
+        assert f[1] == sid
+        got += len(f[2])
+    c.close()  # a FIN after the bytes: the edge's socket is shut both ways
+    time.sleep(0.5 * SLOW)
+    assert over_limit(closing, port)
+    # the edge reads the rest once the window allows, then the count frees
+    t.send(frame(WINDOW, struct.pack(">I", window), stream=sid))
+    while got < window + rest:
+        got += len(edge_frame(t, (DATA,))[2])
+    assert got == window + rest and edge_frame(t, (FIN,))[1] == sid
+    wait_for(lambda: not over_limit(closing, port), 5 * SLOW,
+             what="a connection accepted again once the first was read to its end")
