@@ -42,7 +42,8 @@ struct conn {
 	struct lws_context *cx;
 	int cork;        /* TCP_CORK set (or TLS records gathered) by conn_cork() */
 	int wbuf;        /* TLS writes go through a tlsbuf write buffer */
-	int shut_wait;   /* conn_shutdown() waits for that buffer to drain */
+	int shut_wait;   /* conn_shutdown() waits for POLLOUT to finish */
+	int shut_sent;   /* close_notify is in TLS's hands */
 	int tls_drained; /* the last SSL_read found no whole record */
 	lws_sorted_usec_list_t sul_arm;
 	lws_sorted_usec_list_t sul_read;
@@ -219,7 +220,9 @@ static ssize_t conn_eof(struct conn *c)
 
 /* Write out what the TLS write buffer gathered; POLLOUT for the rest.
  * Not between an SSL call and its SSL_get_error(): the flush clears the
- * buffer BIO's retry flags, which that reads. */
+ * buffer BIO's retry flags, which that reads.  (TLS writes what reading
+ * owes, a KeyUpdate answer, inside the next SSL_write, and its own flushes
+ * inside the SSL calls.) */
 static void conn_tls_flush(struct conn *c)
 {
 	if (!tlsbuf_flush(c->ssl))
@@ -235,22 +238,19 @@ ssize_t conn_read(struct conn *c, void *buf, size_t n)
 	if (c->eof)
 		return CONN_EOF;
 	if (c->ssl) {
-		int k, e;
+		int k;
 
 		ERR_clear_error();
 		k = SSL_read(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
 		c->tls_drained = k <= 0;
-		e = k > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, k);
-		/* What reading wrote (a KeyUpdate answer) leaves now. */
-		if (c->wbuf && !c->cork && (e == SSL_ERROR_NONE || e == SSL_ERROR_WANT_READ))
-			conn_tls_flush(c);
 		if (k > 0)
 			return k;
-		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		k = SSL_get_error(c->ssl, k);
+		if (k == SSL_ERROR_WANT_READ || k == SSL_ERROR_WANT_WRITE)
 			return 0;
-		if (e == SSL_ERROR_ZERO_RETURN)
+		if (k == SSL_ERROR_ZERO_RETURN)
 			return conn_eof(c);
-		conn_fail(c, "%s", conn_ssl_error(c, e));
+		conn_fail(c, "%s", conn_ssl_error(c, k));
 		return -1;
 	}
 	r = recv(c->fd, buf, n, 0);
@@ -277,7 +277,8 @@ ssize_t conn_write(struct conn *c, const void *buf, size_t n)
 		int k = SSL_write(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
 
 		if (k > 0) {
-			if (c->wbuf && !c->cork)
+			/* Waiting for POLLOUT already: the writable callback flushes. */
+			if (c->wbuf && !c->cork && !c->want_write)
 				conn_tls_flush(c);
 			return k;
 		}
@@ -353,20 +354,37 @@ void conn_cork(struct conn *c, int on)
 	}
 }
 
+/*
+ * close_notify, then FIN once everything before it is written: 1 when done,
+ * 0 when the socket is full (call again at POLLOUT).  TLS holding part of a
+ * record (an SSL_write that wanted to write) writes it before close_notify,
+ * or SSL_shutdown() wants to write; a FIN before that would cut the record.
+ */
+static int conn_shut_step(struct conn *c)
+{
+	if (c->ssl && !c->shut_sent) {
+		int r;
+
+		ERR_clear_error();
+		r = SSL_shutdown(c->ssl);
+		if (r < 0 && SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_WRITE)
+			return 0;
+		c->shut_sent = 1;
+	}
+	if (c->wbuf && !tlsbuf_flush(c->ssl))
+		return 0;
+	shutdown(c->fd, SHUT_WR);
+	return 1;
+}
+
 void conn_shutdown(struct conn *c)
 {
-	if (c->st != CONN_UP)
+	if (c->st != CONN_UP || c->shut_wait)
 		return;
-	if (c->ssl)
-		SSL_shutdown(c->ssl);
-	/* FIN only after the last gathered record: the writable callback sends
-	 * it once the buffer drained. */
-	if (c->wbuf && !tlsbuf_flush(c->ssl)) {
+	if (!conn_shut_step(c)) {
 		c->shut_wait = 1;
 		conn_want_write(c);
-		return;
 	}
-	shutdown(c->fd, SHUT_WR);
 }
 
 static void conn_up(struct conn *c)
@@ -397,6 +415,7 @@ static void conn_tls_step(struct conn *c)
 
 static void conn_tcp_done(struct conn *c)
 {
+	struct addr self, peer;
 	int err = 0;
 	socklen_t el = sizeof(err);
 
@@ -405,8 +424,13 @@ static void conn_tcp_done(struct conn *c)
 	/* Nothing listens on a port of the ephemeral range, and connect() drew
 	 * that very port: TCP's simultaneous open connects the socket to itself
 	 * (RFC 9293 §3.5), and it would echo what it is sent as the service's
-	 * answer.  It is a refusal. */
-	if (!err && addr_equal(&c->local, &c->peer))
+	 * answer.  It is a refusal.  (The socket's own addresses, not the
+	 * configured one: 0.0.0.0 reaches 127.0.0.1.) */
+	self.len = sizeof(self.ss);
+	peer.len = sizeof(peer.ss);
+	if (!err && getsockname(c->fd, (struct sockaddr *)&self.ss, &self.len) == 0 &&
+	    getpeername(c->fd, (struct sockaddr *)&peer.ss, &peer.len) == 0 &&
+	    addr_equal(&self, &peer))
 		err = ECONNREFUSED;
 	if (err) {
 		conn_fail(c, "%s", strerror(err));
@@ -736,12 +760,15 @@ int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			conn_tls_step(c);
 		} else if (c->st == CONN_UP) {
 			c->want_write = 0;
-			/* What the TLS write buffer holds goes first. */
-			if (c->wbuf && !tlsbuf_flush(c->ssl)) {
+			/* A shutdown under way, or what the TLS write buffer
+			 * holds, goes first. */
+			if (c->shut_wait) {
+				if (conn_shut_step(c))
+					c->shut_wait = 0;
+				else
+					conn_want_write(c);
+			} else if (c->wbuf && !tlsbuf_flush(c->ssl)) {
 				conn_want_write(c);
-			} else if (c->shut_wait) {
-				c->shut_wait = 0;
-				shutdown(c->fd, SHUT_WR);
 			} else {
 				c->ops->on_writable(c->arg);
 				conn_kick(c);

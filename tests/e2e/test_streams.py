@@ -259,18 +259,20 @@ def test_streams_are_in_the_access_log(env, closing):
              what=lambda: "the refused stream's line in\n" + open(log).read())
 
 
-def test_service_socket_connected_to_itself_is_refused(env, closing, request):
+@pytest.mark.parametrize("to", ["127.0.0.1", "0.0.0.0"])
+def test_service_socket_connected_to_itself_is_refused(env, closing, request, to):
     """The agent's socket to a service gets its port from the ephemeral range
     at connect().  With nothing listening on the service's port, and that
     port in the range, the kernel may draw the service's port itself, and
     TCP's simultaneous open then connects the socket to itself: it echoed the
     client's bytes back as the service's answer.  Here the range is that one
     port (in a network namespace of the test's own): the stream is refused,
-    and the client never reads its own bytes."""
+    and the client never reads its own bytes.  Also when the service is
+    given as 0.0.0.0, which the kernel connects as 127.0.0.1."""
     if rerun_in_own_netns(request):
         return
     svc, port = free_ports(1), free_ports(1)  # nothing listens on svc
-    a, e = stream_pair(env, [tcp(port, svc)])
+    a, e = stream_pair(env, [dict(listen="tcp/%d" % port, to="%s:%d" % (to, svc))])
     c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     closing(c)
     c.settimeout(5 * SLOW)
