@@ -51,7 +51,7 @@ uint32_t window_grow(uint32_t *window, uint64_t rtt_bytes, uint64_t backlog,
 	if (w >= WINDOW_MAX || rtt_bytes < w / 2 || backlog > w / 8)
 		return 0;
 	g = w < WINDOW_MAX - w ? w : WINDOW_MAX - w; /* double, up to the cap */
-	if (granted + g > WINDOW_BUDGET || pool->granted + g > share)
+	if (pool->granted + g > share || granted + g > WINDOW_LIMIT)
 		return 0;
 	granted += g;
 	pool->granted += g;

@@ -8,11 +8,13 @@
  * and counts each stream's bytes until the PONG is back, one round trip
  * later.  A stream that moved half its window or more in that time, while
  * its consumer kept up, is limited by the window: the window doubles, up to
- * WINDOW_MAX.  The growth of all streams of a process together is capped
- * at WINDOW_BUDGET, so memory stays bounded whatever the number of streams;
- * and each session's streams grow only within its share of that budget, so
- * one agent's fast streams cannot hold all of it while other agents' stay
- * small (the edge shares it among its sessions; the agent has one).
+ * WINDOW_MAX.  Each session's streams grow within its share of
+ * WINDOW_BUDGET (the edge divides it among its sessions; the agent has
+ * one), so one agent's fast streams cannot hold it all while other agents'
+ * stay small.  A session that comes while another holds more than its new
+ * share still gets its own: the growth of all streams together may then
+ * pass the budget, up to WINDOW_LIMIT, so memory stays bounded whatever the
+ * number of streams and sessions.
  * PING/PONG is in every peer already: no protocol change.
  */
 #ifndef RELAIS_COMMON_WINDOW_H
@@ -22,7 +24,8 @@
 #include <stdint.h>
 
 #define WINDOW_MAX    (16u * 1024u * 1024u) /* one stream's largest window */
-#define WINDOW_BUDGET (64u * 1024u * 1024u) /* all growth in one process */
+#define WINDOW_BUDGET (64u * 1024u * 1024u) /* what the sessions' shares divide */
+#define WINDOW_LIMIT  (2 * WINDOW_BUDGET)   /* all growth in one process */
 #define PROBE_TAG     (1ull << 63)          /* PING values of probes */
 #define PROBE_GAP_US  10000u                /* from one probe's answer to the next */
 
@@ -61,7 +64,7 @@ size_t window_share(size_t n);
  * At a probe's end, for a stream of pool's session that received rtt_bytes
  * during it and holds backlog bytes its consumer has not taken yet: the
  * bytes its window (*window) grows by, 0 to keep it.  The pool's growth
- * stays within share (window_share()), all growth within WINDOW_BUDGET.
+ * stays within share (window_share()), all growth within WINDOW_LIMIT.
  */
 uint32_t window_grow(uint32_t *window, uint64_t rtt_bytes, uint64_t backlog,
                      struct window_pool *pool, size_t share);

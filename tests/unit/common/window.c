@@ -79,8 +79,9 @@ static void test_budget_for_all_streams(void)
 		while (window_grow(&w[i], w[i], 0, &pool, ALL))
 			;
 	}
-	/* four streams reach 16 MiB (60 MiB of growth); then the 64 MiB cap */
-	CHECK(window_granted() <= WINDOW_BUDGET);
+	/* four streams reach 16 MiB (60 MiB of growth); then a lone session's
+	 * share, the whole 64 MiB budget */
+	CHECK(window_granted() <= WINDOW_BUDGET && pool.granted == window_granted());
 	CHECK(w[0] == WINDOW_MAX && w[3] == WINDOW_MAX);
 	CHECK(w[7] == MiB);
 	/* a stream that ends gives its growth back: another may grow */
@@ -129,12 +130,53 @@ static void test_share_per_session(void)
 	CHECK(a.granted == 15 * MiB && b.granted == 0 && window_granted() == 0);
 }
 
+/* A session that comes while another holds the whole budget still gets its
+ * share; the other, over its new share, grows no more.  However many
+ * sessions, all growth stays within WINDOW_LIMIT. */
+static void test_late_session_gets_its_share(void)
+{
+	struct window_pool a = {0}, b = {0}, many[10] = {{0}};
+	uint32_t wa[8], wb[4], wm[10];
+	size_t i;
+
+	for (i = 0; i < 8; i++) { /* a alone: the whole budget */
+		wa[i] = MiB;
+		while (window_grow(&wa[i], wa[i], 0, &a, window_share(1)))
+			;
+	}
+	CHECK(a.granted > WINDOW_BUDGET - MiB && a.granted <= WINDOW_BUDGET);
+	for (i = 0; i < 4; i++) { /* then b: half each */
+		wb[i] = MiB;
+		while (window_grow(&wb[i], wb[i], 0, &b, window_share(2)))
+			;
+	}
+	CHECK(b.granted == 32 * MiB);
+	CHECK(window_grow(&wa[7], wa[7], 0, &a, window_share(2)) == 0);
+	CHECK(window_granted() == a.granted + b.granted);
+	/* ten more sessions, at a 16 MiB window each: the limit stops them */
+	for (i = 0; i < 10; i++) {
+		wm[i] = MiB;
+		while (window_grow(&wm[i], wm[i], 0, &many[i], window_share(12)))
+			;
+	}
+	CHECK(window_granted() <= WINDOW_LIMIT && window_granted() > WINDOW_LIMIT - 16 * MiB);
+	CHECK(wm[0] == WINDOW_MAX && wm[9] < WINDOW_MAX);
+	for (i = 0; i < 8; i++)
+		window_release(wa[i], MiB, &a);
+	for (i = 0; i < 4; i++)
+		window_release(wb[i], MiB, &b);
+	for (i = 0; i < 10; i++)
+		window_release(wm[i], MiB, &many[i]);
+	CHECK(window_granted() == 0 && a.granted == 0 && b.granted == 0 && many[9].granted == 0);
+}
+
 int main(void)
 {
 	RUN(test_probe_cycle);
 	RUN(test_grows_only_when_the_window_limits);
 	RUN(test_capped_per_stream);
 	RUN(test_share_per_session);
+	RUN(test_late_session_gets_its_share);
 	RUN(test_budget_for_all_streams);
 	UNIT_END();
 }
