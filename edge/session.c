@@ -523,7 +523,8 @@ static int session_writeable(struct esession *s)
 		done += len;
 	} while (done < WRITE_BUDGET && !lws_partial_buffered(s->wsi) &&
 	         (p = tunnel_next_message(&s->t, &len, &q)));
-	/* Flushed while still corked: the tail leaves with the uncork. */
+	/* The write buffer's rest leaves now (after authentication); before
+	 * it, a corked socket's tail leaves with the uncork below. */
 	if (!session_flush(s) || lws_partial_buffered(s->wsi) ||
 	    tunnel_next_message(&s->t, &len, &q) || s->closing)
 		lws_callback_on_writable(s->wsi);
