@@ -8,7 +8,6 @@ Run: RELAIS_BUILD=$PWD/build /usr/bin/python3 -m pytest -q tests/e2e/test_http_r
 """
 import socket
 import threading
-import time
 
 import pytest
 
