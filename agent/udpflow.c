@@ -193,7 +193,6 @@ static int uf_transient(int err)
 static int uf_socket(struct uflow *u)
 {
 	const struct addr *a = &u->addrs[u->cur];
-	struct addr self, peer;
 	int sz = 1024 * 1024, err;
 
 	u->fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -203,18 +202,10 @@ static int uf_socket(struct uflow *u)
 		err = errno;
 		goto fail;
 	}
-	/*
-	 * connect() gave the socket a port from the ephemeral range.  When
-	 * nothing listens on the service's port and that port is in the range
-	 * too, the kernel may pick that very port: the socket is then connected
-	 * to itself, reads back each datagram it sends as the service's answer,
-	 * and no ICMP error ever ends the flow.  That is a refusal.
-	 */
-	self.len = sizeof(self.ss);
-	peer.len = sizeof(peer.ss);
-	if (getsockname(u->fd, (struct sockaddr *)&self.ss, &self.len) == 0 &&
-	    getpeername(u->fd, (struct sockaddr *)&peer.ss, &peer.len) == 0 &&
-	    addr_equal(&self, &peer)) {
+	/* Connected to itself, the socket reads back each datagram it sends as
+	 * the service's answer, and no ICMP error ever ends the flow: that is a
+	 * refusal. */
+	if (addr_fd_self_connected(u->fd)) {
 		log_debug("udp flow %u: its socket is connected to itself: nothing listens there",
 		          u->id);
 		err = ECONNREFUSED;

@@ -191,6 +191,17 @@ void addr_unmap(struct addr *a)
 	a->len = sizeof(sin);
 }
 
+int addr_fd_self_connected(int fd)
+{
+	struct addr self, peer;
+
+	self.len = sizeof(self.ss);
+	peer.len = sizeof(peer.ss);
+	return getsockname(fd, (struct sockaddr *)&self.ss, &self.len) == 0 &&
+	       getpeername(fd, (struct sockaddr *)&peer.ss, &peer.len) == 0 &&
+	       addr_equal(&self, &peer);
+}
+
 int addr_is_any(const struct addr *a)
 {
 	if (a->ss.ss_family == AF_INET)

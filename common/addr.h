@@ -36,6 +36,15 @@ uint16_t addr_port(const struct addr *a);
 /** 1 when a and b are the same IP address and port. */
 int addr_equal(const struct addr *a, const struct addr *b);
 
+/**
+ * 1 when connected socket fd is connected to itself.  With nothing listening
+ * on a port of the ephemeral range, connect() may draw that very port for
+ * the socket: a UDP socket then reads back what it sends, and TCP's
+ * simultaneous open (RFC 9293 §3.5) connects to itself and echoes.  Its own
+ * addresses are compared, not the target's: 0.0.0.0 reaches 127.0.0.1.
+ */
+int addr_fd_self_connected(int fd);
+
 /** 1 for the wildcard address (0.0.0.0 or ::), whatever the port. */
 int addr_is_any(const struct addr *a);
 

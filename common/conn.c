@@ -415,22 +415,14 @@ static void conn_tls_step(struct conn *c)
 
 static void conn_tcp_done(struct conn *c)
 {
-	struct addr self, peer;
 	int err = 0;
 	socklen_t el = sizeof(err);
 
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
 		err = errno;
-	/* Nothing listens on a port of the ephemeral range, and connect() drew
-	 * that very port: TCP's simultaneous open connects the socket to itself
-	 * (RFC 9293 §3.5), and it would echo what it is sent as the service's
-	 * answer.  It is a refusal.  (The socket's own addresses, not the
-	 * configured one: 0.0.0.0 reaches 127.0.0.1.) */
-	self.len = sizeof(self.ss);
-	peer.len = sizeof(peer.ss);
-	if (!err && getsockname(c->fd, (struct sockaddr *)&self.ss, &self.len) == 0 &&
-	    getpeername(c->fd, (struct sockaddr *)&peer.ss, &peer.len) == 0 &&
-	    addr_equal(&self, &peer))
+	/* Connected to itself, it would echo what it is sent as the service's
+	 * answer: that is a refusal. */
+	if (!err && addr_fd_self_connected(c->fd))
 		err = ECONNREFUSED;
 	if (err) {
 		conn_fail(c, "%s", strerror(err));

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/addr.h"
 #include "tests/unit/unit.h"
@@ -158,6 +159,27 @@ static void test_unmap(void)
 	}
 }
 
+/* A UDP socket on loopback, connected to itself, to another, or not at all. */
+static void test_fd_self_connected(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof(a);
+	int s = socket(AF_INET, SOCK_DGRAM, 0), o = socket(AF_INET, SOCK_DGRAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(s >= 0 && o >= 0);
+	CHECK(bind(s, (struct sockaddr *)&a, sizeof(a)) == 0);
+	CHECK(getsockname(s, (struct sockaddr *)&a, &len) == 0);
+	CHECK(!addr_fd_self_connected(s)); /* not connected */
+	CHECK(connect(s, (struct sockaddr *)&a, sizeof(a)) == 0);
+	CHECK(addr_fd_self_connected(s));
+	CHECK(connect(o, (struct sockaddr *)&a, sizeof(a)) == 0);
+	CHECK(!addr_fd_self_connected(o)); /* to s, from a port of its own */
+	CHECK(!addr_fd_self_connected(-1));
+	close(s);
+	close(o);
+}
+
 int main(void)
 {
 	RUN(test_parse_ok);
@@ -166,5 +188,6 @@ int main(void)
 	RUN(test_parse_bad);
 	RUN(test_format_ip);
 	RUN(test_split);
+	RUN(test_fd_self_connected);
 	UNIT_END();
 }
