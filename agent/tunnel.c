@@ -354,12 +354,18 @@ static void agent_on_writable(void *arg)
 	uint8_t *p;
 	int r = 1;
 
+	if (!agent.ws)
+		return;
+	/* One write(2) for what this round sends, not one per message. */
+	wsc_batch(agent.ws, 1);
 	while (agent.ws && (p = tunnel_next_message(&agent.t, &len, &q))) {
 		r = wsc_send(agent.ws, p, len);
 		if (r <= 0)
 			break;
 		outq_pop(q);
 	}
+	if (agent.ws)
+		wsc_batch(agent.ws, 0);
 	if (r == 0)
 		wsc_want_write(agent.ws);
 	upstream_tunnel_drained();

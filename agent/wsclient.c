@@ -47,6 +47,7 @@ struct wsc {
 	uint8_t ctl[125];
 	size_t ctl_len;
 	int want_write;
+	int batch;     /* wsc_batch(): the records gather until it ends */
 	int zero_mask; /* wss: mask keys are zero, see wsc_frame() */
 };
 
@@ -81,23 +82,37 @@ size_t wsc_queued(const struct wsc *c)
 	return c->out_end - c->out_start;
 }
 
+/* The end of a write: the records gathered leave, unless a batch goes on. */
+static void wsc_uncork(struct wsc *c)
+{
+	if (!c->batch)
+		conn_cork(c->conn, 0);
+}
+
+void wsc_batch(struct wsc *c, int on)
+{
+	c->batch = on;
+	if (c->st == WSC_OPEN)
+		conn_cork(c->conn, on);
+}
+
 /* Write what the socket takes; conn asks for POLLOUT when it takes less.
  * 1 when the buffer is empty after. */
 static int wsc_write_out(struct wsc *c)
 {
 	/* TLS makes one record (16 KiB) per write: corked, they are gathered
 	 * and leave together. */
-	conn_cork(c->conn, c->out_end - c->out_start > 16384);
+	conn_cork(c->conn, c->batch || c->out_end - c->out_start > 16384);
 	while (c->out_start < c->out_end) {
 		ssize_t w = conn_write(c->conn, c->out + c->out_start, c->out_end - c->out_start);
 
 		if (w <= 0) {
-			conn_cork(c->conn, 0);
+			wsc_uncork(c);
 			return 0;
 		}
 		c->out_start += (size_t)w;
 	}
-	conn_cork(c->conn, 0);
+	wsc_uncork(c);
 	c->out_start = c->out_end = 0;
 	return 1;
 }
@@ -181,7 +196,7 @@ static int wsc_send_direct(struct wsc *c, uint8_t *data, size_t len)
 			break; /* full: conn asked for POLLOUT */
 		off += (size_t)w;
 	}
-	conn_cork(c->conn, 0);
+	wsc_uncork(c);
 	memcpy(c->out, data - hl + off, total - off);
 	c->out_start = 0;
 	c->out_end = total - off;

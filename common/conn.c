@@ -41,7 +41,8 @@ struct conn {
 	int detached; /* lws closed the wsi at POLLHUP; input is read from a dup */
 	struct lws_context *cx;
 	int cork;        /* TCP_CORK set (or TLS records gathered) by conn_cork() */
-	int wbuf;        /* TLS writes go through a tlsbuf write buffer */
+	size_t wbuf;     /* > 0: TLS writes go through a tlsbuf write buffer */
+	int tls_wpend;   /* TLS holds part of a record: retry with as much */
 	int shut_wait;   /* conn_shutdown() waits for POLLOUT to finish */
 	int shut_sent;   /* close_notify is in TLS's hands */
 	int tls_drained; /* the last SSL_read found no whole record */
@@ -265,6 +266,30 @@ ssize_t conn_read(struct conn *c, void *buf, size_t n)
 	return -1;
 }
 
+/*
+ * How much of n to hand to SSL_write() so that its records fit the write
+ * buffer: TLS then never writes to the socket itself, where a full socket
+ * costs a failed write(2) and leaves part of a record in TLS.  Flushes
+ * first when the buffer is full; 0 when the socket is full (POLLOUT is
+ * asked for: the writable callback flushes).  While POLLOUT is awaited, a
+ * partly written buffer has less room than it shows: none is assumed.
+ */
+static size_t conn_tls_fit(struct conn *c, size_t n)
+{
+	size_t used = (size_t)BIO_wpending(SSL_get_wbio(c->ssl)), fit;
+
+	if (used && c->want_write) {
+		conn_want_write(c);
+		return 0;
+	}
+	fit = tlsbuf_fit(used, c->wbuf, n);
+	if (!fit && tlsbuf_flush(c->ssl))
+		fit = tlsbuf_fit(0, c->wbuf, n);
+	if (!fit)
+		conn_want_write(c);
+	return fit;
+}
+
 ssize_t conn_write(struct conn *c, const void *buf, size_t n)
 {
 	ssize_t w;
@@ -274,8 +299,12 @@ ssize_t conn_write(struct conn *c, const void *buf, size_t n)
 	if (!n)
 		return 0;
 	if (c->ssl) {
-		int k = SSL_write(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
+		int k;
 
+		if (c->wbuf && !c->tls_wpend && !(n = conn_tls_fit(c, n)))
+			return 0;
+		k = SSL_write(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
+		c->tls_wpend = k <= 0;
 		if (k > 0) {
 			/* Waiting for POLLOUT already: the writable callback flushes. */
 			if (c->wbuf && !c->cork && !c->want_write)
@@ -344,7 +373,7 @@ void conn_cork(struct conn *c, int on)
 {
 	if (c->st == CONN_UP && c->wbuf) {
 		c->cork = on;
-		if (!on)
+		if (!on && !c->want_write) /* else the writable callback flushes */
 			conn_tls_flush(c);
 		return;
 	}
@@ -662,7 +691,7 @@ struct conn *conn_open(struct lws_vhost *vh, const struct addr *a, const struct 
 		*err = "cannot create a TLS session";
 		goto fail;
 	}
-	c->wbuf = c->ssl && tls->write_buffer;
+	c->wbuf = c->ssl ? tls->write_buffer : 0;
 	if (conn_watch(c, vh, err) < 0)
 		goto fail;
 	c->st = CONN_TCP;

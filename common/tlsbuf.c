@@ -53,3 +53,22 @@ int tlsbuf_flush(SSL *ssl)
 		return 1; /* the socket failed: the next read or write finds out */
 	return !BIO_wpending(b);
 }
+
+/* A record: at most 16 KiB of plaintext (TLS_MAX_FRAG), and header, content
+ * type, tag and explicit nonce: under 64 bytes in any suite TLS 1.2 or 1.3
+ * offers here. */
+#define TLS_MAX_FRAG  16384u
+#define TLS_OVERHEAD  64u
+
+size_t tlsbuf_fit(size_t used, size_t wsize, size_t n)
+{
+	size_t room = wsize > used ? wsize - used : 0;
+	size_t whole = room / (TLS_MAX_FRAG + TLS_OVERHEAD), rest;
+
+	if (n <= whole * TLS_MAX_FRAG)
+		return n;
+	rest = room - whole * (TLS_MAX_FRAG + TLS_OVERHEAD);
+	if (rest > TLS_OVERHEAD && n - whole * TLS_MAX_FRAG <= rest - TLS_OVERHEAD)
+		return n;
+	return whole * TLS_MAX_FRAG;
+}

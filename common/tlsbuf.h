@@ -26,6 +26,11 @@ int tlsbuf_attach(SSL *ssl, size_t rsize, size_t wsize);
 /** 1 when input waits in TLS or in its read buffer: no POLLIN will say so. */
 int tlsbuf_pending(const SSL *ssl);
 
+/** Bytes of n that go into a write buffer of wsize bytes holding used as
+ * whole TLS records, a record's overhead counted generously; 0 when not
+ * even one fits. */
+size_t tlsbuf_fit(size_t used, size_t wsize, size_t n);
+
 /** Write out what the write buffer holds: 1 when it is empty after.
  * It clears the buffer BIO's retry flags, which SSL_get_error() reads: never
  * call it between an SSL_read/SSL_write and that call (the read side shares

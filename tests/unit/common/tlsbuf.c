@@ -143,6 +143,48 @@ static void test_buffered_both_ways(void)
 	free(out);
 }
 
+/*
+ * tlsbuf_fit() hands TLS no more than the write buffer holds as whole
+ * records: filling the buffer with what it allows never writes to the
+ * socket, and it allows nearly all the room.
+ */
+static void test_fit(void)
+{
+	const size_t wsize = 100 * 1024;
+	SSL_CTX *sc = server_ctx(), *cc = SSL_CTX_new(TLS_client_method());
+	SSL *srv = NULL, *cli = NULL;
+	uint8_t *out = calloc(1, 64 * 1024);
+	size_t fit, total = 0;
+	int fds[2], avail = -1;
+
+	CHECK(tlsbuf_fit(0, 100, 30) == 30);
+	CHECK(tlsbuf_fit(0, 100, 40) == 0);
+	CHECK(tlsbuf_fit(100, 100, 1) == 0 && tlsbuf_fit(200, 100, 1) == 0);
+	CHECK(tlsbuf_fit(0, 3 * 16448, 64 * 1024) == 3 * 16384);
+	CHECK(tlsbuf_fit(0, 3 * 16448 + 100, 3 * 16384 + 36) == 3 * 16384 + 36);
+	CHECK(tlsbuf_fit(0, 3 * 16448 + 100, 3 * 16384 + 37) == 3 * 16384);
+
+	CHECK(cc && out && tls_pair(sc, cc, &srv, &cli, fds) == 0);
+	CHECK(tlsbuf_attach(srv, 64 * 1024, wsize) == 0);
+	while ((fit = tlsbuf_fit((size_t)BIO_wpending(SSL_get_wbio(srv)), wsize, 64 * 1024))) {
+		CHECK(SSL_write(srv, out, (int)fit) == (int)fit);
+		ioctl(fds[1], FIONREAD, &avail);
+		CHECK(avail == 0);
+		total += fit;
+	}
+	CHECK(total >= wsize - 2 * 16448);
+	CHECK(tlsbuf_flush(srv) == 1);
+	ioctl(fds[1], FIONREAD, &avail);
+	CHECK(avail > (int)total);
+	SSL_free(srv);
+	SSL_free(cli);
+	close(fds[0]);
+	close(fds[1]);
+	SSL_CTX_free(sc);
+	SSL_CTX_free(cc);
+	free(out);
+}
+
 /* Sizes a BIO cannot take are refused and leave the session as it was. */
 static void test_refused_sizes(void)
 {
@@ -167,5 +209,6 @@ int main(void)
 {
 	RUN(test_buffered_both_ways);
 	RUN(test_refused_sizes);
+	RUN(test_fit);
 	UNIT_END();
 }
