@@ -9,8 +9,8 @@
  * later.  A stream that moved half its window or more in that time, while
  * its consumer kept up, is limited by the window: the window doubles, up to
  * WINDOW_MAX.  Each session's streams grow within its share of
- * WINDOW_BUDGET (the edge divides it among its sessions; the agent has
- * one), so one agent's fast streams cannot hold it all while other agents'
+ * WINDOW_BUDGET (the edge divides it among its agents, and an agent's
+ * part among its sessions; the agent has one), so one agent's fast streams cannot hold it all while other agents'
  * stay small.  A session that comes while another holds more than its new
  * share still gets its own: the growth of all streams together may then
  * pass the budget, up to WINDOW_LIMIT, so memory stays bounded whatever the
@@ -56,7 +56,7 @@ struct window_pool {
 	size_t granted;
 };
 
-/** A session's share of the budget when n sessions use it: an equal part,
+/** A share of the budget when n sessions (or agents) use it: an equal part,
  * and never less than one stream's largest window. */
 size_t window_share(size_t n);
 

@@ -8,35 +8,62 @@
 #include <strings.h>
 
 #include "../common/hostpat.h"
+#include "../common/window.h"
 #include "edge.h"
 #include "registry.h"
 #include "udp.h"
 
 static struct esession *sessions;
-static size_t nsessions; /* in the list */
+static size_t nagents;   /* distinct agent names in the list */
+
+/* Tell each session of agent name how many it has: n. */
+static void registry_siblings(const char *name, size_t n)
+{
+	for (struct esession *s = sessions; s; s = s->next)
+		if (strcmp(s->agent, name) == 0)
+			s->siblings = n;
+}
+
+static size_t registry_count_agent(const char *name)
+{
+	size_t n = 0;
+
+	for (const struct esession *s = sessions; s; s = s->next)
+		n += strcmp(s->agent, name) == 0;
+	return n;
+}
 
 void registry_add(struct esession *s)
 {
+	size_t n = registry_count_agent(s->agent) + 1;
+
 	s->next = sessions;
 	sessions = s;
-	nsessions++;
+	if (n == 1)
+		nagents++;
+	registry_siblings(s->agent, n);
 }
 
 void registry_remove(struct esession *s)
 {
 	for (struct esession **p = &sessions; *p; p = &(*p)->next) {
 		if (*p == s) {
+			size_t n;
+
 			*p = s->next;
 			s->next = NULL;
-			nsessions--;
+			n = registry_count_agent(s->agent);
+			if (n == 0)
+				nagents--;
+			registry_siblings(s->agent, n);
 			return;
 		}
 	}
 }
 
-size_t registry_count(void)
+size_t registry_window_share(const struct esession *s)
 {
-	return nsessions;
+	return window_share(nagents) / (s->siblings ? s->siblings : 1);
 }
 
 struct esession *registry_first(void)
@@ -320,8 +347,10 @@ char *registry_status_json(size_t max, size_t *len)
 	           (unsigned long long)edge.streams_open, (unsigned long long)udp_dropped());
 	for (struct esession *s = sessions; s && !truncated; s = s->next) {
 		if (status_add(&b, 0,
-		               "%s{\"agent\":\"%s\",\"peer\":\"%s\",\"streams\":%zu,\"routes\":[",
-		               s == sessions ? "" : ",", s->agent, s->peer, s->nstreams) < 0) {
+		               "%s{\"agent\":\"%s\",\"peer\":\"%s\",\"streams\":%zu,"
+		               "\"window_share\":%zu,\"window_grown\":%zu,\"routes\":[",
+		               s == sessions ? "" : ",", s->agent, s->peer, s->nstreams,
+		               registry_window_share(s), s->wpool.granted) < 0) {
 			truncated = 1;
 			break;
 		}

@@ -13,8 +13,11 @@
 void registry_add(struct esession *s);
 void registry_remove(struct esession *s);
 
-/** Authenticated sessions, all agents together. */
-size_t registry_count(void);
+/**
+ * The window growth session s's streams may hold: agents share the budget
+ * equally (window_share()), and an agent's sessions share its part.
+ */
+size_t registry_window_share(const struct esession *s);
 
 /** First live session (for iteration with s->next). */
 struct esession *registry_first(void);

@@ -54,6 +54,7 @@ struct esession {
 	uint64_t last_rx_us;
 	struct probe probe;       /* round-trip probe for window growth */
 	struct window_pool wpool; /* its streams' window growth */
+	size_t siblings;          /* its agent's sessions, itself included */
 	uint64_t connected_us;
 	lws_sorted_usec_list_t sul;    /* auth deadline, then keepalive */
 	lws_sorted_usec_list_t sul_rx; /* reads what TLS read ahead */

@@ -268,7 +268,7 @@ void stream_probe_answer(struct esession *s, uint64_t value)
 
 	if (!probe_answer(&s->probe, value, (uint64_t)lws_now_usecs()))
 		return;
-	share = window_share(registry_count());
+	share = registry_window_share(s);
 	for (struct estream *st = s->streams; st; st = st->next) {
 		struct frame f = {.type = FRAME_WINDOW, .stream = st->id};
 		uint64_t held = st->recv_credit + st->unacked;

@@ -46,6 +46,34 @@ def raw_status(e):
         return r.read()
 
 
+def test_window_growth_is_shared_by_agents_then_by_their_sessions(env):
+    """64 MiB of window growth: agent a connected twice and agent b once get
+    half each, a's half split between its sessions (16, 16 and 32 MiB, as
+    /status shows).  When b leaves, a's sessions get 32 MiB each; when one of
+    them leaves too, the other gets it all."""
+    mib = 1 << 20
+    ka = HandKey(os.path.join(env.dir, "a.key"))
+    kb = HandKey(os.path.join(env.dir, "b.key"))
+    e = Edge(env, agents=[ka.entry("a", hosts=["a.test"]),
+                          kb.entry("b", hosts=["b.test"])]).start()
+
+    def shares():
+        return sorted((s["agent"], s["window_share"] // mib, s["window_grown"])
+                      for s in e.status()["sessions"])
+
+    a1, a2, b = declare(e, ka, []), declare(e, ka, []), declare(e, kb, [])
+    try:
+        assert shares() == [("a", 16, 0), ("a", 16, 0), ("b", 32, 0)]
+        b.close()
+        wait_for(lambda: shares() == [("a", 32, 0), ("a", 32, 0)], 5, what="b gone")
+        a2.close()
+        wait_for(lambda: shares() == [("a", 64, 0)], 5, what="a's second session gone")
+    finally:
+        a1.close()
+        a2.close()
+        b.close()
+
+
 def test_status_with_many_long_routes_is_complete_json(env):
     """1000 routes of 253-byte names: well past the old fixed 256 KiB body."""
     key = HandKey(os.path.join(env.dir, "big.key"))
