@@ -14,7 +14,7 @@
 #include "udp.h"
 
 static struct esession *sessions;
-static size_t nagents;   /* distinct agent names in the list */
+static size_t nagents; /* distinct agent names in the list */
 
 /* Tell each session of agent name how many it has: n. */
 static void registry_siblings(const char *name, size_t n)
