@@ -91,6 +91,11 @@ static struct uflow *uf_find(uint32_t id)
 	return NULL;
 }
 
+int udpflow_has(uint32_t id)
+{
+	return uf_find(id) != NULL;
+}
+
 /* The flow's socket goes; lws closes it if it was watching it. */
 static void uf_drop_socket(struct uflow *u)
 {
@@ -339,8 +344,6 @@ int udpflow_open(const struct frame *f)
 	uint16_t port;
 	char more[LOG_RATE_MORE];
 
-	if (uf_find(f->stream))
-		return -1;
 	if (o->route <= nr || o->route > nr + agent.cfg.nstreams ||
 	    agent.cfg.streams[o->route - nr - 1].listen.kind != ROUTE_KIND_UDP ||
 	    o->dst_port < agent.cfg.streams[o->route - nr - 1].listen.lo ||

@@ -404,10 +404,6 @@ static int us_open(const struct frame *f)
 	struct addr a;
 	int port;
 
-	if (us_find(f->stream)) {
-		log_warn("tunnel: OPEN for stream %u which exists", f->stream);
-		return -1;
-	}
 	if (agent.draining) { /* an OPEN that crossed our GOAWAY (PROTOCOL.md section 10) */
 		us_send_code(FRAME_REFUSE, f->stream, CODE_SHUTDOWN, "agent shutting down");
 		return 0;
@@ -542,8 +538,19 @@ int upstream_on_frame(const struct frame *f)
 {
 	struct ustream *u;
 
-	if (f->type == FRAME_OPEN)
+	if (f->type == FRAME_OPEN) {
+		/* Only after 2^32 streams: the edge is done with a stream this
+		 * agent still finishes (PROTOCOL.md section 7).  That one goes on;
+		 * the newcomer is refused, not the tunnel closed. */
+		if (us_find(f->stream) || udpflow_has(f->stream)) {
+			log_warn("tunnel: OPEN for stream %u, which is still open here: refused",
+			         f->stream);
+			us_send_code(FRAME_REFUSE, f->stream, CODE_PROTOCOL,
+			             "stream id still in use at the agent");
+			return 0;
+		}
 		return f->u.open.kind == ROUTE_KIND_UDP ? udpflow_open(f) : us_open(f);
+	}
 	u = us_find(f->stream);
 	if (!u && udpflow_frame(f))
 		return 0;

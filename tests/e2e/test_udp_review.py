@@ -436,6 +436,42 @@ def test_agent_resets_a_tcp_stream_given_a_datagram(env, closing):
     a.proc.wait_log("DATAGRAM on a TCP stream")
 
 
+def test_open_on_an_id_the_agent_still_holds_is_refused(env, closing):
+    """PROTOCOL.md section 7: after 2^32 streams the edge may reuse an id the
+    agent still finishes.  An OPEN on an id the agent holds, a TCP stream's
+    or a UDP flow's, of either kind, is refused (CODE_PROTOCOL); the stream
+    and the flow holding the ids go on, and so does the tunnel.  The agent
+    closed the tunnel on a TCP id, and gave a UDP id to a second flow."""
+    origin = TcpService(echo_handler)
+    closing(origin)
+    echo = UdpEcho()
+    closing(echo)
+    tport = free_ports(2)
+    uport = tport + 1
+    fake, a, routes = agent_at_fake_edge_with(env, [tcp(tport, origin.port),
+                                                    udp(uport, echo.port)])
+    closing(fake)
+    fake.send(open_frame(1, routes[0], tport, kind=KIND_TCP))
+    assert next_frame(fake, (ACCEPT, REFUSE))[:2] == (ACCEPT, 1)
+    fake.send(open_frame(5, routes[1], uport) + frame(DATAGRAM, b"ping", stream=5))
+    assert next_frame(fake, (DATAGRAM, RST, REFUSE)) == (DATAGRAM, 5, b"echo:ping")
+    for sid, route, port, kind in [(1, 0, tport, KIND_TCP), (1, 1, uport, KIND_UDP),
+                                   (5, 1, uport, KIND_UDP), (5, 0, tport, KIND_TCP)]:
+        fake.send(open_frame(sid, routes[route], port, kind=kind))
+        t, got, payload = next_frame(fake, (ACCEPT, REFUSE, RST))
+        assert (t, got) == (REFUSE, sid), (t, got, payload)
+        assert struct.unpack(">I", payload[:4])[0] == CODE_PROTOCOL
+        assert b"still in use" in payload
+    fake.send(frame(DATA, b"still here", stream=1) + frame(DATAGRAM, b"again", stream=5))
+    got = {}
+    while len(got) < 2:
+        t, sid, payload = next_frame(fake, (DATA, DATAGRAM, RST, REFUSE))
+        got[sid] = (t, payload)
+    assert got == {1: (DATA, b"still here"), 5: (DATAGRAM, b"echo:again")}
+    assert len(origin.conns) == 1
+    assert a.proc.log().count("which is still open here: refused") == 4
+
+
 @pytest.mark.parametrize("ftype", [DATA, WINDOW, FIN])
 def test_agent_resets_a_udp_flow_given_data_window_or_fin(env, closing, ftype):
     """PROTOCOL.md section 9, the agent's side: DATA, WINDOW or FIN on a UDP
