@@ -43,6 +43,7 @@ struct conn {
 	int cork;        /* TCP_CORK set (or TLS records gathered) by conn_cork() */
 	size_t wbuf;     /* > 0: TLS writes go through a tlsbuf write buffer */
 	int tls_wpend;   /* TLS holds part of a record: retry with as much */
+	int wfull;       /* the socket took only part of the write buffer */
 	int shut_wait;   /* conn_shutdown() waits for POLLOUT to finish */
 	int shut_sent;   /* close_notify is in TLS's hands */
 	int tls_drained; /* the last SSL_read found no whole record */
@@ -224,9 +225,15 @@ static ssize_t conn_eof(struct conn *c)
  * buffer BIO's retry flags, which that reads.  (TLS writes what reading
  * owes, a KeyUpdate answer, inside the next SSL_write, and its own flushes
  * inside the SSL calls.) */
+static int conn_tls_flushed(struct conn *c)
+{
+	c->wfull = !tlsbuf_flush(c->ssl);
+	return !c->wfull;
+}
+
 static void conn_tls_flush(struct conn *c)
 {
-	if (!tlsbuf_flush(c->ssl))
+	if (!conn_tls_flushed(c))
 		conn_want_write(c);
 }
 
@@ -271,19 +278,19 @@ ssize_t conn_read(struct conn *c, void *buf, size_t n)
  * buffer: TLS then never writes to the socket itself, where a full socket
  * costs a failed write(2) and leaves part of a record in TLS.  Flushes
  * first when the buffer is full; 0 when the socket is full (POLLOUT is
- * asked for: the writable callback flushes).  While POLLOUT is awaited, a
- * partly written buffer has less room than it shows: none is assumed.
+ * asked for: the writable callback flushes).  A partly written buffer
+ * has less room than it shows: none is assumed until it is written out.
  */
 static size_t conn_tls_fit(struct conn *c, size_t n)
 {
 	size_t used = (size_t)BIO_wpending(SSL_get_wbio(c->ssl)), fit;
 
-	if (used && c->want_write) {
+	if (used && c->wfull) {
 		conn_want_write(c);
 		return 0;
 	}
 	fit = tlsbuf_fit(used, c->wbuf, n);
-	if (!fit && tlsbuf_flush(c->ssl))
+	if (!fit && conn_tls_flushed(c))
 		fit = tlsbuf_fit(0, c->wbuf, n);
 	if (!fit)
 		conn_want_write(c);
@@ -306,13 +313,16 @@ ssize_t conn_write(struct conn *c, const void *buf, size_t n)
 		k = SSL_write(c->ssl, buf, n > INT32_MAX ? INT32_MAX : (int)n);
 		c->tls_wpend = k <= 0;
 		if (k > 0) {
-			/* Waiting for POLLOUT already: the writable callback flushes. */
-			if (c->wbuf && !c->cork && !c->want_write)
+			/* Corked, or the socket full: the records wait (the
+			 * writable callback flushes). */
+			if (c->wbuf && !c->cork && !c->wfull)
 				conn_tls_flush(c);
 			return k;
 		}
 		k = SSL_get_error(c->ssl, k);
 		if (k == SSL_ERROR_WANT_WRITE || k == SSL_ERROR_WANT_READ) {
+			if (c->wbuf && k == SSL_ERROR_WANT_WRITE)
+				c->wfull = 1; /* the buffer's own flush found it full */
 			conn_want_write(c);
 			return 0;
 		}
@@ -373,7 +383,7 @@ void conn_cork(struct conn *c, int on)
 {
 	if (c->st == CONN_UP && c->wbuf) {
 		c->cork = on;
-		if (!on && !c->want_write) /* else the writable callback flushes */
+		if (!on && !c->wfull) /* else the writable callback flushes */
 			conn_tls_flush(c);
 		return;
 	}
@@ -400,7 +410,7 @@ static int conn_shut_step(struct conn *c)
 			return 0;
 		c->shut_sent = 1;
 	}
-	if (c->wbuf && !tlsbuf_flush(c->ssl))
+	if (c->wbuf && !conn_tls_flushed(c))
 		return 0;
 	shutdown(c->fd, SHUT_WR);
 	return 1;
@@ -788,7 +798,7 @@ int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 					c->shut_wait = 0;
 				else
 					conn_want_write(c);
-			} else if (c->wbuf && !tlsbuf_flush(c->ssl)) {
+			} else if (c->wbuf && !conn_tls_flushed(c)) {
 				conn_want_write(c);
 			} else {
 				c->ops->on_writable(c->arg);

@@ -61,17 +61,16 @@ def test_window_growth_is_shared_by_agents_then_by_their_sessions(env):
         return sorted((s["agent"], s["window_share"] // mib, s["window_grown"])
                       for s in e.status()["sessions"])
 
-    a1, a2, b = declare(e, ka, []), declare(e, ka, []), declare(e, kb, [])
+    tunnels = [declare(e, ka, []), declare(e, ka, []), declare(e, kb, [])]
     try:
         assert shares() == [("a", 16, 0), ("a", 16, 0), ("b", 32, 0)]
-        b.close()
+        tunnels.pop().close()
         wait_for(lambda: shares() == [("a", 32, 0), ("a", 32, 0)], 5, what="b gone")
-        a2.close()
+        tunnels.pop().close()
         wait_for(lambda: shares() == [("a", 64, 0)], 5, what="a's second session gone")
     finally:
-        a1.close()
-        a2.close()
-        b.close()
+        for t in tunnels:
+            t.close()
 
 
 def test_status_with_many_long_routes_is_complete_json(env):
