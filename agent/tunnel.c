@@ -354,10 +354,9 @@ static void agent_on_writable(void *arg)
 	uint8_t *p;
 	int r = 1;
 
-	if (!agent.ws)
-		return;
 	/* One write(2) for what this round sends, not one per message. */
-	wsc_batch(agent.ws, 1);
+	if (agent.ws)
+		wsc_batch(agent.ws, 1);
 	while (agent.ws && (p = tunnel_next_message(&agent.t, &len, &q))) {
 		r = wsc_send(agent.ws, p, len);
 		if (r <= 0)
