@@ -42,6 +42,7 @@ struct uflow {
 	uint8_t naddrs, cur;             /* how many; the one in use */
 	uint8_t tried;                   /* addresses that failed before any reply */
 	int replied;                     /* the service answered on addrs[cur] */
+	int reopened;                    /* the edge opened its id again (udpflow.h) */
 	int failing;                     /* the socket failed: sul_fail tears it down */
 	int err;                         /* why (an errno value; 0: not known) */
 	lws_sorted_usec_list_t sul_fail; /* then moves to the next address, or ends the flow */
@@ -91,9 +92,13 @@ static struct uflow *uf_find(uint32_t id)
 	return NULL;
 }
 
-int udpflow_has(uint32_t id)
+int udpflow_reopened(uint32_t id)
 {
-	return uf_find(id) != NULL;
+	struct uflow *u = uf_find(id);
+
+	if (u)
+		u->reopened = 1;
+	return u != NULL;
 }
 
 /* The flow's socket goes; lws closes it if it was watching it. */
@@ -481,6 +486,8 @@ int udpflow_frame(const struct frame *f)
 
 	if (!u)
 		return 0;
+	if (u->reopened)
+		return 1;
 	switch (f->type) {
 	case FRAME_DATAGRAM:
 		u->last_us = (uint64_t)lws_now_usecs();

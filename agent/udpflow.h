@@ -20,8 +20,10 @@
  * UF_MAX_FLOWS are open).  0, or -1 to drop the tunnel. */
 int udpflow_open(const struct frame *f);
 
-/** 1 when a flow has stream id id. */
-int udpflow_has(uint32_t id);
+/** 1 when a flow has stream id id, which the edge has opened again: the
+ * flow goes on, and the edge's frames on id are dropped from now on (they
+ * are for the stream the agent refuses; PROTOCOL.md section 7). */
+int udpflow_reopened(uint32_t id);
 
 /** DATAGRAM / RST / other frames for stream f->stream: 1 when a flow took it, else 0. */
 int udpflow_frame(const struct frame *f);

@@ -40,6 +40,7 @@ struct ustream {
 	uint32_t probe_seq;       /* probe probe_bytes counts for */
 	uint64_t probe_bytes;     /* received during that probe */
 	int connected, fin_recv, fin_sent, paused, shut;
+	int reopened; /* the edge opened its id again: its frames are not ours */
 	int tls, verify;
 	int proxy;        /* enum proxy_proto of the route */
 	uint32_t idle_ms; /* TCP stream idle_timeout, 0 = none */
@@ -534,6 +535,20 @@ static int us_data(struct ustream *u, const struct frame *f)
 	return 0;
 }
 
+/* Whether a stream or a flow here holds id; if so, it is marked: from now
+ * on the edge's frames on id are for the stream it opened, which is
+ * refused, and are dropped (PROTOCOL.md section 7). */
+static int id_held(uint32_t id)
+{
+	struct ustream *u = us_find(id);
+
+	if (u) {
+		u->reopened = 1;
+		return 1;
+	}
+	return udpflow_reopened(id);
+}
+
 int upstream_on_frame(const struct frame *f)
 {
 	struct ustream *u;
@@ -542,7 +557,7 @@ int upstream_on_frame(const struct frame *f)
 		/* Only after 2^32 streams: the edge is done with a stream this
 		 * agent still finishes (PROTOCOL.md section 7).  That one goes on;
 		 * the newcomer is refused, not the tunnel closed. */
-		if (us_find(f->stream) || udpflow_has(f->stream)) {
+		if (id_held(f->stream)) {
 			log_warn("tunnel: OPEN for stream %u, which is still open here: refused",
 			         f->stream);
 			us_send_code(FRAME_REFUSE, f->stream, CODE_PROTOCOL,
@@ -552,6 +567,8 @@ int upstream_on_frame(const struct frame *f)
 		return f->u.open.kind == ROUTE_KIND_UDP ? udpflow_open(f) : us_open(f);
 	}
 	u = us_find(f->stream);
+	if (u && u->reopened)
+		return 0;
 	if (!u && udpflow_frame(f))
 		return 0;
 	if (!u) {

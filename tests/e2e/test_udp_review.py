@@ -10,6 +10,7 @@ import select
 import signal
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -440,9 +441,21 @@ def test_open_on_an_id_the_agent_still_holds_is_refused(env, closing):
     """PROTOCOL.md section 7: after 2^32 streams the edge may reuse an id the
     agent still finishes.  An OPEN on an id the agent holds, a TCP stream's
     or a UDP flow's, of either kind, is refused (CODE_PROTOCOL); the stream
-    and the flow holding the ids go on, and so does the tunnel.  The agent
-    closed the tunnel on a TCP id, and gave a UDP id to a second flow."""
-    origin = TcpService(echo_handler)
+    and the flow holding the ids go on, and so does the tunnel.  The edge's
+    frames on such an id are for the stream it opened, not for the holder:
+    they are dropped.  The agent closed the tunnel on a TCP id and gave a UDP
+    id to a second flow; then it fed the refused stream's DATA, RST, FIN or
+    WINDOW to the holder."""
+    go = threading.Event()
+
+    def slow_to_finish(sock, info):
+        info["got"] = sock.recv(65536)
+        sock.sendall(info["got"])
+        go.wait(20 * SLOW)
+        info["then"] = sock.recv(65536)  # b"": the edge's FIN, and nothing after it
+        sock.sendall(b"late")
+
+    origin = TcpService(slow_to_finish)
     closing(origin)
     echo = UdpEcho()
     closing(echo)
@@ -453,6 +466,8 @@ def test_open_on_an_id_the_agent_still_holds_is_refused(env, closing):
     closing(fake)
     fake.send(open_frame(1, routes[0], tport, kind=KIND_TCP))
     assert next_frame(fake, (ACCEPT, REFUSE))[:2] == (ACCEPT, 1)
+    fake.send(frame(DATA, b"before", stream=1) + frame(FIN, b"", stream=1))
+    assert next_frame(fake, (DATA, RST)) == (DATA, 1, b"before")
     fake.send(open_frame(5, routes[1], uport) + frame(DATAGRAM, b"ping", stream=5))
     assert next_frame(fake, (DATAGRAM, RST, REFUSE)) == (DATAGRAM, 5, b"echo:ping")
     for sid, route, port, kind in [(1, 0, tport, KIND_TCP), (1, 1, uport, KIND_UDP),
@@ -462,13 +477,25 @@ def test_open_on_an_id_the_agent_still_holds_is_refused(env, closing):
         assert (t, got) == (REFUSE, sid), (t, got, payload)
         assert struct.unpack(">I", payload[:4])[0] == CODE_PROTOCOL
         assert b"still in use" in payload
-    fake.send(frame(DATA, b"still here", stream=1) + frame(DATAGRAM, b"again", stream=5))
-    got = {}
-    while len(got) < 2:  # both answers may come in one message
-        for t, sid, payload in parse_frames(fake.recv()):
-            if t in (DATA, DATAGRAM, RST, REFUSE):
-                got[sid] = (t, payload)
-    assert got == {1: (DATA, b"still here"), 5: (DATAGRAM, b"echo:again")}
+    # the refused streams' frames, as an edge sends them: all dropped
+    big = struct.pack(">I", 1 << 30)
+    fake.send(b"".join(frame(t, p, stream=sid) for sid in (1, 5) for t, p in
+                       [(DATA, b"injected"), (DATAGRAM, b"injected"), (WINDOW, big),
+                        (WINDOW, big), (FIN, b""), (RST, struct.pack(">I", CODE_PROTOCOL))]))
+    # a flow opened after them answers once the agent has read them all
+    fake.send(open_frame(9, routes[1], uport) + frame(DATAGRAM, b"after", stream=9))
+    seen = []
+    while (DATAGRAM, 9, b"echo:after") not in seen:
+        seen += [f for f in parse_frames(fake.recv()) if f[0] != WINDOW]
+    assert seen == [(DATAGRAM, 9, b"echo:after")], seen
+    assert [d for _, d in echo.seen] == [b"ping", b"after"]
+    # the holder of id 1 goes on to its end
+    go.set()
+    seen = []
+    while (FIN, 1, b"") not in seen:
+        seen += [f for f in parse_frames(fake.recv()) if f[0] != WINDOW]
+    assert seen == [(DATA, 1, b"late"), (FIN, 1, b"")], seen
+    assert origin.conns[0].get("then") == b"" and "error" not in origin.conns[0]
     assert len(origin.conns) == 1
     assert a.proc.log().count("which is still open here: refused") == 4
 
