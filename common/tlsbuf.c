@@ -54,11 +54,10 @@ int tlsbuf_flush(SSL *ssl)
 	return !BIO_wpending(b);
 }
 
-/* A record: at most 16 KiB of plaintext (TLS_MAX_FRAG), and header, content
- * type, tag and explicit nonce: under 64 bytes in any suite TLS 1.2 or 1.3
- * offers here. */
+/* A record: at most 16 KiB of plaintext (TLS_MAX_FRAG) and its overhead
+ * (tlsbuf.h). */
 #define TLS_MAX_FRAG 16384u
-#define TLS_OVERHEAD 64u
+#define TLS_OVERHEAD TLSBUF_RECORD_OVERHEAD
 
 size_t tlsbuf_fit(size_t used, size_t wsize, size_t n)
 {

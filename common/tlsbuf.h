@@ -26,6 +26,12 @@ int tlsbuf_attach(SSL *ssl, size_t rsize, size_t wsize);
 /** 1 when input waits in TLS or in its read buffer: no POLLIN will say so. */
 int tlsbuf_pending(const SSL *ssl);
 
+/** Most bytes a record adds to its 16 KiB of plaintext, as OpenSSL writes
+ * it: 22 in TLS 1.3 (header, content type, tag), 29 for AES-GCM in TLS 1.2
+ * (and an explicit nonce), 85 for a CBC suite with SHA-384 (IV, MAC and up
+ * to 16 bytes of padding), which an https:// service may still choose. */
+#define TLSBUF_RECORD_OVERHEAD 128u
+
 /** Bytes of n that go into a write buffer of wsize bytes holding used as
  * whole TLS records, a record's overhead counted generously; 0 when not
  * even one fits. */

@@ -15,7 +15,8 @@
 #include "../../../common/tlsbuf.h"
 #include "../unit.h"
 
-#define TOTAL (96u * 1024u) /* fits the socket buffers set below */
+#define TOTAL (96u * 1024u)                     /* fits the socket buffers set below */
+#define REC   (16384u + TLSBUF_RECORD_OVERHEAD) /* a full record, at most */
 
 static SSL_CTX *server_ctx(void)
 {
@@ -145,37 +146,36 @@ static void test_buffered_both_ways(void)
 
 /*
  * tlsbuf_fit() hands TLS no more than the write buffer holds as whole
- * records: filling the buffer with what it allows never writes to the
- * socket, and it allows nearly all the room.
+ * records: filling the buffer with what it allows never goes past its
+ * size, and it allows nearly all the room.  Sizes around every multiple of
+ * a record, in TLS 1.3, and in TLS 1.2 with the suite whose records are the
+ * largest (CBC, SHA-384), which an https:// service may choose.
  */
-static void test_fit(void)
+static void fill_whole_records(SSL_CTX *cc)
 {
-	const size_t wsize = 100 * 1024;
-	SSL_CTX *sc = server_ctx(), *cc = SSL_CTX_new(TLS_client_method());
+	SSL_CTX *sc = server_ctx();
 	SSL *srv = NULL, *cli = NULL;
-	uint8_t *out = calloc(1, 64 * 1024);
-	size_t fit, total = 0;
+	uint8_t *out = calloc(1, 64 * 1024), sink[65536];
 	int fds[2], avail = -1;
 
-	CHECK(tlsbuf_fit(0, 100, 30) == 30);
-	CHECK(tlsbuf_fit(0, 100, 40) == 0);
-	CHECK(tlsbuf_fit(100, 100, 1) == 0 && tlsbuf_fit(200, 100, 1) == 0);
-	CHECK(tlsbuf_fit(0, 3 * 16448, 64 * 1024) == 3 * 16384);
-	CHECK(tlsbuf_fit(0, 3 * 16448 + 100, 3 * 16384 + 36) == 3 * 16384 + 36);
-	CHECK(tlsbuf_fit(0, 3 * 16448 + 100, 3 * 16384 + 37) == 3 * 16384);
-
 	CHECK(cc && out && tls_pair(sc, cc, &srv, &cli, fds) == 0);
-	CHECK(tlsbuf_attach(srv, 64 * 1024, wsize) == 0);
-	while ((fit = tlsbuf_fit((size_t)BIO_wpending(SSL_get_wbio(srv)), wsize, 64 * 1024))) {
-		CHECK(SSL_write(srv, out, (int)fit) == (int)fit);
+	CHECK(tlsbuf_attach(srv, 64 * 1024, 256 * 1024) == 0);
+	for (size_t wsize = 16384; wsize < 4 * 16384 + 2 * TLSBUF_RECORD_OVERHEAD; wsize += 11) {
+		size_t fit, total = 0, held;
+
+		while ((held = (size_t)BIO_wpending(SSL_get_wbio(srv))),
+		       (fit = tlsbuf_fit(held, wsize, 64 * 1024))) {
+			CHECK(SSL_write(srv, out, (int)fit) == (int)fit);
+			total += fit;
+		}
+		CHECK(held <= wsize);
+		CHECK(held + REC > wsize && total >= held / REC * 16384);
 		ioctl(fds[1], FIONREAD, &avail);
 		CHECK(avail == 0);
-		total += fit;
+		CHECK(tlsbuf_flush(srv) == 1);
+		while (read(fds[1], sink, sizeof(sink)) > 0)
+			;
 	}
-	CHECK(total >= wsize - 2 * 16448);
-	CHECK(tlsbuf_flush(srv) == 1);
-	ioctl(fds[1], FIONREAD, &avail);
-	CHECK(avail > (int)total);
 	SSL_free(srv);
 	SSL_free(cli);
 	close(fds[0]);
@@ -183,6 +183,24 @@ static void test_fit(void)
 	SSL_CTX_free(sc);
 	SSL_CTX_free(cc);
 	free(out);
+}
+
+static void test_fit(void)
+{
+	const size_t o = TLSBUF_RECORD_OVERHEAD;
+	SSL_CTX *cc = SSL_CTX_new(TLS_client_method());
+
+	CHECK(tlsbuf_fit(0, o + 100, 100) == 100);
+	CHECK(tlsbuf_fit(0, o + 100, 101) == 0);
+	CHECK(tlsbuf_fit(100, 100, 1) == 0 && tlsbuf_fit(200, 100, 1) == 0);
+	CHECK(tlsbuf_fit(0, 3 * REC, 64 * 1024) == 3 * 16384);
+	CHECK(tlsbuf_fit(0, 3 * REC + o + 100, 3 * 16384 + 100) == 3 * 16384 + 100);
+	CHECK(tlsbuf_fit(0, 3 * REC + o + 100, 3 * 16384 + 101) == 3 * 16384);
+
+	fill_whole_records(SSL_CTX_new(TLS_client_method()));
+	CHECK(cc && SSL_CTX_set_max_proto_version(cc, TLS1_2_VERSION) == 1 &&
+	      SSL_CTX_set_cipher_list(cc, "ECDHE-ECDSA-AES256-SHA384") == 1);
+	fill_whole_records(cc);
 }
 
 /* Sizes a BIO cannot take are refused and leave the session as it was. */
