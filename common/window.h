@@ -10,8 +10,9 @@
  * its consumer kept up, is limited by the window: the window doubles, up to
  * WINDOW_MAX.  Each session's streams grow within its share of
  * WINDOW_BUDGET (the edge divides it among its agents, and an agent's
- * part among its sessions; the agent has one), so one agent's fast streams cannot hold it all while other agents'
- * stay small.  A session that comes while another holds more than its new
+ * part among its sessions, never below WINDOW_MAX; the agent has one), so
+ * one agent's fast streams cannot hold it all while other agents' stay
+ * small.  A session that comes while another holds more than its new
  * share still gets its own: the growth of all streams together may then
  * pass the budget, up to WINDOW_LIMIT, so memory stays bounded whatever the
  * number of streams and sessions.

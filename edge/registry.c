@@ -63,7 +63,9 @@ void registry_remove(struct esession *s)
 
 size_t registry_window_share(const struct esession *s)
 {
-	return window_share(nagents) / (s->siblings ? s->siblings : 1);
+	size_t share = window_share(nagents) / (s->siblings ? s->siblings : 1);
+
+	return share < WINDOW_MAX ? WINDOW_MAX : share;
 }
 
 struct esession *registry_first(void)

@@ -15,7 +15,8 @@ void registry_remove(struct esession *s);
 
 /**
  * The window growth session s's streams may hold: agents share the budget
- * equally (window_share()), and an agent's sessions share its part.
+ * equally (window_share()), and an agent's sessions share its part, each
+ * still given at least WINDOW_MAX (one stream's largest window).
  */
 size_t registry_window_share(const struct esession *s);
 

@@ -50,7 +50,9 @@ def test_window_growth_is_shared_by_agents_then_by_their_sessions(env):
     """64 MiB of window growth: agent a connected twice and agent b once get
     half each, a's half split between its sessions (16, 16 and 32 MiB, as
     /status shows).  When b leaves, a's sessions get 32 MiB each; when one of
-    them leaves too, the other gets it all."""
+    them leaves too, the other gets it all.  A session's share is never less
+    than one stream's largest window (16 MiB), however many sessions its
+    agent has."""
     mib = 1 << 20
     ka = HandKey(os.path.join(env.dir, "a.key"))
     kb = HandKey(os.path.join(env.dir, "b.key"))
@@ -64,6 +66,14 @@ def test_window_growth_is_shared_by_agents_then_by_their_sessions(env):
     tunnels = [declare(e, ka, []), declare(e, ka, []), declare(e, kb, [])]
     try:
         assert shares() == [("a", 16, 0), ("a", 16, 0), ("b", 32, 0)]
+        more = [declare(e, ka, []), declare(e, ka, [])]  # 32 / 4 = 8 MiB each, but
+        try:
+            assert shares() == [("a", 16, 0)] * 4 + [("b", 32, 0)]
+        finally:
+            for t in more:
+                t.close()
+        wait_for(lambda: shares() == [("a", 16, 0), ("a", 16, 0), ("b", 32, 0)], 5,
+                 what="a's extra sessions gone")
         tunnels.pop().close()
         wait_for(lambda: shares() == [("a", 32, 0), ("a", 32, 0)], 5, what="b gone")
         tunnels.pop().close()
