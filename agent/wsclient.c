@@ -47,7 +47,7 @@ struct wsc {
 	uint8_t ctl[125];
 	size_t ctl_len;
 	int want_write;
-	int batch;     /* wsc_batch(): the records gather until it ends */
+	int batch;     /* wsc_batch()es open: the records gather until the last ends */
 	int zero_mask; /* wss: mask keys are zero, see wsc_frame() */
 };
 
@@ -91,9 +91,12 @@ static void wsc_uncork(struct wsc *c)
 
 void wsc_batch(struct wsc *c, int on)
 {
-	c->batch = on;
+	if (on)
+		c->batch++;
+	else if (c->batch)
+		c->batch--;
 	if (c->st == WSC_OPEN)
-		conn_cork(c->conn, on);
+		conn_cork(c->conn, c->batch > 0);
 }
 
 /* Write what the socket takes; conn asks for POLLOUT when it takes less.

@@ -59,7 +59,8 @@ struct wsc *wsc_connect(struct lws_vhost *vh, const struct wsc_cfg *cfg, const s
 int wsc_send(struct wsc *c, uint8_t *data, size_t len);
 
 /** on = 1 starts a batch of wsc_send() calls whose TLS records gather and
- * leave together, in one write(2) per write buffer, when on = 0 ends it. */
+ * leave together, in one write(2) per write buffer, when on = 0 ends it.
+ * Batches nest: the records leave when the outermost ends. */
 void wsc_batch(struct wsc *c, int on);
 
 /** Ask for on_writable once the buffer has room. */
