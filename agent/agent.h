@@ -56,6 +56,10 @@ struct agent {
 
 extern struct agent agent;
 
+/** The kind the edge is told for an HTTP/TLS route (ROUTE_KIND_TLS for
+ * passthrough, else ROUTE_KIND_HTTP); its OPENs must carry it. */
+uint8_t agent_route_kind(const struct agent_route *r);
+
 /** Queue a frame on the tunnel and ask for a writeable callback; 0 or -1 (tunnel down). */
 int agent_send(const struct frame *f);
 

@@ -239,6 +239,11 @@ static int agent_on_hello(const struct frame_hello *h)
 	return agent_send(&f);
 }
 
+uint8_t agent_route_kind(const struct agent_route *r)
+{
+	return r->tls_mode == TLS_MODE_PASSTHROUGH ? ROUTE_KIND_TLS : ROUTE_KIND_HTTP;
+}
+
 /* Route ids: routes[] are 1..nroutes, streams[] follow. */
 static void agent_declare_routes(void)
 {
@@ -248,8 +253,7 @@ static void agent_declare_routes(void)
 
 		f.flags = r->redirect_https ? 0 : ROUTE_FLAG_NO_REDIRECT;
 		f.u.route.hsts = r->hsts;
-		f.u.route.kind =
-		    r->tls_mode == TLS_MODE_PASSTHROUGH ? ROUTE_KIND_TLS : ROUTE_KIND_HTTP;
+		f.u.route.kind = agent_route_kind(r);
 		snprintf(f.u.route.host, sizeof(f.u.route.host), "%s", r->host);
 		if (agent_send(&f) < 0)
 			log_error("tunnel: cannot declare route %s", r->host);

@@ -133,6 +133,12 @@ static void us_credit(struct ustream *u, size_t n, int now)
 	struct frame f = {.type = FRAME_WINDOW};
 
 	u->unacked += n;
+	if (u->fin_recv || u->reopened) {
+		/* The edge sends nothing more on this stream: credit would be of
+		 * no use, and on a reopened id it would go to the newcomer. */
+		u->unacked = 0;
+		return;
+	}
 	if (!u->unacked || (!now && u->unacked < CREDIT_BATCH && u->unacked < u->window / 4))
 		return;
 	f.stream = u->id;
@@ -147,7 +153,8 @@ static void us_consumed(struct ustream *u, size_t n)
 	us_credit(u, n, 0);
 }
 
-/* idle_timeout on TCP streams: no byte either way for that long ends it. */
+/* idle_timeout on TCP streams: no byte read or written either way for that
+ * long (the edge's WINDOW tells the client's reads) ends it. */
 static void us_idle(lws_sorted_usec_list_t *sul)
 {
 	struct ustream *u = lws_container_of(sul, struct ustream, sul);
@@ -233,6 +240,7 @@ static void us_sent(void *arg, const struct outq_chunk *ch)
 
 	us_consumed(u, ch->len - u->proxy_len); /* the PROXY header was ours */
 	u->proxy_len = 0;
+	u->last_us = (uint64_t)lws_now_usecs(); /* the service takes bytes: not idle */
 }
 
 static void us_on_writable(void *arg)
@@ -355,6 +363,8 @@ static int us_target(struct ustream *u, const struct frame_open *o)
 	if (o->route >= 1 && o->route <= nr) {
 		const struct agent_route *r = &agent.cfg.routes[o->route - 1];
 
+		if (o->kind != agent_route_kind(r))
+			return -1;
 		snprintf(u->host, sizeof(u->host), "%s", r->to_host);
 		port = r->to_port;
 		u->tls = r->target == TARGET_HTTPS;
@@ -363,7 +373,8 @@ static int us_target(struct ustream *u, const struct frame_open *o)
 	} else if (o->route > nr && o->route <= nr + agent.cfg.nstreams) {
 		const struct agent_stream *s = &agent.cfg.streams[o->route - nr - 1];
 
-		if (o->dst_port < s->listen.lo || o->dst_port > s->listen.hi)
+		if (o->kind != s->listen.kind || o->dst_port < s->listen.lo ||
+		    o->dst_port > s->listen.hi)
 			return -1;
 		snprintf(u->host, sizeof(u->host), "%s", s->to_host);
 		port = (uint16_t)(s->to_port + (o->dst_port - s->listen.lo));
@@ -580,6 +591,8 @@ int upstream_on_frame(const struct frame *f)
 	case FRAME_DATA:
 		return us_data(u, f);
 	case FRAME_WINDOW:
+		/* The client took bytes: not idle. */
+		u->last_us = (uint64_t)lws_now_usecs();
 		u->send_credit += f->u.window;
 		if (u->send_credit > FRAME_MAX_WINDOW) {
 			us_send_code(FRAME_RST, u->id, CODE_FLOW, NULL);

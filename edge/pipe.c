@@ -209,7 +209,12 @@ static void pipe_st_reset(void *owner, uint32_t code)
 {
 	struct pipe *p = owner;
 
-	if (code == CODE_TIMEOUT) { /* idle_timeout: a quiet end, as nginx's */
+	if (code == CODE_TIMEOUT) {
+		/* idle_timeout: a quiet end, as nginx's.  Bytes still queued mean
+		 * the client stopped reading: they are lost, and a reset says so
+		 * where a clean end would hide it. */
+		if (outq_bytes(&p->out))
+			conn_set_reset(p->conn);
 		conn_close(p->conn, "idle timeout");
 		return;
 	}

@@ -15,8 +15,11 @@
 /* Stop producing for a session once this much data waits for its socket:
  * memory stays bounded whatever the number of streams. */
 #define SESSION_HIGH_WATER (4u * 1024u * 1024u)
-/* Return credit in batches, not one WINDOW frame per read. */
-#define CREDIT_BATCH (256u * 1024u)
+/* Return credit in batches, not one WINDOW frame per read; but at least
+ * this often while the client takes bytes: the agent's idle_timeout counts
+ * a slow download as traffic by these WINDOWs. */
+#define CREDIT_BATCH    (256u * 1024u)
+#define CREDIT_EVERY_US (250u * 1000u)
 
 static struct estream *stream_find(struct esession *s, uint32_t id)
 {
@@ -186,12 +189,16 @@ int stream_datagram(struct estream *st, const void *p, size_t n)
 void stream_consumed(struct estream *st, size_t n)
 {
 	struct frame f = {.type = FRAME_WINDOW};
+	uint64_t now;
 
 	if (!st->sess || st->dead)
 		return;
 	st->unacked += n;
-	if (st->unacked < CREDIT_BATCH && st->unacked < st->window / 4)
+	now = (uint64_t)lws_now_usecs();
+	if (st->unacked < CREDIT_BATCH && st->unacked < st->window / 4 &&
+	    now - st->credit_us < CREDIT_EVERY_US)
 		return;
+	st->credit_us = now;
 	f.stream = st->id;
 	f.u.window = (uint32_t)st->unacked;
 	st->recv_credit += st->unacked;

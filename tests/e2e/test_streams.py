@@ -895,6 +895,39 @@ def test_idle_tcp_connection_is_closed(env, closing):
     wait_for(lambda: origin.open == 0, 5, what="origin connection closed")
 
 
+def test_idle_timeout_with_bytes_the_client_never_took_is_a_reset(env, closing):
+    """A client that stops reading a download: the idle timeout ends the
+    stream, and the bytes the edge still held for it are lost.  The client
+    gets a reset, not a clean end that would hide the truncation (the edge
+    closed quietly, its queue dropped)."""
+    total = 8 << 20
+
+    def sender(sock, info):
+        try:
+            sock.sendall(b"x" * total)
+        except OSError:
+            pass
+        time.sleep(10)
+
+    origin = TcpService(sender)
+    closing(origin)
+    port = free_ports(1)
+    a, e = stream_pair(env, [tcp(port, origin.port, idle_timeout="1s")])
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    closing(s)
+    s.settimeout(10 * SLOW)
+    s.connect(("127.0.0.1", port))
+    a.proc.wait_log("idle for 1000 ms; closing", timeout=10 * SLOW)
+    got = 0
+    with pytest.raises(ConnectionResetError):
+        while True:
+            d = s.recv(1 << 20)
+            assert d, "a clean end after %d of %d bytes" % (got, total)
+            got += len(d)
+    assert got < total
+
+
 # ---- resets, failures and running out of descriptors ----------------------------------------
 
 

@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from relais import (ACCEPT, AUTH, DATA, DATAGRAM, FIN, GOAWAY, HELLO, KIND_TCP, KIND_UDP, OPEN,
+from relais import (ACCEPT, AUTH, DATA, DATAGRAM, FIN, GOAWAY, HELLO, KIND_HTTP, KIND_TCP,
+                    KIND_UDP, OPEN,
                     REFUSE, ROUTE, ROUTE_ANSWER, RST, SLOW, WELCOME, WINDOW, Agent, FakeEdge,
                     TcpService, UdpEcho, echo_handler, echo_roundtrip, edge_frame, frame,
                     free_ports, parse_frames, scripted_agent_on_port, stream_pair,
@@ -23,6 +24,7 @@ from relais import (ACCEPT, AUTH, DATA, DATAGRAM, FIN, GOAWAY, HELLO, KIND_TCP, 
                     ephemeral_ports)
 
 CODE_PROTOCOL, CODE_REFUSED, CODE_UNREACHABLE, CODE_TIMEOUT, CODE_SHUTDOWN = 1, 2, 3, 4, 10
+CODE_NO_ROUTE = 5
 
 UDP_MAX_FLOWS = 4096  # edge/udp.h, per port and address
 UDP_MAX_FLOWS_PER_SRC = 256  # edge/udp.h
@@ -437,6 +439,55 @@ def test_agent_resets_a_tcp_stream_given_a_datagram(env, closing):
     a.proc.wait_log("DATAGRAM on a TCP stream")
 
 
+def test_window_from_the_edge_keeps_a_tcp_stream_from_idling(env, closing):
+    """idle_timeout counts the client's reads, which the edge tells with
+    WINDOW: a stream whose client keeps taking bytes, while the service has
+    nothing new to say, is not idle; once the WINDOWs stop, it is.  The
+    agent counted only its own reads and the edge's DATA."""
+    def hello(sock, info):
+        sock.sendall(b"hello")
+        time.sleep(20 * SLOW)
+
+    origin = TcpService(hello)
+    closing(origin)
+    tport = free_ports(1)
+    fake, a, routes = agent_at_fake_edge_with(env, [tcp(tport, origin.port, idle_timeout="1s")])
+    closing(fake)
+    fake.send(open_frame(1, routes[0], tport, kind=KIND_TCP))
+    assert next_frame(fake, (ACCEPT, REFUSE))[:2] == (ACCEPT, 1)
+    assert next_frame(fake, (DATA, RST)) == (DATA, 1, b"hello")
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2.5:
+        fake.send(frame(WINDOW, struct.pack(">I", 1), stream=1))
+        time.sleep(0.25)
+    assert "idle for" not in a.proc.log()
+    quiet = time.monotonic()
+    assert next_frame(fake, (RST,)) == (RST, 1, struct.pack(">I", CODE_TIMEOUT))
+    assert time.monotonic() - quiet >= 0.5
+
+
+def test_open_of_another_kind_than_its_route_is_refused(env, closing):
+    """PROTOCOL.md section 7: an OPEN whose kind does not match its route is
+    refused with CODE_NO_ROUTE.  The agent opened a TCP connection to a UDP
+    stream's service (or an HTTP route's, or a TCP stream's as HTTP)."""
+    echo = UdpEcho()
+    closing(echo)
+    tsvc = TcpService(echo_handler, port=echo.port)  # TCP on the UDP service's port
+    closing(tsvc)
+    port = free_ports(2)
+    fake, a, routes = agent_at_fake_edge_with(env, [udp(port, echo.port),
+                                                    tcp(port + 1, echo.port)])
+    closing(fake)
+    for sid, (route, p, kind) in enumerate([(0, port, KIND_TCP), (0, port, KIND_HTTP),
+                                            (1, port + 1, KIND_HTTP), (1, port + 1, KIND_UDP)],
+                                           start=1):
+        fake.send(open_frame(sid, routes[route], p, kind=kind))
+        t, got, payload = next_frame(fake, (ACCEPT, REFUSE))
+        assert (t, got) == (REFUSE, sid), (t, got, payload)
+        assert struct.unpack(">I", payload[:4])[0] == CODE_NO_ROUTE
+    assert tsvc.conns == []
+
+
 def test_open_on_an_id_the_agent_still_holds_is_refused(env, closing):
     """PROTOCOL.md section 7: after 2^32 streams the edge may reuse an id the
     agent still finishes.  An OPEN on an id the agent holds, a TCP stream's
@@ -485,15 +536,15 @@ def test_open_on_an_id_the_agent_still_holds_is_refused(env, closing):
     # a flow opened after them answers once the agent has read them all
     fake.send(open_frame(9, routes[1], uport) + frame(DATAGRAM, b"after", stream=9))
     seen = []
-    while (DATAGRAM, 9, b"echo:after") not in seen:
-        seen += [f for f in parse_frames(fake.recv()) if f[0] != WINDOW]
+    while (DATAGRAM, 9, b"echo:after") not in seen:  # nothing on 1 or 5, no WINDOW either
+        seen += parse_frames(fake.recv())
     assert seen == [(DATAGRAM, 9, b"echo:after")], seen
     assert [d for _, d in echo.seen] == [b"ping", b"after"]
     # the holder of id 1 goes on to its end
     go.set()
     seen = []
     while (FIN, 1, b"") not in seen:
-        seen += [f for f in parse_frames(fake.recv()) if f[0] != WINDOW]
+        seen += parse_frames(fake.recv())
     assert seen == [(DATA, 1, b"late"), (FIN, 1, b"")], seen
     assert origin.conns[0].get("then") == b"" and "error" not in origin.conns[0]
     assert len(origin.conns) == 1
@@ -524,6 +575,23 @@ def test_agent_resets_a_udp_flow_given_data_window_or_fin(env, closing, ftype):
 
 
 # ---- the edge, seen from a scripted agent ---------------------------------------------------
+
+
+def test_edge_returns_credit_to_a_slow_reader(env, closing):
+    """The edge returns credit in 256 KiB batches, and at least every 250 ms
+    while the client takes bytes: the agent's idle_timeout counts a slow
+    download by those WINDOWs.  Under a batch, credit never came back."""
+    port = free_ports(1)
+    e, t = scripted_agent_on_port(env, closing, port, kind=KIND_TCP)
+    c = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+    closing(c)
+    _, sid, _ = edge_frame(t, (OPEN,))
+    t.send(frame(ACCEPT, b"", stream=sid) + frame(DATA, b"x" * 1000, stream=sid))
+    got = b""
+    while len(got) < 1000:
+        got += c.recv(1000)
+    # far under a batch, and no more bytes come: the credit comes back anyway
+    assert edge_frame(t, (WINDOW, RST, FIN)) == (WINDOW, sid, struct.pack(">I", 1000))
 
 
 @pytest.mark.parametrize("ftype", [DATA, FIN])
