@@ -95,6 +95,7 @@ struct estream *stream_open(struct esession *s, const struct eroute *r, const st
 	st->send_credit = s->window;
 	st->recv_credit = s->window;
 	st->window = st->window0 = s->window;
+	st->credit_us = (uint64_t)lws_now_usecs(); /* no WINDOW in its first CREDIT_EVERY_US */
 	st->ops = ops;
 	st->owner = owner;
 	f.stream = st->id;

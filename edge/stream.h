@@ -36,7 +36,7 @@ struct estream {
 	uint64_t send_credit;        /* bytes we may still send */
 	uint64_t recv_credit;        /* bytes the agent may still send */
 	uint64_t unacked;            /* consumed, not yet returned by WINDOW */
-	uint64_t credit_us;          /* when the last WINDOW went */
+	uint64_t credit_us;          /* when the last WINDOW went (or the stream began) */
 	uint32_t window, window0;    /* receive window now, and at the start */
 	uint32_t probe_seq;          /* probe probe_bytes counts for */
 	uint64_t probe_bytes;        /* received during that probe */

@@ -590,8 +590,12 @@ def test_edge_returns_credit_to_a_slow_reader(env, closing):
     got = b""
     while len(got) < 1000:
         got += c.recv(1000)
-    # far under a batch, and no more bytes come: the credit comes back anyway
-    assert edge_frame(t, (WINDOW, RST, FIN)) == (WINDOW, sid, struct.pack(">I", 1000))
+    time.sleep(0.3)
+    t.send(frame(DATA, b"y" * 1000, stream=sid))
+    while len(got) < 2000:
+        got += c.recv(1000)
+    # far under a batch: the credit comes back as the client reads, 250 ms on
+    assert edge_frame(t, (WINDOW, RST, FIN)) == (WINDOW, sid, struct.pack(">I", 2000))
 
 
 @pytest.mark.parametrize("ftype", [DATA, FIN])
