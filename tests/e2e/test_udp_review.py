@@ -16,11 +16,10 @@ import time
 import pytest
 
 from relais import (ACCEPT, AUTH, DATA, DATAGRAM, FIN, GOAWAY, HELLO, KIND_HTTP, KIND_TCP,
-                    KIND_UDP, OPEN,
-                    REFUSE, ROUTE, ROUTE_ANSWER, RST, SLOW, WELCOME, WINDOW, Agent, FakeEdge,
-                    TcpService, UdpEcho, echo_handler, echo_roundtrip, edge_frame, frame,
-                    free_ports, parse_frames, scripted_agent_on_port, stream_pair,
-                    streams_open, tcp, udp, udp_ask, wait_for, rerun_in_own_netns,
+                    KIND_UDP, OPEN, REFUSE, ROUTE, ROUTE_ANSWER, RST, SLOW, WELCOME, WINDOW,
+                    Agent, FakeEdge, TcpService, UdpEcho, echo_handler, echo_roundtrip,
+                    edge_frame, frame, free_ports, parse_frames, scripted_agent_on_port,
+                    stream_pair, streams_open, tcp, udp, udp_ask, wait_for, rerun_in_own_netns,
                     ephemeral_ports)
 
 CODE_PROTOCOL, CODE_REFUSED, CODE_UNREACHABLE, CODE_TIMEOUT, CODE_SHUTDOWN = 1, 2, 3, 4, 10
