@@ -54,20 +54,19 @@ int tlsbuf_flush(SSL *ssl)
 	return !BIO_wpending(b);
 }
 
-/* A record: at most 16 KiB of plaintext (TLS_MAX_FRAG) and its overhead
- * (tlsbuf.h). */
+/* A record: at most 16 KiB of plaintext, and TLSBUF_RECORD_OVERHEAD. */
 #define TLS_MAX_FRAG 16384u
-#define TLS_OVERHEAD TLSBUF_RECORD_OVERHEAD
 
 size_t tlsbuf_fit(size_t used, size_t wsize, size_t n)
 {
 	size_t room = wsize > used ? wsize - used : 0;
-	size_t whole = room / (TLS_MAX_FRAG + TLS_OVERHEAD), rest;
+	size_t whole = room / (TLS_MAX_FRAG + TLSBUF_RECORD_OVERHEAD), rest;
 
 	if (n <= whole * TLS_MAX_FRAG)
 		return n;
-	rest = room - whole * (TLS_MAX_FRAG + TLS_OVERHEAD);
-	if (rest > TLS_OVERHEAD && n - whole * TLS_MAX_FRAG <= rest - TLS_OVERHEAD)
+	rest = room - whole * (TLS_MAX_FRAG + TLSBUF_RECORD_OVERHEAD);
+	if (rest > TLSBUF_RECORD_OVERHEAD &&
+	    n - whole * TLS_MAX_FRAG <= rest - TLSBUF_RECORD_OVERHEAD)
 		return n;
 	return whole * TLS_MAX_FRAG;
 }

@@ -173,6 +173,8 @@ static void fill_whole_records(SSL_CTX *cc)
 		ioctl(fds[1], FIONREAD, &avail);
 		CHECK(avail == 0);
 		CHECK(tlsbuf_flush(srv) == 1);
+		ioctl(fds[1], FIONREAD, &avail);
+		CHECK(avail == (int)held);
 		while (read(fds[1], sink, sizeof(sink)) > 0)
 			;
 	}
