@@ -53,6 +53,7 @@ struct ustream {
 };
 
 static struct ustream *hash[US_HASH];
+static struct log_rate log_busy; /* max_connections reached (common/log.h) */
 
 static struct ustream *us_find(uint32_t id)
 {
@@ -418,6 +419,17 @@ static int us_open(const struct frame *f)
 
 	if (agent.draining) { /* an OPEN that crossed our GOAWAY (PROTOCOL.md section 10) */
 		us_send_code(FRAME_REFUSE, f->stream, CODE_SHUTDOWN, "agent shutting down");
+		return 0;
+	}
+	if (agent.cfg.max_conns && agent.nstreams >= agent.cfg.max_conns) {
+		char more[LOG_RATE_MORE];
+
+		if (log_rate_ok(&log_busy, (uint64_t)lws_now_usecs(), more))
+			log_warn("%zu connections open, the most allowed (max_connections): new ones "
+			         "refused%s",
+			         agent.nstreams, more);
+		us_send_code(FRAME_REFUSE, f->stream, CODE_BUSY,
+		             "too many connections at the agent (max_connections)");
 		return 0;
 	}
 	u = calloc(1, sizeof(*u));

@@ -1515,9 +1515,20 @@ void config_edge_free(struct edge_config *cfg)
 
 /* ---- agent.yaml ------------------------------------------------------------- */
 
-enum { A_EDGE, A_KEY, A_EDGE_CA, A_NAME, A_LOG_LEVEL, A_CONNECT_TIMEOUT, A_ROUTES, A_STREAMS };
+enum {
+	A_EDGE,
+	A_KEY,
+	A_EDGE_CA,
+	A_NAME,
+	A_LOG_LEVEL,
+	A_CONNECT_TIMEOUT,
+	A_MAX_CONNS,
+	A_ROUTES,
+	A_STREAMS
+};
 static const char *const agent_keys[] = {
-    "edge", "key", "edge_ca", "name", "log_level", "connect_timeout", "routes", "streams", NULL};
+    "edge",   "key",     "edge_ca", "name", "log_level", "connect_timeout", "max_connections",
+    "routes", "streams", NULL};
 
 enum { R_HOST, R_TO, R_TLS_VERIFY, R_TLS, R_PROXY, R_REDIRECT, R_HSTS };
 static const char *const route_keys[] = {
@@ -1915,6 +1926,7 @@ static void agent_top(struct cfgp *p, const struct cfg_map *top, struct agent_co
 	}
 	cfg_get_log_level(p, top, A_LOG_LEVEL, &cfg->log_level);
 	cfg_get_duration(p, top, A_CONNECT_TIMEOUT, &cfg->connect_timeout_ms);
+	cfg_get_count(p, top, A_MAX_CONNS, CFG_MAX_CONNS_MAX, "no limit", &cfg->max_conns);
 	agent_routes(p, top, cfg);
 	agent_streams(p, top, cfg);
 }
@@ -1929,6 +1941,7 @@ int config_agent_load(const char *file, struct agent_config *cfg)
 	cfg->file = cfg_strdup(&p, file);
 	cfg->log_level = LOG_INFO;
 	cfg->connect_timeout_ms = 5000;
+	cfg->max_conns = CFG_MAX_CONNS_DEFAULT;
 
 	if (cfg_load_doc(&p) < 0)
 		goto out;

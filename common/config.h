@@ -42,6 +42,8 @@ struct http_limits {
 #define CFG_UDP_IDLE_MAX_MS          600000u /* streams[].idle_timeout of a UDP stream */
 #define CFG_MAX_PER_CLIENT_DEFAULT   256     /* listen.max_connections_per_client */
 #define CFG_MAX_PER_CLIENT_MAX       1000000
+#define CFG_MAX_CONNS_DEFAULT        1024  /* agent.yaml max_connections */
+#define CFG_MAX_CONNS_MAX            65536 /* NOFILE_CEILING: no more descriptors */
 
 struct edge_agent {
 	char name[PROTO_MAX_NAME + 1];
@@ -124,6 +126,7 @@ struct agent_config {
 	size_t nstreams;
 	int log_level;
 	uint32_t connect_timeout_ms; /* local service connect timeout, default 5000 */
+	uint32_t max_conns;          /* max_connections: TCP streams at once; 0 = no limit */
 };
 
 /** Load and validate edge.yaml.  Returns 0 on success (caller frees with

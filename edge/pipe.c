@@ -25,7 +25,7 @@ struct pipe {
 	int shut;        /* our write side to the client is shut */
 	int reset;       /* the agent reset the stream: reset the client once drained */
 	int tls;         /* passthrough (else a TCP stream port) */
-	int status;      /* for the access log: 200, or 502 when the service refused */
+	int status;      /* for the access log: 200; 502 the service refused; 503 agent busy */
 	uint64_t start_us, bytes_in, bytes_out;
 	lws_sorted_usec_list_t sul; /* the agent's ACCEPT, in http.upstream_timeout */
 	char ip[ADDR_TEXT_MAX];
@@ -158,7 +158,7 @@ static void pipe_st_refuse(void *owner, uint32_t code, const char *reason)
 	struct pipe *p = owner;
 
 	log_info("client %s: local service: %s", p->ip, reason);
-	p->status = 502;
+	p->status = code == CODE_BUSY ? 503 : 502;
 	conn_close(p->conn, reason);
 }
 

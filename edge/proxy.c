@@ -764,7 +764,7 @@ static void hconn_on_refuse(void *owner, uint32_t code, const char *reason)
 	struct hconn *c = owner;
 
 	log_info("client %s: %s: local service: %s", c->ip, c->host, reason);
-	hconn_fail(c, code == CODE_TIMEOUT ? 504 : 502);
+	hconn_fail(c, code == CODE_TIMEOUT ? 504 : code == CODE_BUSY ? 503 : 502);
 }
 
 static void hconn_on_fin(void *owner)

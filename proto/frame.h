@@ -73,8 +73,9 @@ enum proto_code {
 	CODE_FLOW = 6,        /* flow-control window exceeded */
 	CODE_CANCEL = 7,      /* client went away */
 	CODE_INTERNAL = 8,
-	CODE_AUTH = 9,     /* authentication failed */
-	CODE_SHUTDOWN = 10 /* process is exiting / restarting */
+	CODE_AUTH = 9,      /* authentication failed */
+	CODE_SHUTDOWN = 10, /* process is exiting / restarting */
+	CODE_BUSY = 11      /* the agent holds as many connections as it allows */
 };
 
 struct frame_hello {

@@ -1148,3 +1148,76 @@ def test_edge_out_of_descriptors_pauses_accepting(env, closing):
         s.sendall(b"waited")
         s.shutdown(socket.SHUT_WR)
         assert recv_all(s) == b"waited"
+
+
+# ---- max_connections ----------------------------------------------------------------------------
+
+
+def http_ok_handler(sock, info):
+    """An HTTP origin: answers one request with 200 "ok"."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = sock.recv(65536)
+        if not d:
+            return
+        buf += d
+    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+
+def http_get(port, host):
+    s = connect("127.0.0.1", port)
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host.encode())
+        return recv_all(s)
+    finally:
+        s.close()
+
+
+def refused(s):
+    """The edge ends connection s without a byte of the service's."""
+    try:
+        s.sendall(b"anyone?")
+        return s.recv(10) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+
+
+def test_max_connections_refuses_past_the_limit(env, closing):
+    """agent.yaml max_connections bounds the connections the agent holds to
+    its services (and so its memory: each may queue a window toward a slow
+    service).  Past it, a TCP stream's client is closed and an HTTP request
+    gets 503, the agent logs why, and the access log says 503; once one
+    ends, the next gets through."""
+    echo, web = TcpService(echo_handler), TcpService(http_ok_handler)
+    closing(echo)
+    closing(web)
+    port = free_ports(1)
+    routes = [{"host": "app.home.test", "to": "http://127.0.0.1:%d" % web.port}]
+    a, e = stream_setup(env, [tcp(port, echo.port)], routes=routes, hosts=["*.home.test"])
+    a.cfg["max_connections"] = 2
+    e.start()
+    a.start(e.url())
+    a.proc.wait_log("route app.home.test accepted by the edge")
+    held = []
+    for i in range(2):
+        s = connect("127.0.0.1", port)
+        closing(s)
+        s.sendall(b"held %d" % i)
+        assert s.recv(64) == b"held %d" % i
+        held.append(s)
+    third = connect("127.0.0.1", port)
+    closing(third)
+    assert refused(third)
+    resp = http_get(e.http_port, "app.home.test")
+    assert resp.startswith(b"HTTP/1.1 503 "), resp[:200]
+    a.proc.wait_log("2 connections open, the most allowed (max_connections): new ones refused")
+    assert len(echo.conns) == 2 and len(web.conns) == 0
+    log = os.path.join(env.dir, "access.log")
+    wait_for(lambda: re.search(r'tcp/%d "TCP -" 503 ' % port, open(log).read()), 5,
+             what=lambda: "the refused stream's line in\n" + open(log).read())
+    held.pop().close()
+    wait_for(lambda: streams_open(e) == 1, 5, what=lambda: "one stream left: %r" % e.status())
+    resp = http_get(e.http_port, "app.home.test")
+    assert resp.startswith(b"HTTP/1.1 200 ") and resp.endswith(b"\r\n\r\nok"), resp[:200]
+    wait_for(lambda: streams_open(e) == 1, 5, what=lambda: "one stream left: %r" % e.status())
+    assert echo_roundtrip("127.0.0.1", port, b"after") == b"after"

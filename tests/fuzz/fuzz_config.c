@@ -216,6 +216,7 @@ static void check_agent(const struct agent_config *c)
 	check(c->name[0] == '\0' || name_ok(c->name), "agent: name");
 	check(c->log_level >= LOG_ERROR && c->log_level <= LOG_DEBUG, "agent: log_level");
 	check(duration_ok(c->connect_timeout_ms), "agent: connect_timeout");
+	check(c->max_conns <= CFG_MAX_CONNS_MAX, "agent: max_connections");
 	check(c->nroutes == 0 || c->routes != NULL, "agent: routes");
 	for (size_t i = 0; i < c->nroutes; i++) {
 		const struct agent_route *r = &c->routes[i];

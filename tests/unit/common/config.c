@@ -310,6 +310,7 @@ static void test_agent_full(void)
 	          "name: home-1\n"
 	          "log_level: warn\n"
 	          "connect_timeout: 2s\n"
+	          "max_connections: 300\n"
 	          "routes:\n"
 	          "  - host: Jellyfin.home.example.com\n"
 	          "    to: http://127.0.0.1:8096\n"
@@ -356,6 +357,7 @@ static void test_agent_full(void)
 	CHECK(strcmp(c.name, "home-1") == 0);
 	CHECK(c.log_level == LOG_WARN);
 	CHECK(c.connect_timeout_ms == 2000);
+	CHECK(c.max_conns == 300);
 
 	CHECK(c.nroutes == 4);
 	CHECK(strcmp(c.routes[0].host, "jellyfin.home.example.com") == 0);
@@ -413,6 +415,7 @@ static void test_agent_defaults_and_urls(void)
 	if (c.file != NULL) {
 		CHECK(c.edge_ca == NULL && c.name[0] == '\0');
 		CHECK(c.log_level == LOG_INFO && c.connect_timeout_ms == 5000);
+		CHECK(c.max_conns == 1024);
 		CHECK(c.nroutes == 0 && c.nstreams == 0);
 		config_agent_free(&c);
 	}
@@ -877,6 +880,9 @@ static void test_agent_errors(void)
 	BAD(AGENT, AGENT_BASE "edge_ca: @D@/nope.pem\n", "3:1", "cannot read '");
 	BAD(AGENT, AGENT_BASE "name: \"a/b\"\n", "3:7", "bad name 'a/b'");
 	BAD(AGENT, AGENT_BASE "connect_timeout: 5 s\n", "3:18", "bad duration '5 s'");
+	BAD(AGENT, AGENT_BASE "max_connections: 65537\n", "3:18",
+	    "'max_connections' must be a number (0..65536; 0: no limit)");
+	BAD(AGENT, AGENT_BASE "max_connections: -1\n", "3:18", "'max_connections' must be a number");
 	BAD(AGENT, AGENT_BASE "routes: {a: b}\n", "3:9", "'routes' must be a list of mappings");
 	BAD(AGENT, AGENT_BASE "routes:\n  - host: a.com\n", "4:5",
 	    "missing required key 'to' in route 'a.com'");
