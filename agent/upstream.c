@@ -23,6 +23,7 @@
 #define READ_MAX     (64u * 1024u)
 #define READ_ROUNDS  4
 #define HIGH_WATER   (4u * 1024u * 1024u)
+#define RELEASE_MS   10000u /* for a finished stream's close_notify and FIN to leave */
 #define CREDIT_BATCH (256u * 1024u)
 
 struct ustream {
@@ -88,6 +89,17 @@ static void us_free(struct ustream *u)
 	window_release(u->window, u->window0, &agent.wpool);
 	free(u->addrs);
 	free(u);
+}
+
+/* Both directions finished cleanly: forget u, and leave its connection to
+ * close once its shutdown (close_notify, FIN) is out. */
+static void us_finish(struct ustream *u)
+{
+	if (u->conn) {
+		conn_release(u->conn, RELEASE_MS);
+		u->conn = NULL;
+	}
+	us_free(u);
 }
 
 static void us_send_code(uint8_t type, uint32_t id, uint32_t code, const char *reason)
@@ -199,7 +211,7 @@ static void us_service_eof(struct ustream *u)
 	us_send_code(FRAME_FIN, u->id, 0, NULL);
 	u->fin_sent = 1;
 	if (u->fin_recv && u->shut)
-		us_free(u);
+		us_finish(u);
 }
 
 static void us_on_readable(void *arg)
@@ -254,7 +266,7 @@ static void us_on_writable(void *arg)
 		u->shut = 1;
 		conn_shutdown(u->conn);
 		if (u->fin_sent)
-			us_free(u); /* both directions are finished */
+			us_finish(u); /* both directions are finished */
 	}
 }
 

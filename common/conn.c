@@ -46,11 +46,13 @@ struct conn {
 	int wfull;       /* the socket took only part of the write buffer */
 	int shut_wait;   /* conn_shutdown() waits for POLLOUT to finish */
 	int shut_sent;   /* close_notify is in TLS's hands */
+	int released;    /* conn_release(): closes itself once the shutdown is out */
 	int tls_drained; /* the last SSL_read found no whole record */
 	lws_sorted_usec_list_t sul_arm;
 	lws_sorted_usec_list_t sul_read;
 	lws_sorted_usec_list_t sul_up;
 	lws_sorted_usec_list_t sul_dead;
+	lws_sorted_usec_list_t sul_release; /* a released conn's deadline */
 	struct addr peer, local;
 	char why[200];
 };
@@ -426,6 +428,28 @@ void conn_shutdown(struct conn *c)
 	}
 }
 
+static void conn_release_late(lws_sorted_usec_list_t *sul)
+{
+	struct conn *c = lws_container_of(sul, struct conn, sul_release);
+
+	conn_fail(c, "released, shutdown not sent in time");
+}
+
+void conn_release(struct conn *c, unsigned deadline_ms)
+{
+	c->ops = &conn_nop_ops;
+	c->arg = NULL;
+	c->notified = 1;
+	if (c->st != CONN_UP || !c->shut_wait || !c->wsi) {
+		conn_fail(c, "released");
+		return;
+	}
+	c->released = 1;
+	conn_pause(c, 1);
+	lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_release, conn_release_late,
+	                 (lws_usec_t)deadline_ms * LWS_US_PER_MS);
+}
+
 static void conn_up(struct conn *c)
 {
 	if (c->ssl)
@@ -481,6 +505,7 @@ static void conn_free(struct conn *c)
 	lws_sul_cancel(&c->sul_read);
 	lws_sul_cancel(&c->sul_up);
 	lws_sul_cancel(&c->sul_dead);
+	lws_sul_cancel(&c->sul_release);
 	if (c->ssl)
 		SSL_free(c->ssl);
 	if (c->ctx)
@@ -794,10 +819,12 @@ int conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			/* A shutdown under way, or what the TLS write buffer
 			 * holds, goes first. */
 			if (c->shut_wait) {
-				if (conn_shut_step(c))
-					c->shut_wait = 0;
-				else
+				if (!conn_shut_step(c))
 					conn_want_write(c);
+				else if (c->released)
+					conn_fail(c, "released, shutdown sent");
+				else
+					c->shut_wait = 0;
 			} else if (c->wbuf && !conn_tls_flushed(c)) {
 				conn_want_write(c);
 			} else {

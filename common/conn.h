@@ -137,6 +137,15 @@ void conn_set_reset(struct conn *c);
 /** Close without any further callback (the owner is going away). */
 void conn_abort(struct conn *c);
 
+/**
+ * The owner is done with c after conn_shutdown(), and no callback reaches it
+ * any more; c closes itself once the shutdown (TLS close_notify, then FIN)
+ * is out, or after deadline_ms when the peer reads nothing.  Closing at
+ * once instead would drop a close_notify still waiting for room in the
+ * socket: the peer would see FIN alone, a truncation for TLS.
+ */
+void conn_release(struct conn *c, unsigned deadline_ms);
+
 /** Close with a reason; on_close follows from the loop. */
 void conn_close(struct conn *c, const char *why);
 

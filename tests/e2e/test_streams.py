@@ -1221,3 +1221,132 @@ def test_max_connections_refuses_past_the_limit(env, closing):
     assert resp.startswith(b"HTTP/1.1 200 ") and resp.endswith(b"\r\n\r\nok"), resp[:200]
     wait_for(lambda: streams_open(e) == 1, 5, what=lambda: "one stream left: %r" % e.status())
     assert echo_roundtrip("127.0.0.1", port, b"after") == b"after"
+
+
+# ---- TLS services: close_notify after a half-close ----------------------------------------------
+
+
+class HalfClosingTlsService:
+    """A TLS service that answers an Upgrade with 101, sends close_notify and
+    FIN at once (TLS half-close), then reads the client's bytes slowly from
+    a small receive buffer, and records how they ended: "close_notify" (a
+    clean TLS end) or "eof" (FIN without close_notify: a truncation attack,
+    for TLS)."""
+
+    def __init__(self, pki):
+        crt, key, _ = pki.issue_pair("half", ["DNS:localhost"])
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(crt, key)
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.ends = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.lsock.close()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, sock):
+        sock.settimeout(20 * SLOW)
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = self.ctx.wrap_bio(inc, out, server_side=True)
+
+        def flush():
+            d = out.read()
+            if d:
+                sock.sendall(d)
+
+        def feed(n=65536):
+            d = sock.recv(n)
+            if d:
+                inc.write(d)
+            else:
+                inc.write_eof()
+
+        def call(fn, *a, n=65536):
+            while True:
+                try:
+                    return fn(*a)
+                except ssl.SSLWantReadError:
+                    flush()
+                    feed(n)
+
+        got = 0
+        try:
+            call(obj.do_handshake)
+            flush()
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += call(obj.read, 65536)
+            got = len(buf.partition(b"\r\n\r\n")[2])
+            obj.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                      b"Upgrade: slow\r\n\r\n")
+            try:
+                obj.unwrap()
+            except ssl.SSLWantReadError:
+                pass
+            flush()
+            sock.shutdown(socket.SHUT_WR)
+            while True:
+                time.sleep(0.0005)
+                try:
+                    d = call(obj.read, 65536, n=1024)
+                except ssl.SSLZeroReturnError:
+                    self.ends.append(("close_notify", got))
+                    return
+                except ssl.SSLEOFError:
+                    d = b""
+                if not d:  # the socket's EOF, no close_notify before it
+                    self.ends.append(("eof", got))
+                    return
+                got += len(d)
+        except Exception as e:  # noqa: BLE001 (the test shows it)
+            self.ends.append(("error %r" % e, got))
+        finally:
+            sock.close()
+
+
+def test_tls_service_gets_close_notify_after_its_half_close(env, closing, request):
+    """An https:// service half-closes (close_notify, FIN) after a 101 and
+    goes on reading, slowly; the client sends its bytes and shuts its write
+    side.  The agent writes them all, then close_notify, then FIN, even when
+    the service's socket is full at the moment the stream ends in both
+    directions (tiny send buffers in a network namespace of the test's own
+    make that the rule): it used to close the connection there, and the
+    service saw FIN without close_notify, a truncation for TLS."""
+    if rerun_in_own_netns(request):
+        return
+    with open("/proc/sys/net/ipv4/tcp_wmem", "w") as f:
+        f.write("4096 4096 4096")
+    svc = HalfClosingTlsService(env.pki)
+    closing(svc)
+    routes = [{"host": "up.home.test", "to": "https://localhost:%d" % svc.port,
+               "tls_verify": False}]
+    a, e = stream_pair(env, [], routes=routes, hosts=["*.home.test"])
+    n, size = 8, 256 << 10
+    for i in range(n):
+        s = connect("127.0.0.1", e.http_port, timeout=20)
+        closing(s)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: up.home.test\r\nConnection: Upgrade\r\n"
+                  b"Upgrade: slow\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = s.recv(4096)
+            assert d, head
+            head += d
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        s.sendall(os.urandom(size))
+        s.shutdown(socket.SHUT_WR)
+        assert recv_all(s) == b""
+        wait_for(lambda: len(svc.ends) == i + 1, 20, what=lambda: "service done: %r" % svc.ends)
+    assert svc.ends == [("close_notify", size)] * n
