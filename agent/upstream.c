@@ -437,9 +437,10 @@ static int us_open(const struct frame *f)
 		char more[LOG_RATE_MORE];
 
 		if (log_rate_ok(&log_busy, (uint64_t)lws_now_usecs(), more))
-			log_warn("%zu connections open, the most allowed (max_connections): new ones "
-			         "refused%s",
-			         agent.nstreams, more);
+			log_warn(
+			    "%zu connections open, the most allowed (max_connections): new ones "
+			    "refused%s",
+			    agent.nstreams, more);
 		us_send_code(FRAME_REFUSE, f->stream, CODE_BUSY,
 		             "too many connections at the agent (max_connections)");
 		return 0;
