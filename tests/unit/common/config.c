@@ -882,7 +882,8 @@ static void test_agent_errors(void)
 	BAD(AGENT, AGENT_BASE "connect_timeout: 5 s\n", "3:18", "bad duration '5 s'");
 	BAD(AGENT, AGENT_BASE "max_connections: 65537\n", "3:18",
 	    "'max_connections' must be a number (0..65536; 0: no limit)");
-	BAD(AGENT, AGENT_BASE "max_connections: -1\n", "3:18", "'max_connections' must be a number");
+	BAD(AGENT, AGENT_BASE "max_connections: -1\n", "3:18",
+	    "'max_connections' must be a number");
 	BAD(AGENT, AGENT_BASE "routes: {a: b}\n", "3:9", "'routes' must be a list of mappings");
 	BAD(AGENT, AGENT_BASE "routes:\n  - host: a.com\n", "4:5",
 	    "missing required key 'to' in route 'a.com'");
