@@ -782,15 +782,24 @@ def test_udp_on_wildcard_answers_from_the_address_asked(env, closing):
     assert e.status()["udp_dropped"] == 0
 
 
-def proxy_http_handler(sock, info):
-    """An HTTP origin behind PROXY: answers one request with the header it got."""
-    info["header"] = read_proxy_header(sock)
+def read_request(sock):
+    """Bytes up to the end of a request head (and whatever came with it), or
+    None when the client closed before it."""
     buf = b""
     while b"\r\n\r\n" not in buf:
         d = sock.recv(65536)
         if not d:
-            return
+            return None
         buf += d
+    return buf
+
+
+def proxy_http_handler(sock, info):
+    """An HTTP origin behind PROXY: answers one request with the header it got."""
+    info["header"] = read_proxy_header(sock)
+    buf = read_request(sock)
+    if buf is None:
+        return
     info["request"] = buf
     body = info["header"]
     sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
@@ -1155,12 +1164,8 @@ def test_edge_out_of_descriptors_pauses_accepting(env, closing):
 
 def http_ok_handler(sock, info):
     """An HTTP origin: answers one request with 200 "ok"."""
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        d = sock.recv(65536)
-        if not d:
-            return
-        buf += d
+    if read_request(sock) is None:
+        return
     sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
 
