@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "../common/dgbatch.h"
 #include "../common/log.h"
 #include "../common/nofile.h"
 #include "../common/proxyproto.h"
@@ -63,6 +64,14 @@ static int sweeping;
 static lws_usec_t sweep_us; /* the period scheduled */
 static uint8_t buf[65536 + PROXYPROTO_MAX];
 
+/* Datagrams to the services, gathered from the tunnel (common/dgbatch.h):
+ * sent when the loop comes round (the tunnel's read is over) or when full. */
+static struct dgb out;
+static lws_sorted_usec_list_t out_sul;
+static struct uflow *ending; /* its datagrams still go, its errors no longer matter */
+
+static void uf_flush(void);
+
 /* Per stream route, the address of its service that last answered: a new
  * flow starts there, rather than losing its first datagram to an address
  * that refuses (one lookup's order is the same every time).  Forgotten
@@ -104,6 +113,7 @@ int udpflow_reopened(uint32_t id)
 /* The flow's socket goes; lws closes it if it was watching it. */
 static void uf_drop_socket(struct uflow *u)
 {
+	dgb_drop(&out, u); /* its descriptor's number may soon be another's */
 	if (u->wsi) {
 		lws_set_opaque_user_data(u->wsi, NULL);
 		lws_set_timeout(u->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
@@ -117,6 +127,10 @@ static void uf_drop_socket(struct uflow *u)
 static void uf_free(struct uflow *u)
 {
 	struct uflow **pp;
+
+	ending = u; /* what came before the end still goes out */
+	uf_flush();
+	ending = NULL;
 
 	for (pp = &hash[u->id % UF_HASH]; *pp; pp = &(*pp)->hnext)
 		if (*pp == u) {
@@ -320,6 +334,7 @@ static void uf_fail(struct uflow *u, int err)
 {
 	if (u->failing)
 		return;
+	uf_flush(); /* what came before the failure goes where it was going */
 	u->failing = 1;
 	u->err = err;
 	lws_sul_schedule(agent.ctx, 0, &u->sul_fail, uf_failed, 0);
@@ -441,28 +456,68 @@ static void uf_hold(struct uflow *u, const uint8_t *p, size_t n)
 	held_bytes += n;
 }
 
+/* A datagram to u's service could not go: one too big is lost alone; no
+ * room now (EAGAIN, ENOBUFS) loses the rest, as UDP may; a hard error
+ * fails the socket, and the rest is held for the flow's next address. */
+static int uf_out_failed(void *owner, int err)
+{
+	struct uflow *u = owner;
+
+	if (u != ending && !uf_transient(err))
+		uf_fail(u, err);
+	return err == EMSGSIZE;
+}
+
+static void uf_out_unsent(void *owner, const uint8_t *p, size_t n)
+{
+	struct uflow *u = owner;
+
+	if (u != ending && u->failing)
+		uf_hold(u, p, n);
+}
+
+static const struct dgb_ops uf_out_ops = {.failed = uf_out_failed, .unsent = uf_out_unsent};
+
+static void uf_flush(void)
+{
+	lws_sul_cancel(&out_sul);
+	dgb_send(&out);
+}
+
+static void uf_flush_sul(lws_sorted_usec_list_t *sul)
+{
+	(void)sul;
+	dgb_send(&out);
+}
+
 /* A datagram from the client, to the service (a PROXY v2 header first if
- * asked: one per datagram, as the spec has it for DGRAM).  A hard error
- * fails the socket (uf_fail(): u stays valid for the caller). */
+ * asked: one per datagram, as the spec has it for DGRAM), gathered in out. */
 static void uf_to_service(struct uflow *u, const uint8_t *p, size_t n)
 {
-	uint8_t hdr[PROXYPROTO_MAX];
-	struct iovec iov[2];
-	struct msghdr m;
+	struct dgb_entry *e;
 
 	if (!u->wsi || u->failing) { /* still resolving the name, or the next address */
 		uf_hold(u, p, n);
 		return;
 	}
-	memset(&m, 0, sizeof(m));
-	iov[0].iov_base = hdr;
-	iov[0].iov_len = u->proxy ? proxyproto_v2(hdr, sizeof(hdr), &u->src, &u->dst, 1) : 0;
-	iov[1].iov_base = (void *)p;
-	iov[1].iov_len = n;
-	m.msg_iov = iov[0].iov_len ? iov : iov + 1;
-	m.msg_iovlen = iov[0].iov_len ? 2 : 1;
-	if (sendmsg(u->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && !uf_transient(errno))
-		uf_fail(u, errno);
+	if (!(e = dgb_add(&out, u, u->fd, p, n))) {
+		uf_flush();
+		if (u->failing) {
+			uf_hold(u, p, n);
+			return;
+		}
+		if (!(e = dgb_add(&out, u, u->fd, p, n)))
+			return;
+	}
+	if (u->proxy) {
+		e->iov[0].iov_len = proxyproto_v2(e->hdr, sizeof(e->hdr), &u->src, &u->dst, 1);
+		e->m.msg_iov = e->iov;
+		e->m.msg_iovlen = 2;
+	}
+	if (out.n == 1) {
+		out.ops = &uf_out_ops;
+		lws_sul_schedule(agent.ctx, 0, &out_sul, uf_flush_sul, 1);
+	}
 }
 
 /* The datagrams held for the flow's new socket.  Those after a hard error
@@ -556,6 +611,7 @@ int udpflow_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
 			err = 0;
 		lws_set_opaque_user_data(wsi, NULL); /* lws may call again for this wsi */
+		dgb_drop(&out, u);
 		u->wsi = NULL;
 		u->fd = -1;
 		if (agent.interrupted) /* the loop is going away with everything */

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../common/dgbatch.h"
 #include "../common/log.h"
 #include "accesslog.h"
 #include "edge.h"
@@ -20,6 +21,8 @@
 #define UDP_HASH     256
 #define UDP_BATCH    64 /* datagrams per wakeup, for fairness */
 #define UDP_SWEEP_US (5 * LWS_US_PER_SEC)
+
+_Static_assert(DGB_BYTES >= FRAME_MAX_DATA, "a datagram fits in a batch");
 
 /* How many flows one client source (IPv4 address, IPv6 /64) holds. */
 struct usrc {
@@ -206,30 +209,29 @@ static void udp_st_reset(void *owner, uint32_t code)
 	udp_flow_free(owner, CODE_OK);
 }
 
-/*
- * Send a datagram to the flow's client.  On a wildcard socket the source
- * address must be the one the client sent to (IP_PKTINFO / IPV6_PKTINFO):
- * left to routing, a host with several addresses may answer from another,
- * and the client's connected socket or NAT would drop the reply.
- */
-static ssize_t udp_send(const struct uflow *f, const void *p, size_t n)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
-		struct cmsghdr align;
-	} cm;
-	struct iovec iov = {.iov_base = (void *)p, .iov_len = n};
-	struct msghdr m = {.msg_name = (void *)&f->peer.ss,
-	                   .msg_namelen = f->peer.len,
-	                   .msg_iov = &iov,
-	                   .msg_iovlen = 1};
-	struct cmsghdr *c;
+/* Replies gathered from the tunnel (common/dgbatch.h), each with its own
+ * copy of the client's address (its flow may end meanwhile): sent when the
+ * loop comes round (the tunnel's read is over) or when full. */
+static struct dgb out;
+static lws_sorted_usec_list_t out_sul;
 
+/*
+ * Address e to the flow's client.  On a wildcard socket the source address
+ * must be the one the client sent to (IP_PKTINFO / IPV6_PKTINFO): left to
+ * routing, a host with several addresses may answer from another, and the
+ * client's connected socket or NAT would drop the reply.
+ */
+static void udp_address(const struct uflow *f, struct dgb_entry *e)
+{
+	struct cmsghdr *c = (struct cmsghdr *)e->cm.buf;
+
+	memcpy(&e->name, &f->peer.ss, f->peer.len);
+	e->m.msg_name = &e->name;
+	e->m.msg_namelen = f->peer.len;
 	if (!f->u->wild)
-		return sendmsg(f->u->fd, &m, MSG_DONTWAIT);
-	memset(&cm, 0, sizeof(cm));
-	m.msg_control = cm.buf;
-	c = (struct cmsghdr *)cm.buf;
+		return;
+	memset(&e->cm, 0, sizeof(e->cm));
+	e->m.msg_control = e->cm.buf;
 	if (f->local.ss.ss_family == AF_INET) {
 		struct in_pktinfo pi = {.ipi_spec_dst =
 		                            ((const struct sockaddr_in *)&f->local.ss)->sin_addr};
@@ -238,7 +240,7 @@ static ssize_t udp_send(const struct uflow *f, const void *p, size_t n)
 		c->cmsg_type = IP_PKTINFO;
 		c->cmsg_len = CMSG_LEN(sizeof(pi));
 		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-		m.msg_controllen = CMSG_SPACE(sizeof(pi));
+		e->m.msg_controllen = CMSG_SPACE(sizeof(pi));
 	} else {
 		struct in6_pktinfo pi = {.ipi6_addr =
 		                             ((const struct sockaddr_in6 *)&f->local.ss)->sin6_addr,
@@ -248,21 +250,58 @@ static ssize_t udp_send(const struct uflow *f, const void *p, size_t n)
 		c->cmsg_type = IPV6_PKTINFO;
 		c->cmsg_len = CMSG_LEN(sizeof(pi));
 		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-		m.msg_controllen = CMSG_SPACE(sizeof(pi));
+		e->m.msg_controllen = CMSG_SPACE(sizeof(pi));
 	}
-	return sendmsg(f->u->fd, &m, MSG_DONTWAIT);
+}
+
+/* A reply that could not go is dropped and counted: alone when it is its
+ * own fault (no route to its client, too big), with the socket's others
+ * when there is no room now (EAGAIN, ENOBUFS), as UDP may. */
+static int udp_out_failed(void *owner, int err)
+{
+	dropped++;
+	return err != EAGAIN && err != EWOULDBLOCK && err != ENOBUFS;
+}
+
+static void udp_out_unsent(void *owner, const uint8_t *p, size_t n)
+{
+	dropped++;
+}
+
+static const struct dgb_ops udp_out_ops = {.failed = udp_out_failed, .unsent = udp_out_unsent};
+
+static void udp_flush(void)
+{
+	lws_sul_cancel(&out_sul);
+	dgb_send(&out);
+}
+
+static void udp_flush_sul(lws_sorted_usec_list_t *sul)
+{
+	(void)sul;
+	dgb_send(&out);
 }
 
 /* A reply from the local service: back to the client it belongs to. */
 static void udp_st_datagram(void *owner, const uint8_t *p, size_t n)
 {
 	struct uflow *f = owner;
+	struct dgb_entry *e = dgb_add(&out, f->u, f->u->fd, p, n);
 
+	if (!e) {
+		udp_flush();
+		if (!(e = dgb_add(&out, f->u, f->u->fd, p, n))) {
+			dropped++;
+			return;
+		}
+	}
+	udp_address(f, e);
 	f->last_us = (uint64_t)lws_now_usecs();
-	if (udp_send(f, p, n) < 0)
-		dropped++;
-	else
-		f->bytes_out += n;
+	f->bytes_out += n;
+	if (out.n == 1) {
+		out.ops = &udp_out_ops;
+		lws_sul_schedule(edge.ctx, 0, &out_sul, udp_flush_sul, 1);
+	}
 }
 
 static const struct estream_ops udp_stream_ops = {
@@ -466,6 +505,7 @@ void udp_close(struct udpsock *u)
 {
 	if (!u)
 		return;
+	udp_flush(); /* the replies already read still go */
 	while (u->flows)
 		udp_flow_free(u->flows, CODE_OK);
 	lws_sul_cancel(&u->sul);
@@ -486,6 +526,7 @@ int udp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 	if (u && reason == LWS_CALLBACK_RAW_CLOSE_FILE) {
 		/* Not ours to close: its listener stays down until the port is. */
 		log_warn("udp/%u: socket failed; its flows end", u->port);
+		dropped += dgb_drop(&out, u); /* its number may soon be another's */
 		u->wsi = NULL;
 		while (u->flows)
 			udp_flow_free(u->flows, CODE_CANCEL);

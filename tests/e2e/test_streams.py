@@ -128,6 +128,88 @@ def test_udp_echo_from_ipv4_and_ipv6_clients(env, closing):
     assert e.status()["udp_dropped"] == 0
 
 
+def big_rcvbuf(s, size=4 << 20):
+    """As large a receive buffer as allowed (SO_RCVBUFFORCE as root), so that
+    a burst of datagrams fits; its size as the kernel took it."""
+    try:
+        s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), size)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+
+def burst_datagram(flow, seq, size):
+    """Datagram seq of flow: both in its first bytes, then a pattern of its own."""
+    head = struct.pack("!BH", flow, seq)
+    return head + bytes([(flow * 7 + seq) % 251]) * (size - len(head))
+
+
+def recv_burst(s, n):
+    """n datagrams from s: {flow: [(seq, datagram), ...]} in arrival order, and
+    the senders' addresses by flow."""
+    got, peers = {}, {}
+    for _ in range(n):
+        data, peer = s.recvfrom(65536)
+        flow, seq = struct.unpack("!BH", data[:3])
+        got.setdefault(flow, []).append((seq, data))
+        peers[flow] = peer
+    return got, peers
+
+
+def check_burst(got, flows, count, size):
+    for flow in flows:
+        seqs = [seq for seq, _ in got.get(flow, [])]
+        assert seqs == list(range(count)), (flow, seqs[:10], len(seqs))
+        assert all(d == burst_datagram(flow, seq, size) for seq, d in got[flow]), flow
+
+
+def test_udp_bursts_arrive_whole_and_in_order(env, closing):
+    """Datagrams that reach the agent or the edge together leave in batches
+    (sendmmsg): bursts larger than a batch, in datagrams (64) and in bytes
+    (256 KiB), from flows interleaved, arrive whole and in order both ways."""
+    svc = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closing(svc)
+    svc.bind(("127.0.0.1", 0))
+    port = free_ports(1)
+    a, e = stream_pair(env, [udp(port, svc.getsockname()[1])])
+    clients = []
+    for _ in range(3):
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        closing(c)
+        c.bind(("127.0.0.1", 0))
+        c.settimeout(5 * SLOW)
+        clients.append(c)
+    if min(big_rcvbuf(x) for x in [svc] + clients) < 2 << 20:
+        pytest.skip("receive buffers of 2 MiB are not allowed here (net.core.rmem_max)")
+    svc.settimeout(5 * SLOW)
+    # Each flow set up first (its socket at the agent), one datagram each.
+    for i, c in enumerate(clients):
+        c.sendto(burst_datagram(i, 0, 10), ("127.0.0.1", port))
+    got, agent_socks = recv_burst(svc, 3)
+    check_burst(got, range(3), 1, 10)
+
+    # Upload: 200 datagrams of one flow at once, then 30 of 6000 bytes from
+    # each of the three, interleaved (540 KB).
+    for k in range(200):
+        clients[0].sendto(burst_datagram(0, k, 1000), ("127.0.0.1", port))
+    check_burst(recv_burst(svc, 200)[0], [0], 200, 1000)
+    for k in range(30):
+        for i, c in enumerate(clients):
+            c.sendto(burst_datagram(i, k, 6000), ("127.0.0.1", port))
+    check_burst(recv_burst(svc, 90)[0], range(3), 30, 6000)
+
+    # Download: the same from the service to each flow's socket at the agent.
+    for k in range(200):
+        svc.sendto(burst_datagram(0, k, 1000), agent_socks[0])
+    check_burst(recv_burst(clients[0], 200)[0], [0], 200, 1000)
+    for k in range(30):
+        for i in range(3):
+            svc.sendto(burst_datagram(i, k, 6000), agent_socks[i])
+    for i, c in enumerate(clients):
+        check_burst(recv_burst(c, 30)[0], [i], 30, 6000)
+    assert e.status()["udp_dropped"] == 0
+
+
 # ---- many connections, half-close -----------------------------------------------------------
 
 

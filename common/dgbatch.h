@@ -1,0 +1,72 @@
+/*
+ * common/dgbatch.h - datagrams gathered for sendmmsg().
+ *
+ * A UDP relay that sends each datagram with its own system call pays that
+ * call per datagram, and each send wakes the receiver, which may take the
+ * CPU from the sender there and then: once per datagram.  Datagrams that
+ * arrive together (from one read of the tunnel) are gathered here instead,
+ * each copied with its owner (a flow, a socket) and its socket, and leave
+ * with one sendmmsg() per owner when dgb_send() runs: when the batch is
+ * full, and when the caller's loop comes round.  Each owner's datagrams
+ * keep their order.
+ */
+#ifndef RELAIS_COMMON_DGBATCH_H
+#define RELAIS_COMMON_DGBATCH_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define DGB_MAX     64             /* datagrams in a batch */
+#define DGB_BYTES   (256u * 1024u) /* and their bytes */
+#define DGB_HDR_MAX 128            /* a header sent before a datagram */
+
+struct dgb_entry {
+	void *owner;
+	int fd;
+	struct msghdr m;              /* as given to sendmmsg() */
+	struct iovec iov[2];          /* the header (empty unless set), the datagram */
+	struct sockaddr_storage name; /* for the caller: where to */
+	union {
+		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+		struct cmsghdr align;
+	} cm; /* for the caller: a source address */
+	uint8_t hdr[DGB_HDR_MAX];
+};
+
+struct dgb_ops {
+	/** A datagram of owner could not go (errno err): 1 to try owner's
+	 * next ones, 0 to give them up (unsent() is called for each). */
+	int (*failed)(void *owner, int err);
+	/** A datagram given up after failed() said 0. */
+	void (*unsent)(void *owner, const uint8_t *p, size_t n);
+};
+
+struct dgb {
+	const struct dgb_ops *ops;
+	unsigned n;
+	size_t used;
+	struct dgb_entry e[DGB_MAX];
+	uint8_t data[DGB_BYTES];
+};
+
+/**
+ * A copy of the n bytes at p, to go on fd for owner: its entry, whose
+ * m sends iov[1] (the copy) alone, to fd's connected peer; the caller may
+ * set a header in iov[0] (then m.msg_iov = iov, m.msg_iovlen = 2), a
+ * name, a control message.  NULL when the batch is full: dgb_send() first.
+ * n must be at most DGB_BYTES.
+ */
+struct dgb_entry *dgb_add(struct dgb *b, void *owner, int fd, const void *p, size_t n);
+
+/** Send every datagram held (owner by owner, each in order).  b is empty
+ * from the start: a callback may call dgb_send() (nothing to send then),
+ * never dgb_add() (the entries are still being sent). */
+void dgb_send(struct dgb *b);
+
+/** Forget owner's datagrams (its socket is gone): how many. */
+unsigned dgb_drop(struct dgb *b, const void *owner);
+
+#endif
