@@ -58,7 +58,8 @@ struct uflow {
 
 static struct uflow *flows, *hash[UF_HASH];
 static size_t nflows;
-static struct log_rate log_full, log_failed; /* common/log.h */
+static struct log_rate log_full, log_failed, log_dropped; /* common/log.h */
+static uint64_t dropped; /* datagrams lost here under pressure, both ways */
 static lws_sorted_usec_list_t sweep_sul;
 static int sweeping;
 static lws_usec_t sweep_us; /* the period scheduled */
@@ -67,10 +68,23 @@ static uint8_t buf[65536 + PROXYPROTO_MAX];
 /* Datagrams to the services, gathered from the tunnel (common/dgbatch.h):
  * sent when the loop comes round (the tunnel's read is over) or when full. */
 static struct dgb out;
+_Static_assert(DGB_BYTES >= FRAME_MAX_DATA && DGB_HDR_MAX >= 52, "a datagram and its header fit");
 static lws_sorted_usec_list_t out_sul;
 static struct uflow *ending; /* its datagrams still go, its errors no longer matter */
 
 static void uf_flush(void);
+
+/* A datagram lost here under pressure, as UDP may: counted, and said at
+ * most once a second. */
+static void uf_dropped(const char *why)
+{
+	char more[LOG_RATE_MORE];
+
+	dropped++;
+	if (log_rate_ok(&log_dropped, (uint64_t)lws_now_usecs(), more))
+		log_warn("udp: a datagram dropped: %s (%llu so far)%s", why,
+		         (unsigned long long)dropped, more);
+}
 
 /* Per stream route, the address of its service that last answered: a new
  * flow starts there, rather than losing its first datagram to an address
@@ -440,8 +454,10 @@ static void uf_hold(struct uflow *u, const uint8_t *p, size_t n)
 {
 	struct held *h;
 
-	if (u->nheld >= UF_HELD_MAX || held_bytes + n > UF_HELD_BYTES)
+	if (u->nheld >= UF_HELD_MAX || held_bytes + n > UF_HELD_BYTES) {
+		uf_dropped("too many before the flow's socket is up");
 		return;
+	}
 	h = malloc(sizeof(*h) + n);
 	if (!h)
 		return;
@@ -465,6 +481,9 @@ static int uf_out_failed(void *owner, int err)
 
 	if (u != ending && !uf_transient(err))
 		uf_fail(u, err);
+	else if (u != ending)
+		uf_dropped(err == EMSGSIZE ? "too big for the service's network"
+		                           : "no room in the service's socket");
 	return err == EMSGSIZE;
 }
 
@@ -474,6 +493,8 @@ static void uf_out_unsent(void *owner, const uint8_t *p, size_t n)
 
 	if (u != ending && u->failing)
 		uf_hold(u, p, n);
+	else if (u != ending)
+		uf_dropped("no room in the service's socket");
 }
 
 static const struct dgb_ops uf_out_ops = {.failed = uf_out_failed, .unsent = uf_out_unsent};
@@ -575,7 +596,7 @@ void udpflow_tunnel_gone(void)
 static void uf_readable(struct uflow *u)
 {
 	for (int i = 0; i < UF_BATCH; i++) {
-		ssize_t n = recv(u->fd, buf, 65536, MSG_DONTWAIT);
+		ssize_t n = recv(u->fd, buf, FRAME_MAX_DATA, MSG_DONTWAIT);
 
 		if (n < 0) {
 			if (!uf_transient(errno))
@@ -585,8 +606,10 @@ static void uf_readable(struct uflow *u)
 		u->last_us = (uint64_t)lws_now_usecs();
 		if (!u->replied)
 			uf_answered(u);
-		if ((size_t)n > FRAME_MAX_DATA || tunnel_data_queued(&agent.t) >= UF_HIGH_WATER)
+		if (tunnel_data_queued(&agent.t) >= UF_HIGH_WATER) {
+			uf_dropped("the tunnel to the edge is full");
 			continue;
+		}
 		if (tunnel_send_data(&agent.t, FRAME_DATAGRAM, u->id, buf, (size_t)n) < 0)
 			break;
 	}

@@ -210,6 +210,59 @@ def test_udp_bursts_arrive_whole_and_in_order(env, closing):
     assert e.status()["udp_dropped"] == 0
 
 
+def test_udp_replies_past_a_full_tunnel_are_dropped_and_counted(env, closing):
+    """The tunnel stops moving (a dead path): a service's replies queue up to
+    the agent's high watermark, then are dropped, never queued without bound,
+    and the agent says so (at most once a second, with the count so far).
+    Once the path moves again, the flow still works."""
+    svc = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closing(svc)
+    svc.bind(("127.0.0.1", 0))
+    svc.settimeout(5 * SLOW)
+    port = free_ports(1)
+    a, e = stream_setup(env, [udp(port, svc.getsockname()[1])])
+    e.start()
+    relay = TcpRelay(e.tunnel_port)
+    closing(relay)
+    a.start("wss://localhost:%d/relais" % relay.port)
+    a.proc.wait_log("route udp/%d accepted by the edge" % port)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closing(client)
+    client.settimeout(5 * SLOW)
+    client.sendto(b"hello", ("127.0.0.1", port))
+    data, agent_sock = svc.recvfrom(100)
+    assert data == b"hello"
+
+    mark = a.proc.mark()
+    relay.pause()
+    chunk = b"r" * 8000
+    for _ in range(2000):  # 16 MB: past 4 MiB queued and every socket buffer
+        svc.sendto(chunk, agent_sock)
+    a.proc.wait_log("udp: a datagram dropped: the tunnel to the edge is full", since=mark)
+    counts = [int(n) for n in re.findall(r"the tunnel to the edge is full \((\d+) so far\)",
+                                         a.proc.log()[mark:])]
+    assert counts and counts[0] >= 1 and counts == sorted(counts), counts
+    relay.resume()
+    # What was queued reaches the client (some of it at least); the flow then
+    # carries new datagrams both ways.
+    got = 0
+    client.settimeout(1.0 * SLOW)
+    try:
+        while True:
+            assert client.recv(65536) == chunk
+            got += 1
+    except socket.timeout:
+        pass
+    assert 0 < got < 2000, got
+    client.sendto(b"again", ("127.0.0.1", port))
+    data, agent_sock2 = svc.recvfrom(100)
+    assert data == b"again" and agent_sock2 == agent_sock  # the same flow
+    svc.sendto(b"back", agent_sock)
+    client.settimeout(5 * SLOW)
+    assert client.recv(100) == b"back"
+    assert a.proc.alive() and e.proc.alive()
+
+
 # ---- many connections, half-close -----------------------------------------------------------
 
 
