@@ -19,9 +19,14 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-#define DGB_MAX     64             /* datagrams in a batch */
-#define DGB_BYTES   (256u * 1024u) /* and their bytes */
-#define DGB_HDR_MAX 128            /* a header sent before a datagram */
+#define DGB_MAX      64             /* datagrams in a batch */
+#define DGB_BYTES    (256u * 1024u) /* and their bytes */
+#define DGB_HDR_MAX  128            /* a header sent before a datagram */
+#define DGB_CMSG_MAX 64             /* a control message: IP_PKTINFO or IPV6_PKTINFO */
+
+/* CMSG_SPACE() is no constant expression to clang: its bound, by hand. */
+_Static_assert(sizeof(struct in6_pktinfo) + 2 * sizeof(struct cmsghdr) <= DGB_CMSG_MAX,
+               "room for IPV6_PKTINFO");
 
 struct dgb_entry {
 	void *owner;
@@ -30,7 +35,7 @@ struct dgb_entry {
 	struct iovec iov[2];          /* the header (empty unless set), the datagram */
 	struct sockaddr_storage name; /* for the caller: where to */
 	union {
-		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+		char buf[DGB_CMSG_MAX];
 		struct cmsghdr align;
 	} cm; /* for the caller: a source address */
 	uint8_t hdr[DGB_HDR_MAX];
