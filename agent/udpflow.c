@@ -507,7 +507,6 @@ static void uf_flush(void)
 
 static void uf_flush_sul(lws_sorted_usec_list_t *sul)
 {
-	(void)sul;
 	dgb_send(&out);
 }
 

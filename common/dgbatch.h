@@ -25,6 +25,7 @@
 #define DGB_CMSG_MAX 64             /* a control message: IP_PKTINFO or IPV6_PKTINFO */
 
 /* CMSG_SPACE() is no constant expression to clang: its bound, by hand. */
+_Static_assert(_Alignof(struct cmsghdr) <= _Alignof(size_t), "cmsghdr alignment");
 _Static_assert(sizeof(struct in6_pktinfo) + 2 * sizeof(struct cmsghdr) <= DGB_CMSG_MAX,
                "room for IPV6_PKTINFO");
 
@@ -36,8 +37,8 @@ struct dgb_entry {
 	struct sockaddr_storage name; /* for the caller: where to */
 	union {
 		char buf[DGB_CMSG_MAX];
-		struct cmsghdr align;
-	} cm; /* for the caller: a source address */
+		size_t align; /* a cmsghdr's (its flexible array makes it no member here) */
+	} cm;                 /* for the caller: a source address */
 	uint8_t hdr[DGB_HDR_MAX];
 };
 

@@ -278,7 +278,6 @@ static void udp_flush(void)
 
 static void udp_flush_sul(lws_sorted_usec_list_t *sul)
 {
-	(void)sul;
 	dgb_send(&out);
 }
 
