@@ -127,7 +127,7 @@ int udpflow_reopened(uint32_t id)
 /* The flow's socket goes; lws closes it if it was watching it. */
 static void uf_drop_socket(struct uflow *u)
 {
-	dgb_drop(&out, u); /* its descriptor's number may soon be another's */
+	dgb_drop(&out, u, NULL); /* its descriptor's number may soon be another's */
 	if (u->wsi) {
 		lws_set_opaque_user_data(u->wsi, NULL);
 		lws_set_timeout(u->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
@@ -459,8 +459,10 @@ static void uf_hold(struct uflow *u, const uint8_t *p, size_t n)
 		return;
 	}
 	h = malloc(sizeof(*h) + n);
-	if (!h)
+	if (!h) {
+		uf_dropped("out of memory");
 		return;
+	}
 	h->next = NULL;
 	h->len = n;
 	memcpy(h->data, p, n);
@@ -472,19 +474,28 @@ static void uf_hold(struct uflow *u, const uint8_t *p, size_t n)
 	held_bytes += n;
 }
 
+/* A datagram taken back from out: held, for the flow's next address. */
+static void uf_keep(void *owner, const uint8_t *p, size_t n)
+{
+	uf_hold(owner, p, n);
+}
+
 /* A datagram to u's service could not go: one too big is lost alone; no
- * room now (EAGAIN, ENOBUFS) loses the rest, as UDP may; a hard error
- * fails the socket, and the rest is held for the flow's next address. */
+ * room now (EAGAIN, ENOBUFS) loses it and the rest, as UDP may; a hard
+ * error fails the socket, and it and the rest are held for the flow's next
+ * address (uf_out_unsent). */
 static int uf_out_failed(void *owner, int err)
 {
 	struct uflow *u = owner;
 
+	if (err == EMSGSIZE) {
+		if (u != ending)
+			uf_dropped("too big for the service's network");
+		return 1;
+	}
 	if (u != ending && !uf_transient(err))
 		uf_fail(u, err);
-	else if (u != ending)
-		uf_dropped(err == EMSGSIZE ? "too big for the service's network"
-		                           : "no room in the service's socket");
-	return err == EMSGSIZE;
+	return 0;
 }
 
 static void uf_out_unsent(void *owner, const uint8_t *p, size_t n)
@@ -541,18 +552,29 @@ static void uf_to_service(struct uflow *u, const uint8_t *p, size_t n)
 }
 
 /* The datagrams held for the flow's new socket.  Those after a hard error
- * stay held, for the next address. */
+ * stay held, for the next address, in order: after those the failure gave
+ * back (uf_out_unsent), which came before them.  Still counted in nheld
+ * and held_bytes while they wait here. */
 static void uf_send_held(struct uflow *u)
 {
-	while (u->held && !u->failing) {
-		struct held *h = u->held;
+	struct held *h = u->held, *next;
 
-		u->held = h->next;
+	u->held = NULL;
+	for (; h && !u->failing; h = next) {
+		next = h->next;
 		u->nheld--;
 		held_bytes -= h->len;
 		uf_to_service(u, h->data, h->len);
 		free(h);
 	}
+	if (!h)
+		return;
+	if (!u->held)
+		u->held_tail = &u->held;
+	*u->held_tail = h;
+	while (h->next)
+		h = h->next;
+	u->held_tail = &h->next;
 }
 
 int udpflow_frame(const struct frame *f)
@@ -633,7 +655,7 @@ int udpflow_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
 			err = 0;
 		lws_set_opaque_user_data(wsi, NULL); /* lws may call again for this wsi */
-		dgb_drop(&out, u);
+		dgb_drop(&out, u, uf_keep); /* for the next address, in order */
 		u->wsi = NULL;
 		u->fd = -1;
 		if (agent.interrupted) /* the loop is going away with everything */

@@ -27,15 +27,20 @@ struct dgb_entry *dgb_add(struct dgb *b, void *owner, int fd, const void *p, siz
 	return e;
 }
 
-/* Send k messages of one owner (from e[0]); see dgb_ops for failures. */
+/* Send k messages of one owner (from e[0]); see dgb_ops for failures.
+ * Once sendmmsg() stops short, an error it met is lost (dgbatch.h): the
+ * rest go one at a time, each call failing with its own error. */
 static void dgb_send_owner(struct dgb *b, struct dgb_entry **e, struct mmsghdr *mm, unsigned k)
 {
-	unsigned j = 0;
+	unsigned j = 0, most = k;
 
 	while (j < k) {
-		int r = sendmmsg(e[0]->fd, mm + j, k - j, MSG_DONTWAIT | MSG_NOSIGNAL);
+		unsigned want = k - j < most ? k - j : most;
+		int r = sendmmsg(e[0]->fd, mm + j, want, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 		if (r > 0) {
+			if ((unsigned)r < want)
+				most = 1;
 			j += (unsigned)r;
 			continue;
 		}
@@ -43,7 +48,7 @@ static void dgb_send_owner(struct dgb *b, struct dgb_entry **e, struct mmsghdr *
 			j++;
 			continue;
 		}
-		for (j++; j < k; j++)
+		for (; j < k; j++)
 			b->ops->unsent(e[j]->owner, e[j]->iov[1].iov_base, e[j]->iov[1].iov_len);
 	}
 }
@@ -77,12 +82,15 @@ void dgb_send(struct dgb *b)
 	}
 }
 
-unsigned dgb_drop(struct dgb *b, const void *owner)
+unsigned dgb_drop(struct dgb *b, const void *owner,
+                  void (*keep)(void *owner, const uint8_t *p, size_t n))
 {
 	unsigned k = 0;
 
 	for (unsigned i = 0; i < b->n; i++)
 		if (owner && b->e[i].owner == owner) {
+			if (keep)
+				keep(b->e[i].owner, b->e[i].iov[1].iov_base, b->e[i].iov[1].iov_len);
 			b->e[i].owner = NULL;
 			k++;
 		}

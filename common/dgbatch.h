@@ -9,6 +9,13 @@
  * with one sendmmsg() per owner when dgb_send() runs: when the batch is
  * full, and when the caller's loop comes round.  Each owner's datagrams
  * keep their order.
+ *
+ * When sendmmsg() has sent some and then meets an error, Linux returns the
+ * count and the error is lost: an ICMP error pending on a connected socket
+ * (the far end refused the datagram before) is taken that way, and the
+ * datagram that met it was not sent.  So once a call stops short, the
+ * owner's rest go one call each: the datagram goes, and the next error
+ * (the far end refuses that one too) reaches failed().
  */
 #ifndef RELAIS_COMMON_DGBATCH_H
 #define RELAIS_COMMON_DGBATCH_H
@@ -43,8 +50,9 @@ struct dgb_entry {
 };
 
 struct dgb_ops {
-	/** A datagram of owner could not go (errno err): 1 to try owner's
-	 * next ones, 0 to give them up (unsent() is called for each). */
+	/** A datagram of owner could not go (errno err): 1 to lose it alone
+	 * and try owner's next ones, 0 to give up it and the rest (unsent()
+	 * is called for each, in order, this one first). */
 	int (*failed)(void *owner, int err);
 	/** A datagram given up after failed() said 0. */
 	void (*unsent)(void *owner, const uint8_t *p, size_t n);
@@ -72,7 +80,9 @@ struct dgb_entry *dgb_add(struct dgb *b, void *owner, int fd, const void *p, siz
  * never dgb_add() (the entries are still being sent). */
 void dgb_send(struct dgb *b);
 
-/** Forget owner's datagrams (its socket is gone): how many. */
-unsigned dgb_drop(struct dgb *b, const void *owner);
+/** Take owner's datagrams out (its socket is gone): each is handed to
+ * keep (unless NULL), in order; how many. */
+unsigned dgb_drop(struct dgb *b, const void *owner,
+                  void (*keep)(void *owner, const uint8_t *p, size_t n));
 
 #endif

@@ -256,11 +256,14 @@ static void udp_address(const struct uflow *f, struct dgb_entry *e)
 
 /* A reply that could not go is dropped and counted: alone when it is its
  * own fault (no route to its client, too big), with the socket's others
- * when there is no room now (EAGAIN, ENOBUFS), as UDP may. */
+ * when there is no room now (EAGAIN, ENOBUFS), as UDP may (unsent() counts
+ * those). */
 static int udp_out_failed(void *owner, int err)
 {
+	if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS)
+		return 0;
 	dropped++;
-	return err != EAGAIN && err != EWOULDBLOCK && err != ENOBUFS;
+	return 1;
 }
 
 static void udp_out_unsent(void *owner, const uint8_t *p, size_t n)
@@ -525,7 +528,7 @@ int udp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 	if (u && reason == LWS_CALLBACK_RAW_CLOSE_FILE) {
 		/* Not ours to close: its listener stays down until the port is. */
 		log_warn("udp/%u: socket failed; its flows end", u->port);
-		dropped += dgb_drop(&out, u); /* its number may soon be another's */
+		dropped += dgb_drop(&out, u, NULL); /* its number may soon be another's */
 		u->wsi = NULL;
 		while (u->flows)
 			udp_flow_free(u->flows, CODE_CANCEL);

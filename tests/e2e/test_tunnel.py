@@ -122,6 +122,36 @@ def test_udp_flow_moves_to_the_next_address_of_a_name(env, closing):
     assert a.log().count("trying 127.0.0.1:%d" % echo.port) == 1
 
 
+def test_udp_burst_to_a_refusing_address_moves_on_in_order(env, closing):
+    """A burst of datagrams opens a flow to dual.test, whose first address
+    (::1) refuses.  The refusal (ICMP) comes back while the burst is being
+    sent; sendmmsg() would hide it, the agent sends the rest one by one so
+    it sees it: the datagrams not yet sent move to 127.0.0.1, in order."""
+    echo = UdpEcho()
+    closing(echo)
+    port = free_port(socket.SOCK_DGRAM)
+    a, e = stream_setup(env, [{"listen": "udp/%d" % port, "to": "dual.test:%d" % echo.port}])
+    e.start()
+    start_agent_with_hosts(env, a, e.url(),
+                           "127.0.0.1 localhost\n::1 dual.test\n127.0.0.1 dual.test\n")
+    a.proc.wait_log("route udp/%d accepted by the edge" % port)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closing(s)
+    for i in range(4):  # the most a flow holds until its socket is up
+        s.sendto(b"b%d" % i, ("127.0.0.1", port))
+    s.settimeout(3)
+    got = [s.recvfrom(65536)[0]]
+    s.settimeout(0.5)
+    try:
+        while True:
+            got.append(s.recvfrom(65536)[0])
+    except socket.timeout:
+        pass
+    assert got == sorted(got) and len(set(got)) == len(got), got
+    assert got[-1] == b"echo:b3", got
+    a.proc.wait_log("trying 127.0.0.1:%d" % echo.port)
+
+
 def test_tunnel_listens_only_where_told(env):
     """tunnel.listen 127.0.0.1:P is bound to 127.0.0.1 alone (lws, given that
     address, used to listen on all of them); "[::]:P" and "0.0.0.0:P" take

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,6 +14,16 @@
 
 static struct dgb b;
 static int nfailed, nunsent, last_err, keep_going;
+static char seen[16]; /* what unsent() or a dgb_drop() keeper saw: a mark per datagram, in order */
+
+/* A datagram's mark: its first byte, H for a big one. */
+static void saw(const uint8_t *p, size_t n)
+{
+	size_t k = strlen(seen);
+
+	if (k + 1 < sizeof(seen))
+		seen[k] = n > 16 ? 'H' : (char)p[0];
+}
 
 static int on_failed(void *owner, int err)
 {
@@ -24,6 +35,12 @@ static int on_failed(void *owner, int err)
 static void on_unsent(void *owner, const uint8_t *p, size_t n)
 {
 	nunsent++;
+	saw(p, n);
+}
+
+static void keeper(void *owner, const uint8_t *p, size_t n)
+{
+	saw(p, n);
 }
 
 static const struct dgb_ops ops = {.failed = on_failed, .unsent = on_unsent};
@@ -48,6 +65,7 @@ static void reset(void)
 	memset(&b, 0, sizeof(b));
 	b.ops = &ops;
 	nfailed = nunsent = last_err = keep_going = 0;
+	memset(seen, 0, sizeof(seen));
 }
 
 /* Two owners interleaved: each receiver gets its own, in order, whole; a
@@ -122,7 +140,8 @@ static void test_full(void)
 }
 
 /* A datagram too big for UDP fails alone when failed() says go on; else
- * the owner's rest is given up (unsent()), and other owners still go. */
+ * it and the owner's rest are given up (unsent(), in order), and other
+ * owners still go. */
 static void test_failures(void)
 {
 	static uint8_t huge[70000];
@@ -144,7 +163,8 @@ static void test_failures(void)
 		dgb_add(&b, &owner[0], tx[0], "c", 1);
 		dgb_send(&b);
 		CHECK(nfailed == 1 && last_err == EMSGSIZE);
-		CHECK(nunsent == (round == 0 ? 0 : 2));
+		CHECK(nunsent == (round == 0 ? 0 : 3));
+		CHECK(strcmp(seen, round == 0 ? "" : "Hbc") == 0);
 		while (recv(rx[0], buf, sizeof(buf), 0) == 1)
 			got++;
 		CHECK(got == (round == 0 ? 3 : 1));
@@ -156,7 +176,8 @@ static void test_failures(void)
 	}
 }
 
-/* Dropped: an owner's datagrams never go (its descriptor is gone). */
+/* Dropped: an owner's datagrams never go (its descriptor is gone); a
+ * keeper gets them, in order. */
 static void test_drop(void)
 {
 	int rx, tx;
@@ -165,11 +186,13 @@ static void test_drop(void)
 
 	reset();
 	pair(&rx, &tx);
-	dgb_add(&b, &owner[0], tx, "gone", 4);
+	dgb_add(&b, &owner[0], tx, "1gone", 5);
 	dgb_add(&b, &owner[1], tx, "kept", 4);
-	dgb_add(&b, &owner[0], tx, "gone", 4);
-	CHECK(dgb_drop(&b, &owner[0]) == 2);
-	CHECK(dgb_drop(&b, NULL) == 0);
+	dgb_add(&b, &owner[0], tx, "2gone", 5);
+	CHECK(dgb_drop(&b, &owner[0], keeper) == 2);
+	CHECK(strcmp(seen, "12") == 0);
+	CHECK(dgb_drop(&b, &owner[0], keeper) == 0);
+	CHECK(dgb_drop(&b, NULL, NULL) == 0);
 	dgb_send(&b);
 	CHECK(recv(rx, buf, sizeof(buf), 0) == 4 && memcmp(buf, "kept", 4) == 0);
 	CHECK(recv(rx, buf, sizeof(buf), 0) < 0 && errno == EAGAIN);
