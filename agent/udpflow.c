@@ -655,7 +655,7 @@ int udpflow_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
 			err = 0;
 		lws_set_opaque_user_data(wsi, NULL); /* lws may call again for this wsi */
-		dgb_drop(&out, u, uf_keep); /* for the next address, in order */
+		dgb_drop(&out, u, uf_keep);          /* for the next address, in order */
 		u->wsi = NULL;
 		u->fd = -1;
 		if (agent.interrupted) /* the loop is going away with everything */

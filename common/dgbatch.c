@@ -90,7 +90,8 @@ unsigned dgb_drop(struct dgb *b, const void *owner,
 	for (unsigned i = 0; i < b->n; i++)
 		if (owner && b->e[i].owner == owner) {
 			if (keep)
-				keep(b->e[i].owner, b->e[i].iov[1].iov_base, b->e[i].iov[1].iov_len);
+				keep(b->e[i].owner, b->e[i].iov[1].iov_base,
+				     b->e[i].iov[1].iov_len);
 			b->e[i].owner = NULL;
 			k++;
 		}
