@@ -167,6 +167,7 @@ static void uf_free(struct uflow *u)
 		u->held = h->next;
 		held_bytes -= h->len;
 		free(h);
+		uf_dropped("its flow ended before it could go");
 	}
 	uf_drop_socket(u);
 	free(u);
@@ -213,6 +214,7 @@ static void uf_sweep(lws_sorted_usec_list_t *sul)
 }
 
 static void uf_send_held(struct uflow *u);
+static void uf_keep(void *owner, const uint8_t *p, size_t n);
 
 /* 1 when an error of recv()/send() on the flow's socket says nothing about
  * the socket itself: nothing to read, no room now (the datagram is lost, as
@@ -348,7 +350,13 @@ static void uf_fail(struct uflow *u, int err)
 {
 	if (u->failing)
 		return;
-	uf_flush(); /* what came before the failure goes where it was going */
+	/* What came before the failure: held for the next address if the flow
+	 * moves on (its socket's error may be taken already: sent, it would go
+	 * to the address that refused), else sent where it was going. */
+	if (!u->replied && u->tried + 1 < u->naddrs)
+		dgb_drop(&out, u, uf_keep);
+	else
+		uf_flush();
 	u->failing = 1;
 	u->err = err;
 	lws_sul_schedule(agent.ctx, 0, &u->sul_fail, uf_failed, 0);
@@ -483,17 +491,17 @@ static void uf_keep(void *owner, const uint8_t *p, size_t n)
 /* A datagram to u's service could not go: one too big is lost alone; no
  * room now (EAGAIN, ENOBUFS) loses it and the rest, as UDP may; a hard
  * error fails the socket, and it and the rest are held for the flow's next
- * address (uf_out_unsent). */
+ * address (uf_out_unsent), or, on a flow ending, it is lost alone. */
 static int uf_out_failed(void *owner, int err)
 {
 	struct uflow *u = owner;
 
-	if (err == EMSGSIZE) {
-		if (u != ending)
-			uf_dropped("too big for the service's network");
+	if (err == EMSGSIZE || (u == ending && !uf_transient(err))) {
+		uf_dropped(err == EMSGSIZE ? "too big for the service's network"
+		                           : "the service's socket failed");
 		return 1;
 	}
-	if (u != ending && !uf_transient(err))
+	if (!uf_transient(err))
 		uf_fail(u, err);
 	return 0;
 }
@@ -504,7 +512,7 @@ static void uf_out_unsent(void *owner, const uint8_t *p, size_t n)
 
 	if (u != ending && u->failing)
 		uf_hold(u, p, n);
-	else if (u != ending)
+	else
 		uf_dropped("no room in the service's socket");
 }
 
@@ -537,8 +545,10 @@ static void uf_to_service(struct uflow *u, const uint8_t *p, size_t n)
 			uf_hold(u, p, n);
 			return;
 		}
-		if (!(e = dgb_add(&out, u, u->fd, p, n)))
+		if (!(e = dgb_add(&out, u, u->fd, p, n))) {
+			uf_dropped("too big"); /* not reached: FRAME_MAX_DATA <= DGB_BYTES */
 			return;
+		}
 	}
 	if (u->proxy) {
 		e->iov[0].iov_len = proxyproto_v2(e->hdr, sizeof(e->hdr), &u->src, &u->dst, 1);
