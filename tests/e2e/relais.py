@@ -1097,6 +1097,22 @@ def connect(host, port, timeout=5):
     return s
 
 
+def upgrade(port, host, proto, closing):
+    """A client on the edge's HTTP port (127.0.0.1) asking host for an
+    Upgrade to proto: its socket, once the 101 head has come."""
+    s = connect("127.0.0.1", port, timeout=20)
+    closing(s)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n"
+              % (host.encode(), proto.encode()))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = s.recv(4096)
+        assert d, head
+        head += d
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return s
+
+
 def echo_handler(sock, info):
     """A TcpService handler: echo everything until EOF, then close."""
     n = 0

@@ -41,7 +41,7 @@ import termios
 import threading
 import time
 
-from relais import SLOW, Agent, Edge, TcpService, connect, recv_all, rerun_in_own_netns, wait_for
+from relais import SLOW, Agent, Edge, TcpService, connect, recv_all, rerun_in_own_netns, upgrade, wait_for
 
 RELEASE_S = 10.0  # agent/upstream.c RELEASE_MS
 TCP_CLOSE_WAIT = 8  # /proc/net/tcp "st": the service's FIN seen, the agent not closed yet
@@ -285,16 +285,7 @@ def test_released_tls_connection_closes_at_the_deadline(env, closing, request):
     def why():
         return "service errors %r\n--- agent log ---\n%s" % (svc.errors, a.log()[-3000:])
 
-    s = connect("127.0.0.1", e.http_port, timeout=20)
-    closing(s)
-    s.sendall(b"GET / HTTP/1.1\r\nHost: up.home.test\r\nConnection: Upgrade\r\n"
-              b"Upgrade: hold\r\n\r\n")
-    head = b""
-    while b"\r\n\r\n" not in head:
-        d = s.recv(4096)
-        assert d, head
-        head += d
-    assert head.startswith(b"HTTP/1.1 101 "), head
+    s = upgrade(e.http_port, "up.home.test", "hold", closing)
     h = svc.held.get(timeout=5 * SLOW)
     closing(h)
 

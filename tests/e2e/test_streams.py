@@ -24,7 +24,7 @@ from relais import (SLOW, Agent, DelayRelay, Edge, Iperf3Server, TcpRelay, TcpSe
                     connect, echo_handler, echo_roundtrip, ephemeral_ports, free_ports,
                     iperf3_client, rerun_in_own_netns,
                     proc_cpu_seconds, proxy_v1, proxy_v2, read_proxy_header, recv_all, stream_pair,
-                    stream_setup, streams_open, tcp, tcp_listening, udp, udp_ask, udp_bound,
+                    stream_setup, streams_open, tcp, tcp_listening, udp, udp_ask, udp_bound, upgrade,
                     wait_for, wait_streams_zero)
 
 
@@ -1483,16 +1483,7 @@ def test_tls_service_gets_close_notify_after_its_half_close(env, closing, reques
     a, e = stream_pair(env, [], routes=routes, hosts=["*.home.test"])
     n, size = 8, 256 << 10
     for i in range(n):
-        s = connect("127.0.0.1", e.http_port, timeout=20)
-        closing(s)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: up.home.test\r\nConnection: Upgrade\r\n"
-                  b"Upgrade: slow\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            d = s.recv(4096)
-            assert d, head
-            head += d
-        assert head.startswith(b"HTTP/1.1 101 "), head
+        s = upgrade(e.http_port, "up.home.test", "slow", closing)
         s.sendall(os.urandom(size))
         s.shutdown(socket.SHUT_WR)
         assert recv_all(s) == b""
