@@ -41,7 +41,8 @@ import termios
 import threading
 import time
 
-from relais import SLOW, Agent, Edge, TcpService, connect, recv_all, rerun_in_own_netns, upgrade, wait_for
+from relais import (SLOW, Agent, Edge, TcpService, connect, recv_all, rerun_in_own_netns, upgrade,
+                    wait_for)
 
 RELEASE_S = 10.0  # agent/upstream.c RELEASE_MS
 TCP_CLOSE_WAIT = 8  # /proc/net/tcp "st": the service's FIN seen, the agent not closed yet

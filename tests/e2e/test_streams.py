@@ -24,8 +24,8 @@ from relais import (SLOW, Agent, DelayRelay, Edge, Iperf3Server, TcpRelay, TcpSe
                     connect, echo_handler, echo_roundtrip, ephemeral_ports, free_ports,
                     iperf3_client, rerun_in_own_netns,
                     proc_cpu_seconds, proxy_v1, proxy_v2, read_proxy_header, recv_all, stream_pair,
-                    stream_setup, streams_open, tcp, tcp_listening, udp, udp_ask, udp_bound, upgrade,
-                    wait_for, wait_streams_zero)
+                    stream_setup, streams_open, tcp, tcp_listening, udp, udp_ask, udp_bound,
+                    upgrade, wait_for, wait_streams_zero)
 
 
 # ---- iperf3 through the tunnel ----------------------------------------------------------
