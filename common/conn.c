@@ -40,14 +40,15 @@ struct conn {
 	int notified;
 	int detached; /* lws closed the wsi at POLLHUP; input is read from a dup */
 	struct lws_context *cx;
-	int cork;        /* TCP_CORK set (or TLS records gathered) by conn_cork() */
-	size_t wbuf;     /* > 0: TLS writes go through a tlsbuf write buffer */
-	int tls_wpend;   /* TLS holds part of a record: retry with as much */
-	int wfull;       /* the socket took only part of the write buffer */
-	int shut_wait;   /* conn_shutdown() waits for POLLOUT to finish */
-	int shut_sent;   /* close_notify is in TLS's hands */
-	int released;    /* conn_release(): closes itself once the shutdown is out */
-	int tls_drained; /* the last SSL_read found no whole record */
+	int cork;            /* TCP_CORK set (or TLS records gathered) by conn_cork() */
+	size_t wbuf;         /* > 0: TLS writes go through a tlsbuf write buffer */
+	int tls_wpend;       /* TLS holds part of a record: retry with as much */
+	int wfull;           /* the socket took only part of the write buffer */
+	int shut_wait;       /* conn_shutdown() waits for POLLOUT to finish */
+	int shut_sent;       /* close_notify is in TLS's hands */
+	int released;        /* conn_release(): closes itself once the shutdown is out */
+	unsigned release_ms; /* conn_release()'s deadline */
+	int tls_drained;     /* the last SSL_read found no whole record */
 	lws_sorted_usec_list_t sul_arm;
 	lws_sorted_usec_list_t sul_read;
 	lws_sorted_usec_list_t sul_up;
@@ -431,7 +432,12 @@ void conn_shutdown(struct conn *c)
 static void conn_release_late(lws_sorted_usec_list_t *sul)
 {
 	struct conn *c = lws_container_of(sul, struct conn, sul_release);
+	char peer[ADDR_TEXT_MAX];
 
+	/* The owner is gone, so nobody else would say why this one ended. */
+	addr_format(&c->peer, peer);
+	log_warn("conn: %s read nothing for %u ms: closed without its %s", peer, c->release_ms,
+	         c->ssl ? "TLS close_notify" : "FIN");
 	conn_fail(c, "released, shutdown not sent in time");
 }
 
@@ -445,6 +451,7 @@ void conn_release(struct conn *c, unsigned deadline_ms)
 		return;
 	}
 	c->released = 1;
+	c->release_ms = deadline_ms;
 	conn_pause(c, 1);
 	lws_sul_schedule(lws_get_context(c->wsi), 0, &c->sul_release, conn_release_late,
 	                 (lws_usec_t)deadline_ms * LWS_US_PER_MS);
