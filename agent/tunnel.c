@@ -17,6 +17,9 @@
 #define PING_AFTER_US   (4 * LWS_US_PER_SEC)
 #define DEAD_AFTER_US   (12 * LWS_US_PER_SEC)
 #define HANDSHAKE_US    (10 * LWS_US_PER_SEC)
+/* The largest WELCOME.window taken (the edge sends 1 MiB): the edge sets
+ * what each stream may queue here toward its service. */
+#define AGENT_MAX_INITIAL_WINDOW (1024u * 1024u)
 
 static uint64_t now_us(void)
 {
@@ -299,6 +302,20 @@ static int agent_on_frame(void *arg, const struct frame *f)
 		case FRAME_HELLO:
 			return agent_on_hello(&f->u.hello);
 		case FRAME_WELCOME:
+			/* Only the answer to our AUTH (PROTOCOL.md 5.3). */
+			if (!agent.signed_hello) {
+				log_warn("tunnel: WELCOME from the edge before its HELLO");
+				return -1;
+			}
+			/* Each stream may queue its window toward a slow service:
+			 * max_connections x 1 MiB is what agent.yaml promises. */
+			if (f->u.welcome.window > AGENT_MAX_INITIAL_WINDOW) {
+				log_error(
+				    "tunnel: the edge offered a window of %u bytes per stream, "
+				    "more than the %u this agent accepts",
+				    f->u.welcome.window, AGENT_MAX_INITIAL_WINDOW);
+				return -1;
+			}
 			agent.state = AGENT_READY;
 			agent.attempt = 0;
 			agent.window = f->u.welcome.window;

@@ -131,8 +131,8 @@ static void sni_reject(struct sniwait *w, const char *sni, const char *why)
 
 static void sni_dispatch(struct sniwait *w, const struct clienthello *ch)
 {
-	const struct eroute *route = NULL;
-	struct esession *s;
+	const struct eroute *route = NULL, *web = NULL;
+	struct esession *s, *hs;
 	struct ssl_ctx_st *ctx;
 	int known = 0;
 
@@ -145,8 +145,11 @@ static void sni_dispatch(struct sniwait *w, const struct clienthello *ch)
 		sni_to_tunnel(w);
 		return;
 	}
+	/* The closest route wins, whatever its kind: another agent's wildcard
+	 * passthrough must not take a name an exact HTTP route serves. */
 	s = registry_lookup(ROUTE_KIND_TLS, ch->sni, &route, &known);
-	if (s) {
+	hs = registry_lookup(ROUTE_KIND_HTTP, ch->sni, &web, &known);
+	if (s && (!hs || registry_rank(route, ch->sni) > registry_rank(web, ch->sni))) {
 		https_note_passthrough(route->host);
 		if (pipe_start(w->conn, s, route, 1, ch->sni) < 0)
 			log_warn("https: %s: cannot open a passthrough stream for %s", w->ip,
@@ -155,8 +158,7 @@ static void sni_dispatch(struct sniwait *w, const struct clienthello *ch)
 	}
 	/* A passthrough name whose agent is away: refused, unless an HTTP
 	 * route now serves the name (the edge terminates for it then). */
-	if (passthrough_was(ch->sni) &&
-	    !registry_lookup(ROUTE_KIND_HTTP, ch->sni, &route, &known)) {
+	if (passthrough_was(ch->sni) && !hs) {
 		sni_reject(w, ch->sni, "passthrough route down");
 		return;
 	}

@@ -230,6 +230,11 @@ static int route_rank(const struct eroute *r, uint8_t kind, const char *host)
 	return -1;
 }
 
+int registry_rank(const struct eroute *r, const char *host)
+{
+	return route_rank(r, r->kind, host);
+}
+
 struct esession *registry_lookup_host(const char *host, const struct eroute **route, int *known)
 {
 	return registry_lookup(ROUTE_KIND_HTTP, host, route, known);

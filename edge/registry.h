@@ -50,6 +50,11 @@ struct esession *registry_lookup_host(const char *host, const struct eroute **ro
 struct esession *registry_lookup(uint8_t kind, const char *host, const struct eroute **route,
                                  int *known);
 
+/** How closely host route r (a result of registry_lookup) matches host:
+ * an exact name ranks above any wildcard, a longer wildcard above a
+ * shorter one; -1 when it does not match. */
+int registry_rank(const struct eroute *r, const char *host);
+
 /** The least loaded session holding a TCP/UDP route that covers port, or NULL. */
 struct esession *registry_lookup_port(uint8_t kind, uint16_t port, const struct eroute **route);
 

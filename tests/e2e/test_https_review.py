@@ -496,3 +496,52 @@ def test_passthrough_name_never_used_is_not_terminated_either(env):
     e = handshake_error(edge.https_port, host)  # fails if the edge terminated TLS
     assert "UNRECOGNIZED_NAME" in str(e).upper(), e
     edge.proc.wait_log("passthrough route down for %s" % host, 5, since=mark)
+
+
+def test_exact_http_route_wins_over_another_agents_wildcard_passthrough(env, origin):
+    """An exact route wins over a wildcard one across kinds too: agent "web"
+    serves www.x.test over HTTP (the edge terminates TLS with its
+    certificate), agent "vault" passes *.x.test through to its own TLS
+    service.  Before the fix every HTTPS connection for www.x.test went raw
+    to "vault", whose operator could hold a certificate for it.  Other names
+    of the wildcard still pass through, and www.x.test does once "web" has
+    gone."""
+    www = "www.x.test"
+    vault = TlsOrigin(env.pki, name="vault-origin", sans=["DNS:*.x.test"])
+    try:
+        web = Agent(env, "web", routes=[{"host": www, "to": "http://127.0.0.1:%d" % origin.http}])
+        tls = Agent(env, "vault", routes=[{"host": "*.x.test", "to": "127.0.0.1:%d" % vault.port,
+                                           "tls": "passthrough"}])
+        edge = HttpsEdge(env, agents=[web.entry(hosts=[www]), tls.entry(hosts=["*.x.test"])])
+        edge.install(www)
+        edge.start()
+        web.start(edge.url())
+        tls.start(edge.url())
+        wait_for(lambda: edge.agent_routes("web") == [("http", www)] and
+                 edge.agent_routes("vault") == [("tls", "*.x.test")], 5,
+                 what=lambda: "both routes: %r" % edge.routes())
+        ctx = ca_ctx(env.pki)
+
+        def get(sni):
+            raw, obj, inc, out = handshake_over(edge.https_port, sni, ctx,
+                                                lambda s, d: s.sendall(d))
+            try:
+                subject = dict(x[0] for x in obj.getpeercert()["subject"])
+                return subject["commonName"], request_over(raw, obj, inc, out, sni, "/headers")
+            finally:
+                raw.close()
+
+        cn, resp = get(www)
+        assert cn == www and resp.startswith(b"HTTP/1.1 200"), (cn, resp[:300])
+        assert b"vault-origin" not in resp, resp[:300]
+        assert vault.handshakes == 0, "the vault agent got a connection for %s" % www
+        cn, resp = get("other.x.test")
+        assert cn == "vault-origin" and b'"origin": "vault-origin"' in resp, (cn, resp[:300])
+
+        mark = edge.proc.mark()
+        web.proc.stop()
+        edge.proc.wait_log("agent 'web' disconnected", 5, since=mark)
+        cn, resp = get(www)
+        assert cn == "vault-origin" and b'"origin": "vault-origin"' in resp, (cn, resp[:300])
+    finally:
+        vault.close()

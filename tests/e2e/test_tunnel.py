@@ -17,7 +17,7 @@ import time
 import pytest
 import websockets.exceptions
 
-from relais import (AGENT_BIN, AUTH, GOAWAY, HELLO, KIND_HTTP, KIND_TCP, PING, PONG, REJECT,
+from relais import (AGENT_BIN, AUTH, GOAWAY, HELLO, KIND_HTTP, KIND_TCP, PING, PONG, REJECT, ROUTE,
                     ROUTE_ANSWER, SLOW, WELCOME, Agent, Edge, FakeEdge, HandKey, RawTunnel,
                     TcpRelay, TcpService, UdpEcho, code_reason, echo_handler, echo_roundtrip,
                     frame,
@@ -825,6 +825,48 @@ def test_agent_signs_one_hello_per_connection(env):
             while True:
                 assert AUTH not in [f[0] for f in parse_frames(fake.recv())]
         a.proc.wait_log("tunnel: a second HELLO from the edge")
+    finally:
+        fake.close()
+
+
+def test_agent_takes_no_welcome_before_hello(env):
+    """WELCOME answers the agent's AUTH: as the first frame (nothing signed,
+    nothing proven) it ends the connection, and no route is declared."""
+    fake = FakeEdge(env)
+    a = Agent(env, "home", routes=[route("www.home.test")])
+    try:
+        a.start(fake.url(), wait=False)
+        fake.accept()
+        fake.send(frame(WELCOME, struct.pack(">II", 1 << 20, 5000) + b"\x04home"))
+        with pytest.raises((EOFError, OSError)):
+            while True:
+                assert ROUTE not in [f[0] for f in parse_frames(fake.recv())]
+        a.proc.wait_log("tunnel: WELCOME from the edge before its HELLO")
+        assert "tunnel: connected to" not in a.log()
+    finally:
+        fake.close()
+
+
+@pytest.mark.parametrize("window,taken", [(1 << 20, True), ((1 << 20) + 1, False),
+                                          (1 << 30, False)])
+def test_agent_refuses_a_welcome_window_above_1_mib(env, window, taken):
+    """The edge's WELCOME.window is what each stream may make the agent
+    buffer toward its service: 1 MiB (what the edge sends) is taken, more is
+    refused with the reason logged, so an edge cannot make max_connections
+    streams hold a GiB each."""
+    fake, a = agent_at_fake_edge(env)
+    try:
+        fake.send(frame(WELCOME, struct.pack(">II", window, 5000) + b"\x04home"))
+        if taken:
+            assert ROUTE in [f[0] for f in parse_frames(fake.recv())]
+            a.proc.wait_log("tunnel: connected to")
+            return
+        with pytest.raises((EOFError, OSError)):
+            while True:
+                assert ROUTE not in [f[0] for f in parse_frames(fake.recv())]
+        a.proc.wait_log("tunnel: the edge offered a window of %d bytes per stream, more than"
+                        " the 1048576 this agent accepts" % window)
+        assert "tunnel: connected to" not in a.log()
     finally:
         fake.close()
 
