@@ -3,7 +3,9 @@
  *
  * getaddrinfo() blocks, and lws 4.1's async DNS is not built in Debian's
  * package, so each lookup runs in a short-lived thread; the answer is handed
- * back on the loop thread (lws_cancel_service + EVENT_WAIT_CANCELLED).
+ * back on the loop thread (lws_cancel_service + EVENT_WAIT_CANCELLED).  One
+ * lookup per host and port is in flight at a time: callers asking for the
+ * same meanwhile wait for its answer, so threads stay as few as the names.
  * Numeric addresses need no lookup: resolve_numeric() answers them at once.
  */
 #ifndef RELAIS_AGENT_RESOLVE_H

@@ -54,20 +54,23 @@ def run(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60 * SLOW, **kw)
 
 
-def rerun_in_own_netns(request):
+def rerun_in_own_netns(request, mount=False):
     """Unless this is that run, run the calling test again in a network
     namespace of its own (a loopback and ephemeral port range of its own:
-    nothing it changes there touches the machine's), and return True once it
-    passed.  False in that run."""
+    nothing it changes there touches the machine's), and with mount=True in a
+    mount namespace of its own too (files bind-mounted there, e.g. over
+    /etc/resolv.conf, stay there); return True once it passed.  False in that
+    run."""
     if os.environ.get("RELAIS_TEST_NETNS"):
         return False
     if (os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip") or
             run(["unshare", "--net", "true"]).returncode != 0):
         pytest.skip("needs root for a network namespace of its own (unshare --net)")
     path = str(request.node.fspath)
-    r = run(["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
-             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:warnings",
-             "%s::%s" % (os.path.basename(path), request.node.name)],
+    ns = ["unshare", "--net"] + (["--mount"] if mount else [])
+    r = run(ns + ["sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+                  sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:warnings",
+                  "%s::%s" % (os.path.basename(path), request.node.name)],
             cwd=os.path.dirname(path), env=dict(os.environ, RELAIS_TEST_NETNS="1"))
     assert r.returncode == 0, "in a network namespace of its own:\n" + r.stdout[-6000:] + r.stderr
     return True
