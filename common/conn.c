@@ -95,6 +95,11 @@ void conn_close(struct conn *c, const char *why)
 	conn_fail(c, "%s", why);
 }
 
+int conn_is_up(const struct conn *c)
+{
+	return c->st == CONN_UP;
+}
+
 int conn_broken(const struct conn *c)
 {
 	return c->broken;

@@ -127,6 +127,9 @@ int conn_peer_shut(const struct conn *c);
 /** Send FIN (TLS close_notify first) once everything was written. */
 void conn_shutdown(struct conn *c);
 
+/** 1 once the connection is up (its TLS handshake done, if it has TLS). */
+int conn_is_up(const struct conn *c);
+
 /** 1 when the connection failed (reset, broken pipe, hung up): not a clean end. */
 int conn_broken(const struct conn *c);
 

@@ -382,6 +382,13 @@ static void hconn_timeout(lws_sorted_usec_list_t *sul)
 	c->timer = T_NONE;
 	switch (kind) {
 	case T_HEADER:
+		/* A 408 page cannot go out before TLS is up: it would wait
+		 * there for idle_timeout more. */
+		if (!conn_is_up(c->conn)) {
+			log_debug("client %s: TLS handshake not complete in time", c->ip);
+			conn_close(c->conn, "TLS handshake not complete in time");
+			return;
+		}
 		log_debug("client %s: request head not complete in time", c->ip);
 		hconn_fail(c, 408);
 		break;
@@ -877,6 +884,10 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 		hconn_fail(c, 413);
 		return -1;
 	}
+	/* "Content-Length: 0" (every POST without a body, from a browser):
+	 * nothing follows the head, and the head still says so to the service. */
+	if (c->req_kind == HTTP1_BODY_LENGTH && c->req_left == 0)
+		c->req_kind = HTTP1_BODY_NONE;
 	if (hconn_acme(c))
 		return -1;
 	s = registry_lookup_host(c->host, &route, &known);

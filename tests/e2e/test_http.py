@@ -356,6 +356,46 @@ def test_upload(net, size):
     assert j["sha256"] == body_sha256(size, seed)
 
 
+def test_empty_body_keeps_the_connection(net):
+    """Content-Length: 0 (every POST without a body, from a browser) frames
+    no body: the answer comes, the connection stays open for the next
+    request, and the service still sees the Content-Length."""
+    with Client(net.port) as c:
+        r = c.request("POST", "/headers", headers=[("Content-Length", "0")])
+        assert r.status == 200 and r.header("Connection") is None, r
+        assert ["content-length", "0"] in [[k.lower(), v] for k, v in r.json()["headers"]], r
+        r = c.request("GET", "/headers")
+        assert r.status == 200 and r.json()["method"] == "GET", r
+        r = c.request("POST", "/sha256", headers=[("Content-Length", "0")])
+        assert r.status == 200 and r.json()["length"] == 0, r
+
+
+def test_empty_body_then_half_close_gets_the_answer(net):
+    """printf 'POST ... Content-Length: 0 ...' | nc: the client shuts its
+    write side after the head and still gets the answer (before the fix the
+    edge waited for a body, took the FIN for a truncated one and cancelled
+    the request it had already forwarded)."""
+    with Client(net.port) as c:
+        c.send(build_request("POST", "/headers", headers=[("Content-Length", "0")]))
+        c.s.shutdown(socket.SHUT_WR)
+        r = c.response("POST")
+        assert r.status == 200, r
+        assert c.at_eof()
+
+
+def test_empty_body_waits_for_a_slow_service(tmp_path, pki, origin):
+    """A service slower than header_timeout (1 s here) but within
+    upstream_timeout: the answer to a Content-Length: 0 request comes, not a
+    408 blaming the client's body."""
+    n = Net(str(tmp_path), pki, origin, http={"header_timeout": "1s", "upstream_timeout": "30s"})
+    try:
+        with Client(n.port) as c:
+            r = c.request("POST", "/slow?ms=2500", headers=[("Content-Length", "0")])
+            assert r.status == 200 and r.body == b"slow\n", r
+    finally:
+        n.close()
+
+
 def test_chunked_upload_raw(net):
     """A chunked request body with odd chunk sizes reaches the origin intact."""
     data = b"".join(body_chunks(3 * MiB + 17, "chunk-up"))

@@ -545,3 +545,36 @@ def test_exact_http_route_wins_over_another_agents_wildcard_passthrough(env, ori
         assert cn == "vault-origin" and b'"origin": "vault-origin"' in resp, (cn, resp[:300])
     finally:
         vault.close()
+
+
+def test_client_stalled_in_the_tls_handshake_is_closed_at_header_timeout(env):
+    """A client that sends its ClientHello and nothing more: the edge closes
+    it once header_timeout (1 s here) is up, as it would a client sending no
+    request head, not idle_timeout (30 s) later: the 408 page it queued
+    before could never go out without TLS."""
+    agent = Agent(env, "home", routes=[{"host": ONE, "to": "http://127.0.0.1:9"}])
+    edge = HttpsEdge(env, agents=[agent.entry(hosts=[ONE])],
+                     extra={"http": {"header_timeout": "1s", "idle_timeout": "30s"}})
+    edge.install(ONE)
+    edge.start()
+    s = socket.create_connection(("127.0.0.1", edge.https_port), timeout=5 * SLOW)
+    try:
+        s.sendall(client_hello(ONE))
+        t = time.monotonic()
+        s.settimeout(10 * SLOW)
+        got = b""
+        try:
+            while True:
+                d = s.recv(65536)  # the edge's first flight, then its close
+                if not d:
+                    break
+                got += d
+        except ConnectionResetError:
+            pass
+        took = time.monotonic() - t
+    finally:
+        s.close()
+    assert got[:1] == b"\x16", got[:16]  # the ServerHello came, then nothing
+    assert 0.8 <= took <= 3 * SLOW, took
+    edge.proc.wait_log("TLS handshake not complete in time", 5)
+    assert edge.proc.alive()
