@@ -637,6 +637,11 @@ static int hconn_resp_head(struct hconn *c)
 			 * it sent: say that the connection ends with it. */
 			if (c->client_eof && c->state == HC_WAIT && !hconn_head_buffered(c))
 				c->close_after = 1;
+			/* An answer before the request body is all in (a 401, a
+			 * 413 from the service): the connection ends with it
+			 * (hconn_response_done), so the head says so. */
+			if (c->state == HC_BODY)
+				c->close_after = 1;
 			/* A server that announces a body for HEAD may also send it
 			 * (RFC 9110 §9.3.2 forbids it): the next response on this
 			 * stream could start with those bytes.  Use a new stream. */

@@ -22,6 +22,7 @@ stdin closes or it gets SIGTERM.
     GET /truncate?n=N&send=M   announces N bytes, sends M < N, closes
     GET /status?code=C         a response with status C (204 and 304 without body)
     GET /bad, /garbage, /drop  a bad Content-Length, a non-HTTP answer, no answer
+    POST /refuse               401 at once, the request body unread, then closes
                                (the connection closes)
     GET /stats                 {"connections", "requests", "open"}
     GET /surplus?extra=X&ms=N  "Content-Length: 2", "ok", then X more bytes (at once,
@@ -246,6 +247,11 @@ class Conn:
                               "trailers": self.trailers})
             self.respond(200, out.encode(), "application/json", keep=keep)
             return True
+        if path == "/refuse":
+            # At once, the request body unread (a 401 to an upload it refuses);
+            # this connection serves nothing more.
+            self.respond(401, b"refused\n", keep=keep)
+            return False
         # Every other endpoint ignores a request body, but must skip it.
         if has_body:
             for _ in self.request_body(hmap):

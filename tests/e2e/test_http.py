@@ -916,6 +916,20 @@ def test_expect_100_continue(net):
         assert r.status == 200 and r.json()["length"] == 3
 
 
+def test_answer_before_the_body_says_connection_close(net):
+    """A service that answers before the request body is in (a 401 to an
+    upload it refuses, without reading it): the edge cannot frame the rest
+    of the client's bytes any more and ends the connection after the
+    answer, and the answer's head says so (Connection: close), so the
+    client does not send its next request on it."""
+    with Client(net.port, timeout=5) as c:
+        c.send(build_request("POST", "/refuse", headers=[("Content-Length", "100000")]))
+        c.send(b"x" * 1000)  # the rest never comes
+        r = c.response("POST")
+        assert r.status == 401 and r.header("Connection") == "close", r
+        assert c.at_eof()
+
+
 # ---- error answers ----------------------------------------------------------------
 
 
