@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <yaml.h>
 
 #include "hostpat.h"
@@ -852,7 +854,33 @@ static void cfg_get_strdup(struct cfgp *p, const struct cfg_map *m, int k, char 
 }
 
 /* A path that must name a readable file; the error is at the key. */
-static void cfg_get_readable(struct cfgp *p, const struct cfg_map *m, int k, char **out)
+/* What a file named in the configuration must be (cfg_get_readable). */
+enum cfg_file { CFG_FILE_ANY, CFG_FILE_SECRET, CFG_FILE_CA };
+
+/* 1 when the PEM file at fd holds at least one certificate. */
+static int cfg_has_certificate(int fd)
+{
+	FILE *f = fdopen(dup(fd), "r");
+	X509 *x;
+
+	if (!f)
+		return 0;
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	ERR_clear_error();
+	X509_free(x);
+	return x != NULL;
+}
+
+/*
+ * A file the program reads later (certificates, keys): it must be a regular
+ * file readable now, a private key (CFG_FILE_SECRET) not accessible by
+ * others (group is allowed, as Debian's ssl-cert group has it), a trust
+ * anchor (CFG_FILE_CA) hold a PEM certificate -- so `-t` and a reload
+ * refuse what would fail, or stop the program, once in use.
+ */
+static void cfg_get_readable(struct cfgp *p, const struct cfg_map *m, int k, char **out,
+                             enum cfg_file what)
 {
 	struct stat st;
 	const char *s;
@@ -865,8 +893,27 @@ static void cfg_get_readable(struct cfgp *p, const struct cfg_map *m, int k, cha
 		cfg_err(p, m->key[k], "cannot read '%s': %s", cfg_quote(s).s, strerror(errno));
 		return;
 	}
-	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-		cfg_err(p, m->key[k], "cannot read '%s': %s", cfg_quote(s).s, strerror(EISDIR));
+	if (fstat(fd, &st) < 0) {
+		cfg_err(p, m->key[k], "cannot read '%s': %s", cfg_quote(s).s, strerror(errno));
+		close(fd);
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		cfg_err(p, m->key[k], "cannot read '%s': %s", cfg_quote(s).s,
+		        S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
+		close(fd);
+		return;
+	}
+	if (what == CFG_FILE_SECRET && (st.st_mode & (S_IROTH | S_IWOTH | S_IXOTH))) {
+		cfg_err(p, m->key[k],
+		        "private key '%s' is accessible by others (mode %03o): chmod 600 it",
+		        cfg_quote(s).s, (unsigned)(st.st_mode & 0777));
+		close(fd);
+		return;
+	}
+	if (what == CFG_FILE_CA && !cfg_has_certificate(fd)) {
+		cfg_err(p, m->key[k], "cannot use '%s' as '%s': no PEM certificate in it",
+		        cfg_quote(s).s, m->keys[k]);
 		close(fd);
 		return;
 	}
@@ -991,6 +1038,35 @@ static const char *const agent_entry_keys[] = {"name", "key", "hosts", "ports", 
                                                NULL};
 
 /* listen.streams: the IP addresses TCP/UDP stream ports are opened on. */
+/* The next listen.streams address (ip, at item) against those before it: a
+ * port is opened on each, and the same address twice, or a wildcard and
+ * another address of its family, cannot both listen on one port.  0 when
+ * it fits. */
+static int edge_stream_addr_clash(struct cfgp *p, const yaml_node_t *item,
+                                  const struct edge_config *cfg, const char *ip)
+{
+	const struct addr *a = &cfg->streams[cfg->nstreams];
+
+	for (size_t j = 0; j < cfg->nstreams; j++) {
+		const struct addr *o = &cfg->streams[j];
+
+		if (o->ss.ss_family != a->ss.ss_family)
+			continue;
+		if (addr_equal(o, a)) {
+			cfg_err(p, item, "'%s' is listed twice in listen.streams", cfg_quote(ip).s);
+			return -1;
+		}
+		if (addr_is_any(o) || addr_is_any(a)) {
+			cfg_err(p, item,
+			        "'%s' overlaps another address in listen.streams (a wildcard "
+			        "address takes every address of its family)",
+			        cfg_quote(ip).s);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static void edge_listen_streams(struct cfgp *p, const struct cfg_map *m, struct edge_config *cfg)
 {
 	yaml_node_t *list;
@@ -1017,8 +1093,13 @@ static void edge_listen_streams(struct cfgp *p, const struct cfg_map *m, struct 
 			cfg_err(p, item, "bad IP address '%s'", cfg_quote(ip).s);
 			continue;
 		}
-		cfg->nstreams++;
+		if (edge_stream_addr_clash(p, item, cfg, ip) == 0)
+			cfg->nstreams++;
 	}
+	if (cfg_seq_len(list) == 0)
+		cfg_err(p, list,
+		        "listen.streams lists no address (leave it out for 0.0.0.0; an agent "
+		        "without 'ports' opens no stream port)");
 }
 
 static void edge_listen(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
@@ -1076,8 +1157,8 @@ static void edge_tunnel(struct cfgp *p, const struct cfg_map *top, struct edge_c
 	}
 	/* Optional when ACME can obtain a certificate for tunnel.hostname
 	 * (checked in edge_tls_check once the tls section is read). */
-	cfg_get_readable(p, &m, T_CERT, &cfg->tunnel.cert);
-	cfg_get_readable(p, &m, T_KEY, &cfg->tunnel.key);
+	cfg_get_readable(p, &m, T_CERT, &cfg->tunnel.cert, CFG_FILE_ANY);
+	cfg_get_readable(p, &m, T_KEY, &cfg->tunnel.key, CFG_FILE_SECRET);
 	p->tunnel_map = n;
 	/* "cert:" with no value counts as absent, like any key */
 	p->tunnel_cert_at = cfg_has(&m, T_CERT) ? m.val[T_CERT] : NULL;
@@ -1120,7 +1201,7 @@ static void edge_tls(struct cfgp *p, const struct cfg_map *top, struct edge_conf
 	if (!terms)
 		cfg_err(p, an,
 		        "ACME needs 'accept_terms: true' (you accept the CA's terms of service)");
-	cfg_get_readable(p, &am, AC_CA, &cfg->tls.acme_ca);
+	cfg_get_readable(p, &am, AC_CA, &cfg->tls.acme_ca, CFG_FILE_CA);
 	if (cfg_has(&am, AC_RENEW)) {
 		uint32_t ms;
 
@@ -1660,10 +1741,16 @@ static void agent_route(struct cfgp *p, yaml_node_t *n, size_t idx, struct agent
 		int on = 0;
 		const char *hv = NULL;
 
-		if (cfg_str(p, &m, R_HSTS, &hv) == 1 && strspn(hv, "0123456789") == strlen(hv) &&
-		    strlen(hv) <= 9)
-			r->hsts = (uint32_t)atol(hv);
-		else if (hv) {
+		if (cfg_str(p, &m, R_HSTS, &hv) == 1 && hv[0] &&
+		    strspn(hv, "0123456789") == strlen(hv)) {
+			if (strlen(hv) <= 9)
+				r->hsts = (uint32_t)atol(hv);
+			else
+				cfg_err(p, m.val[R_HSTS],
+				        "'hsts' must be true, false or a max-age in seconds below "
+				        "1000000000, not '%s'",
+				        cfg_quote(hv).s);
+		} else if (hv) {
 			cfg_get_bool(p, &m, R_HSTS, &on);
 			r->hsts = on ? 31536000u : 0;
 		}
@@ -1916,7 +2003,7 @@ static void agent_top(struct cfgp *p, const struct cfg_map *top, struct agent_co
 	}
 	if (cfg_required(p, top, A_KEY, "at top level") == 0)
 		cfg_get_strdup(p, top, A_KEY, &cfg->key);
-	cfg_get_readable(p, top, A_EDGE_CA, &cfg->edge_ca);
+	cfg_get_readable(p, top, A_EDGE_CA, &cfg->edge_ca, CFG_FILE_CA);
 	if (cfg_str(p, top, A_NAME, &s) == 1) {
 		if (!cfg_name_valid(s))
 			cfg_err(p, top->val[A_NAME], "bad name '%s' " BAD_NAME_HINT,

@@ -188,9 +188,10 @@ static void fmt_time(long t, char *buf, size_t len)
 }
 
 /*
- * Load and check one pair into a new SSL_CTX.  kst is the key file's stat()
- * (for its mode).  Returns the context (caller owns it) with *not_after, or
- * NULL with the reason in err.
+ * Load and check one pair into a new SSL_CTX for name (NULL: no name to
+ * check it for).  kst is the key file's stat() (for its mode).  Returns
+ * the context (caller owns it) with *not_after, or NULL with the reason in
+ * err.
  */
 static SSL_CTX *pair_load(const char *name, const char *crt, const char *key,
                           const struct stat *cst, const struct stat *kst, long *not_after,
@@ -246,7 +247,9 @@ static SSL_CTX *pair_load(const char *name, const char *crt, const char *key,
 		goto fail;
 	}
 	if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0)
-		log_warn("certs: %s: %s is not valid yet", name, crt);
+		log_warn("certs: %s: %s is not valid yet", name ? name : crt, crt);
+	if (!name) /* no name to check it for */
+		goto done;
 	/* Served anyway (it is what the operator put there), but say so. */
 	if (name[0] == '*')
 		snprintf(check, sizeof(check), "relais-check%s", name + 1);
@@ -254,6 +257,7 @@ static SSL_CTX *pair_load(const char *name, const char *crt, const char *key,
 		snprintf(check, sizeof(check), "%s", name);
 	if (X509_check_host(x, check, 0, 0, NULL) != 1)
 		log_warn("certs: %s: %s does not name %s", name, crt, name);
+done:
 	ERR_clear_error();
 	return ctx;
 

@@ -60,7 +60,8 @@ struct ssl_ctx_st *certs_lookup(const char *sni);
 /**
  * Check the pair crt/key as the store would before serving it for name:
  * regular files of sane size, key not accessible by others, key matching
- * the certificate, certificate not expired.  Nothing is kept.  Returns 0
+ * the certificate, certificate not expired (name NULL: served for no name
+ * in particular, so not checked against one).  Nothing is kept.  Returns 0
  * when the pair is usable, else -1 with the reason in err[0..errlen).
  */
 int certs_check_pair(const char *name, const char *crt, const char *key, char *err, size_t errlen);

@@ -176,11 +176,103 @@ static void edge_acme_reload(const struct edge_config *old)
 		log_warn("acme: tls.acme was added: restart relais-edge to start the ACME client");
 		return;
 	}
-	if (str_differs(old->tls.cert_dir, edge.cfg.tls.cert_dir))
-		log_warn("acme: tls.cert_dir changed: restart relais-edge to use %s; until then "
-		         "certificates are read and written in %s",
-		         edge.cfg.tls.cert_dir, old->tls.cert_dir);
 	acme_reload(&edge.cfg);
+}
+
+static void swap_str(char **a, char **b)
+{
+	char *t = *a;
+
+	*a = *b;
+	*b = t;
+}
+
+/* 1 when an optional listener (has, at) differs between two configurations. */
+static int listen_differs(int has_a, const struct addr *a, int has_b, const struct addr *b)
+{
+	return has_a != has_b || (has_a && !addr_equal(a, b));
+}
+
+static void restart_to_apply(const char *key)
+{
+	log_warn("%s changed: restart relais-edge to apply it; until then the old value stays "
+	         "in use",
+	         key);
+}
+
+/*
+ * What a reload cannot change: the listeners and the agent endpoint were set
+ * up at start.  Keep their old values in edge.cfg (so nothing follows from
+ * a value not in force: no redirect to an HTTPS port that nothing listens
+ * on), and say that a restart applies them.
+ */
+static void edge_keep_started(struct edge_config *old)
+{
+	struct edge_config *n = &edge.cfg;
+	int streams = n->nstreams != old->nstreams;
+
+	if (listen_differs(n->has_http, &n->http, old->has_http, &old->http)) {
+		restart_to_apply("listen.http");
+		n->has_http = old->has_http;
+		n->http = old->http;
+	}
+	if (listen_differs(n->has_https, &n->https, old->has_https, &old->https)) {
+		restart_to_apply("listen.https");
+		n->has_https = old->has_https;
+		n->https = old->https;
+	}
+	if (listen_differs(n->has_admin, &n->admin, old->has_admin, &old->admin)) {
+		restart_to_apply("admin.listen");
+		n->has_admin = old->has_admin;
+		n->admin = old->admin;
+	}
+	for (size_t i = 0; !streams && i < n->nstreams; i++)
+		streams = !addr_equal(&n->streams[i], &old->streams[i]);
+	if (streams) {
+		restart_to_apply("listen.streams");
+		memcpy(n->streams, old->streams, sizeof(n->streams));
+		n->nstreams = old->nstreams;
+	}
+	if (!addr_equal(&n->tunnel.listen, &old->tunnel.listen)) {
+		restart_to_apply("tunnel.listen");
+		n->tunnel.listen = old->tunnel.listen;
+	}
+	if (str_differs(n->tunnel.hostname, old->tunnel.hostname)) {
+		restart_to_apply("tunnel.hostname");
+		swap_str(&n->tunnel.hostname, &old->tunnel.hostname);
+	}
+	if (str_differs(n->tunnel.path, old->tunnel.path)) {
+		restart_to_apply("tunnel.path");
+		swap_str(&n->tunnel.path, &old->tunnel.path);
+	}
+	/* lws reloads a vhost's pair by the paths it was created with. */
+	if (str_differs(n->tunnel.cert, old->tunnel.cert) ||
+	    str_differs(n->tunnel.key, old->tunnel.key)) {
+		restart_to_apply("tunnel.cert or tunnel.key");
+		swap_str(&n->tunnel.cert, &old->tunnel.cert);
+		swap_str(&n->tunnel.key, &old->tunnel.key);
+	}
+	if (str_differs(n->tls.cert_dir, old->tls.cert_dir)) {
+		restart_to_apply("tls.cert_dir");
+		swap_str(&n->tls.cert_dir, &old->tls.cert_dir);
+	}
+}
+
+/* The agent endpoint's own files again (tunnel.cert/key, renewed by the
+ * user): only a usable pair replaces the one in use. */
+static void edge_tunnel_cert_reload(void)
+{
+	char err[512];
+
+	if (!edge.cfg.tunnel.cert || !edge.tunnel_vh)
+		return;
+	if (certs_check_pair(edge.cfg.tunnel.hostname, edge.cfg.tunnel.cert, edge.cfg.tunnel.key,
+	                     err, sizeof(err)) < 0) {
+		log_error("tunnel.cert/tunnel.key: %s; the agent endpoint keeps its certificate",
+		          err);
+		return;
+	}
+	lws_tls_cert_updated(edge.ctx, edge.cfg.tunnel.cert, edge.cfg.tunnel.key, NULL, 0, NULL, 0);
 }
 
 /* The access log again by its name: after logrotate moved it (SIGHUP or
@@ -206,7 +298,9 @@ static void edge_reload(void)
 	old = edge.cfg;
 	edge.cfg = n;
 	log_init("relais-edge", debug_logging ? LOG_DEBUG : edge.cfg.log_level);
+	edge_keep_started(&old);
 	certs_reload();
+	edge_tunnel_cert_reload();
 	edge_acme_reload(&old);
 	config_edge_free(&old);
 	edge_reopen_log();

@@ -10,11 +10,13 @@ import json
 import os
 import signal
 import socket
+import ssl
 import time
 
 import pytest
 
-from relais import AGENT_BIN, EDGE_BIN, SLOW, Agent, Edge, run, wait_for, yaml_dump
+from relais import (AGENT_BIN, EDGE_BIN, SLOW, Agent, Edge, free_port, install_pair, run, wait_for,
+                    yaml_dump)
 
 EDGE_OK = """\
 listen:
@@ -138,6 +140,52 @@ agents:
   - &a {{name: home, key: "{pub}", hosts: [&h x.home.test, *h, *h]}}
   - *a
 """, 6, 5, "anchors and aliases are not supported ('&a')"),
+    ("tunnel-key-readable-by-others", """\
+tunnel:
+  listen: 127.0.0.1:8443
+  cert: {cert}
+  key: {openkey}
+""", 4, 3, "private key '{openkey}' is accessible by others (mode 644): chmod 600 it"),
+    ("tunnel-cert-not-a-file", """\
+tunnel:
+  listen: 127.0.0.1:8443
+  cert: /dev/null
+  key: {key}
+""", 3, 3, "cannot read '/dev/null': not a regular file"),
+    ("acme-ca-not-a-certificate", """\
+tunnel:
+  listen: 127.0.0.1:8443
+  hostname: edge.test
+tls:
+  cert_dir: {dir}/certs
+  acme:
+    directory: https://127.0.0.1:14000/dir
+    ca: {notcert}
+""", 8, 5, "cannot use '{notcert}' as 'ca': no PEM certificate in it"),
+    ("streams-empty", """\
+listen:
+  streams: []
+tunnel:
+  listen: 127.0.0.1:8443
+  cert: {cert}
+  key: {key}
+""", 2, 12, "listen.streams lists no address"),
+    ("streams-twice", """\
+listen:
+  streams: ["127.0.0.1", "::1", "127.0.0.1"]
+tunnel:
+  listen: 127.0.0.1:8443
+  cert: {cert}
+  key: {key}
+""", 2, 33, "'127.0.0.1' is listed twice in listen.streams"),
+    ("streams-wildcard-overlap", """\
+listen:
+  streams: ["0.0.0.0", "::", "127.0.0.2"]
+tunnel:
+  listen: 127.0.0.1:8443
+  cert: {cert}
+  key: {key}
+""", 2, 30, "'127.0.0.2' overlaps another address in listen.streams"),
 ]
 
 AGENT_BAD = [
@@ -200,6 +248,19 @@ edge: wss://edge.test/relais
 key: {keyfile}
 name: *x
 """, 3, 7, "aliases are not supported ('*x')"),
+    ("edge-ca-not-a-certificate", """\
+edge: wss://edge.test/relais
+key: {keyfile}
+edge_ca: {notcert}
+""", 3, 1, "cannot use '{notcert}' as 'edge_ca': no PEM certificate in it"),
+    ("hsts-too-long", """\
+edge: wss://edge.test/relais
+key: {keyfile}
+routes:
+  - host: www.home.test
+    to: http://127.0.0.1:8096
+    hsts: 1234567890
+""", 6, 11, "'hsts' must be true, false or a max-age in seconds below 1000000000"),
 ]
 
 
@@ -213,6 +274,13 @@ def files(tmp_path, pki):
         assert r.returncode == 0, r.stderr
         out[n] = r.stdout.strip()
     out["keyfile"] = os.path.join(d, "a.key")
+    out["openkey"] = os.path.join(d, "open.key")  # the key, readable by all
+    with open(pki.key) as f, open(out["openkey"], "w") as g:
+        g.write(f.read())
+    os.chmod(out["openkey"], 0o644)
+    out["notcert"] = os.path.join(d, "notcert.pem")  # readable, not a certificate
+    with open(out["notcert"], "w") as f:
+        f.write("edge: wss://edge.test/relais\n")
     return out
 
 
@@ -247,13 +315,13 @@ def test_agent_valid_config(files):
 @pytest.mark.parametrize("name,text,line,col,msg", EDGE_BAD, ids=[c[0] for c in EDGE_BAD])
 def test_edge_bad_config(files, name, text, line, col, msg):
     path, r = check(EDGE_BIN, files, "edge-%s.yaml" % name, text)
-    assert_error(path, r, line, col, msg)
+    assert_error(path, r, line, col, msg.format(**files))
 
 
 @pytest.mark.parametrize("name,text,line,col,msg", AGENT_BAD, ids=[c[0] for c in AGENT_BAD])
 def test_agent_bad_config(files, name, text, line, col, msg):
     path, r = check(AGENT_BIN, files, "agent-%s.yaml" % name, text)
-    assert_error(path, r, line, col, msg)
+    assert_error(path, r, line, col, msg.format(**files))
 
 
 @pytest.mark.parametrize("binary", [EDGE_BIN, AGENT_BIN], ids=["edge", "agent"])
@@ -309,6 +377,101 @@ def test_edge_reload_keeps_debug_logging(env):
     e.proc.wait_log("configuration reloaded", since=m)
     bad_request(e)
     e.proc.wait_log("DEBUG: client 127.0.0.1: bad request", since=m)
+
+
+def http_head(port, host):
+    """The status line and headers of GET / for host on the edge's HTTP port."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW) as c:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host.encode())
+        out = b""
+        while b"\r\n\r\n" not in out:
+            d = c.recv(4096)
+            if not d:
+                break
+            out += d
+    return out.split(b"\r\n\r\n")[0].decode("latin-1")
+
+
+def test_edge_reload_keeps_the_listeners_it_started_with(env):
+    """listen.https added in a reload: the edge opened no such listener, so
+    it must not start redirecting http:// to it (a 301, which browsers
+    keep, to a closed port).  The reload says a restart applies it; the
+    restart does."""
+    host = "www.home.test"
+    a = Agent(env, "home", routes=[{"host": host, "to": "http://127.0.0.1:%d" % free_port()}])
+    certs = os.path.join(env.dir, "certs")
+    os.makedirs(certs)
+    install_pair(certs, host, *env.pki.issue_pair(host, ["DNS:" + host])[:2])
+    e = Edge(env, agents=[a.entry(hosts=[host])], extra={"tls": {"cert_dir": certs}}).start()
+    a.start(e.url())
+    a.proc.wait_log("route %s accepted by the edge" % host)
+    assert http_head(e.http_port, host).startswith("HTTP/1.1 502"), "no service: 502"
+
+    https = free_port()
+    e.cfg["listen"]["https"] = "127.0.0.1:%d" % https
+    m = e.proc.mark()
+    e.reload()
+    e.proc.wait_log("listen.https changed: restart relais-edge to apply it", since=m)
+    e.proc.wait_log("configuration reloaded", since=m)
+    assert http_head(e.http_port, host).startswith("HTTP/1.1 502"), "redirected after the reload"
+
+    e.restart()
+    a.proc.wait_log("route %s accepted by the edge" % host, count=2)
+    head = http_head(e.http_port, host)
+    assert head.startswith("HTTP/1.1 301") and \
+        "Location: https://%s:%d/" % (host, https) in head, head
+
+
+def tunnel_fingerprint(port):
+    """The agent endpoint's certificate (DER bytes)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            return s.getpeercert(binary_form=True)
+
+
+def test_edge_reload_reads_tunnel_cert_again(env):
+    """A renewed tunnel.cert/tunnel.key (same paths) is served after a
+    reload; a pair that does not match is refused with its reason and the
+    endpoint keeps the certificate it has; agents connect throughout."""
+    crt, key = os.path.join(env.dir, "tunnel.crt"), os.path.join(env.dir, "tunnel.key")
+
+    def put(pair):
+        install_pair(env.dir, "tunnel", pair[0], pair[1])
+
+    first = env.pki.issue_pair("tunnel-1", ["DNS:localhost", "IP:127.0.0.1"])
+    put(first)
+    a = Agent(env, "home", routes=[{"host": "www.home.test", "to": "http://127.0.0.1:9"}])
+    e = Edge(env, agents=[a.entry(hosts=["www.home.test"])])
+    e.cfg["tunnel"].update({"cert": crt, "key": key})
+    e.write()
+    e.start()
+    a.start(e.url())
+    old = tunnel_fingerprint(e.tunnel_port)
+
+    second = env.pki.issue_pair("tunnel-2", ["DNS:localhost", "IP:127.0.0.1"])
+    put(second)
+    m = e.proc.mark()
+    e.reload()
+    e.proc.wait_log("configuration reloaded", since=m)
+    new = tunnel_fingerprint(e.tunnel_port)
+    assert new != old, "the old certificate is still served"
+    with open(second[0]) as f:
+        assert new == ssl.PEM_cert_to_DER_cert(f.read())
+
+    # a key that does not match its certificate: refused, the renewed pair stays
+    install_pair(env.dir, "tunnel", first[0], second[1])
+    m = e.proc.mark()
+    e.reload()
+    e.proc.wait_log("ERROR: tunnel.cert/tunnel.key: the private key does not match the "
+                    "certificate", since=m)
+    e.proc.wait_log("the agent endpoint keeps its certificate", since=m)
+    assert tunnel_fingerprint(e.tunnel_port) == new
+    a.proc.stop()
+    a.start(e.url())  # an agent still gets in
+    assert e.proc.alive()
 
 
 def test_edge_reload_with_aliases_keeps_running_with_the_old_config(env):

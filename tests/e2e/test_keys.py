@@ -54,6 +54,14 @@ def test_keygen_never_overwrites(tmp_path):
     assert open(path, "rb").read() == before and mode(path) == 0o600
 
 
+@pytest.mark.parametrize("arg", ["--help", "-h", "-"])
+def test_keygen_refuses_an_option_for_a_file_name(tmp_path, arg):
+    """`relais-agent keygen --help` once wrote a private key to ./--help."""
+    r = run([AGENT_BIN, "keygen", arg], cwd=str(tmp_path))
+    assert r.returncode == 2 and "looks like an option, not a file name" in r.stderr, r
+    assert r.stdout == "" and os.listdir(str(tmp_path)) == []
+
+
 def test_pubkey_prints_the_same_key(tmp_path):
     path = str(tmp_path / "agent.key")
     printed = keygen(path).stdout
