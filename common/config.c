@@ -1493,7 +1493,32 @@ static void edge_agents(struct cfgp *p, const struct cfg_map *top, struct edge_c
 	cfg_seen_free(&keys);
 }
 
-/* Two listeners on the same address cannot both bind. */
+/* access_log: "-" (stderr) or a file whose directory exists (the file is
+ * created at start, and again after logrotate: -t must not create it). */
+static void edge_access_log(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
+{
+	const char *s, *slash;
+	char dir[4096];
+	struct stat st;
+
+	cfg_get_strdup(p, top, E_ACCESS_LOG, &cfg->access_log);
+	if (!cfg->access_log || strcmp(cfg->access_log, "-") == 0)
+		return;
+	s = cfg->access_log;
+	slash = strrchr(s, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", slash == s ? 1 : (int)(slash - s), s);
+	if (!s[0] || (slash && !slash[1]))
+		cfg_err(p, top->val[E_ACCESS_LOG], "access_log '%s' is not a file name",
+		        cfg_quote(s).s);
+	else if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		cfg_err(p, top->val[E_ACCESS_LOG], "access_log '%s': no directory '%s'",
+		        cfg_quote(s).s, cfg_quote(dir).s);
+}
+
+/* Two listeners on one port of the same (or a wildcard) address cannot both bind. */
 static void edge_conflicts(struct cfgp *p, struct edge_config *cfg)
 {
 	static const char *const names[] = {
@@ -1511,20 +1536,28 @@ static void edge_conflicts(struct cfgp *p, struct edge_config *cfg)
 
 	for (size_t i = 1; i < sizeof(a) / sizeof(a[0]); i++)
 		for (size_t j = 0; j < i; j++) {
-			if (a[i] == NULL || a[j] == NULL || a[i]->len != a[j]->len ||
-			    memcmp(&a[i]->ss, &a[j]->ss, a[i]->len) != 0)
+			int same;
+
+			/* The same port on the same address, or on a wildcard
+			 * address, which takes every address ("[::]" IPv4 too). */
+			if (a[i] == NULL || a[j] == NULL || addr_port(a[i]) != addr_port(a[j]))
+				continue;
+			same = addr_equal(a[i], a[j]);
+			if (!same && !addr_is_any(a[i]) && !addr_is_any(a[j]))
 				continue;
 			size_t later = i, first = j;
 
 			/* agents and HTTPS clients share a port, told apart by SNI */
-			if (i == EL_TUNNEL && j == EL_HTTPS)
+			if (same && i == EL_TUNNEL && j == EL_HTTPS)
 				continue;
 			if (p->listen_at[j]->start_mark.index > p->listen_at[i]->start_mark.index) {
 				later = j;
 				first = i;
 			}
-			cfg_err(p, p->listen_at[later], "%s uses the same address as %s (%s)",
-			        names[later], names[first], cfg_text(p->listen_at[later]));
+			cfg_err(p, p->listen_at[later], "%s uses the same address as %s (%s)%s",
+			        names[later], names[first], cfg_text(p->listen_at[later]),
+			        same ? ""
+			             : ": a wildcard address takes that port on every address");
 		}
 }
 
@@ -1558,7 +1591,7 @@ int config_edge_load(const char *file, struct edge_config *cfg)
 		edge_tunnel(&p, &top, cfg);
 		edge_admin(&p, &top, cfg);
 		edge_agents(&p, &top, cfg);
-		cfg_get_strdup(&p, &top, E_ACCESS_LOG, &cfg->access_log);
+		edge_access_log(&p, &top, cfg);
 		cfg_get_log_level(&p, &top, E_LOG_LEVEL, &cfg->log_level);
 		edge_http(&p, &top, cfg);
 		edge_tls(&p, &top, cfg);

@@ -186,6 +186,22 @@ tunnel:
   cert: {cert}
   key: {key}
 """, 2, 30, "'127.0.0.2' overlaps another address in listen.streams"),
+    ("listen-wildcard-overlap", """\
+listen:
+  http: 127.0.0.1:8080
+  https: "[::]:8080"
+tunnel:
+  listen: 127.0.0.1:8443
+  cert: {cert}
+  key: {key}
+""", 3, 10, "listen.https uses the same address as listen.http ([::]:8080): a wildcard"),
+    ("access-log-no-directory", """\
+tunnel:
+  listen: 127.0.0.1:8443
+  cert: {cert}
+  key: {key}
+access_log: {dir}/nope/access.log
+""", 5, 13, "access_log '{dir}/nope/access.log': no directory '{dir}/nope'"),
 ]
 
 AGENT_BAD = [
