@@ -414,8 +414,10 @@ int json_string(const struct json_doc *doc, int i, char *out, size_t cap)
 		unsigned char ch[4];
 		int k = json_decode_next(doc->buf, &pos, end, ch);
 
-		if (k <= 0 || (k == 1 && ch[0] == 0) || n + (size_t)k >= cap)
+		if (k <= 0 || (k == 1 && ch[0] == 0) || n + (size_t)k >= cap) {
+			out[0] = '\0'; /* never a cut, unterminated string */
 			return -1;
+		}
 		memcpy(out + n, ch, (size_t)k);
 		n += (size_t)k;
 	}

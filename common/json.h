@@ -69,7 +69,7 @@ int json_at(const struct json_doc *doc, int arr, size_t n);
 /**
  * Decode the string at token i into out[0..cap) with a terminating NUL.
  * Returns its length, or -1 when i is not a string, it holds "\u0000", or it
- * does not fit.
+ * does not fit (out then holds "" when cap > 0).
  */
 int json_string(const struct json_doc *doc, int i, char *out, size_t cap);
 

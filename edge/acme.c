@@ -57,6 +57,7 @@
 
 #define ACME_HOUR_MS        (3600u * 1000u)
 #define ACME_MAX_HOSTS      4096
+#define ACME_COOL_MAX       256 /* dropped hosts whose wait is remembered */
 #define ACME_MAX_CHALLENGES 16
 #define ACME_JSON_TOKENS    4096 /* an order or authorization is a few dozen */
 #define ACME_JWS_MAX        (64 * 1024)
@@ -82,6 +83,16 @@ struct acme_host {
 	char owner[64];    /* the agent whose route asked for it first, "" = the edge */
 };
 
+/* A host dropped (its route gone) while a failure was backed off, or soon
+ * after the CA issued for it: a route that comes back gets the rest of the
+ * wait, not a fresh order (an agent that reconnects in a loop would
+ * otherwise order once per connection). */
+struct acme_cool {
+	char name[256];
+	uint64_t due, issued;
+	unsigned failures;
+};
+
 struct acme_chal {
 	char token[ACME_TOKEN_MAX + 1]; /* "" = free slot */
 	char keyauth[ACME_KEYAUTH_MAX];
@@ -101,6 +112,8 @@ static struct {
 	unsigned generation; /* bumped when directory/ca/email change */
 	struct acme_host *hosts;
 	size_t nhosts;
+	struct acme_cool cool[ACME_COOL_MAX];
+	size_t ncool;
 	struct acme_chal chals[ACME_MAX_CHALLENGES];
 	atomic_int updated;
 } acme = {.lock = PTHREAD_MUTEX_INITIALIZER, .stop_fd = -1, .wake_fd = -1};
@@ -524,6 +537,57 @@ static void host_schedule(const char *name, uint64_t due, unsigned failures, uin
 }
 
 /* acme_want() counting against owner (NULL: the edge itself, no cap). */
+/* 1 when h is still waiting: a failure backed off, or an issuance too
+ * recent for another (under lock). */
+static int host_waiting(const struct acme_host *h, uint64_t now)
+{
+	return (h->failures != 0 && h->due > now) ||
+	       (h->issued != 0 && now - h->issued < acme.min_gap_ms);
+}
+
+/* Remember h's wait (under lock): the table forgets waits that ended, and
+ * when full the one that ends first. */
+static void cool_put(const struct acme_host *h, uint64_t now)
+{
+	struct acme_cool *c = NULL;
+
+	for (size_t i = 0; i < acme.ncool;) {
+		const struct acme_cool *o = &acme.cool[i];
+		int over = !(o->failures != 0 && o->due > now) &&
+		           !(o->issued != 0 && now - o->issued < acme.min_gap_ms);
+
+		if (over || strcmp(o->name, h->name) == 0)
+			acme.cool[i] = acme.cool[--acme.ncool];
+		else
+			i++;
+	}
+	if (acme.ncool < ACME_COOL_MAX) {
+		c = &acme.cool[acme.ncool++];
+	} else {
+		c = &acme.cool[0];
+		for (size_t i = 1; i < acme.ncool; i++)
+			if (acme.cool[i].due < c->due)
+				c = &acme.cool[i];
+	}
+	memcpy(c->name, h->name, sizeof(c->name));
+	c->due = h->due;
+	c->issued = h->issued;
+	c->failures = h->failures;
+}
+
+/* A new entry h takes the wait remembered for its name, if any (under lock). */
+static void cool_take(struct acme_host *h)
+{
+	for (size_t i = 0; i < acme.ncool; i++)
+		if (strcmp(acme.cool[i].name, h->name) == 0) {
+			h->due = acme.cool[i].due;
+			h->issued = acme.cool[i].issued;
+			h->failures = acme.cool[i].failures;
+			acme.cool[i] = acme.cool[--acme.ncool];
+			return;
+		}
+}
+
 static int want(const char *host, const char *owner, uint32_t cap)
 {
 	char name[256];
@@ -584,6 +648,7 @@ static int want(const char *host, const char *owner, uint32_t cap)
 		memset(h, 0, sizeof(*h));
 		memcpy(h->name, name, strlen(name) + 1);
 		snprintf(h->owner, sizeof(h->owner), "%s", owner != NULL ? owner : "");
+		cool_take(h);
 	}
 	/* Look now, unless a failure is being backed off: routes that keep asking
 	 * must not make us hammer the CA. */
@@ -615,7 +680,11 @@ static int never_issued(const char *host)
 
 static void host_drop(size_t i)
 {
+	uint64_t now = now_ms();
+
 	log_debug("acme: %s: no route needs it any more: not managed", acme.hosts[i].name);
+	if (host_waiting(&acme.hosts[i], now))
+		cool_put(&acme.hosts[i], now);
 	acme.hosts[i] = acme.hosts[--acme.nhosts];
 }
 
@@ -1269,7 +1338,8 @@ static int acme_authorize(struct acme_worker *w, const char *host, const char *u
 		goto out;
 	}
 	if (strcmp(status, "pending") != 0) {
-		errf(err, errlen, "authorization for %s is %s", host, status);
+		errf(err, errlen, "authorization for %s is %s", host,
+		     status[0] ? status : "without a readable status");
 		goto out;
 	}
 	chals = json_get(&d, 0, "challenges");
@@ -1339,7 +1409,8 @@ static int acme_authorize(struct acme_worker *w, const char *host, const char *u
 				goto out;
 			}
 		}
-		errf(err, errlen, "authorization for %s is %s", host, status);
+		errf(err, errlen, "authorization for %s is %s", host,
+		     status[0] ? status : "without a readable status");
 		goto out;
 	}
 	rc = 0;
@@ -1412,9 +1483,10 @@ static int order_wait(struct acme_worker *w, const char *host, const char *order
 		    strcmp(status, "pending") != 0) {
 			if (problem_from(&d, json_get(&d, 0, "error"), prob, sizeof(prob)) == 0)
 				errf(err, errlen, "order for %s is %s: the CA said: %s", host,
-				     status, prob);
+				     status[0] ? status : "without a readable status", prob);
 			else
-				errf(err, errlen, "order for %s is %s", host, status);
+				errf(err, errlen, "order for %s is %s", host,
+				     status[0] ? status : "without a readable status");
 			return -1;
 		}
 		if (now_ms() > deadline) {

@@ -238,3 +238,29 @@ def test_max_certificates_zero_and_routes_gone(env, monkeypatch):
     e.proc.wait_log("acme: e.x.test: no certificate requested: agent 'wild' is at its limit "
                     "of 2", 10, since=mark)
     assert "n.y.test: requesting" not in e.log()
+
+
+def test_reconnecting_agent_does_not_shorten_the_retry_wait(env, monkeypatch):
+    """A request that failed is retried after its wait (10 min here), also
+    when the agent reconnects meanwhile: the host is dropped ~5 s after its
+    route goes (it stops counting against max_certificates), but its wait is
+    remembered, so each reconnect does not order again at once (an agent
+    in a restart loop would otherwise spend the CA's failed-validation limit
+    for the whole edge)."""
+    monkeypatch.setenv("RELAIS_ACME_BACKOFF_MS", "600000")
+    a = Agent(env, "home", routes=[route("app.x.test")])
+    e = _acme_to_nowhere(env, [a.entry(hosts=["*.x.test"])])
+    for i in range(3):
+        mark = e.proc.mark()
+        a.start(e.url())
+        wait_for(lambda: ("home", "http", "app.x.test") in e.routes(), 5, what="the route")
+        if i == 0:
+            e.proc.wait_log("acme: app.x.test: certificate request failed", 10, since=mark)
+        else:
+            time.sleep(1.5)  # an order would come at once
+        a.proc.stop()
+        wait_for(lambda: ("home", "http", "app.x.test") not in e.routes(), 5,
+                 what="the route gone")
+        e.proc.wait_log("acme: app.x.test: no route needs it any more", 10, since=mark)
+    log = e.log()
+    assert log.count("acme: app.x.test: requesting a certificate") == 1, log[-3000:]

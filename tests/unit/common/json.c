@@ -86,7 +86,9 @@ static void test_strings(void)
 	CHECK(strcmp(buf, "A\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80") == 0);
 	CHECK(json_streq(&d, 0, "A\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"));
 	CHECK(!json_streq(&d, 0, "A"));
+	memset(buf, 'x', sizeof(buf));
 	CHECK(json_string(&d, 0, buf, 10) == -1); /* no room for the NUL */
+	CHECK(buf[0] == '\0');                    /* and nothing cut is left */
 	/* raw UTF-8 passes */
 	CHECK(parse(&d, "\"caf\xc3\xa9\"") == 1 && json_string(&d, 0, buf, sizeof(buf)) == 5);
 	/* NUL cannot become a C string */
