@@ -481,18 +481,42 @@ static void take_headers(const struct http1_head *h, struct acme_http_res *res)
 			}
 			res->content_type[n] = '\0';
 		} else if (IS("Retry-After")) {
-			uint32_t v = 0;
-			size_t n;
-
-			/* delay-seconds only; an HTTP-date is ignored (we poll anyway) */
-			for (n = 0; n < f->value_len && f->value[n] >= '0' && f->value[n] <= '9';
-			     n++)
-				v = v > 86400 ? 86400 : v * 10 + (uint32_t)(f->value[n] - '0');
-			if (n == f->value_len)
-				res->retry_after = v > 86400 ? 86400 : v;
+			res->retry_after =
+			    acme_http_retry_after(f->value, f->value_len, time(NULL));
 		}
 #undef IS
 	}
+}
+
+uint32_t acme_http_retry_after(const char *v, size_t len, time_t now)
+{
+	uint64_t secs = 0;
+	size_t n;
+	char date[64];
+	struct tm tm;
+	const char *end;
+	time_t when;
+
+	for (n = 0; n < len && v[n] >= '0' && v[n] <= '9'; n++)
+		secs = secs > 86400 ? secs : secs * 10 + (uint64_t)(v[n] - '0');
+	if (n == 0 || n != len) {
+		/* RFC 9110 §5.6.7: "Sun, 06 Nov 1994 08:49:37 GMT" */
+		if (len == 0 || len >= sizeof(date))
+			return 0;
+		memcpy(date, v, len);
+		date[len] = '\0';
+		memset(&tm, 0, sizeof(tm));
+		end = strptime(date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		if (end == NULL || *end != '\0')
+			return 0;
+		when = timegm(&tm);
+		if (when == (time_t)-1)
+			return 0;
+		secs = when > now ? (uint64_t)(when - now) : 0;
+	}
+	if (secs < 1)
+		return 1;
+	return secs > 86400 ? 86400 : (uint32_t)secs;
 }
 
 /* Read the rest of the body after the head; buf holds len bytes already. */

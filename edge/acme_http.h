@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define ACME_HTTP_MAX_BODY    (1024 * 1024) /* response bodies larger than this fail */
 #define ACME_HTTP_MAX_HEAD    16384         /* response head limit */
@@ -35,8 +36,15 @@ struct acme_http_res {
 	char nonce[ACME_HTTP_NONCE_MAX];  /* Replay-Nonce, "" when absent or malformed */
 	char link_up[ACME_HTTP_URL_MAX];  /* target of Link: <...>;rel="up", "" when absent */
 	char content_type[128];           /* media type, lower case, without parameters */
-	uint32_t retry_after;             /* Retry-After in seconds, 0 when absent */
+	uint32_t retry_after;             /* Retry-After in seconds (>= 1), 0 when absent */
 };
+
+/**
+ * The seconds a Retry-After value (len bytes at v) asks for at time now:
+ * delay-seconds or an HTTP-date (IMF-fixdate), at least 1 and at most one
+ * day; 0 when it is neither.
+ */
+uint32_t acme_http_retry_after(const char *v, size_t len, time_t now);
 
 /**
  * Prepare a client: TLS 1.2+, peer verification against ca_file (PEM) when

@@ -103,10 +103,33 @@ static void test_dechunk(void)
 	CHECK(dechunk("", buf) == -1);
 }
 
+static uint32_t retry_after(const char *v, time_t now)
+{
+	return acme_http_retry_after(v, strlen(v), now);
+}
+
+static void test_retry_after(void)
+{
+	time_t now = 1784793600; /* Thu, 23 Jul 2026 08:00:00 GMT */
+
+	CHECK(retry_after("120", now) == 120);
+	CHECK(retry_after("0", now) == 1); /* present: at least a second */
+	CHECK(retry_after("99999999999999999999", now) == 86400);
+	CHECK(retry_after("Thu, 23 Jul 2026 08:10:00 GMT", now) == 600);
+	CHECK(retry_after("Thu, 23 Jul 2026 07:00:00 GMT", now) == 1); /* past */
+	CHECK(retry_after("Sat, 25 Jul 2026 08:00:00 GMT", now) == 86400);
+	CHECK(retry_after("", now) == 0);
+	CHECK(retry_after("12s", now) == 0);
+	CHECK(retry_after("-5", now) == 0);
+	CHECK(retry_after("Thu, 23 Jul 2026 08:10:00", now) == 0);
+	CHECK(retry_after("Thu, 23 Jul 2026 08:10:00 GMT x", now) == 0);
+}
+
 int main(void)
 {
 	RUN(test_parse_url);
 	RUN(test_link);
 	RUN(test_dechunk);
+	RUN(test_retry_after);
 	UNIT_END();
 }
