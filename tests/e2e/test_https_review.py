@@ -220,6 +220,16 @@ def request_over(raw, obj, inc, out, host, path):
             resp += chunk
 
 
+def tls_get(port, sni, ctx, path):
+    """GET path over TLS for sni: (the server certificate's CN, the response)."""
+    raw, obj, inc, out = handshake_over(port, sni, ctx, lambda s, d: s.sendall(d))
+    try:
+        subject = dict(x[0] for x in obj.getpeercert()["subject"])
+        return subject["commonName"], request_over(raw, obj, inc, out, sni, path)
+    finally:
+        raw.close()
+
+
 def test_fragmented_client_hello_reaches_both_paths(net):
     """A ClientHello cut into 1-byte handshake records (RFC 8446 §5.1 allows
     any split), the records sent in two bursts with a pause at a record
@@ -441,14 +451,7 @@ def test_passthrough_name_not_terminated_while_its_agent_is_away(env):
         ctx = ca_ctx(env.pki)
 
         def get(sni):
-            raw, obj, inc, out = handshake_over(edge.https_port, sni, ctx,
-                                                lambda s, d: s.sendall(d))
-            try:
-                subject = dict(x[0] for x in obj.getpeercert()["subject"])
-                return subject["commonName"], request_over(raw, obj, inc, out, sni,
-                                                           "/secret?token=abc")
-            finally:
-                raw.close()
+            return tls_get(edge.https_port, sni, ctx, "/secret?token=abc")
 
         cn, resp = get(host)
         assert cn == "vault-origin" and b'"origin": "vault-origin"' in resp, (cn, resp[:300])
@@ -523,13 +526,7 @@ def test_exact_http_route_wins_over_another_agents_wildcard_passthrough(env, ori
         ctx = ca_ctx(env.pki)
 
         def get(sni):
-            raw, obj, inc, out = handshake_over(edge.https_port, sni, ctx,
-                                                lambda s, d: s.sendall(d))
-            try:
-                subject = dict(x[0] for x in obj.getpeercert()["subject"])
-                return subject["commonName"], request_over(raw, obj, inc, out, sni, "/headers")
-            finally:
-                raw.close()
+            return tls_get(edge.https_port, sni, ctx, "/headers")
 
         cn, resp = get(www)
         assert cn == www and resp.startswith(b"HTTP/1.1 200"), (cn, resp[:300])

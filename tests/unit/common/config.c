@@ -40,7 +40,8 @@ static char captured[65536];
 static int saved_stderr = -1;
 static int file_seq;
 
-static void touch(const char *name)
+/* dir/name holding text. */
+static void put_file(const char *name, const char *text)
 {
 	char path[512];
 	FILE *f;
@@ -48,9 +49,14 @@ static void touch(const char *name)
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	f = fopen(path, "w");
 	if (f != NULL) {
-		fputs("x\n", f);
+		fputs(text, f);
 		fclose(f);
 	}
+}
+
+static void touch(const char *name)
+{
+	put_file(name, "x\n");
 }
 
 /* A certificate (self-signed, expired: only parsed) for trust anchors. */
@@ -68,15 +74,7 @@ static const char CERT_PEM[] = "-----BEGIN CERTIFICATE-----\n"
 /* name with CERT_PEM in it. */
 static void put_cert(const char *name)
 {
-	char path[512];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "w");
-	if (f != NULL) {
-		fputs(CERT_PEM, f);
-		fclose(f);
-	}
+	put_file(name, CERT_PEM);
 }
 
 /* A private key's mode: not accessible by others. */
