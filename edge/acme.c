@@ -1763,6 +1763,10 @@ static void worker_settings(struct acme_worker *w)
 {
 	pthread_mutex_lock(&acme.lock);
 	if (w->generation != acme.generation || w->cert_dir[0] == '\0') {
+		/* Another CA has its own limits; the same one (a new email or
+		 * trust anchor) still limits us until the time it gave. */
+		if (strcmp(w->directory, acme.directory) != 0)
+			w->paused_until = 0;
 		snprintf(w->cert_dir, sizeof(w->cert_dir), "%s", acme.cert_dir);
 		snprintf(w->directory, sizeof(w->directory), "%s", acme.directory);
 		snprintf(w->email, sizeof(w->email), "%s", acme.email ? acme.email : "");
@@ -1774,7 +1778,6 @@ static void worker_settings(struct acme_worker *w)
 		w->have_dir = 0;
 		w->kid[0] = '\0';
 		w->nonce[0] = '\0';
-		w->paused_until = 0; /* another CA: its own limits */
 		EVP_PKEY_free(w->account);
 		w->account = NULL;
 	}
