@@ -860,16 +860,21 @@ enum cfg_file { CFG_FILE_ANY, CFG_FILE_SECRET, CFG_FILE_CA };
 /* 1 when the PEM file at fd holds at least one certificate. */
 static int cfg_has_certificate(int fd)
 {
-	FILE *f = fdopen(dup(fd), "r");
+	int copy = dup(fd), found;
+	FILE *f = copy < 0 ? NULL : fdopen(copy, "r");
 	X509 *x;
 
-	if (!f)
+	if (!f) {
+		if (copy >= 0)
+			close(copy);
 		return 0;
+	}
 	x = PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
 	ERR_clear_error();
+	found = x != NULL;
 	X509_free(x);
-	return x != NULL;
+	return found;
 }
 
 /*

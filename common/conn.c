@@ -441,8 +441,9 @@ static void conn_release_late(lws_sorted_usec_list_t *sul)
 
 	/* The owner is gone, so nobody else would say why this one ended. */
 	addr_format(&c->peer, peer);
-	log_warn("conn: %s read nothing for %u ms: closed without its %s", peer, c->release_ms,
-	         c->ssl ? "TLS close_notify" : "FIN");
+	log_warn("conn: %s took too little to let the shutdown out within %u ms: closed "
+	         "without its %s",
+	         peer, c->release_ms, c->ssl ? "TLS close_notify" : "FIN");
 	conn_fail(c, "released, shutdown not sent in time");
 }
 

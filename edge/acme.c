@@ -2057,6 +2057,7 @@ void acme_reload(const struct edge_config *cfg)
 			acme.hosts[i].failures = 0;
 			acme.hosts[i].due = 0;
 		}
+		acme.ncool = 0; /* the waits of hosts no route needs go too */
 	}
 	if (cfg->tls.acme_renew_days)
 		acme.renew_days = cfg->tls.acme_renew_days;

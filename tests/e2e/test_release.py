@@ -6,8 +6,8 @@ When a stream to an https:// service has finished both ways, agent/upstream.c
 closes itself once close_notify and FIN are out, and when they cannot leave
 (the service stopped reading and its socket is full) RELEASE_MS later
 (common/conn.c conn_release_late(): conn_fail("released, shutdown not sent
-in time")), and logs "conn: ADDR read nothing for 10000 ms: closed without
-its TLS close_notify" (its owner is gone, so nobody else would).  The test
+in time")), and logs "conn: ADDR took too little to let the shutdown out
+within 10000 ms: closed without its TLS close_notify" (its owner is gone, so nobody else would).  The test
 also watches what the service's side shows: the agent's socket leaving
 CLOSE_WAIT (/proc/net/tcp of the test's own network namespace) RELEASE_MS
 after the stream finished, and the service's bytes ending without
@@ -338,7 +338,8 @@ def test_released_tls_connection_closes_at_the_deadline(env, closing, request):
     # gone): the deadline fired RELEASE_S after that, not before.
     assert t_closed - t_fin >= RELEASE_S - 0.25, (t_closed - t_fin, why())
     assert t_closed - t_free <= RELEASE_S + 2.0 * SLOW, (t_closed - t_free, why())
-    a.proc.wait_log("conn: %s:%d read nothing for %d ms: closed without its TLS close_notify"
+    a.proc.wait_log("conn: %s:%d took too little to let the shutdown out within %d ms: closed "
+                    "without its TLS close_notify"
                     % (SERVICE_ADDR, svc.port, int(RELEASE_S * 1000)), timeout=5 * SLOW)
 
     # Closed, not shut down cleanly: every byte of the client's, then EOF
