@@ -23,9 +23,11 @@
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <sodium.h>
 #include <yaml.h>
 
 #include "hostpat.h"
+#include "keys.h"
 #include "log.h"
 
 #define CONFIG_FILE_MAX   (1u << 20) /* a config file larger than 1 MiB is a mistake */
@@ -2027,6 +2029,21 @@ static void agent_streams(struct cfgp *p, const struct cfg_map *top, struct agen
 	free(listen_at);
 }
 
+/* key: the agent's private key file, loaded (then wiped) so that -t and a
+ * reload report a missing, open or malformed key at its place. */
+static void agent_key(struct cfgp *p, const struct cfg_map *top, struct agent_config *cfg)
+{
+	uint8_t secret[KEY_SECRET_LEN], pub[KEY_PUB_LEN];
+	char err[512];
+
+	cfg_get_strdup(p, top, A_KEY, &cfg->key);
+	if (!cfg->key)
+		return;
+	if (keys_load_private(cfg->key, secret, pub, err, sizeof(err)) < 0)
+		cfg_err(p, top->val[A_KEY], "%s", err);
+	sodium_memzero(secret, sizeof(secret));
+}
+
 static void agent_top(struct cfgp *p, const struct cfg_map *top, struct agent_config *cfg)
 {
 	const char *s;
@@ -2040,7 +2057,7 @@ static void agent_top(struct cfgp *p, const struct cfg_map *top, struct agent_co
 			cfg->edge = cfg_strdup(p, s);
 	}
 	if (cfg_required(p, top, A_KEY, "at top level") == 0)
-		cfg_get_strdup(p, top, A_KEY, &cfg->key);
+		agent_key(p, top, cfg);
 	cfg_get_readable(p, top, A_EDGE_CA, &cfg->edge_ca, CFG_FILE_CA);
 	if (cfg_str(p, top, A_NAME, &s) == 1) {
 		if (!cfg_name_valid(s))

@@ -277,6 +277,11 @@ routes:
     to: http://127.0.0.1:8096
     hsts: 1234567890
 """, 6, 11, "'hsts' must be true, false or a max-age in seconds below 1000000000"),
+    ("agent-key-missing", """\
+edge: wss://edge.test/relais
+key: {dir}/nokey
+name: "bad name"
+""", 2, 6, "{dir}/nokey: No such file or directory"),
 ]
 
 
@@ -543,8 +548,9 @@ def test_agent_reload_with_missing_key_keeps_the_old_config_and_key(env):
     write_agent(a)
     m = a.proc.mark()
     a.proc.signal(signal.SIGHUP)
-    a.proc.wait_log("reload failed: %s: No such file or directory; keeping the old "
-                    "configuration and key" % missing, since=m)
+    # reported at its key, as any file the configuration names
+    a.proc.wait_log("%s:3:10: %s: No such file or directory" % (a.path, missing), since=m)
+    a.proc.wait_log("reload failed: configuration has errors; keeping the old one", since=m)
     assert "configuration reloaded" not in a.log()[m:]
     # still connected with the old key and routes, no reconnect
     assert e.agent_routes("home") == [("http", "www.home.test")]

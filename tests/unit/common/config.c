@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/keys.h"
 #include "common/log.h"
 #include "tests/unit/unit.h"
 
@@ -30,7 +31,7 @@
 /* The smallest valid agent.yaml: lines 1-2. */
 #define AGENT_BASE                                                                                 \
 	"edge: wss://edge.example.com/relais\n"                                                    \
-	"key: /etc/relais/agent.key\n"
+	"key: @D@/agent.key\n"
 
 enum { EDGE, AGENT };
 
@@ -75,6 +76,17 @@ static const char CERT_PEM[] = "-----BEGIN CERTIFICATE-----\n"
 static void put_cert(const char *name)
 {
 	put_file(name, CERT_PEM);
+}
+
+/* A real agent key (the configuration loads it). */
+static void make_agent_key(const char *name)
+{
+	char path[512], err[256];
+	uint8_t pub[KEY_PUB_LEN];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (keys_init() < 0 || keys_generate_file(path, pub, err, sizeof(err)) < 0)
+		fprintf(stderr, "cannot make %s: %s\n", path, err);
 }
 
 /* A private key's mode: not accessible by others. */
@@ -338,7 +350,7 @@ static void test_agent_full(void)
 	int n;
 
 	write_cfg("edge: wss://Edge.Example.com:8443/relais\n"
-	          "key: /etc/relais/agent.key\n"
+	          "key: @D@/agent.key\n"
 	          "edge_ca: @D@/ca.pem\n"
 	          "name: home-1\n"
 	          "log_level: warn\n"
@@ -384,7 +396,8 @@ static void test_agent_full(void)
 	CHECK(strcmp(c.edge_host, "edge.example.com") == 0);
 	CHECK(c.edge_port == 8443);
 	CHECK(strcmp(c.edge_path, "/relais") == 0);
-	CHECK(strcmp(c.key, "/etc/relais/agent.key") == 0);
+	snprintf(path, sizeof(path), "%s/agent.key", dir);
+	CHECK(strcmp(c.key, path) == 0);
 	snprintf(path, sizeof(path), "%s/ca.pem", dir);
 	CHECK(strcmp(c.edge_ca, path) == 0);
 	CHECK(strcmp(c.name, "home-1") == 0);
@@ -453,7 +466,7 @@ static void test_agent_defaults_and_urls(void)
 		config_agent_free(&c);
 	}
 	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
-		snprintf(yaml, sizeof(yaml), "edge: \"%s\"\nkey: k\n", urls[i].url);
+		snprintf(yaml, sizeof(yaml), "edge: \"%s\"\nkey: @D@/agent.key\n", urls[i].url);
 		write_cfg(yaml);
 		CHECK(load_captured(AGENT, NULL, &c) == 0);
 		if (c.file == NULL) {
@@ -1094,6 +1107,7 @@ int main(void)
 	touch("tunnel.crt");
 	touch("tunnel.key");
 	make_private("tunnel.key");
+	make_agent_key("agent.key");
 	put_cert("ca.pem");
 	RUN(test_edge_full);
 	RUN(test_edge_defaults);
