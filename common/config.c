@@ -859,16 +859,19 @@ static void cfg_get_strdup(struct cfgp *p, const struct cfg_map *m, int k, char 
 /* What a file named in the configuration must be (cfg_get_readable). */
 enum cfg_file { CFG_FILE_ANY, CFG_FILE_SECRET, CFG_FILE_CA };
 
-/* 1 when the PEM file at fd holds at least one certificate. */
-static int cfg_has_certificate(int fd)
+/* 1 when the PEM file at fd (of st_size bytes) holds at least one
+ * certificate.  Empty files (and /proc's, which say so) are not read. */
+static int cfg_has_certificate(int fd, off_t size)
 {
-	int copy = dup(fd), found;
-	FILE *f = copy < 0 ? NULL : fdopen(copy, "r");
+	int copy, found;
+	FILE *f;
 	X509 *x;
 
+	if (size <= 0 || size > 16 * 1024 * 1024 || (copy = dup(fd)) < 0)
+		return 0;
+	f = fdopen(copy, "r");
 	if (!f) {
-		if (copy >= 0)
-			close(copy);
+		close(copy);
 		return 0;
 	}
 	x = PEM_read_X509(f, NULL, NULL, NULL);
@@ -918,7 +921,7 @@ static void cfg_get_readable(struct cfgp *p, const struct cfg_map *m, int k, cha
 		close(fd);
 		return;
 	}
-	if (what == CFG_FILE_CA && !cfg_has_certificate(fd)) {
+	if (what == CFG_FILE_CA && !cfg_has_certificate(fd, st.st_size)) {
 		cfg_err(p, m->key[k], "cannot use '%s' as '%s': no PEM certificate in it",
 		        cfg_quote(s).s, m->keys[k]);
 		close(fd);
