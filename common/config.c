@@ -859,7 +859,7 @@ static void cfg_get_strdup(struct cfgp *p, const struct cfg_map *m, int k, char 
 /* What a file named in the configuration must be (cfg_get_readable). */
 enum cfg_file { CFG_FILE_ANY, CFG_FILE_SECRET, CFG_FILE_CA };
 
-/* 1 when the PEM file at fd (of st_size bytes) holds at least one
+/* 1 when the PEM file at fd (size bytes long) holds at least one
  * certificate.  Empty files (and /proc's, which say so) are not read. */
 static int cfg_has_certificate(int fd, off_t size)
 {
