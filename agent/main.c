@@ -228,16 +228,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "relais-agent: cannot initialise libsodium\n");
 		return 1;
 	}
-	/* "keygen --help" would write a key named --help. */
-	if (argc == 3 && strcmp(argv[1], "keygen") == 0 && argv[2][0] == '-') {
-		fprintf(stderr,
-		        "relais-agent: keygen FILE: '%s' looks like an option, not a file "
-		        "name (write ./%s for a file of that name)\n",
-		        argv[2], argv[2]);
-		return 2;
-	}
-	if (argc == 3 && strcmp(argv[1], "keygen") == 0)
+	if (argc == 3 && strcmp(argv[1], "keygen") == 0) {
+		/* "keygen --help" would write a key named --help. */
+		if (argv[2][0] == '-') {
+			fprintf(stderr,
+			        "relais-agent: keygen FILE: '%s' looks like an option, not a "
+			        "file name (write ./%s for a file of that name)\n",
+			        argv[2], argv[2]);
+			return 2;
+		}
 		return cmd_keygen(argv[2]);
+	}
 	if (argc == 3 && strcmp(argv[1], "pubkey") == 0)
 		return cmd_pubkey(argv[2]);
 	while ((c = getopt_long(argc, argv, "c:tdhV", opts, NULL)) != -1) {

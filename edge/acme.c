@@ -83,16 +83,6 @@ struct acme_host {
 	char owner[64];    /* the agent whose route asked for it first, "" = the edge */
 };
 
-/* A host dropped (its route gone) while a failure was backed off, or soon
- * after the CA issued for it: a route that comes back gets the rest of the
- * wait, not a fresh order (an agent that reconnects in a loop would
- * otherwise order once per connection). */
-struct acme_cool {
-	char name[256];
-	uint64_t due, issued;
-	unsigned failures;
-};
-
 struct acme_chal {
 	char token[ACME_TOKEN_MAX + 1]; /* "" = free slot */
 	char keyauth[ACME_KEYAUTH_MAX];
@@ -112,7 +102,11 @@ static struct {
 	unsigned generation; /* bumped when directory/ca/email change */
 	struct acme_host *hosts;
 	size_t nhosts;
-	struct acme_cool cool[ACME_COOL_MAX];
+	/* Hosts dropped (their route gone) while a failure was backed off,
+	 * or soon after the CA issued for them: a route that comes back gets
+	 * the rest of the wait, not a fresh order (an agent that reconnects
+	 * in a loop would otherwise order once per connection). */
+	struct acme_host cool[ACME_COOL_MAX];
 	size_t ncool;
 	struct acme_chal chals[ACME_MAX_CHALLENGES];
 	atomic_int updated;
@@ -465,6 +459,12 @@ uint64_t acme_rate_pause_ms(int status, const char *type, uint32_t retry_after)
 	return ms > ACME_PAUSE_MAX_MS ? ACME_PAUSE_MAX_MS : ms;
 }
 
+/* An object's status for a message: "" when the CA sent none we could read. */
+static const char *status_text(const char *status)
+{
+	return status[0] ? status : "without a readable status";
+}
+
 /* "detail (type)" from the problem object at token obj of doc. */
 static int problem_from(const struct json_doc *d, int obj, char *out, size_t cap)
 {
@@ -549,14 +549,12 @@ static int host_waiting(const struct acme_host *h, uint64_t now)
  * when full the one that ends first. */
 static void cool_put(const struct acme_host *h, uint64_t now)
 {
-	struct acme_cool *c = NULL;
+	struct acme_host *c = NULL;
 
 	for (size_t i = 0; i < acme.ncool;) {
-		const struct acme_cool *o = &acme.cool[i];
-		int over = !(o->failures != 0 && o->due > now) &&
-		           !(o->issued != 0 && now - o->issued < acme.min_gap_ms);
+		const struct acme_host *o = &acme.cool[i];
 
-		if (over || strcmp(o->name, h->name) == 0)
+		if (!host_waiting(o, now) || strcmp(o->name, h->name) == 0)
 			acme.cool[i] = acme.cool[--acme.ncool];
 		else
 			i++;
@@ -569,10 +567,7 @@ static void cool_put(const struct acme_host *h, uint64_t now)
 			if (acme.cool[i].due < c->due)
 				c = &acme.cool[i];
 	}
-	memcpy(c->name, h->name, sizeof(c->name));
-	c->due = h->due;
-	c->issued = h->issued;
-	c->failures = h->failures;
+	*c = *h;
 }
 
 /* A new entry h takes the wait remembered for its name, if any (under lock). */
@@ -1338,8 +1333,7 @@ static int acme_authorize(struct acme_worker *w, const char *host, const char *u
 		goto out;
 	}
 	if (strcmp(status, "pending") != 0) {
-		errf(err, errlen, "authorization for %s is %s", host,
-		     status[0] ? status : "without a readable status");
+		errf(err, errlen, "authorization for %s is %s", host, status_text(status));
 		goto out;
 	}
 	chals = json_get(&d, 0, "challenges");
@@ -1409,8 +1403,7 @@ static int acme_authorize(struct acme_worker *w, const char *host, const char *u
 				goto out;
 			}
 		}
-		errf(err, errlen, "authorization for %s is %s", host,
-		     status[0] ? status : "without a readable status");
+		errf(err, errlen, "authorization for %s is %s", host, status_text(status));
 		goto out;
 	}
 	rc = 0;
@@ -1483,10 +1476,9 @@ static int order_wait(struct acme_worker *w, const char *host, const char *order
 		    strcmp(status, "pending") != 0) {
 			if (problem_from(&d, json_get(&d, 0, "error"), prob, sizeof(prob)) == 0)
 				errf(err, errlen, "order for %s is %s: the CA said: %s", host,
-				     status[0] ? status : "without a readable status", prob);
+				     status_text(status), prob);
 			else
-				errf(err, errlen, "order for %s is %s", host,
-				     status[0] ? status : "without a readable status");
+				errf(err, errlen, "order for %s is %s", host, status_text(status));
 			return -1;
 		}
 		if (now_ms() > deadline) {
