@@ -148,6 +148,11 @@ static void cfg_verr_at(struct cfgp *p, size_t line, size_t col, const char *fmt
 		p->oom = 1;
 		return;
 	}
+	/* Text quoted with cfg_quote is escaped already; this catches what
+	 * another module wrote (a key file's name in keys_load_private's error). */
+	for (char *c = e->msg; *c != '\0'; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
 	p->nerrs++;
 }
 

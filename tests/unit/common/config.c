@@ -922,6 +922,9 @@ static void test_agent_errors(void)
 	BAD(AGENT, "edge: wss://e.com/re lais\nkey: k\n", "1:7", "bad edge URL");
 	BAD(AGENT, AGENT_BASE "key2: x\n", "3:1", "unknown key 'key2' at top level");
 	BAD(AGENT, "edge: wss://e.com/\nkey: \"\"\n", "2:6", "'key' must not be empty");
+	/* A control byte in a name another module reports is not printed raw. */
+	BAD(AGENT, "edge: wss://e.com/\nkey: \"/no\\nsuch\"\n", "2:6",
+	    "/no?such: No such file or directory");
 	BAD(AGENT, "edge: wss://e.com/\nkey: {a: b}\n", "2:6", "'key' must be a string");
 	BAD(AGENT, AGENT_BASE "edge_ca: @D@/nope.pem\n", "3:1", "cannot read '");
 	BAD(AGENT, AGENT_BASE "name: \"a/b\"\n", "3:7", "bad name 'a/b'");
