@@ -169,7 +169,7 @@ static void sni_dispatch(struct sniwait *w, const struct clienthello *ch)
 		sni_reject(w, ch->sni, "no certificate");
 		return;
 	}
-	if (proxy_adopt(w->conn, 1) == 0)
+	if (proxy_adopt(w->conn, ch->sni) == 0)
 		conn_start_tls(w->conn, ctx);
 }
 

@@ -46,6 +46,7 @@ struct hconn {
 	struct addr peer, local;
 	char ip[ADDR_TEXT_MAX];
 	int tls;
+	char sni[256]; /* the name the TLS client asked for; "" over plain HTTP */
 	enum hc_state state;
 	enum rs_state rs;
 	int paused;     /* client reads paused */
@@ -127,14 +128,15 @@ static void hconn_closing(struct hconn *c)
 	hconn_send_timer(c);
 }
 
-static struct hconn *hconn_new(struct conn *conn, int tls)
+static struct hconn *hconn_new(struct conn *conn, const char *sni)
 {
 	struct hconn *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return NULL;
 	c->conn = conn;
-	c->tls = tls;
+	c->tls = sni != NULL;
+	snprintf(c->sni, sizeof(c->sni), "%s", sni ? sni : "");
 	c->peer = *conn_peer(conn);
 	c->local = *conn_local(conn);
 	addr_format_ip((const struct sockaddr *)&c->peer.ss, c->ip);
@@ -150,9 +152,9 @@ static struct hconn *hconn_new(struct conn *conn, int tls)
 	return c;
 }
 
-int proxy_adopt(struct conn *conn, int tls)
+int proxy_adopt(struct conn *conn, const char *sni)
 {
-	struct hconn *c = hconn_new(conn, tls);
+	struct hconn *c = hconn_new(conn, sni);
 
 	if (!c) {
 		conn_abort(conn);
@@ -178,7 +180,7 @@ void proxy_accept(struct listener *l, int fd, const struct addr *peer, const str
 		log_warn("http: cannot adopt a connection: %s", err);
 		return;
 	}
-	if (proxy_adopt(conn, 0) == 0)
+	if (proxy_adopt(conn, NULL) == 0)
 		conn_start_plain(conn);
 }
 
@@ -877,6 +879,14 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 	if (h->method_len == 7 && memcmp(h->method, "CONNECT", 7) == 0) {
 		log_debug("client %s: CONNECT %s refused", c->ip, c->path);
 		hconn_fail(c, 405);
+		return -1;
+	}
+	/* The certificate was chosen for the SNI name: a request for another
+	 * host on this connection is misdirected (RFC 9110 §15.5.20), never
+	 * served under a name the client did not check. */
+	if (c->sni[0] && strcmp(c->host, c->sni) != 0) {
+		log_debug("client %s: Host %s on a TLS connection for %s", c->ip, c->host, c->sni);
+		hconn_fail(c, 421);
 		return -1;
 	}
 	if (http1_request_body(h, &c->req_kind, &c->req_left, &status, &err) < 0) {

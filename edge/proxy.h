@@ -14,10 +14,11 @@
 void proxy_accept(struct listener *l, int fd, const struct addr *peer, const struct addr *local);
 
 /**
- * Serve HTTP on conn (up, or in peek state: the caller then starts it),
- * tls = 1 when the client reached the edge over TLS.  Takes the conn.
+ * Serve HTTP on conn (up, or in peek state: the caller then starts it).
+ * sni: the name a TLS client asked for (its requests must name that host:
+ * 421 otherwise), NULL over plain HTTP.  Takes the conn.
  * Returns 0, or -1 (conn closed).
  */
-int proxy_adopt(struct conn *conn, int tls);
+int proxy_adopt(struct conn *conn, const char *sni);
 
 #endif

@@ -281,6 +281,24 @@ def test_sni_spellings_choose_the_right_certificate(net):
     assert b'"origin": "vault-origin"' in resp and b'"path": "/spelled"' in resp, resp[:600]
 
 
+def test_host_must_name_the_tls_connections_server_name(net):
+    """The certificate was chosen for the SNI name: a request on that
+    connection for another host the edge serves gets 421 Misdirected
+    Request, not that host's service (domain fronting).  The same name
+    spelled in another case or with a final dot is the same host."""
+    for sni, host, want in ((ONE, WILD, b"HTTP/1.1 421 "), (WILD, ONE, b"HTTP/1.1 421 "),
+                            (ONE, "One.Test.", b"HTTP/1.1 200 "),
+                            ("X.Apps.Test", WILD + ":443", b"HTTP/1.1 200 ")):
+        conn = handshake_over(net.https, sni, net.ctx, lambda s, d: s.sendall(d))
+        try:
+            resp = request_over(*conn, host, "/headers")
+        finally:
+            conn[0].close()
+        assert resp.startswith(want), (sni, host, resp[:300])
+        if want.endswith(b"421 "):
+            assert b"X-Forwarded-Host" not in resp, resp[:600]
+
+
 def test_malformed_server_names_are_closed_without_answer(net):
     """A server_name the parser cannot route by is refused before any TLS
     state exists: closed, no alert, no certificate, and the edge carries on."""
