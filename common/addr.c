@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Strict decimal port 1..65535: digits only, no sign, no spaces. */
@@ -209,4 +210,64 @@ int addr_is_any(const struct addr *a)
 	if (a->ss.ss_family == AF_INET6)
 		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
 	return 0;
+}
+
+int cidr_parse(const char *text, struct cidr *c)
+{
+	char ip[INET6_ADDRSTRLEN];
+	const char *slash = strchr(text, '/');
+	size_t iplen = slash ? (size_t)(slash - text) : strlen(text), bytes;
+	unsigned long bits;
+
+	memset(c, 0, sizeof(*c));
+	if (iplen == 0 || iplen >= sizeof(ip))
+		return -1;
+	memcpy(ip, text, iplen);
+	ip[iplen] = '\0';
+	if (inet_pton(AF_INET, ip, c->ip) == 1)
+		c->family = AF_INET;
+	else if (inet_pton(AF_INET6, ip, c->ip) == 1)
+		c->family = AF_INET6;
+	else
+		return -1;
+	bytes = c->family == AF_INET ? 4 : 16;
+	bits = bytes * 8;
+	if (slash) {
+		char *end;
+
+		if (slash[1] < '0' || slash[1] > '9' || strlen(slash + 1) > 3)
+			return -1;
+		bits = strtoul(slash + 1, &end, 10);
+		if (*end != '\0' || bits > bytes * 8)
+			return -1;
+	}
+	c->bits = (unsigned)bits;
+	for (size_t i = 0; i < bytes; i++) {
+		unsigned keep = bits >= 8 * (i + 1) ? 8
+		                : bits > 8 * i      ? (unsigned)(bits - 8 * i)
+		                                    : 0;
+		uint8_t mask = (uint8_t)(0xff00u >> keep);
+
+		if (c->ip[i] & ~mask)
+			return -1;
+	}
+	return 0;
+}
+
+int cidr_match(const struct cidr *c, const struct addr *a)
+{
+	struct addr u = *a;
+	const uint8_t *ip;
+	unsigned full, rest;
+
+	addr_unmap(&u);
+	if (u.ss.ss_family != c->family)
+		return 0;
+	ip = c->family == AF_INET ? (const uint8_t *)&((const struct sockaddr_in *)&u.ss)->sin_addr
+	                          : ((const struct sockaddr_in6 *)&u.ss)->sin6_addr.s6_addr;
+	full = c->bits / 8;
+	rest = c->bits % 8;
+	if (memcmp(ip, c->ip, full) != 0)
+		return 0;
+	return rest == 0 || ((ip[full] ^ c->ip[full]) & (uint8_t)(0xff00u >> rest)) == 0;
 }

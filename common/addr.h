@@ -63,4 +63,21 @@ void addr_unmap(struct addr *a);
  */
 int addr_split(const char *text, char *host, size_t hostcap, uint16_t *port);
 
+/* An IP prefix: "192.168.1.0/24", "2001:db8::/32", or one address. */
+struct cidr {
+	int family;     /* AF_INET or AF_INET6 */
+	unsigned bits;  /* prefix length: 0..32 or 0..128 */
+	uint8_t ip[16]; /* the first 4 (IPv4) or 16 bytes; bits past the prefix are 0 */
+};
+
+/**
+ * Parse "IP" or "IP/BITS" (numeric, no brackets) into *c.  Returns 0, or -1
+ * (malformed, prefix too long, or bits set past the prefix: "10.0.0.1/8"
+ * is refused, as it most likely means something other than 10.0.0.0/8).
+ */
+int cidr_parse(const char *text, struct cidr *c);
+
+/** 1 when a's IP lies in c (an IPv4-mapped IPv6 address counts as IPv4). */
+int cidr_match(const struct cidr *c, const struct addr *a);
+
 #endif

@@ -1023,9 +1023,21 @@ static void cfg_get_proxy(struct cfgp *p, const struct cfg_map *m, int k, int *o
 
 /* ---- edge.yaml -------------------------------------------------------------- */
 
-enum { E_LISTEN, E_TUNNEL, E_ADMIN, E_AGENTS, E_ACCESS_LOG, E_LOG_LEVEL, E_HTTP, E_TLS };
-static const char *const edge_keys[] = {"listen",    "tunnel", "admin", "agents", "access_log",
-                                        "log_level", "http",   "tls",   NULL};
+enum {
+	E_LISTEN,
+	E_TUNNEL,
+	E_ADMIN,
+	E_AGENTS,
+	E_ACCESS_LOG,
+	E_LOG_LEVEL,
+	E_HTTP,
+	E_TLS,
+	E_ACCESS,
+	E_REDIRECTS
+};
+static const char *const edge_keys[] = {"listen",     "tunnel",    "admin", "agents",
+                                        "access_log", "log_level", "http",  "tls",
+                                        "access",     "redirects", NULL};
 
 enum { TL_CERT_DIR, TL_ACME };
 static const char *const tls_keys[] = {"cert_dir", "acme", NULL};
@@ -1051,6 +1063,12 @@ static const char *const http_keys[] = {"header_timeout",  "idle_timeout",  "ups
 enum { AG_NAME, AG_KEY, AG_HOSTS, AG_PORTS, AG_MAX_CERTS };
 static const char *const agent_entry_keys[] = {"name", "key", "hosts", "ports", "max_certificates",
                                                NULL};
+
+enum { AL_HOSTS, AL_PORTS, AL_ALLOW, AL_DENY };
+static const char *const access_keys[] = {"hosts", "ports", "allow", "deny", NULL};
+
+enum { RD_HOST, RD_TO, RD_CODE, RD_KEEP_PATH };
+static const char *const redirect_keys[] = {"host", "to", "code", "keep_path", NULL};
 
 /* listen.streams: the IP addresses TCP/UDP stream ports are opened on. */
 /* The next listen.streams address (ip, at item) against those before it: a
@@ -1381,18 +1399,19 @@ static size_t cfg_seen_add(struct cfg_seen *s, const void *key, size_t len, size
 	}
 }
 
-static void edge_agent_hosts(struct cfgp *p, const struct cfg_map *m, struct edge_agent *ag)
+/* A list of host patterns (lower-cased, validated) at key k. */
+static void cfg_get_hosts(struct cfgp *p, const struct cfg_map *m, int k, char ***out, size_t *n)
 {
-	yaml_node_t *seq = cfg_list(p, m, AG_HOSTS, "strings");
+	yaml_node_t *seq = cfg_list(p, m, k, "strings");
 
 	if (seq == NULL)
 		return;
-	ag->hosts = cfg_calloc(p, cfg_seq_len(seq), sizeof(char *));
-	if (ag->hosts == NULL)
+	*out = cfg_calloc(p, cfg_seq_len(seq), sizeof(char *));
+	if (*out == NULL)
 		return;
 	for (size_t i = 0; i < cfg_seq_len(seq); i++) {
 		yaml_node_t *item = cfg_seq_item(p, seq, i);
-		const char *s = cfg_list_str(p, m, AG_HOSTS, item);
+		const char *s = cfg_list_str(p, m, k, item);
 		char *h;
 
 		if (s == NULL)
@@ -1406,30 +1425,32 @@ static void edge_agent_hosts(struct cfgp *p, const struct cfg_map *m, struct edg
 			free(h);
 			continue;
 		}
-		ag->hosts[ag->nhosts++] = h;
+		(*out)[(*n)++] = h;
 	}
 }
 
-static void edge_agent_ports(struct cfgp *p, const struct cfg_map *m, struct edge_agent *ag)
+/* A list of port ranges ("tcp/22", "udp/27015-27020") at key k. */
+static void cfg_get_ports(struct cfgp *p, const struct cfg_map *m, int k, struct port_range **out,
+                          size_t *n)
 {
-	yaml_node_t *seq = cfg_list(p, m, AG_PORTS, "strings");
+	yaml_node_t *seq = cfg_list(p, m, k, "strings");
 
 	if (seq == NULL)
 		return;
-	ag->ports = cfg_calloc(p, cfg_seq_len(seq), sizeof(struct port_range));
-	if (ag->ports == NULL)
+	*out = cfg_calloc(p, cfg_seq_len(seq), sizeof(struct port_range));
+	if (*out == NULL)
 		return;
 	for (size_t i = 0; i < cfg_seq_len(seq); i++) {
 		yaml_node_t *item = cfg_seq_item(p, seq, i);
-		const char *s = cfg_list_str(p, m, AG_PORTS, item);
+		const char *s = cfg_list_str(p, m, k, item);
 
 		if (s == NULL)
 			continue;
-		if (port_range_parse(s, &ag->ports[ag->nports]) < 0) {
+		if (port_range_parse(s, &(*out)[*n]) < 0) {
 			cfg_err(p, item, "bad port range '%s' " BAD_RANGE_HINT, cfg_quote(s).s);
 			continue;
 		}
-		ag->nports++;
+		(*n)++;
 	}
 }
 
@@ -1474,8 +1495,8 @@ static void edge_agent(struct cfgp *p, yaml_node_t *n, size_t idx, struct edge_c
 				        cfg_pos(keys->at[first]).s, cfg->agents[first].name);
 		}
 	}
-	edge_agent_hosts(p, &m, ag);
-	edge_agent_ports(p, &m, ag);
+	cfg_get_hosts(p, &m, AG_HOSTS, &ag->hosts, &ag->nhosts);
+	cfg_get_ports(p, &m, AG_PORTS, &ag->ports, &ag->nports);
 	ag->max_certificates = CFG_MAX_CERTIFICATES_DEFAULT;
 	cfg_get_count(p, &m, AG_MAX_CERTS, CFG_MAX_CERTIFICATES_MAX,
 	              "no ACME certificates for this agent", &ag->max_certificates);
@@ -1506,6 +1527,183 @@ static void edge_agents(struct cfgp *p, const struct cfg_map *top, struct edge_c
 	}
 	cfg_seen_free(&names);
 	cfg_seen_free(&keys);
+}
+
+/* A list of IP prefixes ("10.0.0.0/8", "2001:db8::/32", "203.0.113.7") at key k. */
+static void cfg_get_prefixes(struct cfgp *p, const struct cfg_map *m, int k, struct cidr **out,
+                             size_t *n)
+{
+	yaml_node_t *seq = cfg_list(p, m, k, "strings");
+
+	if (seq == NULL)
+		return;
+	if (cfg_seq_len(seq) > CFG_MAX_PREFIXES) {
+		cfg_err(p, seq, "'%s' lists %zu prefixes, at most %d", m->keys[k], cfg_seq_len(seq),
+		        CFG_MAX_PREFIXES);
+		return;
+	}
+	*out = cfg_calloc(p, cfg_seq_len(seq), sizeof(struct cidr));
+	if (*out == NULL)
+		return;
+	for (size_t i = 0; i < cfg_seq_len(seq); i++) {
+		yaml_node_t *item = cfg_seq_item(p, seq, i);
+		const char *s = cfg_list_str(p, m, k, item);
+
+		if (s == NULL)
+			continue;
+		if (cidr_parse(s, &(*out)[*n]) < 0) {
+			cfg_err(
+			    p, item,
+			    "bad address or prefix '%s' (expected an IP address, or ADDRESS/BITS "
+			    "with no bit set past BITS, e.g. 192.168.1.0/24)",
+			    cfg_quote(s).s);
+			continue;
+		}
+		(*n)++;
+	}
+}
+
+/* A list of mappings at key k of at most CFG_MAX_ACCESS entries; NULL if none. */
+static yaml_node_t *cfg_entries(struct cfgp *p, const struct cfg_map *top, int k)
+{
+	yaml_node_t *seq = cfg_list(p, top, k, "mappings");
+
+	if (seq != NULL && cfg_seq_len(seq) > CFG_MAX_ACCESS) {
+		cfg_err(p, seq, "'%s' has %zu entries, at most %d", top->keys[k], cfg_seq_len(seq),
+		        CFG_MAX_ACCESS);
+		return NULL;
+	}
+	return seq;
+}
+
+/* access: lists of clients allowed or denied, per host and stream port. */
+static void edge_access(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
+{
+	yaml_node_t *seq = cfg_entries(p, top, E_ACCESS);
+
+	if (seq == NULL)
+		return;
+	cfg->access = cfg_calloc(p, cfg_seq_len(seq), sizeof(struct edge_access));
+	for (size_t i = 0; cfg->access && i < cfg_seq_len(seq) && !p->oom; i++) {
+		yaml_node_t *item = cfg_seq_item(p, seq, i);
+		struct edge_access *a = &cfg->access[i];
+		char where[64];
+		struct cfg_map m;
+
+		cfg->naccess = i + 1;
+		if (item->type != YAML_MAPPING_NODE) {
+			cfg_err(p, item, "'access' must be a list of mappings");
+			continue;
+		}
+		snprintf(where, sizeof(where), "in access entry #%zu", i + 1);
+		cfg_map_read(p, item, where, access_keys, &m);
+		cfg_get_hosts(p, &m, AL_HOSTS, &a->hosts, &a->nhosts);
+		cfg_get_ports(p, &m, AL_PORTS, &a->ports, &a->nports);
+		cfg_get_prefixes(p, &m, AL_ALLOW, &a->allow, &a->nallow);
+		cfg_get_prefixes(p, &m, AL_DENY, &a->deny, &a->ndeny);
+		if (!cfg_has(&m, AL_HOSTS) && !cfg_has(&m, AL_PORTS))
+			cfg_err(p, item, "access entry #%zu names no 'hosts' and no 'ports'",
+			        i + 1);
+		if (!cfg_has(&m, AL_ALLOW) && !cfg_has(&m, AL_DENY))
+			cfg_err(p, item, "access entry #%zu has no 'allow' and no 'deny'", i + 1);
+	}
+}
+
+/* A redirect target: http(s)://host[:port][/path], nothing a Location
+ * header could be split by, no query or fragment (the request's are kept). */
+static int cfg_redirect_to_valid(const char *to)
+{
+	size_t skip = strncmp(to, "https://", 8) == 0 ? 8 : strncmp(to, "http://", 7) == 0 ? 7 : 0;
+	const char *auth = to + skip, *path;
+	char host[HOST_TEXT_MAX];
+	uint16_t port;
+
+	if (skip == 0 || strlen(to) > 1024)
+		return 0;
+	path = auth + strcspn(auth, "/");
+	if (cfg_parse_hostport(auth, (size_t)(path - auth), host, &port, 80) < 0)
+		return 0;
+	for (; *path != '\0'; path++)
+		if (*path <= 0x20 || *path >= 0x7f || strchr("\"<>\\^`{|}#?", *path) != NULL)
+			return 0;
+	return 1;
+}
+
+/* redirects: hosts the edge answers with a redirect to another URL. */
+static void edge_redirects(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
+{
+	yaml_node_t *seq = cfg_entries(p, top, E_REDIRECTS);
+	struct cfg_seen hosts;
+	size_t n;
+
+	if (seq == NULL)
+		return;
+	n = cfg_seq_len(seq);
+	cfg->redirects = cfg_calloc(p, n, sizeof(struct edge_redirect));
+	cfg_seen_init(p, &hosts, n);
+	for (size_t i = 0; cfg->redirects && i < n && !p->oom; i++) {
+		yaml_node_t *item = cfg_seq_item(p, seq, i);
+		struct edge_redirect *r = &cfg->redirects[i];
+		char where[64];
+		const char *s;
+		struct cfg_map m;
+		uint32_t code = 301;
+
+		cfg->nredirects = i + 1;
+		r->code = 301;
+		r->keep_path = 1;
+		if (item->type != YAML_MAPPING_NODE) {
+			cfg_err(p, item, "'redirects' must be a list of mappings");
+			continue;
+		}
+		snprintf(where, sizeof(where), "in redirect #%zu", i + 1);
+		cfg_map_read(p, item, where, redirect_keys, &m);
+		if (cfg_required(p, &m, RD_HOST, where) == 0 && cfg_str(p, &m, RD_HOST, &s) == 1) {
+			size_t first;
+
+			r->host = cfg_strdup(p, s);
+			if (r->host == NULL)
+				continue;
+			host_normalize(r->host);
+			if (!hostpat_valid(r->host)) {
+				cfg_err(p, m.val[RD_HOST], "bad host pattern '%s'", cfg_quote(s).s);
+			} else if (cfg->tunnel.hostname != NULL &&
+			           strcmp(r->host, cfg->tunnel.hostname) == 0) {
+				cfg_err(p, m.val[RD_HOST],
+				        "'%s' is tunnel.hostname, the edge's own name",
+				        cfg_quote(s).s);
+			} else {
+				first = cfg_seen_add(&hosts, r->host, strlen(r->host), i,
+				                     m.val[RD_HOST]);
+				if (first != i)
+					cfg_err(p, m.val[RD_HOST],
+					        "duplicate redirect '%s' (first at %s)",
+					        cfg_quote(s).s, cfg_pos(hosts.at[first]).s);
+			}
+		}
+		if (cfg_required(p, &m, RD_TO, where) == 0 && cfg_str(p, &m, RD_TO, &s) == 1) {
+			if (!cfg_redirect_to_valid(s))
+				cfg_err(p, m.val[RD_TO],
+				        "bad redirect target '%s' (expected "
+				        "http(s)://HOST[:PORT][/PATH], "
+				        "no query, fragment, spaces or quotes)",
+				        cfg_quote(s).s);
+			else
+				r->to = cfg_strdup(p, s);
+		}
+		if (cfg_has(&m, RD_CODE) && cfg_str(p, &m, RD_CODE, &s) == 1) {
+			if (strcmp(s, "301") != 0 && strcmp(s, "302") != 0 &&
+			    strcmp(s, "307") != 0 && strcmp(s, "308") != 0)
+				cfg_err(p, m.val[RD_CODE],
+				        "bad redirect code '%s' (expected 301, 302, 307 or 308)",
+				        cfg_quote(s).s);
+			else
+				code = (uint32_t)atoi(s);
+		}
+		r->code = (int)code;
+		cfg_get_bool(p, &m, RD_KEEP_PATH, &r->keep_path);
+	}
+	cfg_seen_free(&hosts);
 }
 
 /* access_log: "-" (stderr) or a file whose directory exists (the file is
@@ -1606,6 +1804,8 @@ int config_edge_load(const char *file, struct edge_config *cfg)
 		edge_tunnel(&p, &top, cfg);
 		edge_admin(&p, &top, cfg);
 		edge_agents(&p, &top, cfg);
+		edge_access(&p, &top, cfg);
+		edge_redirects(&p, &top, cfg);
 		edge_access_log(&p, &top, cfg);
 		cfg_get_log_level(&p, &top, E_LOG_LEVEL, &cfg->log_level);
 		edge_http(&p, &top, cfg);
@@ -1634,6 +1834,20 @@ void config_edge_free(struct edge_config *cfg)
 		free(cfg->agents[i].ports);
 	}
 	free(cfg->agents);
+	for (size_t i = 0; i < cfg->naccess; i++) {
+		for (size_t j = 0; j < cfg->access[i].nhosts; j++)
+			free(cfg->access[i].hosts[j]);
+		free(cfg->access[i].hosts);
+		free(cfg->access[i].ports);
+		free(cfg->access[i].allow);
+		free(cfg->access[i].deny);
+	}
+	free(cfg->access);
+	for (size_t i = 0; i < cfg->nredirects; i++) {
+		free(cfg->redirects[i].host);
+		free(cfg->redirects[i].to);
+	}
+	free(cfg->redirects);
 	free(cfg->access_log);
 	free(cfg->tls.cert_dir);
 	free(cfg->tls.acme_directory);

@@ -55,6 +55,29 @@ struct edge_agent {
 	uint32_t max_certificates; /* hosts ACME manages for this agent, 0 = none; default 50 */
 };
 
+/* access: one access list, for the hosts and stream ports it names. */
+struct edge_access {
+	char **hosts; /* host patterns, lower case, validated */
+	size_t nhosts;
+	struct port_range *ports;
+	size_t nports;
+	struct cidr *allow; /* when any: only these clients (after deny) */
+	size_t nallow;
+	struct cidr *deny; /* these clients never */
+	size_t ndeny;
+};
+
+/* redirects: a redirection host, answered by the edge itself. */
+struct edge_redirect {
+	char *host;    /* exact name or *.pattern, lower case */
+	char *to;      /* http(s)://host[:port][/path]: printable, no query or fragment */
+	int code;      /* 301 (default), 302, 307 or 308 */
+	int keep_path; /* append the request's path and query to `to`; default 1 */
+};
+
+#define CFG_MAX_ACCESS   256  /* entries in access: and in redirects: */
+#define CFG_MAX_PREFIXES 1024 /* allow: and deny: prefixes of one entry */
+
 struct edge_config {
 	char *file; /* path it was loaded from */
 	int has_http, has_https, has_admin;
@@ -81,6 +104,10 @@ struct edge_config {
 	} tls;
 	struct edge_agent *agents;
 	size_t nagents;
+	struct edge_access *access; /* checked in order: the first naming the host or port */
+	size_t naccess;
+	struct edge_redirect *redirects;
+	size_t nredirects;
 	char *access_log;               /* NULL = none, "-" = stderr */
 	int log_level;                  /* enum log_level, default LOG_INFO */
 	struct http_limits http_limits; /* key "http:" */

@@ -9,12 +9,14 @@
 #include "../common/conn.h"
 #include "../common/hostpat.h"
 #include "../common/log.h"
+#include "accesslog.h"
 #include "certs.h"
 #include "clients.h"
 #include "clienthello.h"
 #include "edge.h"
 #include "https.h"
 #include "pipe.h"
+#include "policy.h"
 #include "proxy.h"
 #include "registry.h"
 
@@ -151,6 +153,11 @@ static void sni_dispatch(struct sniwait *w, const struct clienthello *ch)
 	hs = registry_lookup(ROUTE_KIND_HTTP, ch->sni, &web, &known);
 	if (s && (!hs || registry_rank(route, ch->sni) > registry_rank(web, ch->sni))) {
 		https_note_passthrough(route->host);
+		if (!policy_allows(policy_access_host(&edge.cfg, ch->sni), conn_peer(w->conn))) {
+			accesslog_write(w->ip, ch->sni, "TLS", "-", 403, 0, 0, 0);
+			sni_reject(w, ch->sni, "the access list denies this client");
+			return;
+		}
 		if (pipe_start(w->conn, s, route, 1, ch->sni) < 0)
 			log_warn("https: %s: cannot open a passthrough stream for %s", w->ip,
 			         ch->sni);

@@ -177,6 +177,7 @@ static void edge_acme_reload(const struct edge_config *old)
 		return;
 	}
 	acme_reload(&edge.cfg);
+	edge_need_unmanaged_certs();
 }
 
 static void swap_str(char **a, char **b)
@@ -387,10 +388,20 @@ static const struct esession *edge_route_owner(const char *host)
 	return NULL;
 }
 
+/* 1 when an exact redirects: entry names host (the edge answers it itself). */
+static int edge_redirect_names(const char *host)
+{
+	for (size_t i = 0; i < edge.cfg.nredirects; i++)
+		if (strcmp(edge.cfg.redirects[i].host, host) == 0)
+			return 1;
+	return 0;
+}
+
+/* A certificate for host is still needed: a route or a redirect serves it. */
 static int edge_route_needs(const char *host, void *arg)
 {
 	(void)arg;
-	return edge_route_owner(host) != NULL;
+	return edge_route_owner(host) != NULL || edge_redirect_names(host);
 }
 
 void edge_need_cert(const char *host)
@@ -427,14 +438,18 @@ void edge_need_cert(const char *host)
 
 void edge_forget_cert(const char *host)
 {
-	if (edge.cfg.tls.acme && edge_route_owner(host) == NULL)
+	if (edge.cfg.tls.acme && !edge_route_needs(host, NULL))
 		acme_forget(host);
 }
 
-/* Places under the agents' caps were freed: routes refused earlier may
- * have one now. */
+/* Places under the agents' caps were freed, or the configuration changed:
+ * routes refused earlier, and exact redirect hosts, may get one now. */
 static void edge_need_unmanaged_certs(void)
 {
+	for (size_t i = 0; i < edge.cfg.nredirects; i++)
+		if (edge.cfg.redirects[i].host[0] != '*' &&
+		    !acme_managed(edge.cfg.redirects[i].host))
+			edge_need_cert(edge.cfg.redirects[i].host);
 	for (const struct esession *s = registry_first(); s; s = s->next)
 		for (size_t i = 0; i < s->nroutes; i++)
 			if (s->routes[i].kind == ROUTE_KIND_HTTP && s->routes[i].host[0] != '*' &&
@@ -602,6 +617,8 @@ static int edge_start(void)
 		log_error("cannot start the ACME client");
 		return -1;
 	}
+	if (edge.cfg.tls.acme)
+		edge_need_unmanaged_certs();
 	lws_sul_schedule(edge.ctx, 0, &certs_sul, edge_certs_tick, CERTS_RESCAN_US);
 	if (edge_tunnel_cert() < 0)
 		return -1;

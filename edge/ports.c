@@ -9,9 +9,11 @@
 
 #include "../common/conn.h"
 #include "../common/log.h"
+#include "accesslog.h"
 #include "edge.h"
 #include "listener.h"
 #include "pipe.h"
+#include "policy.h"
 #include "ports.h"
 #include "registry.h"
 #include "udp.h"
@@ -52,12 +54,21 @@ static void ports_tcp_accept(struct listener *l, int fd, const struct addr *peer
 		close(fd);
 		return;
 	}
+	snprintf(what, sizeof(what), "tcp/%u", sp->port);
+	if (!policy_allows(policy_access_port(&edge.cfg, ROUTE_KIND_TCP, sp->port), peer)) {
+		char ip[ADDR_TEXT_MAX];
+
+		addr_format_ip((const struct sockaddr *)&peer->ss, ip);
+		log_debug("%s: client %s denied by its access list", what, ip);
+		accesslog_write(ip, what, "TCP", "-", 403, 0, 0, 0);
+		close(fd);
+		return;
+	}
 	conn = conn_adopt(edge.raw_vh, fd, 1, &conn_nop_ops, NULL, &err);
 	if (!conn) {
 		log_warn("tcp/%u: cannot adopt a connection: %s", sp->port, err);
 		return;
 	}
-	snprintf(what, sizeof(what), "tcp/%u", sp->port);
 	if (pipe_start(conn, s, r, 0, what) < 0)
 		log_warn("tcp/%u: cannot open a stream to agent '%s'", sp->port, s->agent);
 }

@@ -22,6 +22,7 @@
 #include "edge.h"
 #include "http1.h"
 #include "proxy.h"
+#include "policy.h"
 #include "registry.h"
 #include "stream.h"
 
@@ -303,45 +304,42 @@ static void hconn_fail(struct hconn *c, int status)
 	hconn_finish(c, status, page, http1_error_response(status, 1, page, sizeof(page)));
 }
 
-/* 301 to the same URL over https (the edge holds a certificate for it).
- * The path comes from the request head itself, not from c->path (cut for
- * the access log); an absolute-form target keeps only its path. */
-static void hconn_redirect(struct hconn *c, const struct http1_head *h)
+/* Answer with redirect r: its code, Location from r and the request's
+ * target (the head itself, not c->path, which is cut for the access log). */
+static void hconn_redirect(struct hconn *c, const struct http1_head *h,
+                           const struct edge_redirect *r)
 {
-	char port[8] = "";
-	uint16_t p = addr_port(&edge.cfg.https);
-	const char *path = h->target;
-	size_t plen = h->target_len, cap;
-	char *resp;
-	int n;
+	size_t cap = strlen(r->to) + h->target_len + 256;
+	char *resp = malloc(cap);
+	int n, loc;
 
-	if (plen && path[0] != '/') {
-		const char *end = path + plen, *q = memchr(path, ':', plen);
-
-		/* "http://authority[/path][?query]"; "*" and CONNECT have no path */
-		if (q && end - q >= 3 && q[1] == '/' && q[2] == '/') {
-			for (q += 3; q < end && *q != '/' && *q != '?'; q++)
-				;
-			path = q;
-			plen = (size_t)(end - q);
-		} else {
-			plen = 0;
-		}
-	}
-	if (p != 443)
-		snprintf(port, sizeof(port), ":%u", p);
-	cap = strlen(c->host) + plen + 256;
-	resp = malloc(cap);
 	if (!resp) {
 		hconn_fail(c, 500);
 		return;
 	}
-	n = snprintf(resp, cap,
-	             "HTTP/1.1 301 Moved Permanently\r\nLocation: https://%s%s%s%.*s\r\n"
-	             "Content-Length: 0\r\nConnection: close\r\n\r\n",
-	             c->host, port, plen && path[0] == '/' ? "" : "/", (int)plen, path);
-	hconn_finish(c, 301, resp, n > 0 && (size_t)n < cap ? n : -1);
+	n = snprintf(resp, cap, "HTTP/1.1 %d %s\r\nLocation: ", r->code, http1_reason(r->code));
+	loc = policy_location(r, h->target, h->target_len, resp + n, cap - (size_t)n);
+	if (loc >= 0)
+		n += loc;
+	if (loc >= 0 && (size_t)n < cap)
+		n += snprintf(resp + n, cap - (size_t)n,
+		              "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+	hconn_finish(c, r->code, resp, loc >= 0 && (size_t)n < cap ? n : -1);
 	free(resp);
+}
+
+/* 301 to the same URL over https (the edge holds a certificate for it). */
+static void hconn_to_https(struct hconn *c, const struct http1_head *h)
+{
+	char to[HTTP1_ROUTE_HOST_MAX + 24];
+	uint16_t p = addr_port(&edge.cfg.https);
+	struct edge_redirect r = {.to = to, .code = 301, .keep_path = 1};
+
+	if (p != 443)
+		snprintf(to, sizeof(to), "https://%s:%u", c->host, p);
+	else
+		snprintf(to, sizeof(to), "https://%s", c->host);
+	hconn_redirect(c, h, &r);
 }
 
 /*
@@ -853,6 +851,7 @@ static void copy_slice(char *dst, size_t cap, const char *s, size_t n)
 static int hconn_request(struct hconn *c, const struct http1_head *h)
 {
 	const struct eroute *route = NULL;
+	const struct edge_redirect *redirect;
 	struct esession *s;
 	struct http1_forward fw;
 	int known = 0, status;
@@ -905,13 +904,23 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 		c->req_kind = HTTP1_BODY_NONE;
 	if (hconn_acme(c))
 		return -1;
+	if (!policy_allows(policy_access_host(&edge.cfg, c->host), &c->peer)) {
+		log_debug("client %s: %s denied by its access list", c->ip, c->host);
+		hconn_fail(c, 403);
+		return -1;
+	}
+	redirect = policy_redirect(&edge.cfg, c->host);
+	if (redirect) {
+		hconn_redirect(c, h, redirect);
+		return -1;
+	}
 	s = registry_lookup_host(c->host, &route, &known);
 	if (!s) {
 		hconn_fail(c, known ? 502 : 404);
 		return -1;
 	}
 	if (!c->tls && edge.cfg.has_https && !route->no_redirect && certs_covers(c->host)) {
-		hconn_redirect(c, h);
+		hconn_to_https(c, h);
 		return -1;
 	}
 	c->hsts = c->tls ? route->hsts : 0;

@@ -12,6 +12,7 @@
 #include "../common/dgbatch.h"
 #include "../common/log.h"
 #include "accesslog.h"
+#include "policy.h"
 #include "edge.h"
 #include "clients.h"
 #include "registry.h"
@@ -55,7 +56,7 @@ struct udpsock {
 	struct uflow *hash[UDP_HASH];
 	struct usrc *srcs[UDP_HASH];
 	size_t nflows;
-	struct log_rate log_refused, log_src, log_agent; /* common/log.h */
+	struct log_rate log_refused, log_src, log_agent, log_denied; /* common/log.h */
 	lws_sorted_usec_list_t sul;
 };
 
@@ -327,6 +328,17 @@ static struct uflow *udp_flow_new(struct udpsock *u, const struct addr *peer,
 
 	if (!s || u->nflows >= UDP_MAX_FLOWS || edge.draining)
 		return NULL;
+	if (!policy_allows(policy_access_port(&edge.cfg, ROUTE_KIND_UDP, u->port), peer)) {
+		if (log_rate_ok(&u->log_denied, (uint64_t)lws_now_usecs(), more)) {
+			char at[ADDR_TEXT_MAX];
+
+			addr_format_ip((const struct sockaddr *)&peer->ss, at);
+			log_info("udp/%u: client %s denied by its access list: its datagrams are "
+			         "dropped%s",
+			         u->port, at, more);
+		}
+		return NULL;
+	}
 	if (s->nstreams >= UDP_MAX_FLOWS_PER_AGENT) {
 		if (log_rate_ok(&u->log_agent, (uint64_t)lws_now_usecs(), more))
 			log_warn("udp/%u: agent '%s' carries %zu streams: new flows are dropped%s",

@@ -180,8 +180,64 @@ static void test_fd_self_connected(void)
 	close(o);
 }
 
+/* IP prefixes: parsed strictly, matched by their bits, IPv4-mapped as IPv4. */
+static void test_cidr(void)
+{
+	static const char *bad[] = {"",
+	                            "/8",
+	                            "10.0.0.0/",
+	                            "10.0.0.0/33",
+	                            "10.0.0.1/8",
+	                            "10.0.0.0/+8",
+	                            "10.0.0.0/08x",
+	                            "::1/129",
+	                            "2001:db8::1/32",
+	                            "[::1]",
+	                            "10.0.0",
+	                            "example.com",
+	                            "10.0.0.0/ 8",
+	                            "10.0.0.0/0008"};
+	static const struct {
+		const char *cidr, *addr;
+		int match;
+	} cases[] = {
+	    {"10.0.0.0/8", "10.255.1.2:1", 1},
+	    {"10.0.0.0/8", "11.0.0.0:1", 0},
+	    {"192.168.1.128/25", "192.168.1.200:1", 1},
+	    {"192.168.1.128/25", "192.168.1.127:1", 0},
+	    {"203.0.113.7", "203.0.113.7:9", 1},
+	    {"203.0.113.7", "203.0.113.8:9", 0},
+	    {"203.0.113.7", "[::ffff:203.0.113.7]:9", 1}, /* a dual-stack listener's client */
+	    {"0.0.0.0/0", "198.51.100.1:1", 1},
+	    {"0.0.0.0/0", "[::1]:1", 0},
+	    {"2001:db8::/32", "[2001:db8:ffff::1]:1", 1},
+	    {"2001:db8::/33", "[2001:db8:8000::1]:1", 0},
+	    {"::/0", "[fe80::1]:1", 1},
+	    {"::1", "127.0.0.1:1", 0},
+	};
+	struct cidr c;
+	struct addr a;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (cidr_parse(bad[i], &c) == 0)
+			fprintf(stderr, "  accepted '%s'\n", bad[i]);
+		CHECK(cidr_parse(bad[i], &c) < 0);
+	}
+	CHECK(cidr_parse("10.1.0.0/16", &c) == 0 && c.family == AF_INET && c.bits == 16);
+	CHECK(cidr_parse("::1", &c) == 0 && c.family == AF_INET6 && c.bits == 128);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		CHECK(cidr_parse(cases[i].cidr, &c) == 0);
+		CHECK(addr_parse(cases[i].addr, &a) == 0);
+		if (cidr_match(&c, &a) != cases[i].match)
+			fprintf(stderr, "  %s in %s: want %d\n", cases[i].addr, cases[i].cidr,
+			        cases[i].match);
+		CHECK(cidr_match(&c, &a) == cases[i].match);
+	}
+}
+
 int main(void)
 {
+	RUN(test_cidr);
 	RUN(test_parse_ok);
 	RUN(test_unmap);
 	RUN(test_is_any);

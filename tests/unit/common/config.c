@@ -1101,6 +1101,88 @@ static void cleanup(void)
 		fprintf(stderr, "cannot remove %s\n", dir);
 }
 
+/* access: and redirects: in edge.yaml, and each way they can be wrong. */
+static void test_access_and_redirects(void)
+{
+	struct edge_config c;
+
+	write_cfg("tunnel:\n"
+	          "  listen: 0.0.0.0:443\n"
+	          "  hostname: edge.test\n"
+	          "  cert: @D@/tunnel.crt\n"
+	          "  key: @D@/tunnel.key\n"
+	          "access:\n"
+	          "  - hosts: [NAS.Home.Test, \"*.lan.test\"]\n"
+	          "    allow: [192.168.1.0/24, \"2001:db8::/32\"]\n"
+	          "  - ports: [tcp/22, udp/27015-27020]\n"
+	          "    deny: [203.0.113.7]\n"
+	          "redirects:\n"
+	          "  - host: Old.Test\n"
+	          "    to: https://new.test/blog\n"
+	          "  - host: \"*.old.test\"\n"
+	          "    to: http://[2001:db8::1]:8080\n"
+	          "    code: 308\n"
+	          "    keep_path: false\n");
+	CHECK(load_captured(EDGE, &c, NULL) == 0);
+	if (c.file == NULL)
+		return;
+	CHECK(c.naccess == 2 && c.nredirects == 2);
+	CHECK(c.access[0].nhosts == 2 && strcmp(c.access[0].hosts[0], "nas.home.test") == 0);
+	CHECK(c.access[0].nallow == 2 && c.access[0].ndeny == 0 && c.access[0].nports == 0);
+	CHECK(c.access[0].allow[0].bits == 24 && c.access[0].allow[1].bits == 32);
+	CHECK(c.access[1].nports == 2 && c.access[1].ports[1].kind == ROUTE_KIND_UDP &&
+	      c.access[1].ports[1].hi == 27020 && c.access[1].ndeny == 1);
+	CHECK(strcmp(c.redirects[0].host, "old.test") == 0 &&
+	      strcmp(c.redirects[0].to, "https://new.test/blog") == 0 &&
+	      c.redirects[0].code == 301 && c.redirects[0].keep_path == 1);
+	CHECK(c.redirects[1].code == 308 && c.redirects[1].keep_path == 0);
+	config_edge_free(&c);
+
+	BAD(EDGE, EDGE_BASE "access: {a: b}\n", "5:9", "'access' must be a list of mappings");
+	BAD(EDGE, EDGE_BASE "access:\n  - allow: [10.0.0.0/8]\n", "6:5",
+	    "access entry #1 names no 'hosts' and no 'ports'");
+	BAD(EDGE, EDGE_BASE "access:\n  - hosts: [a.test]\n", "6:5",
+	    "access entry #1 has no 'allow' and no 'deny'");
+	BAD(EDGE, EDGE_BASE "access:\n  - hosts: [a.test]\n    allow: [10.0.0.1/8]\n", "7:13",
+	    "bad address or prefix '10.0.0.1/8'");
+	BAD(EDGE, EDGE_BASE "access:\n  - hosts: [a.test]\n    deny: [lan]\n", "7:12",
+	    "bad address or prefix 'lan'");
+	BAD(EDGE, EDGE_BASE "access:\n  - hosts: [a..test]\n    deny: [\"::1\"]\n", "6:13",
+	    "bad host pattern 'a..test'");
+	BAD(EDGE, EDGE_BASE "access:\n  - ports: [tcp/0]\n    deny: [\"::1\"]\n", "6:13",
+	    "bad port range 'tcp/0'");
+	BAD(EDGE, EDGE_BASE "access:\n  - hosts: [a.test]\n    deny: [\"::1\"]\n    colour: red\n",
+	    "8:5", "unknown key 'colour' in access entry #1");
+	BAD(EDGE, EDGE_BASE "redirects:\n  - to: https://a.test\n", "6:5",
+	    "missing required key 'host' in redirect #1");
+	BAD(EDGE, EDGE_BASE "redirects:\n  - host: a.test\n", "6:5",
+	    "missing required key 'to' in redirect #1");
+	BAD(EDGE, EDGE_BASE "redirects:\n  - host: a.test\n    to: ftp://b.test\n", "7:9",
+	    "bad redirect target 'ftp://b.test'");
+	BAD(EDGE, EDGE_BASE "redirects:\n  - host: a.test\n    to: https://b.test/x?y\n", "7:9",
+	    "bad redirect target");
+	BAD(EDGE, EDGE_BASE "redirects:\n  - host: a.test\n    to: \"https://b.test/a b\"\n", "7:9",
+	    "bad redirect target");
+	BAD(EDGE, EDGE_BASE "redirects:\n  - host: a.test\n    to: https://b..test/\n", "7:9",
+	    "bad redirect target");
+	BAD(EDGE, EDGE_BASE "redirects:\n  - host: a.test\n    to: https://b.test:0/\n", "7:9",
+	    "bad redirect target");
+	BAD(EDGE, EDGE_BASE "redirects:\n  - host: a.test\n    to: https://b.test\n    code: 303\n",
+	    "8:11", "bad redirect code '303' (expected 301, 302, 307 or 308)");
+	BAD(EDGE,
+	    EDGE_BASE
+	    "redirects:\n  - host: a.test\n    to: https://b.test\n    keep_path: maybe\n",
+	    "8:16", "'keep_path' must be true or false");
+	BAD(EDGE,
+	    EDGE_BASE "redirects:\n  - {host: a.test, to: \"https://b\"}\n"
+	              "  - {host: A.test, to: \"https://c\"}\n",
+	    "7:12", "duplicate redirect 'A.test' (first at 6:12)");
+	BAD(EDGE,
+	    "tunnel:\n  listen: 0.0.0.0:443\n  hostname: edge.test\n  cert: @D@/tunnel.crt\n"
+	    "  key: @D@/tunnel.key\nredirects:\n  - {host: edge.test, to: \"https://b\"}\n",
+	    "7:12", "'edge.test' is tunnel.hostname, the edge's own name");
+}
+
 int main(void)
 {
 	if (mkdtemp(dir) == NULL) {
@@ -1114,6 +1196,7 @@ int main(void)
 	put_cert("ca.pem");
 	RUN(test_edge_full);
 	RUN(test_edge_defaults);
+	RUN(test_access_and_redirects);
 	RUN(test_agent_full);
 	RUN(test_agent_defaults_and_urls);
 	RUN(test_port_ranges);

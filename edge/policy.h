@@ -1,0 +1,43 @@
+/*
+ * edge/policy.h - what edge.yaml decides for a client before any agent is
+ * asked: its access lists (access:) and its redirection hosts (redirects:).
+ * Pure functions over a loaded struct edge_config.
+ */
+#ifndef RELAIS_EDGE_POLICY_H
+#define RELAIS_EDGE_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/addr.h"
+#include "../common/config.h"
+
+/**
+ * The access entry for host (lower case, no final dot): the one naming it
+ * most closely (an exact name over a pattern, a longer pattern over a
+ * shorter; the first in the file on a tie), or NULL when none names it.
+ */
+const struct edge_access *policy_access_host(const struct edge_config *cfg, const char *host);
+
+/** The access entry for stream port kind/port: the narrowest range holding
+ *  it (the first in the file on a tie), or NULL. */
+const struct edge_access *policy_access_port(const struct edge_config *cfg, uint8_t kind,
+                                             uint16_t port);
+
+/** 1 when a (NULL: no list) lets peer in: not in deny, and in allow when
+ *  allow lists any prefix. */
+int policy_allows(const struct edge_access *a, const struct addr *peer);
+
+/** The redirect for host, closest name first as for access, or NULL. */
+const struct edge_redirect *policy_redirect(const struct edge_config *cfg, const char *host);
+
+/**
+ * The Location for a request target (origin-form "/path?query", or an
+ * absolute URL whose path is taken) under redirect r: r->to, followed by
+ * the target's path and query when r->keep_path.  Returns its length, or -1
+ * when it does not fit in cap bytes.
+ */
+int policy_location(const struct edge_redirect *r, const char *target, size_t tlen, char *out,
+                    size_t cap);
+
+#endif

@@ -1,0 +1,241 @@
+"""edge.yaml's access lists (access:) and redirection hosts (redirects:),
+end to end: real relais-edge and relais-agent processes, the test origin, a
+TCP echo and a UDP echo service.  Clients come from different loopback
+addresses (127.0.0.2, 127.0.0.3, ...: all of 127.0.0.0/8 is local), so the
+edge sees each as another client.  Run:
+RELAIS_BUILD=$PWD/build /usr/bin/python3 -m pytest -q tests/e2e/test_access.py
+"""
+import os
+import socket
+import ssl
+
+from relais import (SLOW, Agent, Edge, HttpsEdge, TcpService, UdpEcho, ca_ctx, echo_handler,
+                    free_ports, recv_all, tcp, udp, stream_pair, wait_for)
+
+LAN = "127.0.0.2"       # a client the lists allow
+STRANGER = "127.0.0.3"  # a client they deny
+OTHER = "127.0.0.4"     # a client no list names
+
+
+def http_get(port, host, src, path="/headers", server_hostname=None, ctx=None):
+    """One GET from source address src: (status, head text, body)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW,
+                                 source_address=(src, 0))
+    if ctx is not None:
+        s = ctx.wrap_socket(s, server_hostname=server_hostname or host)
+    try:
+        s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                   % (path, host)).encode())
+        data = recv_all(s)
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 "), data[:200]
+    return int(head.split()[1]), head.decode("latin-1"), body
+
+
+def location(head):
+    for line in head.split("\r\n")[1:]:
+        k, _, v = line.partition(":")
+        if k.lower() == "location":
+            return v.strip()
+    return None
+
+
+def access_log(env):
+    with open(os.path.join(env.dir, "access.log")) as f:
+        return f.read()
+
+
+# ---- HTTP and HTTPS -------------------------------------------------------------------
+
+
+def test_access_lists_on_http_hosts(env, origin):
+    """allow: only those clients; deny: everyone but those; the closest host
+    pattern decides (an exact name over a wildcard).  A denied request gets
+    403 and never reaches the service; a reload changes the lists for the
+    next request."""
+    o = "http://127.0.0.1:%d" % origin.http
+    hosts = ["lan.test", "public.test", "a.w.test", "x.w.test", "open.test"]
+    agent = Agent(env, "home", routes=[{"host": h, "to": o} for h in hosts])
+    edge = Edge(env, agents=[agent.entry(hosts=hosts)], extra={"access": [
+        {"hosts": ["lan.test"], "allow": ["127.0.0.2/31"]},
+        {"hosts": ["public.test"], "deny": [STRANGER]},
+        {"hosts": ["*.w.test"], "allow": [LAN]},
+        {"hosts": ["x.w.test"], "allow": ["127.0.0.0/8"], "deny": [STRANGER]},
+    ]})
+    edge.start()
+    agent.start(edge.url())
+    port = edge.http_port
+    want = {
+        ("lan.test", LAN): 200, ("lan.test", STRANGER): 200,  # 127.0.0.2/31 holds .3
+        ("lan.test", OTHER): 403,
+        ("public.test", LAN): 200, ("public.test", STRANGER): 403,
+        ("public.test", OTHER): 200,
+        ("a.w.test", LAN): 200, ("a.w.test", OTHER): 403,
+        ("x.w.test", OTHER): 200, ("x.w.test", STRANGER): 403,  # exact entry wins
+        ("open.test", STRANGER): 200,
+    }
+    for (host, src), status in want.items():
+        got, head, body = http_get(port, host, src)
+        assert got == status, (host, src, head)
+        if status == 200:
+            assert b'"X-Forwarded-For", "%s"' % src.encode() in body, body[:300]
+        else:
+            assert b"X-Forwarded-For" not in body and b"403" in body, body[:300]
+    log = access_log(env)
+    assert '%s public.test "GET /headers" 403 ' % STRANGER in log, log[-2000:]
+
+    # a reload: public.test now allows only LAN
+    edge.cfg["access"][1] = {"hosts": ["public.test"], "allow": [LAN]}
+    edge.write()
+    mark = edge.proc.mark()
+    edge.reload()
+    edge.proc.wait_log("configuration reloaded", 5, since=mark)
+    assert http_get(port, "public.test", OTHER)[0] == 403
+    assert http_get(port, "public.test", LAN)[0] == 200
+
+
+def test_access_list_on_https_and_passthrough(env, origin, pki):
+    """Over HTTPS the request gets 403 (the edge terminates TLS); a
+    passthrough name refuses the denied client's handshake, and the allowed
+    one reaches its own TLS service."""
+    from relais import TlsOrigin
+    vault = TlsOrigin(pki, name="vault-origin", sans=["DNS:vault.test"])
+    try:
+        o = "http://127.0.0.1:%d" % origin.http
+        routes = [{"host": "web.test", "to": o},
+                  {"host": "vault.test", "to": "127.0.0.1:%d" % vault.port,
+                   "tls": "passthrough"}]
+        agent = Agent(env, "home", routes=routes)
+        edge = HttpsEdge(env, agents=[agent.entry(hosts=["web.test", "vault.test"])],
+                         extra={"access": [{"hosts": ["web.test", "vault.test"],
+                                            "allow": [LAN]}]})
+        edge.install("web.test")
+        edge.start()
+        agent.start(edge.url())
+        wait_for(lambda: len(edge.routes()) == 2, 5, what="both routes")
+        ctx = ca_ctx(pki)
+        assert http_get(edge.https_port, "web.test", LAN, ctx=ctx)[0] == 200
+        assert http_get(edge.https_port, "web.test", OTHER, ctx=ctx)[0] == 403
+        status, _, body = http_get(edge.https_port, "vault.test", LAN, path="/p", ctx=ctx)
+        assert status == 200 and b'"origin": "vault-origin"' in body, body[:300]
+        mark = edge.proc.mark()
+        try:
+            http_get(edge.https_port, "vault.test", OTHER, ctx=ctx)
+            raise AssertionError("a denied client completed a passthrough handshake")
+        except (ssl.SSLError, ConnectionError):
+            pass
+        edge.proc.wait_log("the access list denies this client for vault.test", 5, since=mark)
+        assert '%s vault.test "TLS -" 403 ' % OTHER in access_log(env)
+    finally:
+        vault.close()
+
+
+# ---- streams --------------------------------------------------------------------------
+
+
+def test_access_lists_on_tcp_and_udp_ports(env, closing):
+    """A TCP client the list denies is closed before anything reaches the
+    service, and logged with 403; a denied UDP client's datagrams are
+    dropped.  Allowed clients are served as before."""
+    svc = TcpService(echo_handler)
+    closing(svc)
+    echo = UdpEcho()
+    closing(echo)
+    tport = free_ports(2)
+    uport = tport + 1
+    a, e = stream_pair(env, [tcp(tport, svc.port), udp(uport, echo.port)])
+    e.cfg["access"] = [{"ports": ["tcp/%d" % tport], "allow": [LAN]},
+                       {"ports": ["udp/1-65535"], "allow": [OTHER]},
+                       {"ports": ["udp/%d" % uport], "deny": [STRANGER]}]  # narrowest wins
+    e.write()
+    mark = e.proc.mark()
+    e.reload()
+    e.proc.wait_log("configuration reloaded", 5, since=mark)
+
+    def tcp_echo(src):
+        s = socket.create_connection(("127.0.0.1", tport), timeout=5 * SLOW,
+                                     source_address=(src, 0))
+        try:
+            s.sendall(b"ping")
+            s.shutdown(socket.SHUT_WR)
+            return recv_all(s)
+        except ConnectionResetError:
+            return b""
+        finally:
+            s.close()
+
+    assert tcp_echo(LAN) == b"ping"
+    before = len(svc.conns)
+    assert tcp_echo(OTHER) == b""
+    assert len(svc.conns) == before, "a denied client reached the service"
+    assert '%s tcp/%d "TCP -" 403 ' % (OTHER, tport) in access_log(env)
+
+    def udp_echo(src):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((src, 0))
+        s.settimeout(0.5 * SLOW)
+        try:
+            for _ in range(3):
+                s.sendto(b"hi from " + src.encode(), ("127.0.0.1", uport))
+                try:
+                    return s.recvfrom(65536)[0]
+                except socket.timeout:
+                    continue
+            return None
+        finally:
+            s.close()
+
+    assert udp_echo(OTHER) == b"echo:hi from " + OTHER.encode()
+    mark = e.proc.mark()
+    assert udp_echo(STRANGER) is None
+    e.proc.wait_log("udp/%d: client %s denied by its access list" % (uport, STRANGER), 5,
+                    since=mark)
+    assert not any(p[0] == STRANGER for p, _ in echo.seen)
+
+
+# ---- redirects ------------------------------------------------------------------------
+
+
+def test_redirection_hosts(env, origin, pki):
+    """The edge answers a redirect host itself, with or without an agent:
+    the configured code, the target URL, the request's path and query kept
+    unless keep_path is false.  The closest name wins, and over HTTPS (with
+    a certificate for the name) the redirect is the same."""
+    o = "http://127.0.0.1:%d" % origin.http
+    agent = Agent(env, "home", routes=[{"host": "app.test", "to": o}])
+    edge = HttpsEdge(env, agents=[agent.entry(hosts=["app.test", "*.old.test"])], extra={
+        "redirects": [
+            {"host": "old.test", "to": "https://new.test"},
+            {"host": "blog.old.test", "to": "https://new.test/blog/", "code": 308},
+            {"host": "*.old.test", "to": "http://new.test:8080/moved", "code": 302,
+             "keep_path": False},
+        ]})
+    edge.install("old.test")
+    edge.start()
+    agent.start(edge.url())
+    port = edge.http_port
+    cases = [
+        ("old.test", "/a/b?c=1&d", 301, "https://new.test/a/b?c=1&d"),
+        ("old.test", "/", 301, "https://new.test/"),
+        ("Old.Test.", "/?q", 301, "https://new.test/?q"),
+        ("blog.old.test", "/post/1", 308, "https://new.test/blog/post/1"),
+        ("x.old.test", "/anything?x", 302, "http://new.test:8080/moved"),
+        ("y.z.old.test", "/", 302, "http://new.test:8080/moved"),
+    ]
+    for host, path, code, loc in cases:
+        status, head, _ = http_get(port, host, LAN, path=path)
+        assert status == code and location(head) == loc, (host, path, head)
+    # absolute-form targets keep only their path
+    s = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+    s.sendall(b"GET http://old.test/abs?1 HTTP/1.1\r\nHost: old.test\r\n\r\n")
+    head = recv_all(s).decode("latin-1")
+    s.close()
+    assert location(head) == "https://new.test/abs?1", head
+    # over HTTPS, with a certificate for the name
+    status, head, _ = http_get(edge.https_port, "old.test", LAN, path="/s", ctx=ca_ctx(pki))
+    assert status == 301 and location(head) == "https://new.test/s", head
+    # routes are untouched
+    assert http_get(port, "app.test", LAN)[0] == 200
+    assert '%s old.test "GET /a/b?c=1&d" 301 ' % LAN in access_log(env)
