@@ -16,6 +16,7 @@
 #include "common/hostpat.h"
 #include "common/log.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +201,47 @@ static void check_edge(const struct edge_config *c)
 			check(range_ok(&a->ports[j]), "edge: agents[].ports");
 		check(a->max_certificates <= CFG_MAX_CERTIFICATES_MAX,
 		      "edge: agents[].max_certificates");
+	}
+	check(c->naccess <= CFG_MAX_ACCESS && (c->naccess == 0 || c->access != NULL),
+	      "edge: access");
+	for (size_t i = 0; i < c->naccess; i++) {
+		const struct edge_access *a = &c->access[i];
+		const struct cidr *lists[2] = {a->allow, a->deny};
+		size_t lens[2] = {a->nallow, a->ndeny};
+
+		check((a->nhosts || a->nports) && (a->nallow || a->ndeny),
+		      "edge: access[] names something and says something");
+		for (size_t j = 0; j < a->nhosts; j++)
+			check(lower(a->hosts[j]) && hostpat_valid(a->hosts[j]), "edge: access[].hosts");
+		for (size_t j = 0; j < a->nports; j++)
+			check(range_ok(&a->ports[j]), "edge: access[].ports");
+		for (size_t l = 0; l < 2; l++) {
+			check(lens[l] <= CFG_MAX_PREFIXES, "edge: access[] prefixes");
+			for (size_t j = 0; j < lens[l]; j++)
+				check((lists[l][j].family == AF_INET && lists[l][j].bits <= 32) ||
+				          (lists[l][j].family == AF_INET6 && lists[l][j].bits <= 128),
+				      "edge: access[] prefix");
+		}
+	}
+	check(c->nredirects <= CFG_MAX_ACCESS && (c->nredirects == 0 || c->redirects != NULL),
+	      "edge: redirects");
+	for (size_t i = 0; i < c->nredirects; i++) {
+		const struct edge_redirect *r = &c->redirects[i];
+
+		check(lower(r->host) && hostpat_valid(r->host), "edge: redirects[].host");
+		check(c->tunnel.hostname == NULL || strcmp(r->host, c->tunnel.hostname) != 0,
+		      "edge: redirects[].host is not the tunnel's");
+		for (size_t j = 0; j < i; j++)
+			check(strcmp(r->host, c->redirects[j].host) != 0, "edge: redirect hosts unique");
+		check(r->to != NULL &&
+		          (strncmp(r->to, "https://", 8) == 0 || strncmp(r->to, "http://", 7) == 0),
+		      "edge: redirects[].to scheme");
+		for (const char *t = r->to; *t; t++)
+			check(*t > 0x20 && *t < 0x7f && *t != '?' && *t != '#' && *t != '"',
+			      "edge: redirects[].to characters");
+		check(r->code == 301 || r->code == 302 || r->code == 307 || r->code == 308,
+		      "edge: redirects[].code");
+		check(r->keep_path == 0 || r->keep_path == 1, "edge: redirects[].keep_path");
 	}
 }
 
