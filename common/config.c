@@ -1064,8 +1064,12 @@ enum { AG_NAME, AG_KEY, AG_HOSTS, AG_PORTS, AG_MAX_CERTS };
 static const char *const agent_entry_keys[] = {"name", "key", "hosts", "ports", "max_certificates",
                                                NULL};
 
-enum { AL_HOSTS, AL_PORTS, AL_ALLOW, AL_DENY };
-static const char *const access_keys[] = {"hosts", "ports", "allow", "deny", NULL};
+enum { AL_HOSTS, AL_PORTS, AL_ALLOW, AL_DENY, AL_USERS, AL_SATISFY };
+static const char *const access_keys[] = {"hosts", "ports",   "allow", "deny",
+                                          "users", "satisfy", NULL};
+
+enum { U_NAME, U_PASSWORD };
+static const char *const user_keys[] = {"name", "password", NULL};
 
 enum { RD_HOST, RD_TO, RD_CODE, RD_KEEP_PATH };
 static const char *const redirect_keys[] = {"host", "to", "code", "keep_path", NULL};
@@ -1576,6 +1580,103 @@ static yaml_node_t *cfg_entries(struct cfgp *p, const struct cfg_map *top, int k
 	return seq;
 }
 
+/*
+ * A password hash for access[].users: argon2id as `relais-edge passwd` makes
+ * it, at most CFG_PWHASH_MAX_KIB and CFG_PWHASH_MAX_OPS, one lane (the edge
+ * checks it on its event loop: a costlier hash would stall every client).
+ */
+static int cfg_pwhash_ok(const char *h, char *why, size_t cap)
+{
+	unsigned m, t, par;
+	int used = 0;
+
+	if (sscanf(h, "$argon2id$v=19$m=%u,t=%u,p=%u$%n", &m, &t, &par, &used) != 3 || used == 0 ||
+	    strlen(h) >= crypto_pwhash_STRBYTES ||
+	    crypto_pwhash_str_needs_rehash(h, 1, crypto_pwhash_MEMLIMIT_MIN) < 0) {
+		snprintf(why, cap, "not an argon2id hash: make one with 'relais-edge passwd'");
+		return 0;
+	}
+	if (m > CFG_PWHASH_MAX_KIB || t > CFG_PWHASH_MAX_OPS || par != 1) {
+		snprintf(
+		    why, cap,
+		    "too costly to check for each login (m=%u,t=%u,p=%u; at most m=%d,t=%d,p=1): "
+		    "make one with 'relais-edge passwd'",
+		    m, t, par, CFG_PWHASH_MAX_KIB, CFG_PWHASH_MAX_OPS);
+		return 0;
+	}
+	return 1;
+}
+
+/* A user name for HTTP Basic authentication: printable ASCII, no ':' (RFC 7617). */
+static int cfg_user_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 64)
+		return 0;
+	for (; *s != '\0'; s++)
+		if (*s < 0x20 || *s > 0x7e || *s == ':')
+			return 0;
+	return 1;
+}
+
+/* access[].users: who may log in with HTTP Basic authentication. */
+static void edge_access_users(struct cfgp *p, const struct cfg_map *m, struct edge_access *a)
+{
+	yaml_node_t *seq = cfg_list(p, m, AL_USERS, "mappings");
+	struct cfg_seen names;
+
+	if (seq == NULL)
+		return;
+	if (cfg_seq_len(seq) > CFG_MAX_USERS) {
+		cfg_err(p, seq, "'users' lists %zu users, at most %d", cfg_seq_len(seq),
+		        CFG_MAX_USERS);
+		return;
+	}
+	a->users = cfg_calloc(p, cfg_seq_len(seq), sizeof(struct edge_user));
+	cfg_seen_init(p, &names, cfg_seq_len(seq));
+	for (size_t i = 0; a->users && i < cfg_seq_len(seq) && !p->oom; i++) {
+		yaml_node_t *item = cfg_seq_item(p, seq, i);
+		struct edge_user *u = &a->users[i];
+		const char *s;
+		char why[200];
+		struct cfg_map um;
+
+		a->nusers = i + 1;
+		if (item->type != YAML_MAPPING_NODE) {
+			cfg_err(p, item, "'users' must be a list of mappings");
+			continue;
+		}
+		cfg_map_read(p, item, "in a user", user_keys, &um);
+		if (cfg_required(p, &um, U_NAME, "in a user") == 0 &&
+		    cfg_str(p, &um, U_NAME, &s) == 1) {
+			size_t first;
+
+			if (!cfg_user_name_ok(s)) {
+				cfg_err(p, um.val[U_NAME],
+				        "bad user name '%s' (1 to 64 printable ASCII characters, "
+				        "no ':')",
+				        cfg_quote(s).s);
+			} else {
+				u->name = cfg_strdup(p, s);
+				first = cfg_seen_add(&names, s, strlen(s), i, um.val[U_NAME]);
+				if (first != i)
+					cfg_err(p, um.val[U_NAME],
+					        "duplicate user '%s' (first at %s)", cfg_quote(s).s,
+					        cfg_pos(names.at[first]).s);
+			}
+		}
+		if (cfg_required(p, &um, U_PASSWORD, "in a user") == 0 &&
+		    cfg_str(p, &um, U_PASSWORD, &s) == 1) {
+			if (!cfg_pwhash_ok(s, why, sizeof(why)))
+				cfg_err(p, um.val[U_PASSWORD], "bad password hash: %s", why);
+			else
+				u->hash = cfg_strdup(p, s);
+		}
+	}
+	cfg_seen_free(&names);
+}
+
 /* access: lists of clients allowed or denied, per host and stream port. */
 static void edge_access(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
 {
@@ -1588,6 +1689,7 @@ static void edge_access(struct cfgp *p, const struct cfg_map *top, struct edge_c
 		yaml_node_t *item = cfg_seq_item(p, seq, i);
 		struct edge_access *a = &cfg->access[i];
 		char where[64];
+		const char *s;
 		struct cfg_map m;
 
 		cfg->naccess = i + 1;
@@ -1601,11 +1703,25 @@ static void edge_access(struct cfgp *p, const struct cfg_map *top, struct edge_c
 		cfg_get_ports(p, &m, AL_PORTS, &a->ports, &a->nports);
 		cfg_get_prefixes(p, &m, AL_ALLOW, &a->allow, &a->nallow);
 		cfg_get_prefixes(p, &m, AL_DENY, &a->deny, &a->ndeny);
+		edge_access_users(p, &m, a);
+		if (cfg_str(p, &m, AL_SATISFY, &s) == 1) {
+			if (strcmp(s, "any") == 0)
+				a->satisfy_any = 1;
+			else if (strcmp(s, "all") != 0)
+				cfg_err(p, m.val[AL_SATISFY],
+				        "bad satisfy '%s' (expected all or any)", cfg_quote(s).s);
+		}
 		if (!cfg_has(&m, AL_HOSTS) && !cfg_has(&m, AL_PORTS))
 			cfg_err(p, item, "access entry #%zu names no 'hosts' and no 'ports'",
 			        i + 1);
-		if (!cfg_has(&m, AL_ALLOW) && !cfg_has(&m, AL_DENY))
-			cfg_err(p, item, "access entry #%zu has no 'allow' and no 'deny'", i + 1);
+		if (!cfg_has(&m, AL_ALLOW) && !cfg_has(&m, AL_DENY) && !cfg_has(&m, AL_USERS))
+			cfg_err(p, item, "access entry #%zu has no 'allow', 'deny' or 'users'",
+			        i + 1);
+		if (cfg_has(&m, AL_USERS) && cfg_has(&m, AL_PORTS))
+			cfg_err(
+			    p, m.key[AL_USERS],
+			    "'users' (HTTP passwords) cannot apply to stream 'ports': give them "
+			    "an access entry of their own");
 	}
 }
 
@@ -1841,6 +1957,11 @@ void config_edge_free(struct edge_config *cfg)
 		free(cfg->access[i].ports);
 		free(cfg->access[i].allow);
 		free(cfg->access[i].deny);
+		for (size_t j = 0; j < cfg->access[i].nusers; j++) {
+			free(cfg->access[i].users[j].name);
+			free(cfg->access[i].users[j].hash);
+		}
+		free(cfg->access[i].users);
 	}
 	free(cfg->access);
 	for (size_t i = 0; i < cfg->nredirects; i++) {

@@ -55,6 +55,12 @@ struct edge_agent {
 	uint32_t max_certificates; /* hosts ACME manages for this agent, 0 = none; default 50 */
 };
 
+/* access[].users[]: a name and its password's argon2id hash. */
+struct edge_user {
+	char *name; /* 1..64 printable ASCII characters, no ':' */
+	char *hash; /* "$argon2id$v=19$m=...,t=...,p=1$...", cheap enough to check inline */
+};
+
 /* access: one access list, for the hosts and stream ports it names. */
 struct edge_access {
 	char **hosts; /* host patterns, lower case, validated */
@@ -65,7 +71,14 @@ struct edge_access {
 	size_t nallow;
 	struct cidr *deny; /* these clients never */
 	size_t ndeny;
+	struct edge_user *users; /* HTTP(S) hosts only: Basic authentication */
+	size_t nusers;
+	int satisfy_any; /* satisfy: any: an allowed address OR a password; else both */
 };
+
+#define CFG_MAX_USERS      256   /* users of one access list */
+#define CFG_PWHASH_MAX_KIB 16384 /* an argon2id hash's m=, KiB: checked on the event loop */
+#define CFG_PWHASH_MAX_OPS 4     /* its t= */
 
 /* redirects: a redirection host, answered by the edge itself. */
 struct edge_redirect {

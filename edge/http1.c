@@ -1130,7 +1130,8 @@ ssize_t http1_write_request(const struct http1_head *h, const struct http1_forwa
 			continue;
 		}
 		if (is_hop_by_hop(f) || name_is(f, "Proxy-Authorization") || is_spoofable(f) ||
-		    listed_in_connection(h, f))
+		    listed_in_connection(h, f) ||
+		    (fw->drop_authorization && name_is(f, "Authorization")))
 			continue;
 		put_field(&w, f->name, f->name_len, f->value, f->value_len);
 	}

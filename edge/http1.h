@@ -153,10 +153,11 @@ ssize_t http1_chunked_feed(struct http1_chunked *c, const char *buf, size_t len,
                            const char **err);
 
 struct http1_forward {
-	const char *client_ip; /* "192.0.2.1", "2001:db8::1" */
-	int tls;               /* client reached the edge over TLS */
-	const char *host;      /* normalized host the request was routed by, may be NULL */
-	int close;             /* ask the upstream to close after this request */
+	const char *client_ip;  /* "192.0.2.1", "2001:db8::1" */
+	int tls;                /* client reached the edge over TLS */
+	const char *host;       /* normalized host the request was routed by, may be NULL */
+	int close;              /* ask the upstream to close after this request */
+	int drop_authorization; /* the edge checked Authorization itself: not forwarded */
 };
 
 /**

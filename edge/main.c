@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sodium.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "../common/conn.h"
@@ -64,14 +66,21 @@ static const struct lws_protocols tunnel_protocols[] = {{EDGE_TUNNEL_PROTO, sess
                                                          TUNNEL_MSG_CAP + 1024},
                                                         {NULL, NULL, 0, 0, 0, NULL, 0}};
 
+/* relais-edge passwd: argon2id at 4 MiB and 3 passes, about 5 ms to check
+ * (config.c allows at most CFG_PWHASH_MAX_KIB and CFG_PWHASH_MAX_OPS). */
+#define PASSWD_OPS 3
+#define PASSWD_MEM (4u << 20)
+
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: relais-edge [-t] [-d] -c edge.yaml\n"
-	           "       relais-edge --help | --version\n"
-	           "  -c FILE   configuration file (default /etc/relais/edge.yaml)\n"
-	           "  -t        check the configuration, print 'configuration OK' and exit\n"
-	           "  -d        debug logging\n"
-	           "Signals: HUP reloads the configuration, TERM drains then exits, INT exits.\n");
+	fprintf(f,
+	        "usage: relais-edge [-t] [-d] -c edge.yaml\n"
+	        "       relais-edge passwd    read a password, print its hash for access[].users\n"
+	        "       relais-edge --help | --version\n"
+	        "  -c FILE   configuration file (default /etc/relais/edge.yaml)\n"
+	        "  -t        check the configuration, print 'configuration OK' and exit\n"
+	        "  -d        debug logging\n"
+	        "Signals: HUP reloads the configuration, TERM drains then exits, INT exits.\n");
 }
 
 static void lws_log_emit(int level, const char *line)
@@ -700,6 +709,67 @@ static int edge_start(void)
 	return 0;
 }
 
+/* One line of standard input into buf (no newline); its length, or -1. */
+static long read_line(const char *prompt, char *buf, size_t cap)
+{
+	struct termios old, quiet;
+	int tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+	size_t n;
+
+	if (tty) {
+		fprintf(stderr, "%s", prompt);
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	if (!fgets(buf, (int)cap, stdin))
+		buf[0] = '\0';
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fprintf(stderr, "\n");
+	}
+	n = strlen(buf);
+	if (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	else if (n == cap - 1)
+		return -1; /* longer than the buffer */
+	if (n > 0 && buf[n - 1] == '\r')
+		buf[--n] = '\0';
+	return (long)n;
+}
+
+/* relais-edge passwd: an argon2id hash for access[].users[].password. */
+static int cmd_passwd(void)
+{
+	char pw[1026], again[1026], hash[crypto_pwhash_STRBYTES];
+	long n = read_line("Password: ", pw, sizeof(pw)), m;
+	int rc = 1;
+
+	if (n <= 0 || n > 1024) {
+		fprintf(stderr, "relais-edge: passwd: %s\n",
+		        n == 0 ? "empty password" : "a password of 1 to 1024 bytes on one line");
+		goto out;
+	}
+	if (isatty(STDIN_FILENO)) {
+		m = read_line("Again: ", again, sizeof(again));
+		if (m != n || memcmp(pw, again, (size_t)n) != 0) {
+			fprintf(stderr, "relais-edge: passwd: the passwords differ\n");
+			goto out;
+		}
+	}
+	if (sodium_init() < 0 ||
+	    crypto_pwhash_str(hash, pw, (unsigned long long)n, PASSWD_OPS, PASSWD_MEM) != 0) {
+		fprintf(stderr, "relais-edge: passwd: cannot hash (out of memory?)\n");
+		goto out;
+	}
+	printf("%s\n", hash);
+	rc = 0;
+out:
+	sodium_memzero(pw, sizeof(pw));
+	sodium_memzero(again, sizeof(again));
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *file = "/etc/relais/edge.yaml";
@@ -708,6 +778,8 @@ int main(int argc, char **argv)
 	                                     {"version", no_argument, NULL, 'V'},
 	                                     {NULL, 0, NULL, 0}};
 
+	if (argc == 2 && strcmp(argv[1], "passwd") == 0)
+		return cmd_passwd();
 	while ((c = getopt_long(argc, argv, "c:tdhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

@@ -75,13 +75,30 @@ static int prefixes_match(const struct cidr *c, size_t n, const struct addr *pee
 	return 0;
 }
 
+enum policy_verdict policy_check(const struct edge_access *a, const struct addr *peer)
+{
+	int listed;
+
+	if (a == NULL)
+		return POLICY_ALLOW;
+	if (prefixes_match(a->deny, a->ndeny, peer))
+		return POLICY_DENY;
+	listed = prefixes_match(a->allow, a->nallow, peer);
+	if (a->satisfy_any) {
+		if (listed)
+			return POLICY_ALLOW;
+		if (a->nusers)
+			return POLICY_PASSWORD;
+		return a->nallow ? POLICY_DENY : POLICY_ALLOW;
+	}
+	if (a->nallow && !listed)
+		return POLICY_DENY;
+	return a->nusers ? POLICY_PASSWORD : POLICY_ALLOW;
+}
+
 int policy_allows(const struct edge_access *a, const struct addr *peer)
 {
-	if (a == NULL)
-		return 1;
-	if (prefixes_match(a->deny, a->ndeny, peer))
-		return 0;
-	return a->nallow == 0 || prefixes_match(a->allow, a->nallow, peer);
+	return policy_check(a, peer) == POLICY_ALLOW;
 }
 
 const struct edge_redirect *policy_redirect(const struct edge_config *cfg, const char *host)

@@ -24,8 +24,24 @@ const struct edge_access *policy_access_host(const struct edge_config *cfg, cons
 const struct edge_access *policy_access_port(const struct edge_config *cfg, uint8_t kind,
                                              uint16_t port);
 
-/** 1 when a (NULL: no list) lets peer in: not in deny, and in allow when
- *  allow lists any prefix. */
+enum policy_verdict {
+	POLICY_ALLOW,    /* let the client in */
+	POLICY_DENY,     /* turn it away (403, refused handshake, closed, dropped) */
+	POLICY_PASSWORD, /* only with a password of a->users (HTTP Basic) */
+};
+
+/**
+ * What list a (NULL: none) says of peer.  deny always wins; then, with
+ * satisfy: all (default), the address must be in allow when allow lists
+ * any, and a password is needed when users lists any; with satisfy: any,
+ * an address in allow is enough, else a password is needed when users
+ * lists any, else the address must have been allowed (an entry of deny
+ * only lets everyone else in).
+ */
+enum policy_verdict policy_check(const struct edge_access *a, const struct addr *peer);
+
+/** 1 when a lets peer in without a password: what TLS passthrough names,
+ *  TCP and UDP ports use, where no password can be asked for. */
 int policy_allows(const struct edge_access *a, const struct addr *peer);
 
 /** The redirect for host, closest name first as for access, or NULL. */

@@ -22,6 +22,7 @@
 #include "edge.h"
 #include "http1.h"
 #include "proxy.h"
+#include "auth.h"
 #include "policy.h"
 #include "registry.h"
 #include "stream.h"
@@ -848,13 +849,74 @@ static void copy_slice(char *dst, size_t cap, const char *s, size_t n)
 
 /* A complete request head is at c->in: route it and send it.  Returns 1 when
  * it was sent, 0 to wait for stream room, -1 when the connection failed. */
+/* Finish with an error page whose head also carries field ("Name: value"). */
+static void hconn_fail_with(struct hconn *c, int status, const char *field)
+{
+	char page[1024], out[1400];
+	ssize_t n = http1_error_response(status, 1, page, sizeof(page));
+	const char *eol = n > 0 ? strstr(page, "\r\n") : NULL;
+	int m = eol ? snprintf(out, sizeof(out), "%.*s%s\r\n%s", (int)(eol - page + 2), page, field,
+	                       eol + 2)
+	            : -1;
+
+	hconn_finish(c, status, out, m > 0 && (size_t)m < sizeof(out) ? m : -1);
+}
+
+/*
+ * The host's access list (edge.yaml access:): 0 to go on (*authed set
+ * when the request's Authorization was the edge's to check, and is not
+ * forwarded), or -1 when answered here: 403 for an address the list
+ * turns away, 401 asking for a password, 429 after too many wrong ones.
+ */
+static int hconn_access(struct hconn *c, const struct http1_head *h, int *authed)
+{
+	static struct log_rate log_failed, log_throttled;
+	const struct edge_access *acl = policy_access_host(&edge.cfg, c->host);
+	char user[80], field[HTTP1_ROUTE_HOST_MAX + 64], more[LOG_RATE_MORE];
+
+	switch (policy_check(acl, &c->peer)) {
+	case POLICY_ALLOW:
+		return 0;
+	case POLICY_DENY:
+		log_debug("client %s: %s denied by its access list", c->ip, c->host);
+		hconn_fail(c, 403);
+		return -1;
+	case POLICY_PASSWORD:
+		break;
+	}
+	switch (auth_basic(acl, h, &c->peer, now_us(), user, sizeof(user))) {
+	case AUTH_OK:
+		log_debug("client %s: %s: user '%s'", c->ip, c->host, user);
+		*authed = 1;
+		return 0;
+	case AUTH_THROTTLED:
+		if (log_rate_ok(&log_throttled, now_us(), more))
+			log_warn("client %s: %s: too many wrong passwords: refused without a "
+			         "check (429)%s",
+			         c->ip, c->host, more);
+		hconn_fail_with(c, 429, "Retry-After: 60");
+		return -1;
+	case AUTH_FAILED:
+		if (log_rate_ok(&log_failed, now_us(), more))
+			log_info("client %s: %s: wrong user name or password%s", c->ip, c->host,
+			         more);
+		/* fall through */
+	case AUTH_MISSING:
+		break;
+	}
+	snprintf(field, sizeof(field), "WWW-Authenticate: Basic realm=\"%s\", charset=\"UTF-8\"",
+	         c->host);
+	hconn_fail_with(c, 401, field);
+	return -1;
+}
+
 static int hconn_request(struct hconn *c, const struct http1_head *h)
 {
 	const struct eroute *route = NULL;
 	const struct edge_redirect *redirect;
 	struct esession *s;
 	struct http1_forward fw;
-	int known = 0, status;
+	int known = 0, status, authed = 0;
 	const char *err;
 	char *w;
 	ssize_t wl;
@@ -904,11 +966,8 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 		c->req_kind = HTTP1_BODY_NONE;
 	if (hconn_acme(c))
 		return -1;
-	if (!policy_allows(policy_access_host(&edge.cfg, c->host), &c->peer)) {
-		log_debug("client %s: %s denied by its access list", c->ip, c->host);
-		hconn_fail(c, 403);
+	if (hconn_access(c, h, &authed) < 0)
 		return -1;
-	}
 	redirect = policy_redirect(&edge.cfg, c->host);
 	if (redirect) {
 		hconn_redirect(c, h, redirect);
@@ -952,6 +1011,7 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 	fw.tls = c->tls;
 	fw.host = c->host;
 	fw.close = 0;
+	fw.drop_authorization = authed;
 	wl = http1_write_request(h, &fw, w, edge.cfg.http_limits.max_header_bytes + 1024);
 	if (wl < 0) {
 		free(w);

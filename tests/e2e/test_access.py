@@ -5,11 +5,13 @@ addresses (127.0.0.2, 127.0.0.3, ...: all of 127.0.0.0/8 is local), so the
 edge sees each as another client.  Run:
 RELAIS_BUILD=$PWD/build /usr/bin/python3 -m pytest -q tests/e2e/test_access.py
 """
+import base64
 import os
 import socket
 import ssl
+import subprocess
 
-from relais import (SLOW, Agent, Edge, HttpsEdge, TcpService, UdpEcho, ca_ctx, echo_handler,
+from relais import (EDGE_BIN, SLOW, Agent, Edge, HttpsEdge, TcpService, UdpEcho, ca_ctx, echo_handler,
                     free_ports, recv_all, tcp, udp, stream_pair, wait_for)
 
 LAN = "127.0.0.2"       # a client the lists allow
@@ -239,3 +241,114 @@ def test_redirection_hosts(env, origin, pki):
     # routes are untouched
     assert http_get(port, "app.test", LAN)[0] == 200
     assert '%s old.test "GET /a/b?c=1&d" 301 ' % LAN in access_log(env)
+
+
+# ---- passwords ------------------------------------------------------------------------
+
+
+def passwd(password):
+    """relais-edge passwd's hash of password (read from a pipe)."""
+    out = subprocess.run([EDGE_BIN, "passwd"], input=password.encode(), capture_output=True,
+                         timeout=30, check=True)
+    h = out.stdout.decode().strip()
+    assert h.startswith("$argon2id$v=19$m=4096,t=3,p=1$"), out
+    return h
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+
+
+def get_as(port, host, src, auth=None, path="/headers"):
+    """GET from src with an Authorization field (or none): (status, head, body)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW,
+                                 source_address=(src, 0))
+    try:
+        s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n"
+                   % (path, host, "Authorization: %s\r\n" % auth if auth else "")).encode())
+        data = recv_all(s)
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head.decode("latin-1"), body
+
+
+def test_passwords_on_http_hosts(env, origin):
+    """users: asks for HTTP Basic authentication (401 with a realm), lets the
+    right name and password in, and keeps the credentials from the service;
+    satisfy: any lets a listed address in without one, satisfy: all wants
+    both.  Ten wrong tries from a client get it 429 without a check, while
+    other clients go on."""
+    o = "http://127.0.0.1:%d" % origin.http
+    hosts = ["secret.test", "either.test", "both.test"]
+    agent = Agent(env, "home", routes=[{"host": h, "to": o} for h in hosts])
+    users = [{"name": "alice", "password": passwd("hunter2")},
+             {"name": "bob smith", "password": passwd("pässwörd with spaces")}]
+    edge = Edge(env, agents=[agent.entry(hosts=hosts)], extra={"access": [
+        {"hosts": ["secret.test"], "users": users},
+        {"hosts": ["either.test"], "users": users, "allow": [LAN], "satisfy": "any"},
+        {"hosts": ["both.test"], "users": users, "allow": [LAN]},
+    ]})
+    edge.start()
+    agent.start(edge.url())
+    port = edge.http_port
+    good, bob = basic("alice", "hunter2"), basic("bob smith", "pässwörd with spaces")
+
+    status, head, _ = get_as(port, "secret.test", OTHER)
+    assert status == 401, head
+    assert 'WWW-Authenticate: Basic realm="secret.test", charset="UTF-8"' in head, head
+    for wrong in (basic("alice", "hunter3"), basic("mallory", "hunter2"), "Basic !!!",
+                  "Bearer abc", basic("alice", "")):
+        assert get_as(port, "secret.test", OTHER, wrong)[0] == 401, wrong
+    status, head, body = get_as(port, "secret.test", OTHER, good)
+    assert status == 200, head
+    assert b"Authorization" not in body and b"hunter2" not in body, body[:400]
+    assert get_as(port, "secret.test", OTHER, bob)[0] == 200
+    assert get_as(port, "secret.test", OTHER, good.replace("Basic", "basic"))[0] == 200
+
+    # satisfy: any: the address is enough; else the password
+    assert get_as(port, "either.test", LAN)[0] == 200
+    assert get_as(port, "either.test", OTHER)[0] == 401
+    assert get_as(port, "either.test", OTHER, good)[0] == 200
+    # satisfy: all: the address and the password
+    assert get_as(port, "both.test", OTHER, good)[0] == 403
+    assert get_as(port, "both.test", LAN)[0] == 401
+    assert get_as(port, "both.test", LAN, good)[0] == 200
+
+    # guessing: ten wrong tries (OTHER made 5 above), then 429 without a check
+    for i in range(5):
+        assert get_as(port, "secret.test", OTHER, basic("alice", "guess%d" % i))[0] == 401
+    status, head, _ = get_as(port, "secret.test", OTHER, good)
+    assert status == 429 and "Retry-After: 60" in head, head
+    edge.proc.wait_log("too many wrong passwords", 5)
+    assert get_as(port, "secret.test", STRANGER, good)[0] == 200  # another client
+    assert get_as(port, "secret.test", OTHER)[0] == 401  # asking costs nothing
+
+
+def test_password_config_errors(env):
+    """A hash relais-edge passwd did not make, or one too costly to check on
+    the event loop, is refused at its line and column; so are users on a
+    stream port and a bad satisfy."""
+    ok = passwd("pw")
+    costly = ok.replace("m=4096,t=3", "m=65536,t=3")
+    edge = Edge(env, extra={"access": [
+        {"hosts": ["a.test"], "users": [{"name": "a", "password": "hunter2"}]},
+        {"hosts": ["b.test"], "users": [{"name": "b", "password": costly}]},
+        {"hosts": ["c.test"], "users": [{"name": "c:d", "password": ok}], "satisfy": "some"},
+        {"ports": ["tcp/22"], "users": [{"name": "e", "password": ok}]},
+    ]})
+    out = subprocess.run([EDGE_BIN, "-t", "-c", edge.path], capture_output=True, timeout=30)
+    err = out.stderr.decode()
+    assert out.returncode == 1, err
+    for want in ("bad password hash: not an argon2id hash: make one with 'relais-edge passwd'",
+                 "bad password hash: too costly to check for each login (m=65536,t=3,p=1; "
+                 "at most m=16384,t=4,p=1)",
+                 "bad user name 'c:d'", "bad satisfy 'some' (expected all or any)",
+                 "'users' (HTTP passwords) cannot apply to stream 'ports'"):
+        assert want in err, err
+    # two different prompts' worth of input on a pipe: only the first line counts
+    two = subprocess.run([EDGE_BIN, "passwd"], input=b"one\ntwo\n", capture_output=True,
+                         timeout=30)
+    assert two.returncode == 0 and two.stdout.startswith(b"$argon2id$")
+    empty = subprocess.run([EDGE_BIN, "passwd"], input=b"\n", capture_output=True, timeout=30)
+    assert empty.returncode == 1 and b"empty password" in empty.stderr

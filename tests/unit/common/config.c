@@ -1142,7 +1142,7 @@ static void test_access_and_redirects(void)
 	BAD(EDGE, EDGE_BASE "access:\n  - allow: [10.0.0.0/8]\n", "6:5",
 	    "access entry #1 names no 'hosts' and no 'ports'");
 	BAD(EDGE, EDGE_BASE "access:\n  - hosts: [a.test]\n", "6:5",
-	    "access entry #1 has no 'allow' and no 'deny'");
+	    "access entry #1 has no 'allow', 'deny' or 'users'");
 	BAD(EDGE, EDGE_BASE "access:\n  - hosts: [a.test]\n    allow: [10.0.0.1/8]\n", "7:13",
 	    "bad address or prefix '10.0.0.1/8'");
 	BAD(EDGE, EDGE_BASE "access:\n  - hosts: [a.test]\n    deny: [lan]\n", "7:12",

@@ -761,7 +761,7 @@ static void test_chunked_limits(void)
 
 /* ------------------------------------------------------------- rewriting */
 
-static const struct http1_forward FW = {"203.0.113.7", 1, "example.com", 0};
+static const struct http1_forward FW = {"203.0.113.7", 1, "example.com", 0, 0};
 
 static ssize_t rewrite(const char *req, const struct http1_forward *fw, char *out, size_t cap)
 {
@@ -840,7 +840,7 @@ static void test_rewrite_client_ip_fields(void)
 
 static void test_rewrite_plain(void)
 {
-	struct http1_forward fw = {"2001:db8::1", 0, "a.example", 1};
+	struct http1_forward fw = {"2001:db8::1", 0, "a.example", 1, 0};
 	char out[1024];
 	ssize_t n = rewrite("GET / HTTP/1.0\r\nHost: a.example\r\nConnection: keep-alive\r\n"
 	                    "Transfer-Encoding-X: 1\r\n\r\n",

@@ -1,0 +1,42 @@
+/*
+ * edge/auth.h - HTTP Basic authentication (RFC 7617) for access lists with
+ * users: credentials checked against argon2id hashes on the event loop,
+ * bounded so that guessing cannot stall it.
+ *
+ * A hash check costs milliseconds (config.c caps a hash's cost), so:
+ * credentials that passed are remembered (a keyed BLAKE2b of the hash and
+ * the credentials, for AUTH_REMEMBER_S) and cost nothing again; a client
+ * (an IPv4 address or an IPv6 /64) gets AUTH_FAIL_MAX wrong tries per
+ * AUTH_FAIL_WINDOW_S, and all clients together AUTH_CHECKS_PER_S checks a
+ * second; past either, AUTH_THROTTLED without a check.
+ */
+#ifndef RELAIS_EDGE_AUTH_H
+#define RELAIS_EDGE_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/addr.h"
+#include "../common/config.h"
+#include "http1.h"
+
+#define AUTH_REMEMBER_S    600
+#define AUTH_FAIL_MAX      10
+#define AUTH_FAIL_WINDOW_S 60
+#define AUTH_CHECKS_PER_S  50
+
+enum auth_result {
+	AUTH_OK,        /* a user of a->users, with its password */
+	AUTH_MISSING,   /* no Authorization: Basic: ask (401) */
+	AUTH_FAILED,    /* wrong name or password, or malformed: 401 */
+	AUTH_THROTTLED, /* too many tries: 429, nothing checked */
+};
+
+/**
+ * Check request h's Authorization against a->users for peer at now_us.  On
+ * AUTH_OK the user's name is copied to user[0..cap) (for the log).
+ */
+enum auth_result auth_basic(const struct edge_access *a, const struct http1_head *h,
+                            const struct addr *peer, uint64_t now_us, char *user, size_t cap);
+
+#endif
