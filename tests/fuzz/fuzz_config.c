@@ -209,18 +209,28 @@ static void check_edge(const struct edge_config *c)
 		const struct cidr *lists[2] = {a->allow, a->deny};
 		size_t lens[2] = {a->nallow, a->ndeny};
 
-		check((a->nhosts || a->nports) && (a->nallow || a->ndeny),
+		check((a->nhosts || a->nports) && (a->nallow || a->ndeny || a->nusers),
 		      "edge: access[] names something and says something");
 		for (size_t j = 0; j < a->nhosts; j++)
-			check(lower(a->hosts[j]) && hostpat_valid(a->hosts[j]), "edge: access[].hosts");
+			check(lower(a->hosts[j]) && hostpat_valid(a->hosts[j]),
+			      "edge: access[].hosts");
 		for (size_t j = 0; j < a->nports; j++)
 			check(range_ok(&a->ports[j]), "edge: access[].ports");
+		check(a->nusers <= CFG_MAX_USERS && (a->nusers == 0 || a->nports == 0),
+		      "edge: access[].users on hosts only");
+		for (size_t j = 0; j < a->nusers; j++)
+			check(a->users[j].name && a->users[j].name[0] &&
+			          !strchr(a->users[j].name, ':') && a->users[j].hash &&
+			          strncmp(a->users[j].hash, "$argon2id$", 10) == 0,
+			      "edge: access[].users[]");
+		check(a->satisfy_any == 0 || a->satisfy_any == 1, "edge: access[].satisfy");
 		for (size_t l = 0; l < 2; l++) {
 			check(lens[l] <= CFG_MAX_PREFIXES, "edge: access[] prefixes");
 			for (size_t j = 0; j < lens[l]; j++)
-				check((lists[l][j].family == AF_INET && lists[l][j].bits <= 32) ||
-				          (lists[l][j].family == AF_INET6 && lists[l][j].bits <= 128),
-				      "edge: access[] prefix");
+				check(
+				    (lists[l][j].family == AF_INET && lists[l][j].bits <= 32) ||
+				        (lists[l][j].family == AF_INET6 && lists[l][j].bits <= 128),
+				    "edge: access[] prefix");
 		}
 	}
 	check(c->nredirects <= CFG_MAX_ACCESS && (c->nredirects == 0 || c->redirects != NULL),
@@ -232,7 +242,8 @@ static void check_edge(const struct edge_config *c)
 		check(c->tunnel.hostname == NULL || strcmp(r->host, c->tunnel.hostname) != 0,
 		      "edge: redirects[].host is not the tunnel's");
 		for (size_t j = 0; j < i; j++)
-			check(strcmp(r->host, c->redirects[j].host) != 0, "edge: redirect hosts unique");
+			check(strcmp(r->host, c->redirects[j].host) != 0,
+			      "edge: redirect hosts unique");
 		check(r->to != NULL &&
 		          (strncmp(r->to, "https://", 8) == 0 || strncmp(r->to, "http://", 7) == 0),
 		      "edge: redirects[].to scheme");

@@ -92,8 +92,8 @@ static ssize_t chunked_both(const char *data, size_t size, int *done)
 
 static void fuzz_request(const char *buf, size_t size)
 {
-	static const struct http1_forward fw = {"198.51.100.4", 1, "fuzz.example", 0};
-	static const struct http1_forward fw2 = {"2001:db8::4", 0, NULL, 1};
+	static const struct http1_forward fw = {"198.51.100.4", 1, "fuzz.example", 0, 1};
+	static const struct http1_forward fw2 = {"2001:db8::4", 0, NULL, 1, 0};
 	const struct http1_forward *fwp = (size & 1) ? &fw : &fw2;
 	enum http1_body kind, kind2;
 	uint64_t length, length2;
@@ -105,7 +105,8 @@ static void fuzz_request(const char *buf, size_t size)
 	r = http1_parse_request(buf, size, MAX_HEAD, &h, &st, &err);
 	if (r < 0) {
 		check(err != NULL, "request error reason");
-		check(st == 400 || st == 431 || st == 501 || st == 505, "request error status");
+		check(st == 400 || st == 414 || st == 431 || st == 501 || st == 505,
+		      "request error status");
 		return;
 	}
 	if (r == 0) {
