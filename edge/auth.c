@@ -113,6 +113,7 @@ enum auth_result auth_basic(const struct edge_access *a, const struct http1_head
 {
 	const struct http1_header *f;
 	const struct edge_user *u = NULL;
+	struct passed *p;
 	struct fails *fl;
 	char cred[CRED_MAX];
 	uint8_t d[crypto_generichash_BYTES];
@@ -138,23 +139,23 @@ enum auth_result auth_basic(const struct edge_access *a, const struct http1_head
 		sodium_memzero(cred, sizeof(cred));
 		return AUTH_THROTTLED;
 	}
+	if (!colon) { /* not "Basic base64(name:password)" */
+		sodium_memzero(cred, sizeof(cred));
+		fl->n++;
+		return AUTH_FAILED;
+	}
 	if (u) {
 		digest_of(u->hash, cred, (size_t)len, d);
-		struct passed *p = &cache[d[0] % CACHE_SLOTS];
-
+		p = &cache[d[0] % CACHE_SLOTS];
 		if (p->until_us > now_us && sodium_memcmp(p->digest, d, sizeof(d)) == 0) {
 			snprintf(user, cap, "%s", u->name);
 			sodium_memzero(cred, sizeof(cred));
 			return AUTH_OK;
 		}
 	}
-	if (colon && !take_token(now_us)) {
+	if (!take_token(now_us)) {
 		sodium_memzero(cred, sizeof(cred));
 		return AUTH_THROTTLED;
-	}
-	if (!colon) { /* not "Basic base64(name:password)" */
-		fl->n++;
-		return AUTH_FAILED;
 	}
 	/* An unknown name costs a check too: the time taken does not tell
 	 * which names exist. */
@@ -166,9 +167,9 @@ enum auth_result auth_basic(const struct edge_access *a, const struct http1_head
 		fl->n++;
 		return AUTH_FAILED;
 	}
-	cache[d[0] % CACHE_SLOTS] =
-	    (struct passed){.until_us = now_us + (uint64_t)AUTH_REMEMBER_S * 1000000u};
-	memcpy(cache[d[0] % CACHE_SLOTS].digest, d, sizeof(d));
+	p = &cache[d[0] % CACHE_SLOTS];
+	memcpy(p->digest, d, sizeof(d));
+	p->until_us = now_us + (uint64_t)AUTH_REMEMBER_S * 1000000u;
 	snprintf(user, cap, "%s", u->name);
 	return AUTH_OK;
 }
