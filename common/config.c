@@ -1033,11 +1033,12 @@ enum {
 	E_HTTP,
 	E_TLS,
 	E_ACCESS,
-	E_REDIRECTS
+	E_REDIRECTS,
+	E_UNKNOWN
 };
-static const char *const edge_keys[] = {"listen",     "tunnel",    "admin", "agents",
-                                        "access_log", "log_level", "http",  "tls",
-                                        "access",     "redirects", NULL};
+static const char *const edge_keys[] = {"listen",     "tunnel",    "admin",         "agents",
+                                        "access_log", "log_level", "http",          "tls",
+                                        "access",     "redirects", "unknown_hosts", NULL};
 
 enum { TL_CERT_DIR, TL_ACME };
 static const char *const tls_keys[] = {"cert_dir", "acme", NULL};
@@ -1070,6 +1071,9 @@ static const char *const access_keys[] = {"hosts", "ports",   "allow", "deny",
 
 enum { U_NAME, U_PASSWORD };
 static const char *const user_keys[] = {"name", "password", NULL};
+
+enum { UH_ANSWER, UH_PAGE, UH_TO };
+static const char *const unknown_keys[] = {"answer", "page", "to", NULL};
 
 enum { RD_HOST, RD_TO, RD_CODE, RD_KEEP_PATH };
 static const char *const redirect_keys[] = {"host", "to", "code", "keep_path", NULL};
@@ -1822,6 +1826,77 @@ static void edge_redirects(struct cfgp *p, const struct cfg_map *top, struct edg
 	cfg_seen_free(&hosts);
 }
 
+/* The contents of the file at key k: a regular file of at most max bytes. */
+static void cfg_get_contents(struct cfgp *p, const struct cfg_map *m, int k, size_t max, char **out,
+                             size_t *len)
+{
+	struct stat st;
+	const char *s;
+	ssize_t n;
+	int fd;
+
+	if (cfg_str(p, m, k, &s) != 1)
+		return;
+	fd = open(s, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		cfg_err(p, m->key[k], "cannot read '%s': %s", cfg_quote(s).s, strerror(errno));
+	} else if (!S_ISREG(st.st_mode)) {
+		cfg_err(p, m->key[k], "cannot read '%s': %s", cfg_quote(s).s,
+		        S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
+	} else if (st.st_size > (off_t)max) {
+		cfg_err(p, m->key[k], "'%s' is larger than %zu bytes", cfg_quote(s).s, (size_t)max);
+	} else if ((*out = cfg_calloc(p, 1, (size_t)st.st_size + 1)) != NULL) {
+		n = read(fd, *out, (size_t)st.st_size);
+		if (n < 0)
+			cfg_err(p, m->key[k], "cannot read '%s': %s", cfg_quote(s).s,
+			        strerror(errno));
+		*len = n > 0 ? (size_t)n : 0;
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+/* unknown_hosts: what requests for a host no route serves get. */
+static void edge_unknown_hosts(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
+{
+	yaml_node_t *n = cfg_submap(p, top, E_UNKNOWN);
+	const char *s;
+	struct cfg_map m;
+
+	if (n == NULL)
+		return;
+	cfg_map_read(p, n, "in unknown_hosts", unknown_keys, &m);
+	if (cfg_str(p, &m, UH_ANSWER, &s) == 1) {
+		if (strcmp(s, "not_found") == 0)
+			cfg->unknown.answer = UNKNOWN_NOT_FOUND;
+		else if (strcmp(s, "close") == 0)
+			cfg->unknown.answer = UNKNOWN_CLOSE;
+		else if (strcmp(s, "redirect") == 0)
+			cfg->unknown.answer = UNKNOWN_REDIRECT;
+		else
+			cfg_err(p, m.val[UH_ANSWER],
+			        "bad answer '%s' (expected not_found, close or redirect)",
+			        cfg_quote(s).s);
+	}
+	cfg_get_contents(p, &m, UH_PAGE, CFG_PAGE_MAX, &cfg->unknown.page, &cfg->unknown.page_len);
+	if (cfg_str(p, &m, UH_TO, &s) == 1) {
+		if (!cfg_redirect_to_valid(s))
+			cfg_err(
+			    p, m.val[UH_TO],
+			    "bad redirect target '%s' (expected http(s)://HOST[:PORT][/PATH], no "
+			    "query, fragment, spaces or quotes)",
+			    cfg_quote(s).s);
+		else
+			cfg->unknown.to = cfg_strdup(p, s);
+	}
+	if (cfg->unknown.answer == UNKNOWN_REDIRECT && !cfg_has(&m, UH_TO))
+		cfg_err(p, n, "unknown_hosts: 'answer: redirect' needs 'to'");
+	if (cfg_has(&m, UH_TO) && cfg->unknown.answer != UNKNOWN_REDIRECT)
+		cfg_err(p, m.key[UH_TO], "unknown_hosts: 'to' is only for 'answer: redirect'");
+	if (cfg_has(&m, UH_PAGE) && cfg->unknown.answer != UNKNOWN_NOT_FOUND)
+		cfg_err(p, m.key[UH_PAGE], "unknown_hosts: 'page' is only for 'answer: not_found'");
+}
+
 /* access_log: "-" (stderr) or a file whose directory exists (the file is
  * created at start, and again after logrotate: -t must not create it). */
 static void edge_access_log(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
@@ -1922,6 +1997,7 @@ int config_edge_load(const char *file, struct edge_config *cfg)
 		edge_agents(&p, &top, cfg);
 		edge_access(&p, &top, cfg);
 		edge_redirects(&p, &top, cfg);
+		edge_unknown_hosts(&p, &top, cfg);
 		edge_access_log(&p, &top, cfg);
 		cfg_get_log_level(&p, &top, E_LOG_LEVEL, &cfg->log_level);
 		edge_http(&p, &top, cfg);
@@ -1969,6 +2045,8 @@ void config_edge_free(struct edge_config *cfg)
 		free(cfg->redirects[i].to);
 	}
 	free(cfg->redirects);
+	free(cfg->unknown.page);
+	free(cfg->unknown.to);
 	free(cfg->access_log);
 	free(cfg->tls.cert_dir);
 	free(cfg->tls.acme_directory);

@@ -88,8 +88,12 @@ struct edge_redirect {
 	int keep_path; /* append the request's path and query to `to`; default 1 */
 };
 
-#define CFG_MAX_ACCESS   256  /* entries in access: and in redirects: */
-#define CFG_MAX_PREFIXES 1024 /* allow: and deny: prefixes of one entry */
+/* unknown_hosts.answer: what a request for a host no route serves gets */
+enum unknown_answer { UNKNOWN_NOT_FOUND = 0, UNKNOWN_CLOSE = 1, UNKNOWN_REDIRECT = 2 };
+
+#define CFG_PAGE_MAX     (64u * 1024u) /* unknown_hosts.page */
+#define CFG_MAX_ACCESS   256           /* entries in access: and in redirects: */
+#define CFG_MAX_PREFIXES 1024          /* allow: and deny: prefixes of one entry */
 
 struct edge_config {
 	char *file; /* path it was loaded from */
@@ -121,6 +125,12 @@ struct edge_config {
 	size_t naccess;
 	struct edge_redirect *redirects;
 	size_t nredirects;
+	struct {
+		int answer;      /* enum unknown_answer */
+		char *page;      /* unknown_hosts.page: the 404 page's HTML, NULL = built in */
+		size_t page_len; /* at most CFG_PAGE_MAX */
+		char *to;        /* unknown_hosts.to, with UNKNOWN_REDIRECT (a 302 to it) */
+	} unknown;
 	char *access_log;               /* NULL = none, "-" = stderr */
 	int log_level;                  /* enum log_level, default LOG_INFO */
 	struct http_limits http_limits; /* key "http:" */

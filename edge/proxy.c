@@ -910,6 +910,46 @@ static int hconn_access(struct hconn *c, const struct http1_head *h, int *authed
 	return -1;
 }
 
+/* A host no route serves, nor any agent may: edge.yaml's unknown_hosts. */
+static void hconn_unknown(struct hconn *c, const struct http1_head *h)
+{
+	const char *page = edge.cfg.unknown.page;
+	size_t len = edge.cfg.unknown.page_len, cap = len + 512;
+	struct edge_redirect r = {.to = edge.cfg.unknown.to, .code = 302, .keep_path = 0};
+	char *resp;
+	int n;
+
+	switch (edge.cfg.unknown.answer) {
+	case UNKNOWN_CLOSE: /* no answer at all: nginx's 444 */
+		hconn_finish(c, 444, NULL, -1);
+		return;
+	case UNKNOWN_REDIRECT:
+		hconn_redirect(c, h, &r);
+		return;
+	}
+	if (!page) {
+		hconn_fail(c, 404);
+		return;
+	}
+	resp = malloc(cap);
+	if (!resp) {
+		hconn_fail(c, 500);
+		return;
+	}
+	n = snprintf(resp, cap,
+	             "HTTP/1.1 404 Not Found\r\nContent-Type: text/html; charset=utf-8\r\n"
+	             "Content-Length: %zu\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+	             len);
+	if (n > 0 && (size_t)n + len <= cap) {
+		memcpy(resp + n, page, len);
+		n += (int)len;
+	} else {
+		n = -1;
+	}
+	hconn_finish(c, 404, resp, n);
+	free(resp);
+}
+
 static int hconn_request(struct hconn *c, const struct http1_head *h)
 {
 	const struct eroute *route = NULL;
@@ -975,7 +1015,10 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 	}
 	s = registry_lookup_host(c->host, &route, &known);
 	if (!s) {
-		hconn_fail(c, known ? 502 : 404);
+		if (known)
+			hconn_fail(c, 502);
+		else
+			hconn_unknown(c, h);
 		return -1;
 	}
 	if (!c->tls && edge.cfg.has_https && !route->no_redirect && certs_covers(c->host)) {

@@ -352,3 +352,62 @@ def test_password_config_errors(env):
     assert two.returncode == 0 and two.stdout.startswith(b"$argon2id$")
     empty = subprocess.run([EDGE_BIN, "passwd"], input=b"\n", capture_output=True, timeout=30)
     assert empty.returncode == 1 and b"empty password" in empty.stderr
+
+
+# ---- unknown hosts --------------------------------------------------------------------
+
+
+def test_unknown_hosts(env, origin):
+    """unknown_hosts: a page of your own for the 404, no answer at all
+    (close, logged 444), or a 302 to a URL of yours.  A host an agent may
+    serve but does not now still gets 502; served hosts are untouched."""
+    page = os.path.join(env.dir, "404.html")
+    with open(page, "wb") as f:
+        f.write("<h1>Nothing here</h1> — relais\n".encode())
+    o = "http://127.0.0.1:%d" % origin.http
+    agent = Agent(env, "home", routes=[{"host": "app.test", "to": o}])
+    edge = Edge(env, agents=[agent.entry(hosts=["app.test", "*.away.test"])],
+                extra={"unknown_hosts": {"page": page}})
+    edge.start()
+    agent.start(edge.url())
+    port = edge.http_port
+
+    status, head, body = http_get(port, "nobody.test", OTHER)
+    assert status == 404 and body == open(page, "rb").read(), (head, body)
+    assert "text/html; charset=utf-8" in head
+    assert http_get(port, "x.away.test", OTHER)[0] == 502
+    assert http_get(port, "app.test", OTHER)[0] == 200
+
+    def reload(unknown):
+        edge.cfg["unknown_hosts"] = unknown
+        edge.write()
+        mark = edge.proc.mark()
+        edge.reload()
+        edge.proc.wait_log("configuration reloaded", 5, since=mark)
+
+    reload({"answer": "redirect", "to": "https://www.example.test/"})
+    status, head, _ = http_get(port, "nobody.test", OTHER, path="/a?b")
+    assert status == 302 and location(head) == "https://www.example.test/", head
+
+    reload({"answer": "close"})
+    s = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: nobody.test\r\n\r\n")
+        assert recv_all(s) == b""
+    finally:
+        s.close()
+    assert http_get(port, "app.test", OTHER)[0] == 200
+    assert '"GET /" 444 ' in access_log(env)
+
+    # a page too large, or a redirect without its target, is refused
+    big = os.path.join(env.dir, "big.html")
+    with open(big, "wb") as f:
+        f.write(b"x" * (64 * 1024 + 1))
+    edge.cfg["unknown_hosts"] = {"page": big}
+    edge.write()
+    out = subprocess.run([EDGE_BIN, "-t", "-c", edge.path], capture_output=True, timeout=30)
+    assert out.returncode == 1 and b"is larger than 65536 bytes" in out.stderr, out.stderr
+    edge.cfg["unknown_hosts"] = {"answer": "redirect"}
+    edge.write()
+    out = subprocess.run([EDGE_BIN, "-t", "-c", edge.path], capture_output=True, timeout=30)
+    assert out.returncode == 1 and b"'answer: redirect' needs 'to'" in out.stderr, out.stderr
