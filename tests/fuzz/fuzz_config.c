@@ -233,6 +233,11 @@ static void check_edge(const struct edge_config *c)
 				    "edge: access[] prefix");
 		}
 	}
+	check(c->unknown.answer >= UNKNOWN_NOT_FOUND && c->unknown.answer <= UNKNOWN_REDIRECT &&
+	          (c->unknown.answer == UNKNOWN_REDIRECT) == (c->unknown.to != NULL) &&
+	          (c->unknown.page == NULL || c->unknown.answer == UNKNOWN_NOT_FOUND) &&
+	          c->unknown.page_len <= CFG_PAGE_MAX,
+	      "edge: unknown_hosts");
 	check(c->nredirects <= CFG_MAX_ACCESS && (c->nredirects == 0 || c->redirects != NULL),
 	      "edge: redirects");
 	for (size_t i = 0; i < c->nredirects; i++) {
