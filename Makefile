@@ -21,7 +21,7 @@ PROTO_SRC  := $(wildcard proto/*.c)
 COMMON_SRC := $(wildcard common/*.c)
 # edge/ modules that are pure (no libwebsockets): unit-tested and fuzzed.
 EDGE_PURE  := $(wildcard edge/http1.c edge/clienthello.c edge/proxyproto.c edge/certs.c \
-                edge/policy.c edge/auth.c \
+                edge/policy.c edge/auth.c edge/dashboard.c \
                 edge/clients.c)
 EDGE_SRC   := $(filter-out $(EDGE_PURE),$(wildcard edge/*.c))
 AGENT_SRC  := $(wildcard agent/*.c)

@@ -16,6 +16,7 @@
 
 #include "../common/log.h"
 #include "admin.h"
+#include "dashboard.h"
 #include "edge.h"
 #include "registry.h"
 
@@ -112,9 +113,10 @@ port:
 
 /*
  * Judge the request head in req (NUL-terminated, ends in CRLF CRLF): the
- * HTTP status to answer, with *why the error text for anything but 200.
+ * HTTP status to answer, with *why the error text for anything but 200,
+ * and *file the dashboard file asked for (NULL for /status).
  */
-static int admin_check(const char *req, const char **why)
+static int admin_check(const char *req, const char **why, const struct dashboard_file **file)
 {
 	const char *sp1, *sp2, *line, *eol;
 	int hosts = 0, host_ok = 1;
@@ -152,7 +154,8 @@ static int admin_check(const char *req, const char **why)
 		*why = "Host must be an IP address or localhost";
 		return 403;
 	}
-	if (sp2 - sp1 - 1 != 7 || strncmp(sp1 + 1, "/status", 7) != 0) {
+	*file = dashboard_find(sp1 + 1, (size_t)(sp2 - sp1 - 1));
+	if (!*file && (sp2 - sp1 - 1 != 7 || strncmp(sp1 + 1, "/status", 7) != 0)) {
 		*why = "not found";
 		return 404;
 	}
@@ -165,10 +168,11 @@ static int admin_check(const char *req, const char **why)
 
 static int admin_respond(struct lws *wsi, struct admin_conn *c)
 {
-	const char *status, *why = "", *body;
+	const struct dashboard_file *file = NULL;
+	const char *status, *why = "", *body, *type = "application/json", *extra = "";
 	char *doc = NULL, err[96];
 	size_t blen;
-	int code = admin_check(c->req, &why), hl;
+	int code = admin_check(c->req, &why, &file), hl;
 
 	switch (code) {
 	case 200:
@@ -187,7 +191,12 @@ static int admin_respond(struct lws *wsi, struct admin_conn *c)
 		status = "400 Bad Request";
 		break;
 	}
-	if (code == 200) {
+	if (code == 200 && file) {
+		body = file->body;
+		blen = strlen(body);
+		type = file->type;
+		extra = dashboard_headers;
+	} else if (code == 200) {
 		doc = registry_status_json(ADMIN_BODY_MAX, &blen);
 		if (!doc)
 			return -1;
@@ -196,15 +205,15 @@ static int admin_respond(struct lws *wsi, struct admin_conn *c)
 		blen = (size_t)snprintf(err, sizeof(err), "{\"error\":\"%s\"}\n", why);
 		body = err;
 	}
-	c->resp = malloc(LWS_PRE + 256 + blen);
+	c->resp = malloc(LWS_PRE + 1024 + blen);
 	if (!c->resp) {
 		free(doc);
 		return -1;
 	}
-	hl = snprintf(c->resp + LWS_PRE, 256,
-	              "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-	              "Connection: close\r\nCache-Control: no-store\r\n\r\n",
-	              status, blen);
+	hl = snprintf(c->resp + LWS_PRE, 1024,
+	              "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	              "Connection: close\r\nCache-Control: no-store\r\n%s\r\n",
+	              status, type, blen, extra);
 	memcpy(c->resp + LWS_PRE + hl, body, blen);
 	c->resplen = (size_t)hl + blen;
 	free(doc);

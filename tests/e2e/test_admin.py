@@ -142,3 +142,47 @@ def test_sigterm_does_not_wait_for_udp_flows(env):
         assert "draining: finishing 0 streams" in e.log()[m:]
     finally:
         echo.close()
+
+
+def admin_get(port, path, host="127.0.0.1", method="GET"):
+    """One request to the status endpoint: (status, headers dict, body)."""
+    import socket
+    from relais import recv_all
+    s = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+    try:
+        s.sendall(("%s %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (method, path, host)).encode())
+        data = recv_all(s)
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert int(headers["Content-Length"]) == len(body)
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_dashboard_pages(env):
+    """The status endpoint serves a read-only dashboard at /: a page that
+    loads only its own stylesheet and script (a Content-Security-Policy
+    allowing nothing else), a script that reads /status and shows names as
+    text, never as HTML.  The Host check and the method check still apply."""
+    e = Edge(env, http=False)
+    e.start()
+    port = e.admin_port
+    status, h, page = admin_get(port, "/")
+    assert status == 200 and h["Content-Type"] == "text/html; charset=utf-8", h
+    csp = h["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp, csp
+    assert "frame-ancestors 'none'" in csp and h["X-Content-Type-Options"] == "nosniff"
+    assert b'<script src="/dashboard.js"></script>' in page
+    assert b"<script>" not in page and b"style=" not in page  # nothing inline: CSP allows none
+    status, h, js = admin_get(port, "/dashboard.js")
+    assert status == 200 and h["Content-Type"].startswith("text/javascript"), h
+    assert b'fetch("/status"' in js and b"textContent" in js and b"innerHTML" not in js
+    status, h, css = admin_get(port, "/dashboard.css")
+    assert status == 200 and h["Content-Type"].startswith("text/css") and b"table" in css
+    # the same guards as /status
+    assert admin_get(port, "/", host="relais.example.com")[0] == 403
+    assert admin_get(port, "/", method="POST")[0] == 405
+    assert admin_get(port, "/dashboard.jsx")[0] == 404
+    assert admin_get(port, "/status")[0] == 200
