@@ -76,6 +76,27 @@ def test_route_gets_a_certificate_and_it_is_served(env):
     assert os.path.exists(crt)
 
 
+def test_redirect_host_gets_a_certificate_and_redirects_over_https(env):
+    """An exact redirects: host needs no agent: the edge orders its
+    certificate itself, serves it, and answers HTTPS with the redirect.
+    """
+    a = Agent(env, "home", routes=[route("app.example.org")])
+    e, pebble = acme_edge(env, a, ["app.example.org"])
+    e.cfg["redirects"] = [{"host": "old.example.org", "to": "https://app.example.org"}]
+    e.write()
+    e.start()
+    e.proc.wait_log("acme: old.example.org: certificate issued", 30)
+    root = pebble_root(env, pebble)
+    wait_for(lambda: _verifies(e.https_port, "old.example.org", root), 10,
+             what="the redirect host's certificate served")
+    ctx = ssl.create_default_context(cafile=root)
+    with socket.create_connection(("127.0.0.1", e.https_port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname="old.example.org") as t:
+            t.sendall(b"GET /x?y HTTP/1.1\r\nHost: old.example.org\r\nConnection: close\r\n\r\n")
+            head = t.recv(4096)
+    assert head.startswith(b"HTTP/1.1 301 ") and b"Location: https://app.example.org/x?y\r\n" in head, head
+
+
 def _verifies(port, sni, root):
     try:
         served_cert(port, sni, root)
