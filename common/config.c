@@ -1407,59 +1407,74 @@ static size_t cfg_seen_add(struct cfg_seen *s, const void *key, size_t len, size
 	}
 }
 
-/* A list of host patterns (lower-cased, validated) at key k. */
-static void cfg_get_hosts(struct cfgp *p, const struct cfg_map *m, int k, char ***out, size_t *n)
+/*
+ * A list of strings at key k, each parsed by parse into its slot of an
+ * array of items of size bytes (parse reports its own error and returns -1
+ * to leave the item out).  At most max items (0: any number).  Returns the
+ * array (NULL when absent or on error) and its item count in *n.
+ */
+typedef int (*cfg_item_fn)(struct cfgp *p, const yaml_node_t *item, const char *s, void *slot);
+
+static void *cfg_get_list(struct cfgp *p, const struct cfg_map *m, int k, size_t size, size_t max,
+                          cfg_item_fn parse, size_t *n)
 {
 	yaml_node_t *seq = cfg_list(p, m, k, "strings");
+	char *out;
 
 	if (seq == NULL)
-		return;
-	*out = cfg_calloc(p, cfg_seq_len(seq), sizeof(char *));
-	if (*out == NULL)
-		return;
-	for (size_t i = 0; i < cfg_seq_len(seq); i++) {
+		return NULL;
+	if (max != 0 && cfg_seq_len(seq) > max) {
+		cfg_err(p, seq, "'%s' lists %zu items, at most %zu", m->keys[k], cfg_seq_len(seq),
+		        max);
+		return NULL;
+	}
+	out = cfg_calloc(p, cfg_seq_len(seq), size);
+	for (size_t i = 0; out != NULL && i < cfg_seq_len(seq); i++) {
 		yaml_node_t *item = cfg_seq_item(p, seq, i);
 		const char *s = cfg_list_str(p, m, k, item);
-		char *h;
 
-		if (s == NULL)
-			continue;
-		h = cfg_strdup(p, s);
-		if (h == NULL)
-			return;
-		host_normalize(h);
-		if (!hostpat_valid(h)) {
-			cfg_err(p, item, "bad host pattern '%s'", cfg_quote(s).s);
-			free(h);
-			continue;
-		}
-		(*out)[(*n)++] = h;
+		if (s != NULL && parse(p, item, s, out + *n * size) == 0)
+			(*n)++;
 	}
+	return out;
 }
 
-/* A list of port ranges ("tcp/22", "udp/27015-27020") at key k. */
-static void cfg_get_ports(struct cfgp *p, const struct cfg_map *m, int k, struct port_range **out,
-                          size_t *n)
+/* A host pattern, lower-cased and validated, into a char *. */
+static int cfg_item_host(struct cfgp *p, const yaml_node_t *item, const char *s, void *slot)
 {
-	yaml_node_t *seq = cfg_list(p, m, k, "strings");
+	char *h = cfg_strdup(p, s);
 
-	if (seq == NULL)
-		return;
-	*out = cfg_calloc(p, cfg_seq_len(seq), sizeof(struct port_range));
-	if (*out == NULL)
-		return;
-	for (size_t i = 0; i < cfg_seq_len(seq); i++) {
-		yaml_node_t *item = cfg_seq_item(p, seq, i);
-		const char *s = cfg_list_str(p, m, k, item);
-
-		if (s == NULL)
-			continue;
-		if (port_range_parse(s, &(*out)[*n]) < 0) {
-			cfg_err(p, item, "bad port range '%s' " BAD_RANGE_HINT, cfg_quote(s).s);
-			continue;
-		}
-		(*n)++;
+	if (h == NULL)
+		return -1;
+	host_normalize(h);
+	if (!hostpat_valid(h)) {
+		cfg_err(p, item, "bad host pattern '%s'", cfg_quote(s).s);
+		free(h);
+		return -1;
 	}
+	*(char **)slot = h;
+	return 0;
+}
+
+/* A port range ("tcp/22", "udp/27015-27020") into a struct port_range. */
+static int cfg_item_ports(struct cfgp *p, const yaml_node_t *item, const char *s, void *slot)
+{
+	if (port_range_parse(s, slot) == 0)
+		return 0;
+	cfg_err(p, item, "bad port range '%s' " BAD_RANGE_HINT, cfg_quote(s).s);
+	return -1;
+}
+
+/* An IP address or prefix ("10.0.0.0/8", "2001:db8::1") into a struct cidr. */
+static int cfg_item_prefix(struct cfgp *p, const yaml_node_t *item, const char *s, void *slot)
+{
+	if (cidr_parse(s, slot) == 0)
+		return 0;
+	cfg_err(p, item,
+	        "bad address or prefix '%s' (expected an IP address, or ADDRESS/BITS with no bit "
+	        "set past BITS, e.g. 192.168.1.0/24)",
+	        cfg_quote(s).s);
+	return -1;
 }
 
 /* One entry of agents:; names and keys remember the earlier ones for duplicates. */
@@ -1503,8 +1518,9 @@ static void edge_agent(struct cfgp *p, yaml_node_t *n, size_t idx, struct edge_c
 				        cfg_pos(keys->at[first]).s, cfg->agents[first].name);
 		}
 	}
-	cfg_get_hosts(p, &m, AG_HOSTS, &ag->hosts, &ag->nhosts);
-	cfg_get_ports(p, &m, AG_PORTS, &ag->ports, &ag->nports);
+	ag->hosts = cfg_get_list(p, &m, AG_HOSTS, sizeof(char *), 0, cfg_item_host, &ag->nhosts);
+	ag->ports = cfg_get_list(p, &m, AG_PORTS, sizeof(struct port_range), 0, cfg_item_ports,
+	                         &ag->nports);
 	ag->max_certificates = CFG_MAX_CERTIFICATES_DEFAULT;
 	cfg_get_count(p, &m, AG_MAX_CERTS, CFG_MAX_CERTIFICATES_MAX,
 	              "no ACME certificates for this agent", &ag->max_certificates);
@@ -1535,40 +1551,6 @@ static void edge_agents(struct cfgp *p, const struct cfg_map *top, struct edge_c
 	}
 	cfg_seen_free(&names);
 	cfg_seen_free(&keys);
-}
-
-/* A list of IP prefixes ("10.0.0.0/8", "2001:db8::/32", "203.0.113.7") at key k. */
-static void cfg_get_prefixes(struct cfgp *p, const struct cfg_map *m, int k, struct cidr **out,
-                             size_t *n)
-{
-	yaml_node_t *seq = cfg_list(p, m, k, "strings");
-
-	if (seq == NULL)
-		return;
-	if (cfg_seq_len(seq) > CFG_MAX_PREFIXES) {
-		cfg_err(p, seq, "'%s' lists %zu prefixes, at most %d", m->keys[k], cfg_seq_len(seq),
-		        CFG_MAX_PREFIXES);
-		return;
-	}
-	*out = cfg_calloc(p, cfg_seq_len(seq), sizeof(struct cidr));
-	if (*out == NULL)
-		return;
-	for (size_t i = 0; i < cfg_seq_len(seq); i++) {
-		yaml_node_t *item = cfg_seq_item(p, seq, i);
-		const char *s = cfg_list_str(p, m, k, item);
-
-		if (s == NULL)
-			continue;
-		if (cidr_parse(s, &(*out)[*n]) < 0) {
-			cfg_err(
-			    p, item,
-			    "bad address or prefix '%s' (expected an IP address, or ADDRESS/BITS "
-			    "with no bit set past BITS, e.g. 192.168.1.0/24)",
-			    cfg_quote(s).s);
-			continue;
-		}
-		(*n)++;
-	}
 }
 
 /* A list of mappings at key k of at most CFG_MAX_ACCESS entries; NULL if none. */
@@ -1703,10 +1685,14 @@ static void edge_access(struct cfgp *p, const struct cfg_map *top, struct edge_c
 		}
 		snprintf(where, sizeof(where), "in access entry #%zu", i + 1);
 		cfg_map_read(p, item, where, access_keys, &m);
-		cfg_get_hosts(p, &m, AL_HOSTS, &a->hosts, &a->nhosts);
-		cfg_get_ports(p, &m, AL_PORTS, &a->ports, &a->nports);
-		cfg_get_prefixes(p, &m, AL_ALLOW, &a->allow, &a->nallow);
-		cfg_get_prefixes(p, &m, AL_DENY, &a->deny, &a->ndeny);
+		a->hosts =
+		    cfg_get_list(p, &m, AL_HOSTS, sizeof(char *), 0, cfg_item_host, &a->nhosts);
+		a->ports = cfg_get_list(p, &m, AL_PORTS, sizeof(struct port_range), 0,
+		                        cfg_item_ports, &a->nports);
+		a->allow = cfg_get_list(p, &m, AL_ALLOW, sizeof(struct cidr), CFG_MAX_PREFIXES,
+		                        cfg_item_prefix, &a->nallow);
+		a->deny = cfg_get_list(p, &m, AL_DENY, sizeof(struct cidr), CFG_MAX_PREFIXES,
+		                       cfg_item_prefix, &a->ndeny);
 		edge_access_users(p, &m, a);
 		if (cfg_str(p, &m, AL_SATISFY, &s) == 1) {
 			if (strcmp(s, "any") == 0)
