@@ -44,6 +44,14 @@ def location(head):
     return None
 
 
+def reloaded(edge):
+    """Write edge.cfg, reload, and wait until the edge says it took it."""
+    edge.write()
+    mark = edge.proc.mark()
+    edge.reload()
+    edge.proc.wait_log("configuration reloaded", 5, since=mark)
+
+
 def access_log(env):
     with open(os.path.join(env.dir, "access.log")) as f:
         return f.read()
@@ -90,10 +98,7 @@ def test_access_lists_on_http_hosts(env, origin):
 
     # a reload: public.test now allows only LAN
     edge.cfg["access"][1] = {"hosts": ["public.test"], "allow": [LAN]}
-    edge.write()
-    mark = edge.proc.mark()
-    edge.reload()
-    edge.proc.wait_log("configuration reloaded", 5, since=mark)
+    reloaded(edge)
     assert http_get(port, "public.test", OTHER)[0] == 403
     assert http_get(port, "public.test", LAN)[0] == 200
 
@@ -151,10 +156,7 @@ def test_access_lists_on_tcp_and_udp_ports(env, closing):
     e.cfg["access"] = [{"ports": ["tcp/%d" % tport], "allow": [LAN]},
                        {"ports": ["udp/1-65535"], "allow": [OTHER]},
                        {"ports": ["udp/%d" % uport], "deny": [STRANGER]}]  # narrowest wins
-    e.write()
-    mark = e.proc.mark()
-    e.reload()
-    e.proc.wait_log("configuration reloaded", 5, since=mark)
+    reloaded(e)
 
     def tcp_echo(src):
         s = socket.create_connection(("127.0.0.1", tport), timeout=5 * SLOW,
@@ -378,18 +380,13 @@ def test_unknown_hosts(env, origin):
     assert http_get(port, "x.away.test", OTHER)[0] == 502
     assert http_get(port, "app.test", OTHER)[0] == 200
 
-    def reload(unknown):
-        edge.cfg["unknown_hosts"] = unknown
-        edge.write()
-        mark = edge.proc.mark()
-        edge.reload()
-        edge.proc.wait_log("configuration reloaded", 5, since=mark)
-
-    reload({"answer": "redirect", "to": "https://www.example.test/"})
+    edge.cfg["unknown_hosts"] = {"answer": "redirect", "to": "https://www.example.test/"}
+    reloaded(edge)
     status, head, _ = http_get(port, "nobody.test", OTHER, path="/a?b")
     assert status == 302 and location(head) == "https://www.example.test/", head
 
-    reload({"answer": "close"})
+    edge.cfg["unknown_hosts"] = {"answer": "close"}
+    reloaded(edge)
     s = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
     try:
         s.sendall(b"GET / HTTP/1.1\r\nHost: nobody.test\r\n\r\n")
