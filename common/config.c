@@ -1468,6 +1468,12 @@ static int cfg_item_ports(struct cfgp *p, const yaml_node_t *item, const char *s
 /* An IP address or prefix ("10.0.0.0/8", "2001:db8::1") into a struct cidr. */
 static int cfg_item_prefix(struct cfgp *p, const yaml_node_t *item, const char *s, void *slot)
 {
+	if (strncasecmp(s, "::ffff:", 7) == 0 && strchr(s, '.') != NULL) {
+		/* a dual-stack listener's IPv4 client is matched as IPv4 */
+		cfg_err(p, item, "'%s' is an IPv4 address in IPv6 form: write it as IPv4",
+		        cfg_quote(s).s);
+		return -1;
+	}
 	if (cidr_parse(s, slot) == 0)
 		return 0;
 	cfg_err(p, item,
@@ -1568,8 +1574,9 @@ static yaml_node_t *cfg_entries(struct cfgp *p, const struct cfg_map *top, int k
 
 /*
  * A password hash for access[].users: argon2id as `relais-edge passwd` makes
- * it, at most CFG_PWHASH_MAX_KIB and CFG_PWHASH_MAX_OPS, one lane (the edge
- * checks it on its event loop: a costlier hash would stall every client).
+ * it, between CFG_PWHASH_MIN_* and CFG_PWHASH_MAX_*, one lane (the edge
+ * checks it on its event loop: a costlier hash would stall every client,
+ * a cheaper one would not resist guessing if the file leaked).
  */
 static int cfg_pwhash_ok(const char *h, char *why, size_t cap)
 {
@@ -1588,6 +1595,14 @@ static int cfg_pwhash_ok(const char *h, char *why, size_t cap)
 		    "too costly to check for each login (m=%u,t=%u,p=%u; at most m=%d,t=%d,p=1): "
 		    "make one with 'relais-edge passwd'",
 		    m, t, par, CFG_PWHASH_MAX_KIB, CFG_PWHASH_MAX_OPS);
+		return 0;
+	}
+	if (m < CFG_PWHASH_MIN_KIB || t < CFG_PWHASH_MIN_OPS) {
+		snprintf(why, cap,
+		         "too cheap to resist guessing if the file leaks (m=%u,t=%u; at least "
+		         "m=%d,t=%d): "
+		         "make one with 'relais-edge passwd'",
+		         m, t, CFG_PWHASH_MIN_KIB, CFG_PWHASH_MIN_OPS);
 		return 0;
 	}
 	return 1;
@@ -1664,13 +1679,92 @@ static void edge_access_users(struct cfgp *p, const struct cfg_map *m, struct ed
 }
 
 /* access: lists of clients allowed or denied, per host and stream port. */
+/* The number of items of the list at key in mapping n (0 when not a list). */
+static size_t cfg_peek_len(struct cfgp *p, const yaml_node_t *n, const char *key)
+{
+	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
+	     pr++) {
+		yaml_node_t *k = cfg_node(p, pr->key), *v = cfg_node(p, pr->value);
+
+		if (k->type == YAML_SCALAR_NODE && strcmp(cfg_text(k), key) == 0 &&
+		    v->type == YAML_SEQUENCE_NODE)
+			return cfg_seq_len(v);
+	}
+	return 0;
+}
+
+/* The checks of one access entry (#i, at item) that span its keys. */
+static void edge_access_check(struct cfgp *p, const struct cfg_map *m, yaml_node_t *item, size_t i)
+{
+	static const int lists[] = {AL_HOSTS, AL_PORTS, AL_ALLOW, AL_DENY, AL_USERS};
+
+	if (!cfg_has(m, AL_HOSTS) && !cfg_has(m, AL_PORTS))
+		cfg_err(p, item, "access entry #%zu names no 'hosts' and no 'ports'", i + 1);
+	if (!cfg_has(m, AL_ALLOW) && !cfg_has(m, AL_DENY) && !cfg_has(m, AL_USERS))
+		cfg_err(p, item, "access entry #%zu has no 'allow', 'deny' or 'users'", i + 1);
+	if (cfg_has(m, AL_USERS) && cfg_has(m, AL_PORTS))
+		cfg_err(p, m->key[AL_USERS],
+		        "'users' (HTTP passwords) cannot apply to stream 'ports': give them an "
+		        "access entry of their own");
+	/* "allow: []" would read as "nobody" and let everyone in */
+	for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
+		if (cfg_has(m, lists[k]) && m->val[lists[k]]->type == YAML_SEQUENCE_NODE &&
+		    cfg_seq_len(m->val[lists[k]]) == 0)
+			cfg_err(p, m->val[lists[k]],
+			        "'%s' is empty: list something, or leave it out",
+			        m->keys[lists[k]]);
+}
+
+/*
+ * A host or port range named by two entries: only the first would ever
+ * apply (the closest name decides alone), so it is refused.  seen indexes
+ * every name so far; *idx counts them.
+ */
+static void edge_access_dups(struct cfgp *p, const struct cfg_map *m, const struct edge_access *a,
+                             struct cfg_seen *hosts, struct cfg_seen *ports, size_t *nh, size_t *np)
+{
+	for (size_t j = 0; j < a->nhosts; j++, (*nh)++) {
+		size_t first =
+		    cfg_seen_add(hosts, a->hosts[j], strlen(a->hosts[j]), *nh, m->val[AL_HOSTS]);
+
+		if (first != *nh)
+			cfg_err(p, m->val[AL_HOSTS],
+			        "host '%s' is named by an access entry already (at %s): one entry "
+			        "per host",
+			        a->hosts[j], cfg_pos(hosts->at[first]).s);
+	}
+	for (size_t j = 0; j < a->nports; j++, (*np)++) {
+		size_t first =
+		    cfg_seen_add(ports, &a->ports[j], sizeof(a->ports[j]), *np, m->val[AL_PORTS]);
+
+		if (first != *np)
+			cfg_err(p, m->val[AL_PORTS],
+			        "port range %s/%u-%u is named by an access entry already (at %s)",
+			        a->ports[j].kind == ROUTE_KIND_UDP ? "udp" : "tcp", a->ports[j].lo,
+			        a->ports[j].hi, cfg_pos(ports->at[first]).s);
+	}
+}
+
+/* access: lists of clients allowed or denied, per host and stream port. */
 static void edge_access(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
 {
 	yaml_node_t *seq = cfg_entries(p, top, E_ACCESS);
+	struct cfg_seen hosts, ports;
+	size_t nh = 0, np = 0, th = 0, tp = 0;
 
 	if (seq == NULL)
 		return;
+	for (size_t i = 0; i < cfg_seq_len(seq); i++) {
+		yaml_node_t *item = cfg_seq_item(p, seq, i);
+
+		if (item->type == YAML_MAPPING_NODE) {
+			th += cfg_peek_len(p, item, "hosts");
+			tp += cfg_peek_len(p, item, "ports");
+		}
+	}
 	cfg->access = cfg_calloc(p, cfg_seq_len(seq), sizeof(struct edge_access));
+	cfg_seen_init(p, &hosts, th);
+	cfg_seen_init(p, &ports, tp);
 	for (size_t i = 0; cfg->access && i < cfg_seq_len(seq) && !p->oom; i++) {
 		yaml_node_t *item = cfg_seq_item(p, seq, i);
 		struct edge_access *a = &cfg->access[i];
@@ -1685,10 +1779,10 @@ static void edge_access(struct cfgp *p, const struct cfg_map *top, struct edge_c
 		}
 		snprintf(where, sizeof(where), "in access entry #%zu", i + 1);
 		cfg_map_read(p, item, where, access_keys, &m);
-		a->hosts =
-		    cfg_get_list(p, &m, AL_HOSTS, sizeof(char *), 0, cfg_item_host, &a->nhosts);
-		a->ports = cfg_get_list(p, &m, AL_PORTS, sizeof(struct port_range), 0,
-		                        cfg_item_ports, &a->nports);
+		a->hosts = cfg_get_list(p, &m, AL_HOSTS, sizeof(char *), CFG_MAX_ACCESS_NAMES,
+		                        cfg_item_host, &a->nhosts);
+		a->ports = cfg_get_list(p, &m, AL_PORTS, sizeof(struct port_range),
+		                        CFG_MAX_ACCESS_NAMES, cfg_item_ports, &a->nports);
 		a->allow = cfg_get_list(p, &m, AL_ALLOW, sizeof(struct cidr), CFG_MAX_PREFIXES,
 		                        cfg_item_prefix, &a->nallow);
 		a->deny = cfg_get_list(p, &m, AL_DENY, sizeof(struct cidr), CFG_MAX_PREFIXES,
@@ -1701,18 +1795,11 @@ static void edge_access(struct cfgp *p, const struct cfg_map *top, struct edge_c
 				cfg_err(p, m.val[AL_SATISFY],
 				        "bad satisfy '%s' (expected all or any)", cfg_quote(s).s);
 		}
-		if (!cfg_has(&m, AL_HOSTS) && !cfg_has(&m, AL_PORTS))
-			cfg_err(p, item, "access entry #%zu names no 'hosts' and no 'ports'",
-			        i + 1);
-		if (!cfg_has(&m, AL_ALLOW) && !cfg_has(&m, AL_DENY) && !cfg_has(&m, AL_USERS))
-			cfg_err(p, item, "access entry #%zu has no 'allow', 'deny' or 'users'",
-			        i + 1);
-		if (cfg_has(&m, AL_USERS) && cfg_has(&m, AL_PORTS))
-			cfg_err(
-			    p, m.key[AL_USERS],
-			    "'users' (HTTP passwords) cannot apply to stream 'ports': give them "
-			    "an access entry of their own");
+		edge_access_check(p, &m, item, i);
+		edge_access_dups(p, &m, a, &hosts, &ports, &nh, &np);
 	}
+	cfg_seen_free(&hosts);
+	cfg_seen_free(&ports);
 }
 
 /* A redirect target: http(s)://host[:port][/path], nothing a Location

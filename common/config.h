@@ -76,9 +76,11 @@ struct edge_access {
 	int satisfy_any; /* satisfy: any: an allowed address OR a password; else both */
 };
 
-#define CFG_MAX_USERS      256   /* users of one access list */
-#define CFG_PWHASH_MAX_KIB 16384 /* an argon2id hash's m=, KiB: checked on the event loop */
-#define CFG_PWHASH_MAX_OPS 4     /* its t= */
+#define CFG_MAX_USERS      256  /* users of one access list */
+#define CFG_PWHASH_MAX_KIB 8192 /* an argon2id hash's m=, KiB: checked on the event loop */
+#define CFG_PWHASH_MAX_OPS 3    /* its t= */
+#define CFG_PWHASH_MIN_KIB 4096 /* and at least this much, */
+#define CFG_PWHASH_MIN_OPS 2    /* and passes, against offline guessing */
 
 /* redirects: a redirection host, answered by the edge itself. */
 struct edge_redirect {
@@ -91,9 +93,10 @@ struct edge_redirect {
 /* unknown_hosts.answer: what a request for a host no route serves gets */
 enum unknown_answer { UNKNOWN_NOT_FOUND = 0, UNKNOWN_CLOSE = 1, UNKNOWN_REDIRECT = 2 };
 
-#define CFG_PAGE_MAX     (64u * 1024u) /* unknown_hosts.page */
-#define CFG_MAX_ACCESS   256           /* entries in access: and in redirects: */
-#define CFG_MAX_PREFIXES 1024          /* allow: and deny: prefixes of one entry */
+#define CFG_PAGE_MAX         (64u * 1024u) /* unknown_hosts.page */
+#define CFG_MAX_ACCESS       256           /* entries in access: and in redirects: */
+#define CFG_MAX_ACCESS_NAMES 1024          /* hosts: and ports: of one entry */
+#define CFG_MAX_PREFIXES     1024          /* allow: and deny: prefixes of one entry */
 
 struct edge_config {
 	char *file; /* path it was loaded from */
@@ -121,7 +124,7 @@ struct edge_config {
 	} tls;
 	struct edge_agent *agents;
 	size_t nagents;
-	struct edge_access *access; /* checked in order: the first naming the host or port */
+	struct edge_access *access; /* the closest name, the narrowest range decides (policy.c) */
 	size_t naccess;
 	struct edge_redirect *redirects;
 	size_t nredirects;

@@ -10,23 +10,23 @@
 
 #include "clients.h"
 
-#define CACHE_SLOTS 256  /* credentials that passed */
-#define FAIL_SLOTS  1024 /* clients with wrong tries */
-#define CRED_MAX    512  /* decoded "name:password" */
+#define CACHE_SETS 64 /* credentials that passed: CACHE_SETS sets of CACHE_WAYS */
+#define CACHE_WAYS 4
+#define CRED_MAX   1200 /* decoded "name:password": 64 + 1 + 1024 and more */
 
 struct passed {
 	uint8_t digest[crypto_generichash_BYTES];
 	uint64_t until_us;
 };
 
+/* Wrong tries of the clients whose key hashes to a slot, since since_us. */
 struct fails {
-	uint8_t key[CLIENT_KEY_LEN];
 	uint64_t since_us;
 	unsigned n;
 };
 
-static struct passed cache[CACHE_SLOTS];
-static struct fails fails[FAIL_SLOTS];
+static struct passed cache[CACHE_SETS][CACHE_WAYS];
+static struct fails fails[AUTH_FAIL_SLOTS];
 static uint8_t cache_key[crypto_generichash_KEYBYTES];
 static int cache_key_set;
 static double tokens = AUTH_CHECKS_PER_S;
@@ -47,16 +47,40 @@ static void digest_of(const char *hash, const char *cred, size_t len, uint8_t ou
 	crypto_generichash_final(&st, out, crypto_generichash_BYTES);
 }
 
+/* 1 when digest d passed and is still remembered. */
+static int cache_has(const uint8_t *d, uint64_t now_us)
+{
+	struct passed *set = cache[d[0] % CACHE_SETS];
+
+	for (int i = 0; i < CACHE_WAYS; i++)
+		if (set[i].until_us > now_us &&
+		    sodium_memcmp(set[i].digest, d, crypto_generichash_BYTES) == 0)
+			return 1;
+	return 0;
+}
+
+/* Remember d in place of the way that expires first. */
+static void cache_put(const uint8_t *d, uint64_t now_us)
+{
+	struct passed *set = cache[d[0] % CACHE_SETS], *w = &set[0];
+
+	for (int i = 1; i < CACHE_WAYS; i++)
+		if (set[i].until_us < w->until_us)
+			w = &set[i];
+	memcpy(w->digest, d, crypto_generichash_BYTES);
+	w->until_us = now_us + (uint64_t)AUTH_REMEMBER_S * 1000000u;
+}
+
+/* The counter of peer's wrong tries; it starts again only when its window
+ * has passed, never because another client hashes to the same slot. */
 static struct fails *fails_of(const struct addr *peer, uint64_t now_us)
 {
 	uint8_t key[CLIENT_KEY_LEN];
 	struct fails *f;
 
 	client_key(peer, key);
-	f = &fails[client_hash(key, sizeof(key)) % FAIL_SLOTS];
-	if (memcmp(f->key, key, sizeof(key)) != 0 ||
-	    now_us - f->since_us > (uint64_t)AUTH_FAIL_WINDOW_S * 1000000u) {
-		memcpy(f->key, key, sizeof(key));
+	f = &fails[client_hash(key, sizeof(key)) % AUTH_FAIL_SLOTS];
+	if (now_us - f->since_us > (uint64_t)AUTH_FAIL_WINDOW_S * 1000000u) {
 		f->since_us = now_us;
 		f->n = 0;
 	}
@@ -76,6 +100,25 @@ static int take_token(uint64_t now_us)
 	return 1;
 }
 
+static int is_authorization(const struct http1_header *f)
+{
+	return f->name_len == 13 && strncasecmp(f->name, "Authorization", 13) == 0;
+}
+
+static int is_basic(const struct http1_header *f)
+{
+	return f->value_len >= 6 && strncasecmp(f->value, "Basic", 5) == 0 &&
+	       (f->value[5] == ' ' || f->value[5] == '\t');
+}
+
+int auth_has_basic(const struct http1_head *h)
+{
+	for (size_t i = 0; i < h->nheaders; i++)
+		if (is_authorization(&h->headers[i]) && is_basic(&h->headers[i]))
+			return 1;
+	return 0;
+}
+
 /* The one Authorization field of h, or NULL (none, or more than one). */
 static const struct http1_header *authorization(const struct http1_head *h, int *count)
 {
@@ -83,8 +126,7 @@ static const struct http1_header *authorization(const struct http1_head *h, int 
 
 	*count = 0;
 	for (size_t i = 0; i < h->nheaders; i++)
-		if (h->headers[i].name_len == 13 &&
-		    strncasecmp(h->headers[i].name, "Authorization", 13) == 0) {
+		if (is_authorization(&h->headers[i])) {
 			found = &h->headers[i];
 			(*count)++;
 		}
@@ -94,13 +136,13 @@ static const struct http1_header *authorization(const struct http1_head *h, int 
 /* Decode "Basic <base64>" into cred[0..CRED_MAX); its length, or -1. */
 static long decode_basic(const struct http1_header *f, char *cred)
 {
-	const char *v = f->value, *end = f->value + f->value_len;
+	const char *v = f->value + 5, *end = f->value + f->value_len;
 	size_t len;
 
-	if (f->value_len < 6 || strncasecmp(v, "Basic", 5) != 0 || (v[5] != ' ' && v[5] != '\t'))
+	if (!is_basic(f))
 		return -1;
-	for (v += 5; v < end && (*v == ' ' || *v == '\t'); v++)
-		;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
 	if (sodium_base642bin((unsigned char *)cred, CRED_MAX - 1, v, (size_t)(end - v), NULL, &len,
 	                      NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
 		return -1;
@@ -108,68 +150,74 @@ static long decode_basic(const struct http1_header *f, char *cred)
 	return memchr(cred, '\0', len) != NULL ? -1 : (long)len;
 }
 
+/* A hash's cost, m times t, for picking the costliest of a list. */
+static unsigned long hash_cost(const char *h)
+{
+	unsigned m = 0, t = 0;
+
+	if (sscanf(h, "$argon2id$v=19$m=%u,t=%u,", &m, &t) != 2)
+		return 0;
+	return (unsigned long)m * t;
+}
+
+/* The hash an unknown name is checked against: the costliest of the list,
+ * so that the time taken does not tell which names exist. */
+static const char *decoy_hash(const struct edge_access *a)
+{
+	const char *h = a->users[0].hash;
+
+	for (size_t i = 1; i < a->nusers; i++)
+		if (hash_cost(a->users[i].hash) > hash_cost(h))
+			h = a->users[i].hash;
+	return h;
+}
+
 enum auth_result auth_basic(const struct edge_access *a, const struct http1_head *h,
                             const struct addr *peer, uint64_t now_us, char *user, size_t cap)
 {
 	const struct http1_header *f;
 	const struct edge_user *u = NULL;
-	struct passed *p;
+	enum auth_result r;
 	struct fails *fl;
 	char cred[CRED_MAX];
 	uint8_t d[crypto_generichash_BYTES];
 	const char *colon;
+	size_t nlen;
 	long len;
-	int count, ok;
+	int count;
 
 	f = authorization(h, &count);
 	if (count == 0)
 		return AUTH_MISSING;
 	len = f ? decode_basic(f, cred) : -1;
 	colon = len > 0 ? memchr(cred, ':', (size_t)len) : NULL;
-	if (colon) {
-		for (size_t i = 0; i < a->nusers && !u; i++)
-			if (strlen(a->users[i].name) == (size_t)(colon - cred) &&
-			    memcmp(a->users[i].name, cred, (size_t)(colon - cred)) == 0)
-				u = &a->users[i];
-	}
+	nlen = colon ? (size_t)(colon - cred) : 0;
+	for (size_t i = 0; colon && i < a->nusers && !u; i++)
+		if (strlen(a->users[i].name) == nlen && memcmp(a->users[i].name, cred, nlen) == 0)
+			u = &a->users[i];
 	/* A client past its wrong tries gets nothing checked, not even
 	 * against the remembered credentials: guessing stays throttled. */
 	fl = fails_of(peer, now_us);
 	if (fl->n >= AUTH_FAIL_MAX) {
-		sodium_memzero(cred, sizeof(cred));
-		return AUTH_THROTTLED;
-	}
-	if (!colon) { /* not "Basic base64(name:password)" */
-		sodium_memzero(cred, sizeof(cred));
+		r = AUTH_THROTTLED;
+	} else if (!colon) { /* not "Basic base64(name:password)" */
 		fl->n++;
-		return AUTH_FAILED;
+		r = AUTH_FAILED;
+	} else if (u && (digest_of(u->hash, cred, (size_t)len, d), cache_has(d, now_us))) {
+		r = AUTH_OK;
+	} else if (!take_token(now_us)) {
+		r = AUTH_BUSY;
+	} else if (crypto_pwhash_str_verify(u ? u->hash : decoy_hash(a), colon + 1,
+	                                    (unsigned long long)(cred + len - colon - 1)) == 0 &&
+	           u) {
+		cache_put(d, now_us);
+		r = AUTH_OK;
+	} else {
+		fl->n++;
+		r = AUTH_FAILED;
 	}
-	if (u) {
-		digest_of(u->hash, cred, (size_t)len, d);
-		p = &cache[d[0] % CACHE_SLOTS];
-		if (p->until_us > now_us && sodium_memcmp(p->digest, d, sizeof(d)) == 0) {
-			snprintf(user, cap, "%s", u->name);
-			sodium_memzero(cred, sizeof(cred));
-			return AUTH_OK;
-		}
-	}
-	if (!take_token(now_us)) {
-		sodium_memzero(cred, sizeof(cred));
-		return AUTH_THROTTLED;
-	}
-	/* An unknown name costs a check too: the time taken does not tell
-	 * which names exist. */
-	ok = crypto_pwhash_str_verify(u ? u->hash : a->users[0].hash, colon + 1,
-	                              (unsigned long long)(cred + len - colon - 1)) == 0 &&
-	     u != NULL;
 	sodium_memzero(cred, sizeof(cred));
-	if (!ok) {
-		fl->n++;
-		return AUTH_FAILED;
-	}
-	p = &cache[d[0] % CACHE_SLOTS];
-	memcpy(p->digest, d, sizeof(d));
-	p->until_us = now_us + (uint64_t)AUTH_REMEMBER_S * 1000000u;
-	snprintf(user, cap, "%s", u->name);
-	return AUTH_OK;
+	if (r == AUTH_OK)
+		snprintf(user, cap, "%s", u->name);
+	return r;
 }

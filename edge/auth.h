@@ -3,12 +3,14 @@
  * users: credentials checked against argon2id hashes on the event loop,
  * bounded so that guessing cannot stall it.
  *
- * A hash check costs milliseconds (config.c caps a hash's cost), so:
+ * A hash check costs a few milliseconds (config.c bounds a hash's cost), so:
  * credentials that passed are remembered (a keyed BLAKE2b of the hash and
- * the credentials, for AUTH_REMEMBER_S) and cost nothing again; a client
- * (an IPv4 address or an IPv6 /64) gets AUTH_FAIL_MAX wrong tries per
- * AUTH_FAIL_WINDOW_S, and all clients together AUTH_CHECKS_PER_S checks a
- * second; past either, AUTH_THROTTLED without a check.
+ * the credentials, for AUTH_REMEMBER_S) and cost nothing again; wrong tries
+ * are counted per client (an IPv4 address or an IPv6 /64, hashed into
+ * AUTH_FAIL_SLOTS counters that only time clears, so no address can clear
+ * another's), AUTH_FAIL_MAX per AUTH_FAIL_WINDOW_S; and all clients
+ * together get AUTH_CHECKS_PER_S checks a second.  Past either limit the
+ * answer comes without a check.
  */
 #ifndef RELAIS_EDGE_AUTH_H
 #define RELAIS_EDGE_AUTH_H
@@ -23,13 +25,15 @@
 #define AUTH_REMEMBER_S    600
 #define AUTH_FAIL_MAX      10
 #define AUTH_FAIL_WINDOW_S 60
-#define AUTH_CHECKS_PER_S  50
+#define AUTH_FAIL_SLOTS    4096
+#define AUTH_CHECKS_PER_S  20
 
 enum auth_result {
 	AUTH_OK,        /* a user of a->users, with its password */
 	AUTH_MISSING,   /* no Authorization: Basic: ask (401) */
 	AUTH_FAILED,    /* wrong name or password, or malformed: 401 */
-	AUTH_THROTTLED, /* too many tries: 429, nothing checked */
+	AUTH_THROTTLED, /* this client's wrong tries are used up: 429, nothing checked */
+	AUTH_BUSY,      /* the checks of this second are used up: 429, nothing checked */
 };
 
 /**
@@ -38,5 +42,8 @@ enum auth_result {
  */
 enum auth_result auth_basic(const struct edge_access *a, const struct http1_head *h,
                             const struct addr *peer, uint64_t now_us, char *user, size_t cap);
+
+/** 1 when h carries an Authorization field of the Basic scheme. */
+int auth_has_basic(const struct http1_head *h);
 
 #endif

@@ -154,8 +154,15 @@ static void sni_dispatch(struct sniwait *w, const struct clienthello *ch)
 	if (s && (!hs || registry_rank(route, ch->sni) > registry_rank(web, ch->sni))) {
 		https_note_passthrough(route->host);
 		if (!policy_allows(policy_access_host(&edge.cfg, ch->sni), conn_peer(w->conn))) {
+			static struct log_rate log_denied;
+			char more[LOG_RATE_MORE];
+
 			accesslog_write(w->ip, ch->sni, "TLS", "-", 403, 0, 0, 0);
-			sni_reject(w, ch->sni, "the access list denies this client");
+			if (log_rate_ok(&log_denied, (uint64_t)lws_now_usecs(), more))
+				log_info("https: %s: the access list denies this client for %s; "
+				         "refusing the handshake%s",
+				         w->ip, ch->sni, more);
+			conn_start_tls(w->conn, certs_reject_ctx());
 			return;
 		}
 		if (pipe_start(w->conn, s, route, 1, ch->sni) < 0)

@@ -8,8 +8,7 @@
 
 #include "../common/hostpat.h"
 
-/* How closely pattern pat names host: -1 not at all, else higher is closer. */
-static int host_rank(const char *pat, const char *host)
+int policy_rank(const char *pat, const char *host)
 {
 	if (strcmp(pat, host) == 0)
 		return 1000;
@@ -23,7 +22,7 @@ static int hosts_rank(char *const *hosts, size_t n, const char *host)
 	int best = -1;
 
 	for (size_t i = 0; i < n; i++) {
-		int r = host_rank(hosts[i], host);
+		int r = policy_rank(hosts[i], host);
 
 		if (r > best)
 			best = r;
@@ -107,7 +106,7 @@ const struct edge_redirect *policy_redirect(const struct edge_config *cfg, const
 	int best_rank = -1;
 
 	for (size_t i = 0; i < cfg->nredirects; i++) {
-		int r = host_rank(cfg->redirects[i].host, host);
+		int r = policy_rank(cfg->redirects[i].host, host);
 
 		if (r > best_rank) {
 			best = &cfg->redirects[i];

@@ -12,6 +12,10 @@
 #include "../common/addr.h"
 #include "../common/config.h"
 
+/** How closely pattern pat names host: -1 not at all, else higher is closer
+ *  (1000 for the exact name, a wildcard's length; as registry_rank()). */
+int policy_rank(const char *pat, const char *host);
+
 /**
  * The access entry for host (lower case, no final dot): the one naming it
  * most closely (an exact name over a pattern, a longer pattern over a

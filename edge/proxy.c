@@ -854,26 +854,39 @@ static void hconn_fail_with(struct hconn *c, int status, const char *field)
 {
 	char page[1024], out[1400];
 	ssize_t n = http1_error_response(status, 1, page, sizeof(page));
-	const char *eol = n > 0 ? strstr(page, "\r\n") : NULL;
-	int m = eol ? snprintf(out, sizeof(out), "%.*s%s\r\n%s", (int)(eol - page + 2), page, field,
-	                       eol + 2)
-	            : -1;
+	const char *eol = n > 0 ? memmem(page, (size_t)n, "\r\n", 2) : NULL;
+	size_t head = eol ? (size_t)(eol - page) + 2 : 0, flen = strlen(field);
 
-	hconn_finish(c, status, out, m > 0 && (size_t)m < sizeof(out) ? m : -1);
+	/* the page is counted bytes, not a string: copied by length */
+	if (!eol || (size_t)n + flen + 2 > sizeof(out)) {
+		hconn_fail(c, status);
+		return;
+	}
+	memcpy(out, page, head);
+	memcpy(out + head, field, flen);
+	memcpy(out + head + flen, "\r\n", 2);
+	memcpy(out + head + flen + 2, page + head, (size_t)n - head);
+	hconn_finish(c, status, out, (ssize_t)((size_t)n + flen + 2));
 }
 
 /*
  * The host's access list (edge.yaml access:): 0 to go on (*authed set
- * when the request's Authorization was the edge's to check, and is not
- * forwarded), or -1 when answered here: 403 for an address the list
- * turns away, 401 asking for a password, 429 after too many wrong ones.
+ * when the request's Basic Authorization is the edge's, not forwarded), or
+ * -1 when answered here: 403 for an address the list turns away, a 301 to
+ * https:// before any password is asked for over plain HTTP (when the edge
+ * has a certificate for the host), 401 asking for a password, 429 after
+ * too many wrong ones or checks.
  */
 static int hconn_access(struct hconn *c, const struct http1_head *h, int *authed)
 {
-	static struct log_rate log_failed, log_throttled;
+	static struct log_rate log_failed, log_throttled, log_busy;
 	const struct edge_access *acl = policy_access_host(&edge.cfg, c->host);
 	char user[80], field[HTTP1_ROUTE_HOST_MAX + 64], more[LOG_RATE_MORE];
 
+	/* Basic credentials for a list with users are the edge's, whether it
+	 * checks them now or not (satisfy: any from an allowed address): the
+	 * service never gets them. */
+	*authed = acl && acl->nusers && auth_has_basic(h);
 	switch (policy_check(acl, &c->peer)) {
 	case POLICY_ALLOW:
 		return 0;
@@ -884,11 +897,21 @@ static int hconn_access(struct hconn *c, const struct http1_head *h, int *authed
 	case POLICY_PASSWORD:
 		break;
 	}
+	if (!c->tls && edge.cfg.has_https && certs_covers(c->host)) {
+		hconn_to_https(c, h);
+		return -1;
+	}
 	switch (auth_basic(acl, h, &c->peer, now_us(), user, sizeof(user))) {
 	case AUTH_OK:
 		log_debug("client %s: %s: user '%s'", c->ip, c->host, user);
-		*authed = 1;
 		return 0;
+	case AUTH_BUSY:
+		if (log_rate_ok(&log_busy, now_us(), more))
+			log_warn("client %s: %s: the password checks of this second (%d) are used "
+			         "up: refused without a check (429)%s",
+			         c->ip, c->host, AUTH_CHECKS_PER_S, more);
+		hconn_fail_with(c, 429, "Retry-After: 1");
+		return -1;
 	case AUTH_THROTTLED:
 		if (log_rate_ok(&log_throttled, now_us(), more))
 			log_warn("client %s: %s: too many wrong passwords: refused without a "
@@ -1008,12 +1031,14 @@ static int hconn_request(struct hconn *c, const struct http1_head *h)
 		return -1;
 	if (hconn_access(c, h, &authed) < 0)
 		return -1;
+	/* The closest name wins, a redirect or a route (a redirect on a tie). */
 	redirect = policy_redirect(&edge.cfg, c->host);
-	if (redirect) {
+	s = registry_lookup_host(c->host, &route, &known);
+	if (redirect &&
+	    (!s || policy_rank(redirect->host, c->host) >= registry_rank(route, c->host))) {
 		hconn_redirect(c, h, redirect);
 		return -1;
 	}
-	s = registry_lookup_host(c->host, &route, &known);
 	if (!s) {
 		if (known)
 			hconn_fail(c, 502);

@@ -7,6 +7,7 @@ RELAIS_BUILD=$PWD/build /usr/bin/python3 -m pytest -q tests/e2e/test_access.py
 """
 import base64
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -19,20 +20,28 @@ STRANGER = "127.0.0.3"  # a client they deny
 OTHER = "127.0.0.4"     # a client no list names
 
 
-def http_get(port, host, src, path="/headers", server_hostname=None, ctx=None):
-    """One GET from source address src: (status, head text, body)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW,
+def http_get(port, host, src, path="/headers", ctx=None, auth=None, headers=()):
+    """One GET from source address src (over TLS with ctx, with an
+    Authorization field when auth): (status, head text, body).  The body
+    is exactly what Content-Length says, not a byte more."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW,
                                  source_address=(src, 0))
     if ctx is not None:
-        s = ctx.wrap_socket(s, server_hostname=server_hostname or host)
+        s = ctx.wrap_socket(s, server_hostname=host)
+    fields = "".join("%s: %s\r\n" % kv for kv in headers)
+    if auth:
+        fields += "Authorization: %s\r\n" % auth
     try:
-        s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
-                   % (path, host)).encode())
+        s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n"
+                   % (path, host, fields)).encode())
         data = recv_all(s)
     finally:
         s.close()
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 "), data[:200]
+    length = re.search(rb"\r\nContent-Length: (\d+)", head)
+    if length:
+        assert int(length.group(1)) == len(body), (head, body[-200:])
     return int(head.split()[1]), head.decode("latin-1"), body
 
 
@@ -208,7 +217,8 @@ def test_redirection_hosts(env, origin, pki):
     unless keep_path is false.  The closest name wins, and over HTTPS (with
     a certificate for the name) the redirect is the same."""
     o = "http://127.0.0.1:%d" % origin.http
-    agent = Agent(env, "home", routes=[{"host": "app.test", "to": o}])
+    agent = Agent(env, "home", routes=[{"host": "app.test", "to": o},
+                                       {"host": "app.old.test", "to": o}])
     edge = HttpsEdge(env, agents=[agent.entry(hosts=["app.test", "*.old.test"])], extra={
         "redirects": [
             {"host": "old.test", "to": "https://new.test"},
@@ -240,8 +250,10 @@ def test_redirection_hosts(env, origin, pki):
     # over HTTPS, with a certificate for the name
     status, head, _ = http_get(edge.https_port, "old.test", LAN, path="/s", ctx=ca_ctx(pki))
     assert status == 301 and location(head) == "https://new.test/s", head
-    # routes are untouched
+    # routes are untouched, and an exact route is closer than a wildcard
+    # redirect (the closest name wins, whatever it is)
     assert http_get(port, "app.test", LAN)[0] == 200
+    assert http_get(port, "app.old.test", LAN)[0] == 200
     assert '%s old.test "GET /a/b?c=1&d" 301 ' % LAN in access_log(env)
 
 
@@ -262,17 +274,7 @@ def basic(user, password):
 
 
 def get_as(port, host, src, auth=None, path="/headers"):
-    """GET from src with an Authorization field (or none): (status, head, body)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW,
-                                 source_address=(src, 0))
-    try:
-        s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n"
-                   % (path, host, "Authorization: %s\r\n" % auth if auth else "")).encode())
-        data = recv_all(s)
-    finally:
-        s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), head.decode("latin-1"), body
+    return http_get(port, host, src, path=path, auth=auth)
 
 
 def test_passwords_on_http_hosts(env, origin):
@@ -308,8 +310,13 @@ def test_passwords_on_http_hosts(env, origin):
     assert get_as(port, "secret.test", OTHER, bob)[0] == 200
     assert get_as(port, "secret.test", OTHER, good.replace("Basic", "basic"))[0] == 200
 
-    # satisfy: any: the address is enough; else the password
-    assert get_as(port, "either.test", LAN)[0] == 200
+    # satisfy: any: the address is enough; else the password.  A browser
+    # that logged in elsewhere still sends its Basic credentials: they are
+    # the edge's, never the service's; another scheme is the service's.
+    status, _, body = get_as(port, "either.test", LAN, good)
+    assert status == 200 and b"Authorization" not in body, body[:400]
+    status, _, body = get_as(port, "either.test", LAN, "Bearer t0ken")
+    assert status == 200 and b'"Authorization", "Bearer t0ken"' in body, body[:400]
     assert get_as(port, "either.test", OTHER)[0] == 401
     assert get_as(port, "either.test", OTHER, good)[0] == 200
     # satisfy: all: the address and the password
@@ -326,6 +333,19 @@ def test_passwords_on_http_hosts(env, origin):
     assert get_as(port, "secret.test", STRANGER, good)[0] == 200  # another client
     assert get_as(port, "secret.test", OTHER)[0] == 401  # asking costs nothing
 
+    # many clients, one wrong try each: past 20 checks a second the answer
+    # is 429 (Retry-After: 1) without a check; remembered logins go on
+    statuses = []
+    for i in range(60):
+        status, head, _ = get_as(port, "secret.test", "127.0.1.%d" % (i + 1),
+                                 basic("alice", "spray%d" % i))
+        statuses.append(status)
+        if status == 429:
+            assert "Retry-After: 1\r\n" in head + "\r\n", head
+    assert 429 in statuses and statuses[:10] == [401] * 10, statuses
+    edge.proc.wait_log("the password checks of this second (20) are used up", 5)
+    assert get_as(port, "secret.test", STRANGER, good)[0] == 200
+
 
 def test_password_config_errors(env):
     """A hash relais-edge passwd did not make, or one too costly to check on
@@ -333,18 +353,29 @@ def test_password_config_errors(env):
     stream port and a bad satisfy."""
     ok = passwd("pw")
     costly = ok.replace("m=4096,t=3", "m=65536,t=3")
+    cheap = ok.replace("m=4096,t=3", "m=8,t=1")
     edge = Edge(env, extra={"access": [
         {"hosts": ["a.test"], "users": [{"name": "a", "password": "hunter2"}]},
         {"hosts": ["b.test"], "users": [{"name": "b", "password": costly}]},
         {"hosts": ["c.test"], "users": [{"name": "c:d", "password": ok}], "satisfy": "some"},
         {"ports": ["tcp/22"], "users": [{"name": "e", "password": ok}]},
+        {"hosts": ["f.test"], "users": [{"name": "f", "password": cheap}]},
+        {"hosts": ["g.test"], "allow": []},
+        {"hosts": ["h.test"], "deny": ["::ffff:10.0.0.0/104"]},
+        {"hosts": ["a.test"], "ports": ["tcp/22"], "deny": ["10.0.0.1"]},
     ]})
     out = subprocess.run([EDGE_BIN, "-t", "-c", edge.path], capture_output=True, timeout=30)
     err = out.stderr.decode()
     assert out.returncode == 1, err
     for want in ("bad password hash: not an argon2id hash: make one with 'relais-edge passwd'",
                  "bad password hash: too costly to check for each login (m=65536,t=3,p=1; "
-                 "at most m=16384,t=4,p=1)",
+                 "at most m=8192,t=3,p=1)",
+                 "bad password hash: too cheap to resist guessing if the file leaks (m=8,t=1; "
+                 "at least m=4096,t=2)",
+                 "'allow' is empty: list something, or leave it out",
+                 "'::ffff:10.0.0.0/104' is an IPv4 address in IPv6 form: write it as IPv4",
+                 "host 'a.test' is named by an access entry already",
+                 "port range tcp/22-22 is named by an access entry already",
                  "bad user name 'c:d'", "bad satisfy 'some' (expected all or any)",
                  "'users' (HTTP passwords) cannot apply to stream 'ports'"):
         assert want in err, err
@@ -408,3 +439,24 @@ def test_unknown_hosts(env, origin):
     edge.write()
     out = subprocess.run([EDGE_BIN, "-t", "-c", edge.path], capture_output=True, timeout=30)
     assert out.returncode == 1 and b"'answer: redirect' needs 'to'" in out.stderr, out.stderr
+
+
+def test_passwords_are_never_asked_for_over_plain_http(env, origin, pki):
+    """With a certificate for the host, a plain http:// request to a host
+    that needs a password is sent to https:// first (301), so the browser
+    never sends the password in clear; over HTTPS the 401 comes."""
+    o = "http://127.0.0.1:%d" % origin.http
+    agent = Agent(env, "home", routes=[{"host": "pw.test", "to": o,
+                                        "redirect_https": False}])
+    edge = HttpsEdge(env, agents=[agent.entry(hosts=["pw.test"])], extra={"access": [
+        {"hosts": ["pw.test"], "users": [{"name": "alice", "password": passwd("hunter2")}]}]})
+    edge.install("pw.test")
+    edge.start()
+    agent.start(edge.url())
+    good = basic("alice", "hunter2")
+    for auth in (None, good):  # even with the right password: never over plain HTTP
+        status, head, _ = http_get(edge.http_port, "pw.test", OTHER, path="/p?q", auth=auth)
+        assert status == 301 and location(head) == "https://pw.test:%d/p?q" % edge.https_port, head
+    ctx = ca_ctx(pki)
+    assert http_get(edge.https_port, "pw.test", OTHER, ctx=ctx)[0] == 401
+    assert http_get(edge.https_port, "pw.test", OTHER, ctx=ctx, auth=good)[0] == 200
