@@ -847,8 +847,6 @@ static void copy_slice(char *dst, size_t cap, const char *s, size_t n)
 	dst[n] = '\0';
 }
 
-/* A complete request head is at c->in: route it and send it.  Returns 1 when
- * it was sent, 0 to wait for stream room, -1 when the connection failed. */
 /* Finish with an error page whose head also carries field ("Name: value"). */
 static void hconn_fail_with(struct hconn *c, int status, const char *field)
 {
@@ -973,6 +971,8 @@ static void hconn_unknown(struct hconn *c, const struct http1_head *h)
 	free(resp);
 }
 
+/* A complete request head is at c->in: route it and send it.  Returns 1 when
+ * it was sent, 0 to wait for stream room, -1 when the connection failed. */
 static int hconn_request(struct hconn *c, const struct http1_head *h)
 {
 	const struct eroute *route = NULL;
