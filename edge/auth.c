@@ -200,8 +200,10 @@ enum auth_result auth_basic(const struct edge_access *a, const struct http1_head
 	fl = fails_of(peer, now_us);
 	if (fl->n >= AUTH_FAIL_MAX) {
 		r = AUTH_THROTTLED;
-	} else if (!colon) { /* not "Basic base64(name:password)" */
-		fl->n++;
+	} else if (!colon) {
+		/* not "Basic base64(name:password)": no guess, nothing checked, and
+		 * not counted (free to send, it must not fill the counters that
+		 * clients share) */
 		r = AUTH_FAILED;
 	} else if (u && (digest_of(u->hash, cred, (size_t)len, d), cache_has(d, now_us))) {
 		r = AUTH_OK;

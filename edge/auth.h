@@ -6,7 +6,8 @@
  * A hash check costs a few milliseconds (config.c bounds a hash's cost), so:
  * credentials that passed are remembered (a keyed BLAKE2b of the hash and
  * the credentials, for AUTH_REMEMBER_S) and cost nothing again; wrong tries
- * are counted per client (an IPv4 address or an IPv6 /64, hashed into
+ * (checked ones: a malformed field is answered, not counted) are counted per
+ * client (an IPv4 address or an IPv6 /64, hashed into
  * AUTH_FAIL_SLOTS counters that only time clears, so no address can clear
  * another's), AUTH_FAIL_MAX per AUTH_FAIL_WINDOW_S; and all clients
  * together get AUTH_CHECKS_PER_S checks a second.  Past either limit the
