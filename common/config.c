@@ -1357,6 +1357,7 @@ struct cfg_seen {
 	struct cfg_seen_slot *slot; /* a power of two of them, at most half used */
 	size_t mask;
 	yaml_node_t **at; /* at[idx]: where entry idx is, for "first at" */
+	size_t n;         /* entries it has room for (idx < n) */
 };
 
 /* Room for n entries; an allocation failure only marks the load failed. */
@@ -1368,6 +1369,7 @@ static void cfg_seen_init(struct cfgp *p, struct cfg_seen *s, size_t n)
 		cap *= 2;
 	s->slot = cfg_calloc(p, cap, sizeof(*s->slot));
 	s->mask = cap - 1;
+	s->n = n;
 	s->at = cfg_calloc(p, n, sizeof(*s->at));
 }
 
@@ -1388,8 +1390,8 @@ static size_t cfg_seen_add(struct cfg_seen *s, const void *key, size_t len, size
 	const unsigned char *b = key;
 	uint64_t h = 14695981039346656037u; /* FNV-1a */
 
-	if (s->slot == NULL || s->at == NULL)
-		return idx; /* out of memory: the load fails anyway */
+	if (s->slot == NULL || s->at == NULL || idx >= s->n)
+		return idx; /* out of memory (the load fails anyway), or not counted in */
 	s->at[idx] = at;
 	for (size_t i = 0; i < len; i++)
 		h = (h ^ b[i]) * 1099511628211u;
@@ -1468,14 +1470,18 @@ static int cfg_item_ports(struct cfgp *p, const yaml_node_t *item, const char *s
 /* An IP address or prefix ("10.0.0.0/8", "2001:db8::1") into a struct cidr. */
 static int cfg_item_prefix(struct cfgp *p, const yaml_node_t *item, const char *s, void *slot)
 {
-	if (strncasecmp(s, "::ffff:", 7) == 0 && strchr(s, '.') != NULL) {
-		/* a dual-stack listener's IPv4 client is matched as IPv4 */
+	if (cidr_parse(s, slot) == 0) {
+		/* a dual-stack listener's IPv4 client is matched as IPv4: an
+		 * IPv4-mapped prefix would never match anyone */
+		const struct cidr *c = slot;
+		static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+		if (c->family != AF_INET6 || c->bits < 96 || memcmp(c->ip, mapped, 12) != 0)
+			return 0;
 		cfg_err(p, item, "'%s' is an IPv4 address in IPv6 form: write it as IPv4",
 		        cfg_quote(s).s);
 		return -1;
 	}
-	if (cidr_parse(s, slot) == 0)
-		return 0;
 	cfg_err(p, item,
 	        "bad address or prefix '%s' (expected an IP address, or ADDRESS/BITS with no bit "
 	        "set past BITS, e.g. 192.168.1.0/24)",
@@ -1626,6 +1632,7 @@ static void edge_access_users(struct cfgp *p, const struct cfg_map *m, struct ed
 {
 	yaml_node_t *seq = cfg_list(p, m, AL_USERS, "mappings");
 	struct cfg_seen names;
+	char cost[64] = ""; /* "$argon2id$v=19$m=4096,t=3,p=1$" of the first good hash */
 
 	if (seq == NULL)
 		return;
@@ -1671,8 +1678,20 @@ static void edge_access_users(struct cfgp *p, const struct cfg_map *m, struct ed
 		    cfg_str(p, &um, U_PASSWORD, &s) == 1) {
 			if (!cfg_pwhash_ok(s, why, sizeof(why)))
 				cfg_err(p, um.val[U_PASSWORD], "bad password hash: %s", why);
+			else if (cost[0] && strncmp(s, cost, strlen(cost)) != 0)
+				/* a wrong name costs the same check as a right one only
+				 * when all cost the same */
+				cfg_err(
+				    p, um.val[U_PASSWORD],
+				    "bad password hash: the users of one list must have hashes of "
+				    "one cost ('%s' as the first): make them with 'relais-edge "
+				    "passwd'",
+				    cost);
 			else
 				u->hash = cfg_strdup(p, s);
+			if (u->hash && !cost[0])
+				snprintf(cost, sizeof(cost), "%.*s",
+				         (int)(strchr(s + 16, '$') - s + 1), s);
 		}
 	}
 	cfg_seen_free(&names);
@@ -1686,8 +1705,8 @@ static size_t cfg_peek_len(struct cfgp *p, const yaml_node_t *n, const char *key
 	     pr++) {
 		yaml_node_t *k = cfg_node(p, pr->key), *v = cfg_node(p, pr->value);
 
-		if (k->type == YAML_SCALAR_NODE && strcmp(cfg_text(k), key) == 0 &&
-		    v->type == YAML_SEQUENCE_NODE)
+		if (k->type == YAML_SCALAR_NODE && k->data.scalar.length == strlen(key) &&
+		    strcmp(cfg_text(k), key) == 0 && v->type == YAML_SEQUENCE_NODE)
 			return cfg_seq_len(v);
 	}
 	return 0;
@@ -1822,6 +1841,38 @@ static int cfg_redirect_to_valid(const char *to)
 	return 1;
 }
 
+/* 1 when host patterns a and b (lower case, valid) can name one host. */
+static int cfg_patterns_overlap(const char *a, const char *b)
+{
+	if (a[0] != '*' || b[0] != '*')
+		return hostpat_match(a, b) || hostpat_match(b, a) || strcmp(a, b) == 0;
+	return strcmp(a, b) == 0 || hostpat_match(a, b + 2) || hostpat_match(b, a + 2);
+}
+
+/*
+ * A wildcard redirect must not cover a name an agent may serve: which one
+ * answered would then depend on whether the agent is connected, and a
+ * browser keeps a 301 for good.  Exact redirects always win (docs/access.md).
+ * 1 (and reported at n) when host does.
+ */
+static int edge_redirect_overlaps(struct cfgp *p, const yaml_node_t *n,
+                                  const struct edge_config *cfg, const char *host)
+{
+	if (host[0] != '*')
+		return 0;
+	for (size_t i = 0; i < cfg->nagents; i++)
+		for (size_t j = 0; j < cfg->agents[i].nhosts; j++)
+			if (cfg_patterns_overlap(host, cfg->agents[i].hosts[j])) {
+				cfg_err(p, n,
+				        "redirect '%s' covers names agent '%s' may serve ('%s'): "
+				        "a wildcard redirect would answer for them while the agent "
+				        "is away; name the redirected hosts exactly",
+				        host, cfg->agents[i].name, cfg->agents[i].hosts[j]);
+				return 1;
+			}
+	return 0;
+}
+
 /* redirects: hosts the edge answers with a redirect to another URL. */
 static void edge_redirects(struct cfgp *p, const struct cfg_map *top, struct edge_config *cfg)
 {
@@ -1865,6 +1916,8 @@ static void edge_redirects(struct cfgp *p, const struct cfg_map *top, struct edg
 				cfg_err(p, m.val[RD_HOST],
 				        "'%s' is tunnel.hostname, the edge's own name",
 				        cfg_quote(s).s);
+			} else if (edge_redirect_overlaps(p, m.val[RD_HOST], cfg, r->host)) {
+				/* reported */
 			} else {
 				first = cfg_seen_add(&hosts, r->host, strlen(r->host), i,
 				                     m.val[RD_HOST]);

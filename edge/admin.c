@@ -212,7 +212,8 @@ static int admin_respond(struct lws *wsi, struct admin_conn *c)
 	}
 	hl = snprintf(c->resp + LWS_PRE, 1024,
 	              "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-	              "Connection: close\r\nCache-Control: no-store\r\n%s\r\n",
+	              "Connection: close\r\nCache-Control: no-store\r\n"
+	              "X-Content-Type-Options: nosniff\r\n%s\r\n",
 	              status, type, blen, extra);
 	memcpy(c->resp + LWS_PRE + hl, body, blen);
 	c->resplen = (size_t)hl + blen;

@@ -12,21 +12,24 @@
 
 #define CACHE_SETS 64 /* credentials that passed: CACHE_SETS sets of CACHE_WAYS */
 #define CACHE_WAYS 4
+#define FAIL_WAYS  4    /* wrong tries: AUTH_FAIL_SLOTS / FAIL_WAYS sets */
 #define CRED_MAX   1200 /* decoded "name:password": 64 + 1 + 1024 and more */
 
 struct passed {
 	uint8_t digest[crypto_generichash_BYTES];
-	uint64_t until_us;
+	uint64_t until_us; /* AUTH_REMEMBER_S after the last use */
+	uint64_t limit_us; /* and never past AUTH_REMEMBER_MAX_S after the check */
 };
 
-/* Wrong tries of the clients whose key hashes to a slot, since since_us. */
+/* One client's wrong tries since since_us (n 0: a free way). */
 struct fails {
+	uint8_t key[CLIENT_KEY_LEN];
 	uint64_t since_us;
 	unsigned n;
 };
 
 static struct passed cache[CACHE_SETS][CACHE_WAYS];
-static struct fails fails[AUTH_FAIL_SLOTS];
+static struct fails fails[AUTH_FAIL_SLOTS / FAIL_WAYS][FAIL_WAYS];
 static uint8_t cache_key[crypto_generichash_KEYBYTES];
 static int cache_key_set;
 static double tokens = AUTH_CHECKS_PER_S;
@@ -47,15 +50,19 @@ static void digest_of(const char *hash, const char *cred, size_t len, uint8_t ou
 	crypto_generichash_final(&st, out, crypto_generichash_BYTES);
 }
 
-/* 1 when digest d passed and is still remembered. */
+/* 1 when digest d passed and is still remembered; a use keeps it longer. */
 static int cache_has(const uint8_t *d, uint64_t now_us)
 {
 	struct passed *set = cache[d[0] % CACHE_SETS];
 
 	for (int i = 0; i < CACHE_WAYS; i++)
 		if (set[i].until_us > now_us &&
-		    sodium_memcmp(set[i].digest, d, crypto_generichash_BYTES) == 0)
+		    sodium_memcmp(set[i].digest, d, crypto_generichash_BYTES) == 0) {
+			set[i].until_us = now_us + (uint64_t)AUTH_REMEMBER_S * 1000000u;
+			if (set[i].until_us > set[i].limit_us)
+				set[i].until_us = set[i].limit_us;
 			return 1;
+		}
 	return 0;
 }
 
@@ -69,22 +76,58 @@ static void cache_put(const uint8_t *d, uint64_t now_us)
 			w = &set[i];
 	memcpy(w->digest, d, crypto_generichash_BYTES);
 	w->until_us = now_us + (uint64_t)AUTH_REMEMBER_S * 1000000u;
+	w->limit_us = now_us + (uint64_t)AUTH_REMEMBER_MAX_S * 1000000u;
 }
 
-/* The counter of peer's wrong tries; it starts again only when its window
- * has passed, never because another client hashes to the same slot. */
-static struct fails *fails_of(const struct addr *peer, uint64_t now_us)
+static int fails_expired(const struct fails *f, uint64_t now_us)
 {
-	uint8_t key[CLIENT_KEY_LEN];
-	struct fails *f;
+	return f->n == 0 || now_us - f->since_us > (uint64_t)AUTH_FAIL_WINDOW_S * 1000000u;
+}
 
-	client_key(peer, key);
-	f = &fails[client_hash(key, sizeof(key)) % AUTH_FAIL_SLOTS];
-	if (now_us - f->since_us > (uint64_t)AUTH_FAIL_WINDOW_S * 1000000u) {
-		f->since_us = now_us;
-		f->n = 0;
+/* The set of ways key's wrong tries may be counted in. */
+static struct fails *fails_set(const uint8_t *key)
+{
+	return fails[client_hash(key, CLIENT_KEY_LEN) % (AUTH_FAIL_SLOTS / FAIL_WAYS)];
+}
+
+/* key's wrong tries in its window: its own way of its set, or 0. */
+static unsigned fails_count(const uint8_t *key, uint64_t now_us)
+{
+	struct fails *set = fails_set(key);
+
+	for (int i = 0; i < FAIL_WAYS; i++)
+		if (!fails_expired(&set[i], now_us) && memcmp(set[i].key, key, CLIENT_KEY_LEN) == 0)
+			return set[i].n;
+	return 0;
+}
+
+/*
+ * One more wrong try of key: counted in a way of its own, tagged with the
+ * key, so no client ever gets or clears another's count.  A set whose ways
+ * are all in use gives up the one whose window started first.
+ */
+static void fails_add(const uint8_t *key, uint64_t now_us)
+{
+	struct fails *set = fails_set(key), *w = NULL;
+
+	for (int i = 0; i < FAIL_WAYS && !w; i++)
+		if (!fails_expired(&set[i], now_us) && memcmp(set[i].key, key, CLIENT_KEY_LEN) == 0)
+			w = &set[i];
+	for (int i = 0; i < FAIL_WAYS && !w; i++)
+		if (fails_expired(&set[i], now_us))
+			w = &set[i];
+	if (!w) {
+		w = &set[0];
+		for (int i = 1; i < FAIL_WAYS; i++)
+			if (set[i].since_us < w->since_us)
+				w = &set[i];
 	}
-	return f;
+	if (fails_expired(w, now_us) || memcmp(w->key, key, CLIENT_KEY_LEN) != 0) {
+		memcpy(w->key, key, CLIENT_KEY_LEN);
+		w->since_us = now_us;
+		w->n = 0;
+	}
+	w->n++;
 }
 
 /* One hash check from the budget shared by all clients; 0 when spent. */
@@ -178,7 +221,7 @@ enum auth_result auth_basic(const struct edge_access *a, const struct http1_head
 	const struct http1_header *f;
 	const struct edge_user *u = NULL;
 	enum auth_result r;
-	struct fails *fl;
+	uint8_t key[CLIENT_KEY_LEN];
 	char cred[CRED_MAX];
 	uint8_t d[crypto_generichash_BYTES];
 	const char *colon;
@@ -195,10 +238,10 @@ enum auth_result auth_basic(const struct edge_access *a, const struct http1_head
 	for (size_t i = 0; colon && i < a->nusers && !u; i++)
 		if (strlen(a->users[i].name) == nlen && memcmp(a->users[i].name, cred, nlen) == 0)
 			u = &a->users[i];
-	/* A client past its wrong tries gets nothing checked, not even
+	/* A client past its own wrong tries gets nothing checked, not even
 	 * against the remembered credentials: guessing stays throttled. */
-	fl = fails_of(peer, now_us);
-	if (fl->n >= AUTH_FAIL_MAX) {
+	client_key(peer, key);
+	if (fails_count(key, now_us) >= AUTH_FAIL_MAX) {
 		r = AUTH_THROTTLED;
 	} else if (!colon) {
 		/* not "Basic base64(name:password)": no guess, nothing checked, and
@@ -215,7 +258,7 @@ enum auth_result auth_basic(const struct edge_access *a, const struct http1_head
 		cache_put(d, now_us);
 		r = AUTH_OK;
 	} else {
-		fl->n++;
+		fails_add(key, now_us);
 		r = AUTH_FAILED;
 	}
 	sodium_memzero(cred, sizeof(cred));

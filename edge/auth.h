@@ -5,13 +5,14 @@
  *
  * A hash check costs a few milliseconds (config.c bounds a hash's cost), so:
  * credentials that passed are remembered (a keyed BLAKE2b of the hash and
- * the credentials, for AUTH_REMEMBER_S) and cost nothing again; wrong tries
- * (checked ones: a malformed field is answered, not counted) are counted per
- * client (an IPv4 address or an IPv6 /64, hashed into
- * AUTH_FAIL_SLOTS counters that only time clears, so no address can clear
- * another's), AUTH_FAIL_MAX per AUTH_FAIL_WINDOW_S; and all clients
- * together get AUTH_CHECKS_PER_S checks a second.  Past either limit the
- * answer comes without a check.
+ * the credentials, AUTH_REMEMBER_S after their last use, AUTH_REMEMBER_MAX_S
+ * at most) and cost nothing again; wrong tries (checked ones: a malformed
+ * field is answered, not counted) are counted per client (an IPv4 address
+ * or an IPv6 /64, each in a way of its own of a set-associative table of
+ * AUTH_FAIL_SLOTS, so no client gets or clears another's count),
+ * AUTH_FAIL_MAX per AUTH_FAIL_WINDOW_S; and all clients together get
+ * AUTH_CHECKS_PER_S checks a second.  Past either limit the answer comes
+ * without a check.
  */
 #ifndef RELAIS_EDGE_AUTH_H
 #define RELAIS_EDGE_AUTH_H
@@ -23,11 +24,12 @@
 #include "../common/config.h"
 #include "http1.h"
 
-#define AUTH_REMEMBER_S    600
-#define AUTH_FAIL_MAX      10
-#define AUTH_FAIL_WINDOW_S 60
-#define AUTH_FAIL_SLOTS    4096
-#define AUTH_CHECKS_PER_S  20
+#define AUTH_REMEMBER_S     600   /* after the last use */
+#define AUTH_REMEMBER_MAX_S 43200 /* after the check, however used */
+#define AUTH_FAIL_MAX       10
+#define AUTH_FAIL_WINDOW_S  60
+#define AUTH_FAIL_SLOTS     4096
+#define AUTH_CHECKS_PER_S   20
 
 enum auth_result {
 	AUTH_OK,        /* a user of a->users, with its password */

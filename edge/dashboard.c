@@ -94,7 +94,6 @@ static const struct dashboard_file files[] = {
 const char dashboard_headers[] =
     "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n"
-    "X-Content-Type-Options: nosniff\r\n"
     "Referrer-Policy: no-referrer\r\n";
 
 const struct dashboard_file *dashboard_find(const char *path, size_t len)

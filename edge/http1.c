@@ -1131,7 +1131,8 @@ ssize_t http1_write_request(const struct http1_head *h, const struct http1_forwa
 		}
 		if (is_hop_by_hop(f) || name_is(f, "Proxy-Authorization") || is_spoofable(f) ||
 		    listed_in_connection(h, f) ||
-		    (fw->drop_authorization && name_is(f, "Authorization")))
+		    (fw->drop_authorization && name_is(f, "Authorization") && f->value_len > 5 &&
+		     ieq(f->value, 5, "basic") && (f->value[5] == ' ' || f->value[5] == '\t')))
 			continue;
 		put_field(&w, f->name, f->name_len, f->value, f->value_len);
 	}

@@ -157,7 +157,7 @@ struct http1_forward {
 	int tls;                /* client reached the edge over TLS */
 	const char *host;       /* normalized host the request was routed by, may be NULL */
 	int close;              /* ask the upstream to close after this request */
-	int drop_authorization; /* the edge checked Authorization itself: not forwarded */
+	int drop_authorization; /* Authorization: Basic is the edge's (access lists): dropped */
 };
 
 /**

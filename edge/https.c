@@ -126,8 +126,12 @@ static void sni_to_tunnel(struct sniwait *w)
 /* Fail the handshake with a fatal alert: never another host's certificate. */
 static void sni_reject(struct sniwait *w, const char *sni, const char *why)
 {
-	log_info("https: %s: %s%s%s; refusing the handshake", w->ip, why, sni[0] ? " for " : "",
-	         sni);
+	static struct log_rate rate; /* anyone can ask for names at will */
+	char more[LOG_RATE_MORE];
+
+	if (log_rate_ok(&rate, (uint64_t)lws_now_usecs(), more))
+		log_info("https: %s: %s%s%s; refusing the handshake%s", w->ip, why,
+		         sni[0] ? " for " : "", sni, more);
 	conn_start_tls(w->conn, certs_reject_ctx());
 }
 
@@ -154,15 +158,8 @@ static void sni_dispatch(struct sniwait *w, const struct clienthello *ch)
 	if (s && (!hs || registry_rank(route, ch->sni) > registry_rank(web, ch->sni))) {
 		https_note_passthrough(route->host);
 		if (!policy_allows(policy_access_host(&edge.cfg, ch->sni), conn_peer(w->conn))) {
-			static struct log_rate log_denied;
-			char more[LOG_RATE_MORE];
-
 			accesslog_write(w->ip, ch->sni, "TLS", "-", 403, 0, 0, 0);
-			if (log_rate_ok(&log_denied, (uint64_t)lws_now_usecs(), more))
-				log_info("https: %s: the access list denies this client for %s; "
-				         "refusing the handshake%s",
-				         w->ip, ch->sni, more);
-			conn_start_tls(w->conn, certs_reject_ctx());
+			sni_reject(w, ch->sni, "the access list denies this client");
 			return;
 		}
 		if (pipe_start(w->conn, s, route, 1, ch->sni) < 0)

@@ -214,16 +214,18 @@ def test_access_lists_on_tcp_and_udp_ports(env, closing):
 def test_redirection_hosts(env, origin, pki):
     """The edge answers a redirect host itself, with or without an agent:
     the configured code, the target URL, the request's path and query kept
-    unless keep_path is false.  The closest name wins, and over HTTPS (with
-    a certificate for the name) the redirect is the same."""
+    unless keep_path is false.  An exact redirect wins over an agent's
+    wildcard route; a wildcard redirect over names an agent may serve is
+    refused by -t.  Over HTTPS (with a certificate for the name) the
+    redirect is the same."""
     o = "http://127.0.0.1:%d" % origin.http
     agent = Agent(env, "home", routes=[{"host": "app.test", "to": o},
-                                       {"host": "app.old.test", "to": o}])
+                                       {"host": "*.old.test", "to": o}])
     edge = HttpsEdge(env, agents=[agent.entry(hosts=["app.test", "*.old.test"])], extra={
         "redirects": [
             {"host": "old.test", "to": "https://new.test"},
             {"host": "blog.old.test", "to": "https://new.test/blog/", "code": 308},
-            {"host": "*.old.test", "to": "http://new.test:8080/moved", "code": 302,
+            {"host": "*.gone.test", "to": "http://new.test:8080/moved", "code": 302,
              "keep_path": False},
         ]})
     edge.install("old.test")
@@ -235,8 +237,8 @@ def test_redirection_hosts(env, origin, pki):
         ("old.test", "/", 301, "https://new.test/"),
         ("Old.Test.", "/?q", 301, "https://new.test/?q"),
         ("blog.old.test", "/post/1", 308, "https://new.test/blog/post/1"),
-        ("x.old.test", "/anything?x", 302, "http://new.test:8080/moved"),
-        ("y.z.old.test", "/", 302, "http://new.test:8080/moved"),
+        ("x.gone.test", "/anything?x", 302, "http://new.test:8080/moved"),
+        ("y.z.gone.test", "/", 302, "http://new.test:8080/moved"),
     ]
     for host, path, code, loc in cases:
         status, head, _ = http_get(port, host, LAN, path=path)
@@ -250,11 +252,18 @@ def test_redirection_hosts(env, origin, pki):
     # over HTTPS, with a certificate for the name
     status, head, _ = http_get(edge.https_port, "old.test", LAN, path="/s", ctx=ca_ctx(pki))
     assert status == 301 and location(head) == "https://new.test/s", head
-    # routes are untouched, and an exact route is closer than a wildcard
-    # redirect (the closest name wins, whatever it is)
+    # routes are untouched: the agent's wildcard serves what no exact
+    # redirect names
     assert http_get(port, "app.test", LAN)[0] == 200
-    assert http_get(port, "app.old.test", LAN)[0] == 200
+    assert http_get(port, "www.old.test", LAN)[0] == 200
     assert '%s old.test "GET /a/b?c=1&d" 301 ' % LAN in access_log(env)
+    # a wildcard redirect over names an agent may serve: refused
+    edge.cfg["redirects"].append({"host": "*.blog.old.test", "to": "https://new.test"})
+    edge.write()
+    out = subprocess.run([EDGE_BIN, "-t", "-c", edge.path], capture_output=True, timeout=30)
+    assert out.returncode == 1, out
+    assert (b"redirect '*.blog.old.test' covers names agent 'home' may serve ('*.old.test')"
+            in out.stderr), out.stderr
 
 
 # ---- passwords ------------------------------------------------------------------------
@@ -317,6 +326,10 @@ def test_passwords_on_http_hosts(env, origin):
     assert status == 200 and b"Authorization" not in body, body[:400]
     status, _, body = get_as(port, "either.test", LAN, "Bearer t0ken")
     assert status == 200 and b'"Authorization", "Bearer t0ken"' in body, body[:400]
+    status, _, body = http_get(port, "either.test", LAN, auth=good,
+                               headers=[("Authorization", "Bearer t0ken")])
+    assert status == 200 and b'"Authorization", "Bearer t0ken"' in body, body[:400]
+    assert b"Basic" not in body, body[:400]
     assert get_as(port, "either.test", OTHER)[0] == 401
     assert get_as(port, "either.test", OTHER, good)[0] == 200
     # satisfy: all: the address and the password
@@ -355,6 +368,7 @@ def test_password_config_errors(env):
     ok = passwd("pw")
     costly = ok.replace("m=4096,t=3", "m=65536,t=3")
     cheap = ok.replace("m=4096,t=3", "m=8,t=1")
+    passwd2 = ok.replace("m=4096,t=3", "m=8192,t=3")  # a cost of its own
     edge = Edge(env, extra={"access": [
         {"hosts": ["a.test"], "users": [{"name": "a", "password": "hunter2"}]},
         {"hosts": ["b.test"], "users": [{"name": "b", "password": costly}]},
@@ -364,10 +378,15 @@ def test_password_config_errors(env):
         {"hosts": ["g.test"], "allow": []},
         {"hosts": ["h.test"], "deny": ["::ffff:10.0.0.0/104"]},
         {"hosts": ["a.test"], "ports": ["tcp/22"], "deny": ["10.0.0.1"]},
+        {"hosts": ["i.test"], "deny": ["::ffff:7f00:3", "0:0:0:0:0:ffff:127.0.0.3",
+                                       "::ffff:0:0/96", "::/0"]},
+        {"hosts": ["j.test"], "users": [{"name": "j", "password": ok},
+                                        {"name": "k", "password": passwd2}]},
     ]})
     out = subprocess.run([EDGE_BIN, "-t", "-c", edge.path], capture_output=True, timeout=30)
     err = out.stderr.decode()
     assert out.returncode == 1, err
+    assert "'::/0'" not in err, err  # all of IPv6 is fine
     for want in ("bad password hash: not an argon2id hash: make one with 'relais-edge passwd'",
                  "bad password hash: too costly to check for each login (m=65536,t=3,p=1; "
                  "at most m=8192,t=3,p=1)",
@@ -375,6 +394,11 @@ def test_password_config_errors(env):
                  "at least m=4096,t=2)",
                  "'allow' is empty: list something, or leave it out",
                  "'::ffff:10.0.0.0/104' is an IPv4 address in IPv6 form: write it as IPv4",
+                 "'::ffff:7f00:3' is an IPv4 address in IPv6 form",
+                 "'0:0:0:0:0:ffff:127.0.0.3' is an IPv4 address in IPv6 form",
+                 "'::ffff:0:0/96' is an IPv4 address in IPv6 form",
+                 "the users of one list must have hashes of one cost "
+                 "('$argon2id$v=19$m=4096,t=3,p=1$' as the first)",
                  "host 'a.test' is named by an access entry already",
                  "port range tcp/22-22 is named by an access entry already",
                  "bad user name 'c:d'", "bad satisfy 'some' (expected all or any)",

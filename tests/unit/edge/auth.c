@@ -122,6 +122,31 @@ static void test_checks_per_second(void)
 	CHECK(try(basic("alice:hunter2"), 9, t + (AUTH_REMEMBER_S + 12) * S) == AUTH_OK);
 }
 
+/* A remembered login in use stays remembered (AUTH_REMEMBER_S after its last
+ * use, up to AUTH_REMEMBER_MAX_S), needing no check while others use up the
+ * checks of every second. */
+static void test_remembered_while_used(void)
+{
+	uint64_t t = 10000 * S;
+
+	CHECK(try(basic("bob:pw2"), 20, t) == AUTH_OK);
+	for (uint64_t m = 5; m <= 60; m += 5) {
+		uint64_t now = t + m * 60 * S;
+
+		for (int i = 0; i < AUTH_CHECKS_PER_S + 1; i++)
+			try(basic("bob:nope"), 1000 + (int)m * 30 + i, now);
+		CHECK(try(basic("alice:hunter2"), 21, now) == AUTH_BUSY);
+		CHECK(try(basic("bob:pw2"), 20, now) == AUTH_OK);
+	}
+	/* used every 9 minutes, but never past AUTH_REMEMBER_MAX_S after the check */
+	for (uint64_t now = t + 69 * 60 * S; now < t + (AUTH_REMEMBER_MAX_S - 60) * S;
+	     now += 540 * S)
+		CHECK(try(basic("bob:pw2"), 20, now) == AUTH_OK);
+	for (int i = 0; i < AUTH_CHECKS_PER_S + 1; i++)
+		try(basic("bob:nope"), 3000 + i, t + (AUTH_REMEMBER_MAX_S + 60) * S);
+	CHECK(try(basic("bob:pw2"), 20, t + (AUTH_REMEMBER_MAX_S + 60) * S) == AUTH_BUSY);
+}
+
 int main(void)
 {
 	static char hash2[crypto_pwhash_STRBYTES];
@@ -135,5 +160,6 @@ int main(void)
 	RUN(test_answers);
 	RUN(test_wrong_tries);
 	RUN(test_checks_per_second);
+	RUN(test_remembered_while_used);
 	UNIT_END();
 }

@@ -838,6 +838,29 @@ static void test_rewrite_client_ip_fields(void)
 	CHECK(has(out, n, "\r\nX-Real-IP: 203.0.113.7\r\n"));
 }
 
+/* Access lists with users: the edge's Basic credentials are dropped, any
+ * other Authorization (Bearer) goes on to the service. */
+static void test_rewrite_drops_basic_only(void)
+{
+	struct http1_forward fw = {"192.0.2.1", 1, "a.example", 0, 1};
+	char out[1024];
+	ssize_t n = rewrite("GET / HTTP/1.1\r\nHost: a.example\r\nAuthorization: Basic YTpi\r\n"
+	                    "authorization: basic\tYTpj\r\nAuthorization: Bearer t0k\r\n"
+	                    "Authorization: Basicx\r\n\r\n",
+	                    &fw, out, sizeof(out));
+
+	CHECK(n > 0);
+	out[n > 0 ? n : 0] = '\0';
+	CHECK(strstr(out, "YTpi") == NULL && strstr(out, "YTpj") == NULL);
+	CHECK(strstr(out, "\r\nAuthorization: Bearer t0k\r\n") != NULL);
+	CHECK(strstr(out, "\r\nAuthorization: Basicx\r\n") != NULL);
+	fw.drop_authorization = 0;
+	n = rewrite("GET / HTTP/1.1\r\nHost: a.example\r\nAuthorization: Basic YTpi\r\n\r\n", &fw,
+	            out, sizeof(out));
+	out[n > 0 ? n : 0] = '\0';
+	CHECK(strstr(out, "\r\nAuthorization: Basic YTpi\r\n") != NULL);
+}
+
 static void test_rewrite_plain(void)
 {
 	struct http1_forward fw = {"2001:db8::1", 0, "a.example", 1, 0};
@@ -1214,6 +1237,7 @@ int main(void)
 	RUN(test_rewrite_hop_by_hop);
 	RUN(test_rewrite_client_ip_fields);
 	RUN(test_rewrite_plain);
+	RUN(test_rewrite_drops_basic_only);
 	RUN(test_rewrite_upgrade);
 	RUN(test_rewrite_absolute);
 	RUN(test_write_response);
