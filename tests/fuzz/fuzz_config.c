@@ -218,6 +218,11 @@ static void check_edge(const struct edge_config *c)
 			check(range_ok(&a->ports[j]), "edge: access[].ports");
 		check(a->nusers <= CFG_MAX_USERS && (a->nusers == 0 || a->nports == 0),
 		      "edge: access[].users on hosts only");
+		for (size_t j = 1; j < a->nusers; j++)
+			check(strncmp(a->users[j].hash, a->users[0].hash,
+			              (size_t)(strchr(a->users[0].hash + 16, '$') -
+			                       a->users[0].hash)) == 0,
+			      "edge: access[].users[] hashes of one cost");
 		for (size_t j = 0; j < a->nusers; j++)
 			check(a->users[j].name && a->users[j].name[0] &&
 			          !strchr(a->users[j].name, ':') && a->users[j].hash &&
@@ -226,11 +231,16 @@ static void check_edge(const struct edge_config *c)
 		check(a->satisfy_any == 0 || a->satisfy_any == 1, "edge: access[].satisfy");
 		for (size_t l = 0; l < 2; l++) {
 			check(lens[l] <= CFG_MAX_PREFIXES, "edge: access[] prefixes");
-			for (size_t j = 0; j < lens[l]; j++)
-				check(
-				    (lists[l][j].family == AF_INET && lists[l][j].bits <= 32) ||
-				        (lists[l][j].family == AF_INET6 && lists[l][j].bits <= 128),
-				    "edge: access[] prefix");
+			for (size_t j = 0; j < lens[l]; j++) {
+				const struct cidr *c = &lists[l][j];
+
+				check((c->family == AF_INET && c->bits <= 32) ||
+				          (c->family == AF_INET6 && c->bits <= 128),
+				      "edge: access[] prefix");
+				check(c->family != AF_INET6 || c->bits < 96 ||
+				          memcmp(c->ip, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) != 0,
+				      "edge: access[] prefix never IPv4-mapped");
+			}
 		}
 	}
 	check(c->unknown.answer >= UNKNOWN_NOT_FOUND && c->unknown.answer <= UNKNOWN_REDIRECT &&
