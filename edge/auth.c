@@ -193,26 +193,19 @@ static long decode_basic(const struct http1_header *f, char *cred)
 	return memchr(cred, '\0', len) != NULL ? -1 : (long)len;
 }
 
-/* A hash's cost, m times t, for picking the costliest of a list. */
-static unsigned long hash_cost(const char *h)
+/* 1 when password matches hash.  An unknown name is checked too, against
+ * another user's hash of the same cost (config.c: one cost per list), so
+ * that the time taken does not tell names apart. */
+static int password_ok(const char *hash, const char *password, size_t len)
 {
-	unsigned m = 0, t = 0;
-
-	if (sscanf(h, "$argon2id$v=19$m=%u,t=%u,", &m, &t) != 2)
-		return 0;
-	return (unsigned long)m * t;
+	return crypto_pwhash_str_verify(hash, password, (unsigned long long)len) == 0;
 }
 
-/* The hash an unknown name is checked against: the costliest of the list,
- * so that the time taken does not tell which names exist. */
-static const char *decoy_hash(const struct edge_access *a)
+/* 1 when hash + cred passed before and is remembered; its digest in d. */
+static int remembered(const char *hash, const char *cred, size_t len, uint8_t *d, uint64_t now_us)
 {
-	const char *h = a->users[0].hash;
-
-	for (size_t i = 1; i < a->nusers; i++)
-		if (hash_cost(a->users[i].hash) > hash_cost(h))
-			h = a->users[i].hash;
-	return h;
+	digest_of(hash, cred, len, d);
+	return cache_has(d, now_us);
 }
 
 enum auth_result auth_basic(const struct edge_access *a, const struct http1_head *h,
@@ -244,16 +237,15 @@ enum auth_result auth_basic(const struct edge_access *a, const struct http1_head
 	if (fails_count(key, now_us) >= AUTH_FAIL_MAX) {
 		r = AUTH_THROTTLED;
 	} else if (!colon) {
-		/* not "Basic base64(name:password)": no guess, nothing checked, and
-		 * not counted (free to send, it must not fill the counters that
-		 * clients share) */
+		/* not "Basic base64(name:password)": no guess, so no check and
+		 * no count (it is free to send) */
 		r = AUTH_FAILED;
-	} else if (u && (digest_of(u->hash, cred, (size_t)len, d), cache_has(d, now_us))) {
+	} else if (u && remembered(u->hash, cred, (size_t)len, d, now_us)) {
 		r = AUTH_OK;
 	} else if (!take_token(now_us)) {
 		r = AUTH_BUSY;
-	} else if (crypto_pwhash_str_verify(u ? u->hash : decoy_hash(a), colon + 1,
-	                                    (unsigned long long)(cred + len - colon - 1)) == 0 &&
+	} else if (password_ok(u ? u->hash : a->users[0].hash, colon + 1,
+	                       (size_t)(cred + len - colon - 1)) &&
 	           u) {
 		cache_put(d, now_us);
 		r = AUTH_OK;
