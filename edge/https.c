@@ -126,10 +126,22 @@ static void sni_to_tunnel(struct sniwait *w)
 /* Fail the handshake with a fatal alert: never another host's certificate. */
 static void sni_reject(struct sniwait *w, const char *sni, const char *why)
 {
-	static struct log_rate rate; /* anyone can ask for names at will */
+	/* Anyone can ask for names at will: each reason (a literal of the
+	 * callers) is logged at most once a second. */
+	static struct {
+		const char *why;
+		struct log_rate rate;
+	} reasons[8];
+	struct log_rate *rate = &reasons[0].rate;
 	char more[LOG_RATE_MORE];
 
-	if (log_rate_ok(&rate, (uint64_t)lws_now_usecs(), more))
+	for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+		if (reasons[i].why == why || reasons[i].why == NULL) {
+			reasons[i].why = why;
+			rate = &reasons[i].rate;
+			break;
+		}
+	if (log_rate_ok(rate, (uint64_t)lws_now_usecs(), more))
 		log_info("https: %s: %s%s%s; refusing the handshake%s", w->ip, why,
 		         sni[0] ? " for " : "", sni, more);
 	conn_start_tls(w->conn, certs_reject_ctx());
