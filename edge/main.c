@@ -322,6 +322,8 @@ static void edge_reload(void)
 		if (registry_recheck(s, why, sizeof(why)) < 0)
 			session_kill(s, why);
 	}
+	/* and clients the new access lists turn away are cut off */
+	stream_recheck_all();
 	log_info("configuration reloaded");
 }
 

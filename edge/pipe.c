@@ -8,6 +8,7 @@
 #include "../common/log.h"
 #include "../common/outq.h"
 #include "accesslog.h"
+#include "policy.h"
 #include "edge.h"
 #include "pipe.h"
 #include "stream.h"
@@ -236,6 +237,22 @@ static void pipe_st_writable(void *owner)
 	pipe_on_readable(p);
 }
 
+/* After a reload: a client the new access list turns away is cut off. */
+static void pipe_st_recheck(void *owner)
+{
+	struct pipe *p = owner;
+	const struct edge_access *a =
+	    p->tls ? policy_access_host(&edge.cfg, p->what)
+	           : policy_access_port(&edge.cfg, ROUTE_KIND_TCP, addr_port(conn_local(p->conn)));
+
+	if (policy_allows(a, conn_peer(p->conn)))
+		return;
+	log_info("client %s: %s: the access list no longer lets it in: closed", p->ip, p->what);
+	p->status = 403;
+	conn_set_reset(p->conn);
+	conn_close(p->conn, "access list");
+}
+
 static const struct estream_ops pipe_stream_ops = {
     .on_accept = pipe_st_accept,
     .on_refuse = pipe_st_refuse,
@@ -243,6 +260,7 @@ static const struct estream_ops pipe_stream_ops = {
     .on_fin = pipe_st_fin,
     .on_reset = pipe_st_reset,
     .on_writable = pipe_st_writable,
+    .on_recheck = pipe_st_recheck,
 };
 
 int pipe_start(struct conn *conn, struct esession *s, const struct eroute *r, int tls,

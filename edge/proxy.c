@@ -49,6 +49,9 @@ struct hconn {
 	char ip[ADDR_TEXT_MAX];
 	int tls;
 	char sni[256]; /* the name the TLS client asked for; "" over plain HTTP */
+	/* who the request in progress logged in as (access lists with users),
+	 * for a reload to tell whether that login still holds; "" for none */
+	char auth_user[80], auth_hash[128];
 	enum hc_state state;
 	enum rs_state rs;
 	int paused;     /* client reads paused */
@@ -830,6 +833,41 @@ static void hconn_on_writable(void *owner)
 	hconn_pump(owner);
 }
 
+/*
+ * After a reload: a request in progress, or a connection upgraded to
+ * another protocol (a WebSocket), whose client the host's new access list
+ * turns away is cut off; one that logged in keeps going only if its user
+ * is still there with the same password.  Between requests nothing is
+ * done: the next request is checked anyway.
+ */
+static void hconn_on_recheck(void *owner)
+{
+	struct hconn *c = owner;
+	const struct edge_access *acl;
+	int ok = 0;
+
+	if ((c->state == HC_HEAD && c->rs == RS_IDLE) || c->state == HC_CLOSING ||
+	    c->state == HC_LINGER || !c->host[0])
+		return;
+	acl = policy_access_host(&edge.cfg, c->host);
+	switch (policy_check(acl, &c->peer)) {
+	case POLICY_ALLOW:
+		ok = 1;
+		break;
+	case POLICY_DENY:
+		break;
+	case POLICY_PASSWORD:
+		for (size_t i = 0; i < acl->nusers && !ok && c->auth_user[0]; i++)
+			ok = strcmp(acl->users[i].name, c->auth_user) == 0 &&
+			     strcmp(acl->users[i].hash, c->auth_hash) == 0;
+		break;
+	}
+	if (ok)
+		return;
+	log_info("client %s: %s: the access list no longer lets it in: closed", c->ip, c->host);
+	conn_close(c->conn, "access list");
+}
+
 static const struct estream_ops hconn_ops = {
     .on_accept = hconn_on_accept,
     .on_refuse = hconn_on_refuse,
@@ -837,6 +875,7 @@ static const struct estream_ops hconn_ops = {
     .on_fin = hconn_on_fin,
     .on_reset = hconn_on_reset,
     .on_writable = hconn_on_writable,
+    .on_recheck = hconn_on_recheck,
 };
 
 static void copy_slice(char *dst, size_t cap, const char *s, size_t n)
@@ -885,6 +924,7 @@ static int hconn_access(struct hconn *c, const struct http1_head *h, int *authed
 	 * checks them now or not (satisfy: any from an allowed address): the
 	 * service never gets them. */
 	*authed = acl && acl->nusers && auth_has_basic(h);
+	c->auth_user[0] = c->auth_hash[0] = '\0';
 	switch (policy_check(acl, &c->peer)) {
 	case POLICY_ALLOW:
 		return 0;
@@ -902,6 +942,12 @@ static int hconn_access(struct hconn *c, const struct http1_head *h, int *authed
 	switch (auth_basic(acl, h, &c->peer, now_us(), user, sizeof(user))) {
 	case AUTH_OK:
 		log_debug("client %s: %s: user '%s'", c->ip, c->host, user);
+		for (size_t i = 0; i < acl->nusers; i++)
+			if (strcmp(acl->users[i].name, user) == 0) {
+				snprintf(c->auth_user, sizeof(c->auth_user), "%s", user);
+				snprintf(c->auth_hash, sizeof(c->auth_hash), "%s",
+				         acl->users[i].hash);
+			}
 		return 0;
 	case AUTH_BUSY:
 		if (log_rate_ok(&log_busy, now_us(), more))

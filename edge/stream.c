@@ -394,3 +394,18 @@ void stream_session_drained(struct esession *s)
 		}
 	}
 }
+
+void stream_recheck_all(void)
+{
+	for (struct esession *s = registry_first(); s; s = s->next) {
+		struct estream *st = s->streams, *next;
+
+		/* an owner that closes its client closes its stream: the next
+		 * one is taken first */
+		for (; st; st = next) {
+			next = st->next;
+			if (!st->dead && st->ops->on_recheck)
+				st->ops->on_recheck(st->owner);
+		}
+	}
+}

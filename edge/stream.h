@@ -26,6 +26,9 @@ struct estream_ops {
 	void (*on_writable)(void *owner);
 	/** A DATAGRAM from the agent (UDP flows; NULL elsewhere: ignored). */
 	void (*on_datagram)(void *owner, const uint8_t *p, size_t n);
+	/** The configuration was reloaded: close the client if edge.yaml's
+	 *  access lists no longer let it in (may be NULL). */
+	void (*on_recheck)(void *owner);
 };
 
 struct estream {
@@ -88,6 +91,10 @@ void stream_fin(struct estream *st);
 
 /** End the stream (RST with code unless both sides finished) and free it. */
 void stream_close(struct estream *st, uint32_t code);
+
+/** After a reload: ask the owner of every stream of every session to check
+ *  its client against the new access lists (on_recheck). */
+void stream_recheck_all(void);
 
 /** Handle a stream-level frame (ACCEPT REFUSE DATA WINDOW FIN RST DATAGRAM). 0 or -1. */
 int stream_on_frame(struct esession *s, const struct frame *f);

@@ -307,6 +307,21 @@ static void udp_st_datagram(void *owner, const uint8_t *p, size_t n)
 	}
 }
 
+/* After a reload: a flow whose client the new access list turns away ends. */
+static void udp_st_recheck(void *owner)
+{
+	struct uflow *f = owner;
+	char ip[ADDR_TEXT_MAX];
+
+	if (policy_allows(policy_access_port(&edge.cfg, ROUTE_KIND_UDP, f->u->port), &f->peer))
+		return;
+	addr_format_ip((const struct sockaddr *)&f->peer.ss, ip);
+	log_info("udp/%u: client %s: the access list no longer lets it in: flow ended", f->u->port,
+	         ip);
+	f->status = 403;
+	udp_flow_free(f, CODE_CANCEL);
+}
+
 static const struct estream_ops udp_stream_ops = {
     .on_accept = udp_st_nop,
     .on_refuse = udp_st_refuse,
@@ -315,6 +330,7 @@ static const struct estream_ops udp_stream_ops = {
     .on_reset = udp_st_reset,
     .on_writable = udp_st_nop,
     .on_datagram = udp_st_datagram,
+    .on_recheck = udp_st_recheck,
 };
 
 static struct uflow *udp_flow_new(struct udpsock *u, const struct addr *peer,

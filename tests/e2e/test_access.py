@@ -485,3 +485,95 @@ def test_passwords_are_never_asked_for_over_plain_http(env, origin, pki):
     ctx = ca_ctx(pki)
     assert http_get(edge.https_port, "pw.test", OTHER, ctx=ctx)[0] == 401
     assert http_get(edge.https_port, "pw.test", OTHER, ctx=ctx, auth=good)[0] == 200
+
+
+# ---- reloads cut off what the new lists refuse ----------------------------------------
+
+
+def upgraded_from(port, host, src, auth=None):
+    """A connection from src upgraded (101) through the edge to the origin's
+    raw echo (GET /switch): its socket."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW, source_address=(src, 0))
+    s.sendall(("GET /switch HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n%s\r\n"
+               % (host, "Authorization: %s\r\n" % auth if auth else "")).encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = s.recv(4096)
+        assert d, head
+        head += d
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return s
+
+
+def echoes(s, data=b"still here"):
+    """1 when s still carries data both ways (0: closed or reset)."""
+    try:
+        s.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            d = s.recv(65536)
+            if not d:
+                return 0
+            got += d
+        return got == data
+    except OSError:
+        return 0
+
+
+def test_reload_cuts_off_clients_the_new_lists_refuse(env, origin, closing):
+    """Connections already past the check when a reload changes the lists:
+    an upgraded HTTP connection (a WebSocket), a TCP stream and a UDP flow
+    whose client the new list turns away are cut off at once; a logged-in
+    upgraded connection goes on while its user and password stay, and is
+    cut off when the password changes.  Allowed ones go on."""
+    svc = TcpService(echo_handler)
+    closing(svc)
+    udp_svc = UdpEcho(prefix=b"")
+    closing(udp_svc)
+    tport = free_ports(2)
+    uport = tport + 1
+    ws = "http://127.0.0.1:%d" % origin.http
+    alice = {"name": "alice", "password": passwd("hunter2")}
+    a, e = stream_pair(env, [tcp(tport, svc.port), udp(uport, udp_svc.port)],
+                       routes=[{"host": "ws.test", "to": ws}, {"host": "pw.test", "to": ws}],
+                       hosts=["ws.test", "pw.test"])
+    e.cfg["access"] = [{"hosts": ["pw.test"], "users": [alice]}]
+    reloaded(e)
+    port = e.http_port
+
+    ws_other = upgraded_from(port, "ws.test", OTHER)
+    ws_lan = upgraded_from(port, "ws.test", LAN)
+    pw_lan = upgraded_from(port, "pw.test", LAN, basic("alice", "hunter2"))
+    tcp_other = socket.create_connection(("127.0.0.1", tport), timeout=5 * SLOW,
+                                         source_address=(OTHER, 0))
+    udp_other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp_other.bind((OTHER, 0))
+    udp_other.settimeout(1 * SLOW)
+    for s in (ws_other, ws_lan, pw_lan, tcp_other, udp_other):
+        closing(s)
+    for s in (ws_other, ws_lan, pw_lan, tcp_other):
+        assert echoes(s)
+    udp_other.sendto(b"one", ("127.0.0.1", uport))
+    assert udp_other.recvfrom(100)[0] == b"one"
+
+    e.cfg["access"] = [{"hosts": ["pw.test"], "users": [alice]},
+                       {"hosts": ["ws.test"], "deny": [OTHER]},
+                       {"ports": ["tcp/%d" % tport, "udp/%d" % uport], "deny": [OTHER]}]
+    reloaded(e)
+    assert not echoes(ws_other) and not echoes(tcp_other)
+    assert echoes(ws_lan) and echoes(pw_lan)
+    e.proc.wait_log("udp/%d: client %s: the access list no longer lets it in" % (uport, OTHER), 5)
+    udp_other.sendto(b"two", ("127.0.0.1", uport))
+    try:
+        got = udp_other.recvfrom(100)[0]
+        raise AssertionError("a denied UDP client still answered: %r" % got)
+    except socket.timeout:
+        pass
+    assert '%s tcp/%d "TCP -" 403 ' % (OTHER, tport) in access_log(env)
+
+    # alice's password changes: her open connection ends with it
+    e.cfg["access"][0] = {"hosts": ["pw.test"], "users": [
+        {"name": "alice", "password": passwd("hunter3")}]}
+    reloaded(e)
+    assert not echoes(pw_lan)
+    assert echoes(ws_lan)
