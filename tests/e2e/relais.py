@@ -1100,13 +1100,18 @@ def connect(host, port, timeout=5):
     return s
 
 
-def upgrade(port, host, proto, closing):
-    """A client on the edge's HTTP port (127.0.0.1) asking host for an
-    Upgrade to proto: its socket, once the 101 head has come."""
-    s = connect("127.0.0.1", port, timeout=20)
+def upgrade(port, host, proto, closing, path="/", src=None, fields=""):
+    """A client on the edge's HTTP port (127.0.0.1), from address src if
+    given, asking host for an Upgrade to proto at path (with the extra
+    header lines fields): its socket, once the 101 head has come."""
+    if src is None:
+        s = connect("127.0.0.1", port, timeout=20)
+    else:
+        s = socket.create_connection(("127.0.0.1", port), timeout=20 * SLOW,
+                                     source_address=(src, 0))
     closing(s)
-    s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n"
-              % (host.encode(), proto.encode()))
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: %s\r\n%s\r\n"
+              % (path.encode(), host.encode(), proto.encode(), fields.encode()))
     head = b""
     while b"\r\n\r\n" not in head:
         d = s.recv(4096)
@@ -1114,6 +1119,20 @@ def upgrade(port, host, proto, closing):
         head += d
     assert head.startswith(b"HTTP/1.1 101 "), head
     return s
+
+
+def http_answer(body):
+    """A TcpService handler answering one HTTP request with 200 and body."""
+    def handler(sock, info):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = sock.recv(4096)
+            if not d:
+                return
+            head += d
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                     % (len(body), body))
+    return handler
 
 
 def echo_handler(sock, info):

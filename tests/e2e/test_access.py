@@ -13,7 +13,7 @@ import ssl
 import subprocess
 
 from relais import (EDGE_BIN, SLOW, Agent, Edge, HttpsEdge, TcpService, UdpEcho, ca_ctx, echo_handler,
-                    free_ports, recv_all, tcp, udp, stream_pair, wait_for)
+                    free_ports, recv_all, tcp, udp, stream_pair, upgrade, wait_for)
 
 LAN = "127.0.0.2"       # a client the lists allow
 STRANGER = "127.0.0.3"  # a client they deny
@@ -490,21 +490,6 @@ def test_passwords_are_never_asked_for_over_plain_http(env, origin, pki):
 # ---- reloads cut off what the new lists refuse ----------------------------------------
 
 
-def upgraded_from(port, host, src, auth=None):
-    """A connection from src upgraded (101) through the edge to the origin's
-    raw echo (GET /switch): its socket."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW, source_address=(src, 0))
-    s.sendall(("GET /switch HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n%s\r\n"
-               % (host, "Authorization: %s\r\n" % auth if auth else "")).encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        d = s.recv(4096)
-        assert d, head
-        head += d
-    assert head.startswith(b"HTTP/1.1 101 "), head
-    return s
-
-
 def echoes(s, data=b"still here"):
     """1 when s still carries data both ways (0: closed or reset)."""
     try:
@@ -541,15 +526,17 @@ def test_reload_cuts_off_clients_the_new_lists_refuse(env, origin, closing):
     reloaded(e)
     port = e.http_port
 
-    ws_other = upgraded_from(port, "ws.test", OTHER)
-    ws_lan = upgraded_from(port, "ws.test", LAN)
-    pw_lan = upgraded_from(port, "pw.test", LAN, basic("alice", "hunter2"))
+    # upgraded to the origin's raw echo (GET /switch)
+    ws_other = upgrade(port, "ws.test", "echo", closing, path="/switch", src=OTHER)
+    ws_lan = upgrade(port, "ws.test", "echo", closing, path="/switch", src=LAN)
+    pw_lan = upgrade(port, "pw.test", "echo", closing, path="/switch", src=LAN,
+                     fields="Authorization: %s\r\n" % basic("alice", "hunter2"))
     tcp_other = socket.create_connection(("127.0.0.1", tport), timeout=5 * SLOW,
                                          source_address=(OTHER, 0))
     udp_other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp_other.bind((OTHER, 0))
     udp_other.settimeout(1 * SLOW)
-    for s in (ws_other, ws_lan, pw_lan, tcp_other, udp_other):
+    for s in (tcp_other, udp_other):
         closing(s)
     for s in (ws_other, ws_lan, pw_lan, tcp_other):
         assert echoes(s)

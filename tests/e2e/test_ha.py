@@ -8,24 +8,10 @@ RELAIS_BUILD=$PWD/build /usr/bin/python3 -m pytest -q tests/e2e/test_ha.py
 import signal
 import socket
 
-from relais import SLOW, Agent, Edge, TcpService, free_ports, recv_all, tcp, wait_for
+from relais import (SLOW, Agent, Edge, TcpService, free_ports, http_answer, recv_all, tcp,
+                    wait_for)
 
 HOST = "app.home.test"
-
-
-def named_http(name):
-    """A TcpService handler answering any request with its name."""
-    def handler(sock, info):
-        head = b""
-        while b"\r\n\r\n" not in head:
-            d = sock.recv(4096)
-            if not d:
-                return
-            head += d
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                     % (len(name), name))
-        sock.close()
-    return handler
 
 
 def named_tcp(name):
@@ -56,7 +42,7 @@ def sessions(edge):
 
 
 def test_two_agents_with_one_key_share_the_routes_and_survive_one_going(env, closing):
-    web = {n: TcpService(named_http(n)) for n in (b"one", b"two")}
+    web = {n: TcpService(http_answer(n)) for n in (b"one", b"two")}
     game = {n: TcpService(named_tcp(n)) for n in (b"one", b"two")}
     for svc in list(web.values()) + list(game.values()):
         closing(svc)

@@ -41,8 +41,8 @@ import termios
 import threading
 import time
 
-from relais import (SLOW, Agent, Edge, TcpService, connect, recv_all, rerun_in_own_netns, upgrade,
-                    wait_for)
+from relais import (SLOW, Agent, Edge, TcpService, connect, http_answer, recv_all,
+                    rerun_in_own_netns, upgrade, wait_for)
 
 RELEASE_S = 10.0  # agent/upstream.c RELEASE_MS
 TCP_CLOSE_WAIT = 8  # /proc/net/tcp "st": the service's FIN seen, the agent not closed yet
@@ -80,17 +80,6 @@ def http_status(port, host, timeout=5):
     head, _, body = resp.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 "), resp[:300]
     return int(head.split()[1]), body
-
-
-def ok_handler(sock, info):
-    """A plain HTTP service: 200 "ok" to one request, then close."""
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        d = sock.recv(4096)
-        if not d:
-            return
-        buf += d
-    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
 
 def tcp_socket(laddr, lport, raddr, rport):
@@ -268,7 +257,7 @@ def test_released_tls_connection_closes_at_the_deadline(env, closing, request):
     netns_setup()
     svc = ReleaseTlsService(env.pki)
     closing(svc)
-    web = TcpService(ok_handler)
+    web = TcpService(http_answer(b"ok"))
     closing(web)
     routes = [{"host": "up.home.test", "to": "https://%s:%d" % (SERVICE_ADDR, svc.port),
                "tls_verify": False},
