@@ -1153,6 +1153,14 @@ static void test_access_and_redirects(void)
 	    "bad port range 'tcp/0'");
 	BAD(EDGE, EDGE_BASE "access:\n  - hosts: [a.test]\n    deny: [\"::1\"]\n    colour: red\n",
 	    "8:5", "unknown key 'colour' in access entry #1");
+	/* a key spelled "hosts" then a NUL is not hosts: the index of names
+	 * must not be sized by it (it overran, then looped for good) */
+	BAD(EDGE,
+	    EDGE_BASE
+	    "access:\n  - \"hosts\\0\": [x.test]\n"
+	    "    hosts: [a.t, b.t, c.t, d.t, e.t, f.t, g.t, h.t, i.t, j.t, k.t, l.t, m.t, n.t, "
+	    "o.t, p.t, q.t, r.t, s.t, t.t]\n    deny: [10.0.0.1]\n",
+	    "6:5", "keys must not contain NUL characters in access entry #1");
 	BAD(EDGE, EDGE_BASE "redirects:\n  - to: https://a.test\n", "6:5",
 	    "missing required key 'host' in redirect #1");
 	BAD(EDGE, EDGE_BASE "redirects:\n  - host: a.test\n", "6:5",
