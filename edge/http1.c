@@ -1293,6 +1293,11 @@ const char *http1_reason(int status)
 
 ssize_t http1_error_response(int status, int close, char *out, size_t cap)
 {
+	return http1_error_response_with(status, close, NULL, out, cap);
+}
+
+ssize_t http1_error_response_with(int status, int close, const char *field, char *out, size_t cap)
+{
 	char body[512];
 	struct wbuf b = {body, 0, sizeof(body), 0};
 	struct wbuf w = {out, 0, cap, 0};
@@ -1323,6 +1328,10 @@ ssize_t http1_error_response(int status, int close, char *out, size_t cap)
 	 * edge sends it for CONNECT only and forwards the usual methods. */
 	if (status == 405)
 		put_str(&w, "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n");
+	if (field) {
+		put_str(&w, field);
+		put(&w, "\r\n", 2);
+	}
 	if (close)
 		put_str(&w, "Connection: close\r\n");
 	put_str(&w, "Cache-Control: no-store\r\n\r\n");

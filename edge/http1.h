@@ -197,6 +197,10 @@ ssize_t http1_write_response(const struct http1_head *h, int close, int client_m
  */
 ssize_t http1_error_response(int status, int close, char *out, size_t cap);
 
+/** The same with one more header line field ("Name: value", no CRLF; the
+ *  caller's text, not the client's: WWW-Authenticate, Retry-After). */
+ssize_t http1_error_response_with(int status, int close, const char *field, char *out, size_t cap);
+
 /** Standard reason phrase for status ("Not Found"), "Unknown" for others. */
 const char *http1_reason(int status);
 

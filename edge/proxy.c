@@ -277,8 +277,6 @@ static void hconn_surplus(struct hconn *c, size_t n)
 		c->drop_code = CODE_PROTOCOL;
 }
 
-/* Finish the exchange in an error: a small page if nothing of the response
- * was sent yet, then close the connection. */
 /* Answer the request with resp (a complete response, Connection: close)
  * unless part of a response was already sent, then close. */
 static void hconn_finish(struct hconn *c, int status, const char *resp, ssize_t n)
@@ -300,12 +298,19 @@ static void hconn_finish(struct hconn *c, int status, const char *resp, ssize_t 
 	hconn_want_write(c);
 }
 
-/* Finish the exchange in an error: a small page, then close. */
+/* Finish the exchange in an error: a small page whose head also carries
+ * field ("Name: value", or NULL), then close. */
+static void hconn_fail_with(struct hconn *c, int status, const char *field)
+{
+	char page[1400];
+
+	hconn_finish(c, status, page,
+	             http1_error_response_with(status, 1, field, page, sizeof(page)));
+}
+
 static void hconn_fail(struct hconn *c, int status)
 {
-	char page[1024];
-
-	hconn_finish(c, status, page, http1_error_response(status, 1, page, sizeof(page)));
+	hconn_fail_with(c, status, NULL);
 }
 
 /* Answer with redirect r: its code, Location from r and the request's
@@ -884,26 +889,6 @@ static void copy_slice(char *dst, size_t cap, const char *s, size_t n)
 		n = cap - 1;
 	memcpy(dst, s, n);
 	dst[n] = '\0';
-}
-
-/* Finish with an error page whose head also carries field ("Name: value"). */
-static void hconn_fail_with(struct hconn *c, int status, const char *field)
-{
-	char page[1024], out[1400];
-	ssize_t n = http1_error_response(status, 1, page, sizeof(page));
-	const char *eol = n > 0 ? memmem(page, (size_t)n, "\r\n", 2) : NULL;
-	size_t head = eol ? (size_t)(eol - page) + 2 : 0, flen = strlen(field);
-
-	/* the page is counted bytes, not a string: copied by length */
-	if (!eol || (size_t)n + flen + 2 > sizeof(out)) {
-		hconn_fail(c, status);
-		return;
-	}
-	memcpy(out, page, head);
-	memcpy(out + head, field, flen);
-	memcpy(out + head + flen, "\r\n", 2);
-	memcpy(out + head + flen + 2, page + head, (size_t)n - head);
-	hconn_finish(c, status, out, (ssize_t)((size_t)n + flen + 2));
 }
 
 /*

@@ -1125,6 +1125,20 @@ static void test_error_response(void)
 		CHECK(n > 0 && !has(out, n, "Connection") && !has(out, n, "Allow"));
 		n = http1_error_response(405, 1, out, sizeof(out));
 		CHECK(has(out, n, "\r\nAllow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n"));
+		/* one more field, in the head; the page and its length as before */
+		ssize_t plain = http1_error_response(429, 1, out, sizeof(out)), hl;
+		const struct http1_header *ra;
+		const char *err;
+		int st;
+
+		n = http1_error_response_with(429, 1, "Retry-After: 60", out, sizeof(out));
+		CHECK(n == plain + 17);
+		hl = http1_parse_response(out, (size_t)n, MAX_HEAD, &H, &st, &err);
+		ra = hl > 0 ? http1_find(&H, "Retry-After") : NULL;
+		CHECK(ra && span_is(ra->value, ra->value_len, "60"));
+		CHECK(hl > 0 && has(out + hl, n - hl, "<h1>429 Too Many Requests</h1>"));
+		CHECK(http1_error_response_with(429, 1, "Retry-After: 60", out, (size_t)n - 1) ==
+		      -1);
 	}
 	CHECK(http1_error_response(99, 1, out, sizeof(out)) == -1);
 	CHECK(http1_error_response(600, 1, out, sizeof(out)) == -1);
